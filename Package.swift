@@ -1,0 +1,60 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let package = Package(
+    name: "mail-dispatch",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mailfcgi", targets: ["MailFCGI"]),
+        .executable(name: "mailworkerd", targets: ["MailWorkerd"]),
+        .library(name: "Core", targets: ["Core"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // libfcgi (Debian libfcgi-dev): header and link only, nothing to wrap.
+        .systemLibrary(name: "CFastCGI", path: "Sources/CFastCGI"),
+        // libcurl (Debian libcurl4-openssl-dev): curl_easy_setopt/getinfo are variadic,
+        // so this target adds typed, non-variadic wrappers Swift can call.
+        .target(
+            name: "CCurl",
+            path: "Sources/CCurl",
+            linkerSettings: [.linkedLibrary("curl")]
+        ),
+        .target(
+            name: "Core",
+            dependencies: [
+                "CCurl",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            path: "Sources/Core"
+        ),
+        .executableTarget(
+            name: "MailFCGI",
+            dependencies: [
+                "Core", "CFastCGI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/MailFCGI"
+        ),
+        .executableTarget(
+            name: "MailWorkerd",
+            dependencies: [
+                "Core",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/MailWorkerd"
+        ),
+        .testTarget(
+            name: "CoreTests",
+            dependencies: ["Core"],
+            path: "Tests/CoreTests"
+        ),
+    ]
+)

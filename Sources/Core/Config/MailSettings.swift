@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+
+/// Everything both programs read from the environment (and `.env`). Names, units and
+/// defaults are documented in `.env.example`; the seed's names keep their meaning.
+public struct MailSettings: Sendable {
+    /// `DATA_DIR` (default `data`): queue, trash, dead letters, outbox, status.
+    public var dataDirectory: String
+    /// `SENDER_EMAIL` and `SENDER_NAME`.
+    public var sender: Sender
+    /// Set when `SMTP_SERVER` is; nil means the file transport into `data/outbox/`.
+    public var smtp: SMTPSettings?
+    /// `AUTO_PROCESSING_ENABLED` (default true): whether mailworkerd delivers.
+    public var autoProcessing: Bool
+    /// `NUM_WORKERS` (default 3).
+    public var workers: Int
+    /// `WORKER_POLLING_INTERVAL` seconds (default 5): the fallback re-scan when no change
+    /// notification arrives.
+    public var pollingInterval: Double
+    /// `MAX_RETRIES` and `RETRY_BASE_DELAY`.
+    public var retry: RetryPolicy
+    /// `FCGI_SOCKET` (default `run/mailfcgi.sock`): the responder's unix socket.
+    public var fcgiSocket: String
+    /// `FCGI_THREADS` (default 2 x cores).
+    public var fcgiThreads: Int
+    /// `MAX_BODY_BYTES` (default 1 MiB): larger request bodies get 413.
+    public var maxBodyBytes: Int
+
+    /// `LOG_LEVEL` (default info): trace, debug, info, notice, warning, error, critical.
+    public var logLevel: Logger.Level
+
+    /// Reads and checks every setting.
+    /// - Throws: `ConfigError` naming the first variable whose value cannot be used.
+    public init(_ env: EnvironmentReader) throws(ConfigError) {
+        dataDirectory = env.string("DATA_DIR") ?? "data"
+        let smtpServer = env.string("SMTP_SERVER")
+        let address = env.string("SENDER_EMAIL")
+        if smtpServer != nil, address == nil {
+            throw ConfigError("SENDER_EMAIL", "required when SMTP_SERVER is set")
+        }
+        sender = Sender(address: address ?? "mail-dispatch@localhost", name: env.string("SENDER_NAME"))
+        guard Mailbox.isValid(sender.address) else {
+            throw ConfigError("SENDER_EMAIL", "\"\(sender.address)\" is not an email address")
+        }
+        if let smtpServer {
+            let password = env.string("PASSWORD", isSecret: true)
+            smtp = SMTPSettings(
+                host: smtpServer,
+                port: try env.int("PORT", default: 465, range: 1...65535),
+                tls: try env.choice("SMTP_TLS", default: .auto),
+                username: password == nil ? nil : (env.string("SMTP_USERNAME") ?? sender.address),
+                password: password,
+                caFile: env.string("SMTP_CA_FILE"),
+                verifyCertificate: try env.bool("SMTP_TLS_VERIFY", default: true),
+                connectTimeout: try env.int("SMTP_CONNECT_TIMEOUT", default: 10, range: 1...600),
+                timeout: try env.int("SMTP_TIMEOUT", default: 60, range: 1...3600))
+        } else {
+            smtp = nil
+        }
+        autoProcessing = try env.bool("AUTO_PROCESSING_ENABLED", default: true)
+        workers = try env.int("NUM_WORKERS", default: 3, range: 1...256)
+        pollingInterval = try env.seconds("WORKER_POLLING_INTERVAL", default: 5, range: 0.01...3600)
+        retry = RetryPolicy(
+            maxRetries: try env.int("MAX_RETRIES", default: 3, range: 0...100),
+            baseDelay: try env.seconds("RETRY_BASE_DELAY", default: 1, range: 0...86400))
+        fcgiSocket = env.string("FCGI_SOCKET") ?? "run/mailfcgi.sock"
+        fcgiThreads = try env.int(
+            "FCGI_THREADS", default: 2 * ProcessInfo.processInfo.activeProcessorCount, range: 1...1024)
+        logLevel = try env.choice("LOG_LEVEL", default: .info)
+        maxBodyBytes = try env.int("MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20))
+    }
+
+    /// The queue folders under `dataDirectory`.
+    public var layout: QueueLayout { QueueLayout(root: dataDirectory) }
+}

@@ -1,0 +1,23 @@
+/// The embedded default transport: writes each message as `{outbox}/{request id}.eml`,
+/// atomically, for development and for running without an SMTP server.
+public final class FileTransport: Transport {
+    public let directory: String
+
+    /// - Throws: `SystemError` if the directory cannot be created.
+    public init(directory: String) throws {
+        self.directory = directory
+        try Syscall.makeDirectories(directory)
+    }
+
+    public func send(_ message: OutgoingMessage) throws(DeliveryError) {
+        let name = message.messageID.trimmingPrefix("<").split(separator: "@").first.map(String.init)
+            ?? "message"
+        do {
+            try AtomicFile.write(message.data, to: name + ".eml", in: directory)
+        } catch {
+            throw DeliveryError(.transient, "cannot write \(directory)/\(name).eml: \(error)")
+        }
+    }
+
+    public func close() {}
+}

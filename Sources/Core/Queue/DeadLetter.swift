@@ -1,0 +1,17 @@
+import Foundation
+
+/// The record written to `dead_letter/B.json` when an email will not be attempted again:
+/// why, when, every attempt, and the original email, for an operator to inspect or requeue.
+public struct DeadLetter: Codable, Equatable, Sendable {
+    /// The last failure, e.g. `550 5.1.1 <x@example.com>: mailbox unavailable`.
+    public var reason: String
+    /// `permanent` (the server refused it) or `retries_exhausted`.
+    public var kind: String
+    public var failedAt: Date
+    public var attempts: [DeliveryAttempt]
+    public var email: QueuedEmail
+
+    enum CodingKeys: String, CodingKey {
+        case reason, kind, failedAt = "failed_at", attempts, email
+    }
+}

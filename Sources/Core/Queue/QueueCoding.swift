@@ -1,0 +1,50 @@
+import Foundation
+
+/// The JSON encoder and decoder for queue, dead-letter and status files: ISO 8601 dates with
+/// milliseconds (backoff delays start at one second, so whole seconds are too coarse).
+enum QueueCoding {
+    static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Timestamp.iso8601(date))
+        }
+        return encoder
+    }
+
+    static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            guard let date = Timestamp.parseISO8601(text) else {
+                throw DecodingError.dataCorruptedError(
+                    in: container, debugDescription: "not an ISO 8601 timestamp: \(text)")
+            }
+            return date
+        }
+        return decoder
+    }
+}
+
+/// Timestamp formats used in file names and JSON.
+public enum Timestamp {
+    /// `2026-11-30T06:26:57.123Z`.
+    public static func iso8601(_ date: Date) -> String {
+        Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(date)
+    }
+
+    /// Parses `iso8601(_:)`'s output, with or without fractional seconds.
+    public static func parseISO8601(_ text: String) -> Date? {
+        if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) {
+            return date
+        }
+        return try? Date.ISO8601FormatStyle().parse(text)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    public static func milliseconds(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+
+/// One accepted email as it is stored in its queue file (`data/queue/batch_*.json`).
+///
+/// It is stored rendered: templates are applied by the responder before enqueueing, so the
+/// worker needs nothing but this file to compose and send the message. `messageID` and
+/// `createdAt` are fixed at acceptance, so a retried or re-delivered email keeps its
+/// Message-ID and Date (RFC 5322 §3.6.1, §3.6.4) and receivers can recognise duplicates.
+///
+/// JSON keys are snake_case, matching the seed's queue files and API fields.
+public struct QueuedEmail: Codable, Equatable, Sendable {
+    /// The API's `request_id`: a UUIDv7 string, from which the file name is derived.
+    public var requestID: String
+    /// `Message-ID` header value including angle brackets, e.g. `<0190…@example.com>`.
+    public var messageID: String
+    /// When the responder accepted the email; becomes the `Date` header.
+    public var createdAt: Date
+    public var toEmail: String
+    public var cc: [String]
+    /// Blind copies: envelope recipients only, never written as a header.
+    public var bcc: [String]
+    public var replyTo: String?
+    public var subject: String
+    /// The text body (for `format == .html`, the HTML itself).
+    public var body: String
+    /// The HTML part for `format == .multipart`.
+    public var htmlBody: String?
+    public var format: EmailFormat
+    /// 1 high, 2 normal, 3 low.
+    public var priority: Int
+    public var templateName: String?
+    /// The user nginx authenticated (`REMOTE_USER`), if any.
+    public var submittedBy: String?
+    /// Delivery attempts that failed so far.
+    public var retryCount: Int
+    /// Not to be attempted before this time (backoff after a transient failure).
+    public var nextAttemptAt: Date?
+    public var lastError: String?
+    /// Every failed attempt, oldest first.
+    public var attempts: [DeliveryAttempt]
+
+    public init(
+        requestID: String, messageID: String, createdAt: Date, toEmail: String,
+        cc: [String] = [], bcc: [String] = [], replyTo: String? = nil,
+        subject: String, body: String, htmlBody: String? = nil, format: EmailFormat = .plain,
+        priority: Int = 2, templateName: String? = nil, submittedBy: String? = nil
+    ) {
+        self.requestID = requestID
+        self.messageID = messageID
+        self.createdAt = createdAt
+        self.toEmail = toEmail
+        self.cc = cc
+        self.bcc = bcc
+        self.replyTo = replyTo
+        self.subject = subject
+        self.body = body
+        self.htmlBody = htmlBody
+        self.format = format
+        self.priority = priority
+        self.templateName = templateName
+        self.submittedBy = submittedBy
+        self.retryCount = 0
+        self.nextAttemptAt = nil
+        self.lastError = nil
+        self.attempts = []
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case requestID = "request_id", messageID = "message_id", createdAt = "created_at"
+        case toEmail = "to_email", cc, bcc, replyTo = "reply_to", subject, body
+        case htmlBody = "html_body", format, priority, templateName = "template_name"
+        case submittedBy = "submitted_by", retryCount = "retry_count"
+        case nextAttemptAt = "next_attempt_at", lastError = "last_error", attempts
+    }
+}
+
+/// The body structure requested by the client (`format` in the API).
+public enum EmailFormat: String, Codable, Sendable, CaseIterable {
+    /// One `text/plain` part.
+    case plain
+    /// One `text/html` part.
+    case html
+    /// `multipart/alternative`: text first, then HTML (RFC 2046 §5.1.4).
+    case multipart
+}
+
+/// One failed delivery attempt, kept in the queue file and in the dead letter.
+public struct DeliveryAttempt: Codable, Equatable, Sendable {
+    public var at: Date
+    public var error: String
+
+    public init(at: Date, error: String) {
+        self.at = at
+        self.error = error
+    }
+}

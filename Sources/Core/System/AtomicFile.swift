@@ -1,0 +1,55 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Durable, all-or-nothing file creation: the file at `path` either does not exist or holds
+/// all of `contents`, also after a crash or `kill -9` at any point.
+///
+/// The sequence is the one postfix and the design's "Queue files" contract use: write a temp
+/// file in the same directory (so the rename stays within one filesystem), fsync(2) it,
+/// rename(2) it over the final name, then fsync(2) the directory so the new entry survives
+/// a power loss. Temp files are named `.tmp-*`; `AtomicFile.isTemporary` recognises leftovers.
+public enum AtomicFile {
+    /// The prefix of in-progress temp files; a name with it is never a finished file.
+    public static let temporaryPrefix = ".tmp-"
+
+    /// Whether `name` (a file name, not a path) is an in-progress or abandoned temp file.
+    public static func isTemporary(_ name: String) -> Bool {
+        name.hasPrefix(temporaryPrefix)
+    }
+
+    /// Writes `contents` to `directory/name` atomically and durably.
+    /// - Parameters:
+    ///   - syncDirectory: fsync the directory after the rename (true for anything a client was
+    ///     promised; callers may batch it, e.g. the status file, which is rewritten every second).
+    /// - Throws: `SystemError` from open, write, fsync or rename; the temp file is removed.
+    public static func write(
+        _ contents: some Collection<UInt8>, to name: String, in directory: String,
+        syncDirectory: Bool = true, mode: mode_t = 0o640
+    ) throws {
+        let final = directory + "/" + name
+        let temp = directory + "/" + temporaryPrefix + name
+        let fd = try Syscall.open(temp, O_WRONLY | O_CREAT | O_TRUNC, mode)
+        var open = true
+        do {
+            let bytes = Array(contents)
+            try bytes.withUnsafeBytes { buffer in
+                try Syscall.writeAll(fd, buffer, path: temp)
+            }
+            try Syscall.fsync(fd, path: temp)
+            open = false  // close(2) releases the descriptor even when it fails
+            try Syscall.close(fd, path: temp)
+        } catch {
+            if open { _ = Glibc.close(fd) }
+            _ = Glibc.unlink(temp)
+            throw error
+        }
+        do {
+            try Syscall.rename(temp, final)
+        } catch {
+            _ = Glibc.unlink(temp)
+            throw error
+        }
+        if syncDirectory { try Syscall.fsyncDirectory(directory) }
+    }
+}

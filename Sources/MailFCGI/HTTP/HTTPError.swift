@@ -1,0 +1,72 @@
+/// An error a handler throws to answer with a status and a FastAPI-style body:
+/// `{"detail": "text"}`, or `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}` for
+/// validation errors (422). `Router` turns it into the response; handlers only throw.
+struct HTTPError: Error {
+    var status: Int
+    var detail: Detail
+    var headers: [(String, String)] = []
+
+    enum Detail: Encodable {
+        case message(String)
+        case validation([FieldError])
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .message(let text): try container.encode(text)
+            case .validation(let errors): try container.encode(errors)
+            }
+        }
+    }
+
+    init(_ status: Int, _ message: String, headers: [(String, String)] = []) {
+        self.status = status
+        self.detail = .message(message)
+        self.headers = headers
+    }
+
+    /// 422 with one entry per invalid field.
+    static func validation(_ errors: [FieldError]) -> HTTPError {
+        var error = HTTPError(422, "")
+        error.detail = .validation(errors)
+        return error
+    }
+
+    var response: Response {
+        struct Body: Encodable { let detail: Detail }
+        return Response.json(Body(detail: detail), status: status, headers: headers)
+    }
+}
+
+/// One entry of a 422 `detail` list, in the shape FastAPI (pydantic) gives.
+struct FieldError: Encodable, Equatable {
+    /// Where: `["body", "to_email"]`, or `["body", "cc", 1]` for list items.
+    var loc: [LocationPart]
+    var msg: String
+    /// pydantic's error type: `missing`, `string_type`, `value_error`, `json_invalid`, ...
+    var type: String
+
+    enum LocationPart: Encodable, Equatable {
+        case key(String)
+        case index(Int)
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            switch self {
+            case .key(let key): try container.encode(key)
+            case .index(let index): try container.encode(index)
+            }
+        }
+    }
+
+    init(_ loc: [LocationPart], _ msg: String, type: String) {
+        self.loc = loc
+        self.msg = msg
+        self.type = type
+    }
+
+    /// An error at `body.field` (or `body.field[index]`).
+    static func body(_ field: String, index: Int? = nil, _ msg: String, type: String) -> FieldError {
+        FieldError([.key("body"), .key(field)] + (index.map { [.index($0)] } ?? []), msg, type: type)
+    }
+}

@@ -1,0 +1,48 @@
+import ArgumentParser
+import Core
+import Foundation
+import Logging
+
+/// mailfcgi: the FastCGI responder behind nginx. Validates API requests and enqueues
+/// emails as durable queue files under `DATA_DIR`; it never talks SMTP on the request path.
+@main
+struct MailFCGI: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mailfcgi",
+        abstract: "Answer the email API over FastCGI on a unix socket (FCGI_SOCKET).",
+        discussion: "Settings come from the environment and the --env-file; see .env.example.")
+
+    @Option(help: "A dotenv file read after the environment (missing is fine).")
+    var envFile = ".env"
+
+    func run() async throws {
+        let settings: MailSettings
+        do {
+            settings = try MailSettings(try await EnvironmentReader(envFile: envFile))
+        } catch {
+            throw ValidationError("configuration: \(error)")
+        }
+        LogSetup.bootstrap(level: settings.logLevel)
+        let logger = Logger(label: "mailfcgi")
+
+        let queue = try FileQueue(layout: settings.layout, retry: settings.retry, logger: logger)
+        let composer = MessageComposer(sender: settings.sender)
+        var router = Router()
+        let email = EmailRoute(queue: queue, composer: composer)
+        let health = HealthRoute(layout: settings.layout)
+        router.add("POST", "/email", email.handle)
+        router.add("GET", "/health", health.handle)
+
+        let routes = router
+        let server = FastCGIServer(
+            socketPath: settings.fcgiSocket, threads: settings.fcgiThreads,
+            maxBodyBytes: settings.maxBodyBytes, logger: logger
+        ) { request in
+            routes.respond(to: request, logger: logger)
+        }
+        try server.start()
+        let signal = await ShutdownSignal.wait()
+        logger.info("stopping", metadata: ["signal": "\(signal)"])
+        server.stop()
+    }
+}

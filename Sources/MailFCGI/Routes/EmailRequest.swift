@@ -1,0 +1,58 @@
+import Foundation
+import Core
+
+/// The body of `POST /email`, validated field by field. Every problem found is reported at
+/// once, each with its location, in the FastAPI 422 shape; unknown fields are ignored.
+struct EmailRequest {
+    var toEmail: String
+    var subject: String
+    var body: String
+    var htmlBody: String?
+    var format: EmailFormat
+    var priority: Int
+    var cc: [String]
+    var bcc: [String]
+    var replyTo: String?
+
+    /// Longest subject accepted, in characters: RFC 5322 §2.1.1's line limit, 998.
+    static let maxSubject = 998
+    /// Most Cc plus Bcc recipients in one email.
+    static let maxRecipients = 100
+
+    /// - Throws: `HTTPError` 415 (not JSON), 422 (invalid fields or malformed JSON),
+    ///   400 (templates, not available yet).
+    static func parse(_ request: Request) throws -> EmailRequest {
+        let mediaType = request.contentType?.split(separator: ";").first?
+            .trimmingCharacters(in: .whitespaces).lowercased()
+        guard mediaType == "application/json" else {
+            throw HTTPError(415, "Content-Type must be application/json")
+        }
+        guard case .object(let object) = try JSONValue.parse(request.body) else {
+            throw HTTPError.validation([FieldError(
+                [.key("body")], "Input should be a valid dictionary or object to extract fields from",
+                type: "model_attributes_type")])
+        }
+        var fields = FieldReader(object)
+        if object["template_name"] != nil && object["template_name"] != .null {
+            throw HTTPError(400, "Templates are not available yet: send subject and body")
+        }
+        let toEmail = fields.address("to_email", required: true)
+        let subject = fields.headerText("subject", required: true, maxLength: maxSubject)
+        let body = fields.string("body", required: true)
+        let htmlBody = fields.string("html_body", required: false)
+        let format = fields.choice("format", default: EmailFormat.plain)
+        let priority = fields.int("priority", default: 2, range: 1...3)
+        let cc = fields.addressList("cc")
+        let bcc = fields.addressList("bcc")
+        let replyTo = fields.address("reply_to", required: false)
+        if cc.count + bcc.count > maxRecipients {
+            fields.errors.append(.body("cc", "at most \(maxRecipients) Cc and Bcc recipients together", type: "too_long"))
+        }
+        guard fields.errors.isEmpty, let toEmail, let subject, let body else {
+            throw HTTPError.validation(fields.errors)
+        }
+        return EmailRequest(
+            toEmail: toEmail, subject: subject, body: body, htmlBody: htmlBody, format: format,
+            priority: priority, cc: cc, bcc: bcc, replyTo: replyTo)
+    }
+}

@@ -1,0 +1,25 @@
+import Core
+import Foundation
+import Logging
+
+/// `GET /health`: 200 `healthy` when every component works, else 503 `degraded`, with a
+/// line per component.
+struct HealthRoute: Sendable {
+    let layout: QueueLayout
+
+    struct Body: Encodable {
+        let status: String
+        let timestamp: String
+        let components: [String: String]
+    }
+
+    func handle(_ request: Request, _ logger: Logger) -> Response {
+        var components: [String: String] = [:]
+        components["queue"] = access(layout.queue, W_OK) == 0
+            ? "healthy" : "unhealthy: \(layout.queue) is not writable"
+        let healthy = components.values.allSatisfy { $0 == "healthy" }
+        return Response.json(
+            Body(status: healthy ? "healthy" : "degraded", timestamp: Timestamp.iso8601(Date()), components: components),
+            status: healthy ? 200 : 503)
+    }
+}

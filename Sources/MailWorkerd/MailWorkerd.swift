@@ -1,0 +1,67 @@
+import ArgumentParser
+import Core
+import Dispatch
+import Foundation
+import Logging
+
+/// mailworkerd: the delivery daemon. Claims queue files under `DATA_DIR`, delivers them
+/// over SMTP (or into `data/outbox/` with no `SMTP_SERVER`), and records each outcome.
+@main
+struct MailWorkerd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mailworkerd",
+        abstract: "Deliver queued emails over SMTP, with retries, backoff and dead letters.",
+        discussion: "Settings come from the environment and the --env-file; see .env.example.")
+
+    @Option(help: "A dotenv file read after the environment (missing is fine).")
+    var envFile = ".env"
+
+    func run() async throws {
+        let settings: MailSettings
+        do {
+            settings = try MailSettings(try await EnvironmentReader(envFile: envFile))
+        } catch {
+            throw ValidationError("configuration: \(error)")
+        }
+        LogSetup.bootstrap(level: settings.logLevel)
+        let logger = Logger(label: "mailworkerd")
+
+        let queue = try FileQueue(layout: settings.layout, retry: settings.retry, logger: logger)
+        let recovered = try queue.recoverClaims()
+        if recovered > 0 { logger.notice("claims from an earlier run put back", metadata: ["count": "\(recovered)"]) }
+
+        let composer = MessageComposer(sender: settings.sender)
+        let smtp = settings.smtp
+        let outbox = settings.layout.outbox
+        if let smtp {
+            logger.info("delivering over SMTP", metadata: ["server": "\(smtp.host):\(smtp.port)", "tls": "\(smtp.tls)"])
+            if !smtp.verifyCertificate {
+                logger.warning("SMTP_TLS_VERIFY=false: the server's certificate is not checked")
+            }
+        } else {
+            logger.info("no SMTP_SERVER: writing messages to \(outbox)")
+        }
+        let pool = WorkerPool(
+            queue: queue, count: settings.workers, pollingInterval: settings.pollingInterval,
+            logger: logger
+        ) {
+            let transport: any Transport = try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
+            return DeliveryAgent(queue: queue, composer: composer, transport: transport, logger: logger)
+        }
+        let watcher = try QueueWatcher(directory: settings.layout.queue) {
+            queue.invalidate()
+            pool.notify()
+        }
+
+        watcher.start()
+        if settings.autoProcessing {
+            try pool.start()
+        } else {
+            logger.notice("AUTO_PROCESSING_ENABLED=false: not delivering")
+        }
+        let signal = await ShutdownSignal.wait()
+        logger.info("stopping", metadata: ["signal": "\(signal)"])
+        if settings.autoProcessing { pool.stop() }
+        watcher.stop()
+    }
+}

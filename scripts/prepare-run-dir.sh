@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Prepares a run directory for nginx: a self-signed TLS certificate, an htpasswd with the
+# user `demo`, and nginx.conf rendered from deploy/nginx/dev.conf.in. Existing certificate
+# and password are kept. Used by `make run` and by the e2e tests.
+#
+# usage: scripts/prepare-run-dir.sh RUN_DIR HTTPS_PORT FCGI_SOCKET [MAX_BODY_BYTES]
+# env:   MAIL_DEMO_PASSWORD  the demo user's password (else RUN_DIR/demo-password, else generated)
+set -euo pipefail
+
+run_dir=$(realpath -m "$1")
+port=$2
+socket=$(realpath -m "$3")
+max_body=${4:-1048576}
+deploy_dir=$(realpath "$(dirname "$0")/../deploy")
+
+mkdir -p "$run_dir/tls" "$run_dir/nginx-tmp"
+chmod 700 "$run_dir/tls"
+
+if [ ! -s "$run_dir/tls/cert.pem" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=localhost" \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$run_dir/tls/key.pem" -out "$run_dir/tls/cert.pem" 2>/dev/null
+fi
+
+password=${MAIL_DEMO_PASSWORD:-}
+if [ -z "$password" ] && [ -s "$run_dir/demo-password" ]; then
+    password=$(cat "$run_dir/demo-password")
+fi
+if [ -z "$password" ]; then
+    password=$(openssl rand -base64 18 | tr -d '/+=' | cut -c1-20)
+    echo "Generated a password for the user demo: $password (kept in $run_dir/demo-password)" >&2
+fi
+(umask 077; printf '%s\n' "$password" > "$run_dir/demo-password")
+(umask 077; printf 'demo:%s\n' "$(openssl passwd -apr1 "$password")" > "$run_dir/htpasswd")
+
+sed -e "s|@RUN_DIR@|$run_dir|g" -e "s|@PORT@|$port|g" -e "s|@SOCKET@|$socket|g" \
+    -e "s|@MAX_BODY_BYTES@|$max_body|g" -e "s|@DEPLOY_DIR@|$deploy_dir|g" \
+    -e "s|@USER@|$(id -un) $(id -gn)|g" \
+    "$deploy_dir/nginx/dev.conf.in" > "$run_dir/nginx.conf"
