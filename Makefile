@@ -1,0 +1,34 @@
+# Mail dispatch: `make run` starts the stack, `make test` runs every test.
+SHELL := /bin/bash
+SWIFT ?= swift
+
+.PHONY: all build release run test unit e2e deps venv clean
+
+all: release
+
+deps:
+	@scripts/install-deps.sh
+
+venv: deps
+	@scripts/setup-venv.sh
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+run: release
+	scripts/run.sh
+
+unit: build
+	$(SWIFT) test
+
+# The e2e suite drives the debug binaries: same code as release, and CI builds once.
+e2e: build venv
+	BIN_DIR=$$($(SWIFT) build --show-bin-path) .venv/bin/pytest -q Tests/e2e
+
+test: unit e2e
+
+clean:
+	rm -rf .build run .venv

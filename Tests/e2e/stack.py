@@ -1,0 +1,118 @@
+"""Starts the real stack for a test: nginx (TLS, basic auth) -> mailfcgi -> queue -> mailworkerd."""
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / ".build" / "debug"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Stack:
+    """One running stack in its own directory; `env` holds the daemons' settings."""
+
+    def __init__(self, base: Path, env: dict):
+        self.base = base
+        self.run_dir = base / "run"
+        self.data = base / "data"
+        self.port = free_port()
+        self.socket = self.run_dir / "mailfcgi.sock"
+        self.password = "test-password-1"
+        self.env = {
+            **os.environ,
+            "DATA_DIR": str(self.data),
+            "FCGI_SOCKET": str(self.socket),
+            "FCGI_THREADS": "4",
+            "SENDER_EMAIL": "dispatch@example.org",
+            **env,
+        }
+        self.procs = {}
+
+    @property
+    def cert(self):
+        """The stack's self-signed certificate, trusted explicitly (names 127.0.0.1)."""
+        return str(self.run_dir / "tls" / "cert.pem")
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self):
+        subprocess.run(
+            [ROOT / "scripts" / "prepare-run-dir.sh", self.run_dir, str(self.port), self.socket],
+            check=True, env={**os.environ, "MAIL_DEMO_PASSWORD": self.password}, capture_output=True)
+        self.start_daemon("mailfcgi")
+        wait_until(self.socket.exists, what="the FastCGI socket")
+        self.start_daemon("mailworkerd")
+        self.procs["nginx"] = subprocess.Popen(
+            ["nginx", "-c", self.run_dir / "nginx.conf", "-e", self.run_dir / "nginx-error.log",
+             "-g", "daemon off;"], cwd=self.base)
+        wait_until(self._answers, what="nginx to answer")
+        return self
+
+    def start_daemon(self, name):
+        log = open(self.base / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(
+            [BIN_DIR / name, "--env-file", self.base / ".env"], cwd=self.base, env=self.env,
+            stdout=log, stderr=subprocess.STDOUT)
+
+    def stop_daemon(self, name, sig=signal.SIGTERM, timeout=30):
+        """Signals a process and returns its exit status."""
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        return proc.wait(timeout=timeout)
+
+    def stop(self):
+        codes = {}
+        for name in list(self.procs):
+            codes[name] = self.stop_daemon(name)
+        return codes
+
+    def _answers(self):
+        try:
+            requests.get(self.url("/health"), verify=self.cert, timeout=1)
+            return True
+        except requests.ConnectionError:
+            return False
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    def url(self, path):
+        return f"https://127.0.0.1:{self.port}{path}"
+
+    def request(self, method, path, auth=True, **kwargs):
+        if auth is True:
+            kwargs["auth"] = ("demo", self.password)
+        elif auth:
+            kwargs["auth"] = auth
+        return requests.request(method, self.url(path), verify=self.cert, timeout=10, **kwargs)
+
+    def post_email(self, payload, **kwargs):
+        return self.request("POST", "/email", json=payload, **kwargs)
+
+    # -- files -------------------------------------------------------------------------
+
+    def files(self, folder):
+        path = self.data / folder
+        return sorted(p.name for p in path.iterdir()) if path.exists() else []
+
+    def log(self, name):
+        return (self.base / f"{name}.log").read_text(errors="replace")

@@ -1,0 +1,28 @@
+"""nginx authenticates; an unauthenticated request never reaches the queue."""
+
+
+def test_request_without_credentials_gets_401_and_no_queue_file(stack, smtp):
+    response = stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}, auth=None)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Not authenticated"}
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert stack.files("queue") == []
+    assert stack.files("trash") == []
+    assert smtp.messages == []
+
+
+def test_wrong_password_gets_401(stack):
+    response = stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"},
+                                auth=("demo", "not-the-password"))
+    assert response.status_code == 401
+    assert stack.files("queue") == []
+
+
+def test_client_cannot_forge_remote_user(stack):
+    # A header named like the FastCGI parameter arrives as HTTP_REMOTE_USER, not REMOTE_USER.
+    stack.stop_daemon("mailworkerd")
+    response = stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"},
+                                headers={"Remote-User": "mallory"})
+    assert response.status_code == 200
+    (name,) = stack.files("queue")
+    assert '"submitted_by":"demo"' in (stack.data / "queue" / name).read_text()

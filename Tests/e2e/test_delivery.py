@@ -1,0 +1,106 @@
+"""One email from HTTPS request to SMTP server, judged by Python's email parser."""
+import email
+import time
+from datetime import datetime, timezone
+from email import policy
+from email.utils import parsedate_to_datetime
+
+from stack import wait_until
+
+
+def parse(raw: bytes):
+    """Parses a message as a Unix mailbox holds it: SMTP's CRLF line ends become LF, as a
+    delivery agent writes them (Python's parser keeps CRLF inside decoded bodies otherwise)."""
+    assert b"\n" not in raw.replace(b"\r\n", b""), "bare LF on the wire"
+    return email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=policy.default)
+
+
+def test_email_reaches_smtp_server_with_every_header(stack, smtp):
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    response = stack.post_email({
+        "to_email": "alice@example.com",
+        "subject": "Your sign-up code",
+        "body": "Hello Alice,\nyour code is 123456.\n",
+    })
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] == "queued"
+    assert answer["message"]
+    assert answer["timestamp"]
+    request_id = answer["request_id"]
+
+    received = smtp.wait_for(1)[0]
+    assert received.mail_from == "dispatch@example.org"
+    assert received.rcpt_tos == ["alice@example.com"]
+    message = parse(received.data)
+    assert message["From"] == "dispatch@example.org"
+    assert message["To"] == "alice@example.com"
+    assert message["Subject"] == "Your sign-up code"
+    assert message["Message-ID"] == f"<{request_id}@example.org>"
+    sent_at = parsedate_to_datetime(message["Date"])
+    assert before <= sent_at <= datetime.now(timezone.utc)
+    assert message["MIME-Version"] == "1.0"
+    assert message.get_content_type() == "text/plain"
+    assert message.get_content() == "Hello Alice,\nyour code is 123456.\n"
+    assert all(len(line) <= 78 for line in received.data.split(b"\r\n"))
+
+    # The queue file ends in the trash, marked sent.
+    wait_until(lambda: any(".sent." in name for name in stack.files("trash")), what="trash entry")
+    assert stack.files("queue") == []
+
+
+def test_non_ascii_subject_and_body_arrive_decoded(stack, smtp):
+    subject = "Grüße aus Köln — 東京 🎉"
+    body = "Première ligne\n.a line starting with a dot\nFrom the start of a line\nno final newline"
+    assert stack.post_email({"to_email": "bob@example.com", "subject": subject, "body": body}).status_code == 200
+    message = parse(smtp.wait_for(1)[0].data)
+    assert message["Subject"] == subject
+    assert message.get_content() == body
+    assert message["Content-Transfer-Encoding"] == "quoted-printable"
+
+
+def test_cc_and_bcc_are_envelope_recipients_and_bcc_is_no_header(stack, smtp):
+    response = stack.post_email({
+        "to_email": "to@example.com", "cc": ["cc@example.com"], "bcc": ["hidden@example.com"],
+        "subject": "copies", "body": "b",
+    })
+    assert response.status_code == 200, response.text
+    received = smtp.wait_for(1)[0]
+    assert sorted(received.rcpt_tos) == ["cc@example.com", "hidden@example.com", "to@example.com"]
+    message = parse(received.data)
+    assert message["Cc"] == "cc@example.com"
+    assert message["Bcc"] is None
+    assert b"hidden@example.com" not in received.data
+
+
+def test_authenticated_user_is_stored_with_the_email(tmp_path, file_stack):
+    # With the worker stopped, the queue file stays for inspection.
+    assert file_stack.stop_daemon("mailworkerd") == 0
+    response = file_stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"})
+    assert response.status_code == 200
+    (name,) = file_stack.files("queue")
+    import json
+    entry = json.loads((file_stack.data / "queue" / name).read_text())
+    assert entry["submitted_by"] == "demo"
+    assert entry["request_id"] == response.json()["request_id"]
+
+
+def test_file_transport_writes_eml_within_a_second(file_stack):
+    response = file_stack.post_email({"to_email": "carol@example.com", "subject": "hi", "body": "there"})
+    assert response.status_code == 200
+    answered = time.monotonic()
+    request_id = response.json()["request_id"]
+    path = file_stack.data / "outbox" / f"{request_id}.eml"
+    wait_until(path.exists, timeout=5, interval=0.01, what="the .eml file")
+    assert time.monotonic() - answered < 1.0
+    message = parse(path.read_bytes())
+    assert message["To"] == "carol@example.com"
+    assert message.get_content() == "there"
+
+
+def test_health_is_healthy(stack):
+    response = stack.request("GET", "/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "healthy"
+    assert body["components"]["queue"] == "healthy"

@@ -1,0 +1,71 @@
+"""Starting and stopping: clean exits, nothing left claimed, `make run`'s script end to end."""
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+from stack import BIN_DIR, ROOT, free_port, wait_until
+
+
+def test_sigterm_stops_daemons_with_status_0_and_no_claim_left(stack, smtp):
+    for i in range(20):
+        assert stack.post_email({"to_email": f"u{i}@example.com", "subject": "s", "body": "b"}).status_code == 200
+    codes = stack.stop()
+    assert codes == {"mailfcgi": 0, "mailworkerd": 0, "nginx": 0}
+    assert not [n for n in stack.files("queue") if ".processing" in n]
+    assert not (stack.socket).exists()
+
+
+def test_claims_left_by_a_killed_worker_are_delivered_after_restart(stack, smtp):
+    stack.stop_daemon("mailworkerd")
+    # A claim as a crashed worker leaves it: renamed to .processing, never finished.
+    assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
+    (name,) = stack.files("queue")
+    queue = stack.data / "queue"
+    (queue / name).rename(queue / name.replace(".json", ".processing.json"))
+    stack.start_daemon("mailworkerd")
+    smtp.wait_for(1)
+    wait_until(lambda: stack.files("queue") == [], what="the queue to empty")
+
+
+def test_make_run_script_serves_the_readme_example_and_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    env = {**os.environ, "BIN_DIR": str(BIN_DIR), "RUN_DIR": str(tmp_path / "run"),
+           "DATA_DIR": str(tmp_path / "data"), "MAIL_HTTPS_PORT": str(port),
+           "MAIL_DEMO_PASSWORD": "readme-pass"}
+    env.pop("SMTP_SERVER", None)
+    proc = subprocess.Popen([ROOT / "scripts" / "run.sh"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"https://127.0.0.1:{port}/email"
+
+        def answers():
+            try:
+                return requests.get(f"https://127.0.0.1:{port}/health",
+                                    verify=str(tmp_path / "run" / "tls" / "cert.pem"),
+                                    auth=("demo", "readme-pass"), timeout=1).status_code == 200
+            except (requests.ConnectionError, OSError):
+                return False
+        wait_until(answers, timeout=20, what="make run's stack")
+        # The README's example, as a user types it.
+        result = subprocess.run(
+            ["curl", "-sS", "--cacert", tmp_path / "run" / "tls" / "cert.pem",
+             "-u", "demo:readme-pass", url, "-H", "Content-Type: application/json",
+             "-d", '{"to_email": "user@example.com", "subject": "Hello", "body": "It works."}'],
+            capture_output=True, text=True, check=True)
+        answered = time.monotonic()
+        assert '"status":"queued"' in result.stdout, result.stdout
+        outbox = tmp_path / "data" / "outbox"
+        wait_until(lambda: list(outbox.glob("*.eml")), timeout=5, interval=0.01, what="an .eml")
+        assert time.monotonic() - answered < 1.0
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
+        output = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert proc.returncode == 0, output
+    for name in ("mailfcgi", "mailworkerd", "nginx"):
+        leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
+        assert leftover == "", f"{name} still running: {leftover}"
+    assert not list((tmp_path / "data" / "queue").glob("*.processing.json"))
