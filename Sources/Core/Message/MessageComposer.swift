@@ -56,7 +56,7 @@ public struct MessageComposer: Sendable {
             data += Self.textPart(email.body, subtype: "html")
         case .multipart:
             let boundary = "=_alt_" + email.requestID.filter { $0 != "-" }
-            data += Array("Content-Type: multipart/alternative; boundary=\"\(boundary)\"\r\n\r\n".utf8)
+            data += Array("Content-Type: multipart/alternative;\r\n boundary=\"\(boundary)\"\r\n\r\n".utf8)
             data += Array("This is a multi-part message in MIME format.\r\n".utf8)
             for (text, subtype) in [(email.body, "plain"), (email.htmlBody ?? email.body, "html")] {
                 data += Array("\r\n--\(boundary)\r\n".utf8)

@@ -48,7 +48,8 @@ public final class FileQueue: QueueStore {
 
     public func claim(now: Date) throws -> QueueClaim? {
         var deferredAny = false
-        while let base = try nextCandidate() {
+        var scanned = false
+        while let base = try nextCandidate(scanned: &scanned) {
             let pending = layout.queue + "/" + QueueLayout.pendingName(base)
             let claimed = layout.queue + "/" + QueueLayout.claimedName(base)
             if !(try Self.renameUnlessGone(pending, claimed)) { continue }  // another claimant won
@@ -137,9 +138,12 @@ public final class FileQueue: QueueStore {
 
     // MARK: - Internals
 
-    private func nextCandidate() throws -> String? {
+    /// The next pending name to try. Re-reads the directory when the cache is stale or used
+    /// up, but at most once per claim (`scanned`), so files found not due end the claim.
+    private func nextCandidate(scanned: inout Bool) throws -> String? {
         let needsScan = state.withLock { $0.dirty || $0.candidates.isEmpty }
-        if needsScan {
+        if needsScan && !scanned {
+            scanned = true
             let names = try Syscall.listDirectory(layout.queue).compactMap(QueueLayout.pendingBase)
             // Names start with the millisecond timestamp of the same width until 2286, so
             // descending order puts the oldest last, where popLast takes it.

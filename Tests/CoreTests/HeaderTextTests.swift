@@ -1,0 +1,41 @@
+import Foundation
+import Testing
+@testable import Core
+
+@Suite struct HeaderTextTests {
+    @Test func asciiSubjectIsKeptAndFoldedAtSpaces() {
+        let subject = Array(repeating: "word", count: 40).joined(separator: " ")
+        let folded = HeaderText.unstructured(subject, headerName: "Subject")
+        let lines = folded.components(separatedBy: "\r\n")
+        #expect(lines.count > 1)
+        #expect(("Subject: " + lines[0]).count <= 78)
+        #expect(lines.dropFirst().allSatisfy { $0.hasPrefix(" ") && $0.count <= 78 })
+        #expect(folded.replacingOccurrences(of: "\r\n", with: "") == subject)
+    }
+
+    @Test func nonASCIIBecomesEncodedWordsOfAtMost75Characters() {
+        let subject = String(repeating: "Grüße 東京 🎉 ", count: 10)
+        let encoded = HeaderText.unstructured(subject, headerName: "Subject")
+        let words = encoded.components(separatedBy: "\r\n ")
+        #expect(words.count > 1)
+        for word in words {
+            #expect(word.hasPrefix("=?UTF-8?B?") && word.hasSuffix("?="))
+            #expect(word.count <= 75)
+        }
+        let decoded = words.map { word -> String in
+            let base64 = word.dropFirst(10).dropLast(2)
+            // Each word decodes alone: no character is split between two words.
+            return String(data: Data(base64Encoded: String(base64))!, encoding: .utf8)!
+        }.joined()
+        #expect(decoded == subject)
+    }
+
+    @Test func textThatLooksLikeAnEncodedWordIsEncoded() {
+        #expect(HeaderText.unstructured("=?UTF-8?B?x?=", headerName: "Subject").hasPrefix("=?UTF-8?B?"))
+    }
+
+    @Test func displayNameIsQuotedOrEncoded() {
+        #expect(HeaderText.displayName("Acme \"Mail\"") == #""Acme \"Mail\"""#)
+        #expect(HeaderText.displayName("Café").hasPrefix("=?UTF-8?B?"))
+    }
+}

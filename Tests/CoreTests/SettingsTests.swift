@@ -1,0 +1,42 @@
+import Testing
+@testable import Core
+
+@Suite struct SettingsTests {
+    func settings(_ variables: [String: String]) throws -> MailSettings {
+        try MailSettings(EnvironmentReader(variables: variables))
+    }
+
+    @Test func defaultsWithNothingSet() throws {
+        let s = try settings([:])
+        #expect(s.smtp == nil)
+        #expect(s.workers == 3)
+        #expect(s.pollingInterval == 5)
+        #expect(s.autoProcessing)
+        #expect(s.retry == RetryPolicy(maxRetries: 3, baseDelay: 1))
+        #expect(s.maxBodyBytes == 1 << 20)
+    }
+
+    @Test func seedVariablesKeepTheirMeaning() throws {
+        let s = try settings([
+            "SENDER_EMAIL": "me@example.org", "PASSWORD": "secret", "SMTP_SERVER": "smtp.example.org",
+            "PORT": "587", "AUTO_PROCESSING_ENABLED": "False", "NUM_WORKERS": "8", "WORKER_POLLING_INTERVAL": "2",
+        ])
+        #expect(s.sender.address == "me@example.org")
+        #expect(s.smtp == SMTPSettings(host: "smtp.example.org", port: 587, username: "me@example.org", password: "secret"))
+        #expect(!s.autoProcessing)
+        #expect(s.workers == 8)
+        #expect(s.pollingInterval == 2)
+    }
+
+    @Test(arguments: [
+        (["NUM_WORKERS": "three"], "NUM_WORKERS"), (["NUM_WORKERS": "0"], "NUM_WORKERS"),
+        (["PORT": "70000", "SMTP_SERVER": "h", "SENDER_EMAIL": "a@b.c"], "PORT"),
+        (["AUTO_PROCESSING_ENABLED": "maybe"], "AUTO_PROCESSING_ENABLED"),
+        (["SMTP_TLS": "sometimes", "SMTP_SERVER": "h", "SENDER_EMAIL": "a@b.c"], "SMTP_TLS"),
+        (["SMTP_SERVER": "h"], "SENDER_EMAIL"), (["SENDER_EMAIL": "nobody"], "SENDER_EMAIL"),
+        (["WORKER_POLLING_INTERVAL": "-1"], "WORKER_POLLING_INTERVAL"), (["LOG_LEVEL": "loud"], "LOG_LEVEL"),
+    ])
+    func badValueStopsNamingTheVariable(_ variables: [String: String], _ name: String) {
+        #expect { try settings(variables) } throws: { ($0 as? ConfigError)?.variable == name }
+    }
+}
