@@ -48,12 +48,16 @@ struct MailWorkerd: AsyncParsableCommand {
             let transport: any Transport = try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
             return DeliveryAgent(queue: queue, composer: composer, transport: transport, logger: logger)
         }
-        let watcher = try QueueWatcher(directory: settings.layout.queue) {
-            queue.invalidate()
+        let watcher = try QueueWatcher(directory: settings.layout.queue) { names, overflowed in
+            if overflowed { queue.invalidate() } else { queue.noteArrivals(names) }
             pool.notify()
         }
+        queue.useChangeNotifications()
+
+        let housekeeping = Housekeeping(queue: queue, settings: settings, pool: pool, logger: logger)
 
         watcher.start()
+        housekeeping.start()
         if settings.autoProcessing {
             try pool.start()
         } else {
@@ -62,6 +66,7 @@ struct MailWorkerd: AsyncParsableCommand {
         let signal = await ShutdownSignal.wait()
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         if settings.autoProcessing { pool.stop() }
+        housekeeping.stop()
         watcher.stop()
     }
 }

@@ -140,16 +140,81 @@ import Testing
         #expect(trash[0].hasPrefix("batch_1000000000000_deadbeef.\(status)."))
     }
 
-    @Test func recoverClaimsPutsClaimsBackAndRemovesTempFiles() throws {
+    func setModificationTime(_ name: String, secondsAgo: Double) throws {
+        try FileManager.default.setAttributes(
+            [.modificationDate: Date(timeIntervalSinceNow: -secondsAgo)], ofItemAtPath: dir.path + "/queue/" + name)
+    }
+
+    @Test func recoverClaimsPutsClaimsBackAndRemovesAbandonedTempFiles() throws {
         let queue = try makeQueue()
         try queue.enqueue(email())
         _ = try #require(try queue.claim(now: Date()))
         try Data("partial".utf8).write(to: URL(fileURLWithPath: dir.path + "/queue/.tmp-batch_1_aaaaaaaa.json"))
+        try setModificationTime(".tmp-batch_1_aaaaaaaa.json", secondsAgo: 120)
+        try Data("being written".utf8).write(to: URL(fileURLWithPath: dir.path + "/queue/.tmp-batch_2_bbbbbbbb.json"))
         let restarted = try makeQueue()
         #expect(try restarted.recoverClaims() == 1)
-        #expect(dir.names("queue").count == 1)
-        #expect(dir.names("queue")[0].hasSuffix(".json") && !dir.names("queue")[0].contains("processing"))
+        let names = dir.names("queue")
+        #expect(names.count == 2)
+        #expect(names.contains(".tmp-batch_2_bbbbbbbb.json"), "a temp file still being written stays")
+        #expect(names.contains { $0.hasPrefix("batch_") && !$0.contains("processing") })
         #expect(try restarted.claim(now: Date()) != nil)
+    }
+
+    @Test func onlyClaimsOlderThanTheTimeoutArePutBack() throws {
+        let queue = try makeQueue()
+        try queue.enqueue(email(0))
+        try queue.enqueue(email(1, at: Date().addingTimeInterval(0.002)))
+        let old = try #require(try queue.claim(now: Date()))
+        let fresh = try #require(try queue.claim(now: Date()))
+        try setModificationTime(old.name + ".processing.json", secondsAgo: 4000)
+        #expect(try queue.recoverClaims(olderThan: 3600) == 1)
+        #expect(dir.names("queue").contains(old.name + ".json"))
+        #expect(dir.names("queue").contains(fresh.name + ".processing.json"))
+    }
+
+    @Test func aClaimResetsTheFileAgeSoAnOldEmailIsNotTakenForAStaleClaim() throws {
+        let queue = try makeQueue()
+        let e = email()
+        try queue.enqueue(e)
+        try setModificationTime(RequestID.fileBaseName(for: e.requestID)! + ".json", secondsAgo: 7200)
+        _ = try #require(try queue.claim(now: Date()))
+        #expect(try queue.recoverClaims(olderThan: 3600) == 0)
+    }
+
+    @Test func higherPriorityIsClaimedFirstAndFIFOWithinAPriority() throws {
+        let queue = try makeQueue()
+        let start = Date()
+        let plan = [(0, 3), (1, 2), (2, 1), (3, 2), (4, 1), (5, 3)]
+        for (n, priority) in plan { try queue.enqueue(email(n, at: start.addingTimeInterval(Double(n) / 1000), priority: priority)) }
+        let fresh = try makeQueue()  // reads the directory, not the enqueuer's index
+        var order: [String] = []
+        while let claim = try fresh.claim(now: Date()) {
+            order.append(claim.email.toEmail)
+            try fresh.markSent(claim, at: Date())
+        }
+        #expect(order == ["u2", "u4", "u1", "u3", "u0", "u5"].map { "\($0)@example.com" })
+    }
+
+    @Test func withNotificationsTheIndexIsTrustedAndArrivalsAreAdded() throws {
+        let queue = try makeQueue()
+        queue.useChangeNotifications()
+        #expect(try queue.claim(now: Date()) == nil)  // first claim reads the (empty) directory
+        let other = try makeQueue()
+        let e = email()
+        try other.enqueue(e)
+        #expect(try queue.claim(now: Date()) == nil, "no scan per claim: unseen until notified")
+        queue.noteArrivals([RequestID.fileBaseName(for: e.requestID)! + ".json", ".tmp-x.json", "junk"])
+        #expect(try queue.claim(now: Date())?.email.requestID == e.requestID)
+    }
+
+    @Test func pruneTrashDeletesOnlyOldEntries() throws {
+        let queue = try makeQueue()
+        try queue.enqueue(email())
+        try queue.markSent(try #require(try queue.claim(now: Date())), at: Date())
+        #expect(try queue.pruneTrash(olderThan: 3600) == 0)
+        #expect(try queue.pruneTrash(olderThan: 7 * 86400, now: Date().addingTimeInterval(8 * 86400)) == 1)
+        #expect(dir.names("trash").isEmpty)
     }
 
     @Test func releaseGivesTheClaimBackUnchanged() throws {

@@ -19,6 +19,10 @@ public struct MailSettings: Sendable {
     public var pollingInterval: Double
     /// `MAX_RETRIES` and `RETRY_BASE_DELAY`.
     public var retry: RetryPolicy
+    /// `CLAIM_TIMEOUT` seconds (default 3600): an older claim is put back to pending.
+    public var claimTimeout: Double
+    /// `TRASH_RETENTION_DAYS` (default 7): trash older than this is deleted.
+    public var trashRetentionDays: Int
     /// `FCGI_SOCKET` (default `run/mailfcgi.sock`): the responder's unix socket.
     public var fcgiSocket: String
     /// `FCGI_THREADS` (default 2 x cores).
@@ -63,6 +67,8 @@ public struct MailSettings: Sendable {
         retry = RetryPolicy(
             maxRetries: try env.int("MAX_RETRIES", default: 3, range: 0...100),
             baseDelay: try env.seconds("RETRY_BASE_DELAY", default: 1, range: 0...86400))
+        claimTimeout = try env.seconds("CLAIM_TIMEOUT", default: 3600, range: 1...(7 * 86400))
+        trashRetentionDays = try env.int("TRASH_RETENTION_DAYS", default: 7, range: 0...3650)
         fcgiSocket = env.string("FCGI_SOCKET") ?? "run/mailfcgi.sock"
         fcgiThreads = try env.int(
             "FCGI_THREADS", default: 2 * ProcessInfo.processInfo.activeProcessorCount, range: 1...1024)

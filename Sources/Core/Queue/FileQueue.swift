@@ -8,9 +8,11 @@ import Glibc
 /// The queue as one JSON file per email under `data/` (see `QueueLayout` for the states).
 ///
 /// Ownership of a claim is decided by rename(2): of several threads or processes renaming
-/// the same pending file, exactly one succeeds. The list of pending names is cached and
-/// re-read from the directory only when it may have changed (the seed's dirty flag): after
-/// this process's own put-backs, or when `invalidate()` is called by a directory watcher.
+/// the same pending file, exactly one succeeds. Which file to try next comes from a
+/// `QueueIndex` in memory, so a claim does not scan the directory. The index is brought up
+/// to date from the directory (a listing, reading only files it does not know yet) when it
+/// is stale: at the first claim, after `invalidate()`, and before every claim when no
+/// `QueueWatcher` feeds it arrivals (`useChangeNotifications()` was not called).
 public final class FileQueue: QueueStore {
     public let layout: QueueLayout
     public let retry: RetryPolicy
@@ -18,9 +20,9 @@ public final class FileQueue: QueueStore {
     private let state = Mutex(State())
 
     private struct State {
-        /// Pending base names not yet tried, sorted so that `popLast` is the next in line.
-        var candidates: [String] = []
-        var dirty = true
+        var index = QueueIndex()
+        var stale = true
+        var notified = false
     }
 
     /// - Throws: `SystemError` if the folders cannot be created.
@@ -32,9 +34,35 @@ public final class FileQueue: QueueStore {
         try layout.create()
     }
 
-    /// Marks the cached index stale; the next claim re-reads the directory.
+    /// From now on the index is trusted between re-reads, because a `QueueWatcher` on the
+    /// queue directory reports every arrival through `noteArrivals`.
+    public func useChangeNotifications() {
+        state.withLock { $0.notified = true }
+    }
+
+    /// Marks the index stale: the next claim re-reads the directory listing.
     public func invalidate() {
-        state.withLock { $0.dirty = true }
+        state.withLock { $0.stale = true }
+    }
+
+    /// Adds files that arrived in the queue directory (names from inotify) to the index.
+    public func noteArrivals(_ fileNames: [String]) {
+        for name in fileNames {
+            guard let base = QueueLayout.pendingBase(name),
+                  !state.withLock({ $0.index.contains(base) }) else { continue }
+            guard let fields = readIndexFields(base) else { continue }  // already claimed
+            state.withLock { $0.index.insert(base, priority: fields.priority, notBefore: fields.notBefore) }
+        }
+    }
+
+    /// When the earliest deferred email becomes due, as far as the index knows.
+    public var nextDue: Date? {
+        state.withLock { $0.index.nextDue }
+    }
+
+    /// Pending emails the index knows, and how many of them are deferred.
+    public var indexCounts: (pending: Int, deferred: Int) {
+        state.withLock { ($0.index.count, $0.index.deferredCount) }
     }
 
     public func enqueue(_ email: QueuedEmail) throws {
@@ -43,27 +71,24 @@ public final class FileQueue: QueueStore {
         }
         let data = try QueueCoding.encoder().encode(email)
         try AtomicFile.write(data, to: QueueLayout.pendingName(base), in: layout.queue)
-        invalidate()
+        state.withLock { $0.index.insert(base, priority: email.priority, notBefore: email.nextAttemptAt) }
     }
 
     public func claim(now: Date) throws -> QueueClaim? {
-        var deferredAny = false
-        var scanned = false
-        while let base = try nextCandidate(scanned: &scanned) {
+        if state.withLock({ $0.stale || !$0.notified }) { try synchronize() }
+        while let base = state.withLock({ $0.index.popNext(now: now) }) {
             let pending = layout.queue + "/" + QueueLayout.pendingName(base)
             let claimed = layout.queue + "/" + QueueLayout.claimedName(base)
             if !(try Self.renameUnlessGone(pending, claimed)) { continue }  // another claimant won
             guard let email = try readClaimed(base, at: now) else { continue }
             if let due = email.nextAttemptAt, due > now {
+                // Known to the index under an older due time: put it back with the right one.
                 try Syscall.rename(claimed, pending)
-                deferredAny = true
+                state.withLock { $0.index.insert(base, priority: email.priority, notBefore: due) }
                 continue
             }
             return QueueClaim(name: base, email: email)
         }
-        // Deferred files went back under their pending name; they are candidates again
-        // once their time comes, so the next claim re-reads the directory.
-        if deferredAny { invalidate() }
         return nil
     }
 
@@ -103,7 +128,11 @@ public final class FileQueue: QueueStore {
         try AtomicFile.write(
             try QueueCoding.encoder().encode(email),
             to: QueueLayout.claimedName(claim.name), in: layout.queue, syncDirectory: false)
-        try release(claim)
+        try Syscall.rename(
+            layout.queue + "/" + QueueLayout.claimedName(claim.name),
+            layout.queue + "/" + QueueLayout.pendingName(claim.name))
+        try Syscall.fsyncDirectory(layout.queue)
+        state.withLock { $0.index.insert(claim.name, priority: email.priority, notBefore: due) }
         return .deferred(until: due)
     }
 
@@ -112,48 +141,81 @@ public final class FileQueue: QueueStore {
             layout.queue + "/" + QueueLayout.claimedName(claim.name),
             layout.queue + "/" + QueueLayout.pendingName(claim.name))
         try Syscall.fsyncDirectory(layout.queue)
-        invalidate()
+        state.withLock {
+            $0.index.insert(claim.name, priority: claim.email.priority, notBefore: claim.email.nextAttemptAt)
+        }
     }
 
-    /// Puts every claim back to pending (claims left by a crashed run), and removes temp
-    /// files abandoned mid-write. Returns how many claims were put back.
+    /// Puts claims back to pending: at start every claim a crashed run left (`olderThan` 0),
+    /// later those older than `CLAIM_TIMEOUT` (their claimant died or hung). A claim's age
+    /// is its file's mtime, which the claimant sets when it claims. Also removes temp files
+    /// abandoned mid-write more than a minute ago. Returns how many claims were put back.
     /// - Throws: `SystemError` when the queue directory cannot be read or renamed in.
     @discardableResult
-    public func recoverClaims() throws -> Int {
+    public func recoverClaims(olderThan age: TimeInterval = 0, now: Date = Date()) throws -> Int {
         var recovered = 0
         for name in try Syscall.listDirectory(layout.queue) {
+            let path = layout.queue + "/" + name
             if AtomicFile.isTemporary(name) {
-                _ = Glibc.unlink(layout.queue + "/" + name)
+                if let modified = Syscall.modificationTime(path), now.timeIntervalSince(modified) > 60 {
+                    _ = Glibc.unlink(path)
+                }
             } else if let base = QueueLayout.claimedBase(name) {
-                try Syscall.rename(
-                    layout.queue + "/" + name,
-                    layout.queue + "/" + QueueLayout.pendingName(base))
-                recovered += 1
+                guard let modified = Syscall.modificationTime(path), now.timeIntervalSince(modified) >= age else { continue }
+                if try Self.renameUnlessGone(path, layout.queue + "/" + QueueLayout.pendingName(base)) {
+                    recovered += 1
+                    logger.notice("claim put back to pending", metadata: ["file": "\(base)"])
+                }
             }
         }
-        if recovered > 0 { try Syscall.fsyncDirectory(layout.queue) }
-        invalidate()
+        if recovered > 0 {
+            try Syscall.fsyncDirectory(layout.queue)
+            invalidate()
+        }
         return recovered
+    }
+
+    /// Deletes trash files moved there more than `age` seconds ago (their inode change time,
+    /// which the rename into the trash sets). Returns how many were deleted.
+    /// - Throws: `SystemError` when the trash cannot be listed.
+    @discardableResult
+    public func pruneTrash(olderThan age: TimeInterval, now: Date = Date()) throws -> Int {
+        var pruned = 0
+        for name in try Syscall.listDirectory(layout.trash) {
+            let path = layout.trash + "/" + name
+            if let changed = Syscall.changeTime(path), now.timeIntervalSince(changed) > age, Glibc.unlink(path) == 0 {
+                pruned += 1
+            }
+        }
+        return pruned
     }
 
     // MARK: - Internals
 
-    /// The next pending name to try. Re-reads the directory when the cache is stale or used
-    /// up, but at most once per claim (`scanned`), so files found not due end the claim.
-    private func nextCandidate(scanned: inout Bool) throws -> String? {
-        let needsScan = state.withLock { $0.dirty || $0.candidates.isEmpty }
-        if needsScan && !scanned {
-            scanned = true
-            let names = try Syscall.listDirectory(layout.queue).compactMap(QueueLayout.pendingBase)
-            // Names start with the millisecond timestamp of the same width until 2286, so
-            // descending order puts the oldest last, where popLast takes it.
-            let sorted = names.sorted(by: >)
-            state.withLock {
-                $0.candidates = sorted
-                $0.dirty = false
-            }
+    /// Brings the index up to date with the directory: lists it, and reads the files the
+    /// index does not know yet for their priority and due time. Names the index has but the
+    /// directory lost are dropped lazily, when their rename fails.
+    private func synchronize() throws {
+        state.withLock { $0.stale = false }
+        let names = try Syscall.listDirectory(layout.queue).compactMap(QueueLayout.pendingBase)
+        for base in names where !state.withLock({ $0.index.contains(base) }) {
+            guard let fields = readIndexFields(base) else { continue }
+            state.withLock { $0.index.insert(base, priority: fields.priority, notBefore: fields.notBefore) }
         }
-        return state.withLock { $0.candidates.popLast() }
+    }
+
+    /// The fields the index orders by. A file that does not decode is indexed as normal
+    /// priority and due now, so the claim that reads it sets it aside. Nil if it is gone.
+    private func readIndexFields(_ base: String) -> (priority: Int, notBefore: Date?)? {
+        struct Fields: Decodable {
+            var priority: Int?
+            var next_attempt_at: Date?
+        }
+        guard let bytes = try? Syscall.readFile(layout.queue + "/" + QueueLayout.pendingName(base)) else {
+            return nil
+        }
+        let fields = try? QueueCoding.decoder().decode(Fields.self, from: Data(bytes))
+        return (fields?.priority ?? 2, fields?.next_attempt_at)
     }
 
     /// Reads a claimed file; a file that is not a valid entry goes to the trash annotated,
@@ -161,6 +223,7 @@ public final class FileQueue: QueueStore {
     private func readClaimed(_ base: String, at date: Date) throws -> QueuedEmail? {
         let path = layout.queue + "/" + QueueLayout.claimedName(base)
         let bytes = try Syscall.readFile(path)
+        try Syscall.touch(path)  // the claim's age starts now (see recoverClaims)
         let status: String
         do {
             return try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))

@@ -5,21 +5,24 @@ import Glibc
 
 /// Notices files arriving in the queue directory, from this process or any other, with
 /// inotify(7): every finished queue file arrives by rename(2), which inotify reports as
-/// `IN_MOVED_TO`. Calls `onChange` on its own thread for each batch of events.
+/// `IN_MOVED_TO` (`IN_CLOSE_WRITE` covers a file an operator copies in). Calls `onChange`
+/// on its own thread for each batch of events, with the names that arrived, or with
+/// `overflowed` true when the kernel dropped events (`IN_Q_OVERFLOW`) and the directory
+/// must be re-read.
 public final class QueueWatcher: Sendable {
     private let fd: Int32
     private let directory: String
     private let stopping = Atomic<Bool>(false)
     private let thread = Mutex<pthread_t?>(nil)
-    private let onChange: @Sendable () -> Void
+    private let onChange: @Sendable (_ names: [String], _ overflowed: Bool) -> Void
 
     /// - Throws: `SystemError` from inotify_init1(2) or inotify_add_watch(2).
-    public init(directory: String, onChange: @escaping @Sendable () -> Void) throws {
+    public init(directory: String, onChange: @escaping @Sendable (_ names: [String], _ overflowed: Bool) -> Void) throws {
         self.directory = directory
         self.onChange = onChange
         fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
         if fd == -1 { throw SystemError(call: "inotify_init1", path: directory, errno: errno) }
-        if inotify_add_watch(fd, directory, UInt32(IN_MOVED_TO)) == -1 {
+        if inotify_add_watch(fd, directory, UInt32(IN_MOVED_TO | IN_CLOSE_WRITE)) == -1 {
             let code = errno
             Glibc.close(fd)
             throw SystemError(call: "inotify_add_watch", path: directory, errno: code)
@@ -47,9 +50,36 @@ public final class QueueWatcher: Sendable {
         while !stopping.load(ordering: .relaxed) {
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&poller, 1, 200) > 0 else { continue }
-            var changed = false
-            while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 { changed = true }
-            if changed { onChange() }
+            var names: [String] = []
+            var overflowed = false
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                guard count > 0 else { break }
+                overflowed = Self.parse(buffer[0..<count], into: &names) || overflowed
+            }
+            if !names.isEmpty || overflowed { onChange(names, overflowed) }
         }
+    }
+
+    /// Appends the names in a buffer of `struct inotify_event` records (inotify(7)); returns
+    /// whether one of them reported an overflow.
+    static func parse(_ bytes: ArraySlice<UInt8>, into names: inout [String]) -> Bool {
+        var overflowed = false
+        var offset = bytes.startIndex
+        let header = 16  // int wd; uint32_t mask, cookie, len;
+        while offset + header <= bytes.endIndex {
+            func word(_ at: Int) -> UInt32 {
+                (0..<4).reduce(0) { $0 | UInt32(bytes[offset + at + $1]) << (8 * UInt32($1)) }
+            }
+            let mask = word(4), length = Int(word(12))
+            if mask & UInt32(IN_Q_OVERFLOW) != 0 { overflowed = true }
+            let nameBytes = bytes[(offset + header)..<min(offset + header + length, bytes.endIndex)]
+            if let end = nameBytes.firstIndex(of: 0) ?? (nameBytes.isEmpty ? nil : nameBytes.endIndex),
+               end > nameBytes.startIndex {
+                names.append(String(decoding: nameBytes[nameBytes.startIndex..<end], as: UTF8.self))
+            }
+            offset += header + length
+        }
+        return overflowed
     }
 }

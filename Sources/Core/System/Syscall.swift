@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -96,6 +97,25 @@ public enum Syscall {
             if count == 0 { return result }
             result.append(contentsOf: chunk[0..<count])
         }
+    }
+
+    /// Sets a file's access and modification times to now (utimensat(2)).
+    public static func touch(_ path: String) throws(SystemError) {
+        try retrying("utimensat", path) { utimensat(AT_FDCWD, path, nil, 0) }
+    }
+
+    /// A file's modification time (stat(2)), or nil if it cannot be read.
+    public static func modificationTime(_ path: String) -> Date? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+    }
+
+    /// A file's inode change time (stat(2) `st_ctim`; rename(2) sets it), or nil.
+    public static func changeTime(_ path: String) -> Date? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Date(timeIntervalSince1970: Double(info.st_ctim.tv_sec) + Double(info.st_ctim.tv_nsec) / 1e9)
     }
 
     /// Names in a directory (readdir(3)), without "." and "..".

@@ -1,0 +1,67 @@
+import Core
+import Foundation
+import Logging
+import Synchronization
+
+/// The periodic queue chores of mailworkerd, on one thread:
+/// - every `WORKER_POLLING_INTERVAL`: mark the index stale and wake the workers, the fallback
+///   for an arrival inotify did not report;
+/// - every `CLAIM_TIMEOUT`/4 (at most a minute): put back claims older than `CLAIM_TIMEOUT`;
+/// - every hour: delete trash older than `TRASH_RETENTION_DAYS`.
+final class Housekeeping: Sendable {
+    private let queue: FileQueue
+    private let settings: MailSettings
+    private let pool: WorkerPool
+    private let logger: Logger
+    private let wakeup = Wakeup()
+    private let stopping = Atomic<Bool>(false)
+    private let thread = Mutex<pthread_t?>(nil)
+
+    init(queue: FileQueue, settings: MailSettings, pool: WorkerPool, logger: Logger) {
+        self.queue = queue
+        self.settings = settings
+        self.pool = pool
+        self.logger = logger
+    }
+
+    func start() {
+        let started = Thread.spawn { [self] in run() }
+        thread.withLock { $0 = started }
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        wakeup.signal()
+        if let running = thread.withLock({ $0 }) { pthread_join(running, nil) }
+    }
+
+    private func run() {
+        let claimSweep = min(60, settings.claimTimeout / 4)
+        var nextPoll = Date(), nextSweep = Date(), nextPrune = Date()
+        while !stopping.load(ordering: .relaxed) {
+            let now = Date()
+            if now >= nextPoll {
+                queue.invalidate()
+                pool.notify()
+                nextPoll = now.addingTimeInterval(settings.pollingInterval)
+            }
+            if now >= nextSweep {
+                attempt("claim sweep") { try queue.recoverClaims(olderThan: settings.claimTimeout) }
+                nextSweep = now.addingTimeInterval(claimSweep)
+            }
+            if now >= nextPrune {
+                attempt("trash pruning") {
+                    let pruned = try queue.pruneTrash(olderThan: Double(settings.trashRetentionDays) * 86400)
+                    if pruned > 0 { logger.info("trash pruned", metadata: ["files": "\(pruned)"]) }
+                }
+                nextPrune = now.addingTimeInterval(3600)
+            }
+            let next = min(nextPoll, nextSweep, nextPrune)
+            wakeup.wait(after: wakeup.generation, timeout: max(0.01, next.timeIntervalSinceNow))
+        }
+    }
+
+    private func attempt(_ chore: String, _ body: () throws -> Void) {
+        do { try body() } catch { logger.error("\(chore) failed", metadata: ["error": "\(error)"]) }
+    }
+}
