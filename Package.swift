@@ -25,10 +25,12 @@ let package = Package(
             path: "Sources/CCurl",
             linkerSettings: [.linkedLibrary("curl")]
         ),
+        // renameat2(2), which Glibc's Swift module does not expose.
+        .target(name: "CLinux", path: "Sources/CLinux"),
         .target(
             name: "Core",
             dependencies: [
-                "CCurl",
+                "CCurl", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "HeapModule", package: "swift-collections"),

@@ -46,7 +46,7 @@ final class Housekeeping: Sendable {
                 nextPoll = now.addingTimeInterval(settings.pollingInterval)
             }
             if now >= nextSweep {
-                attempt("claim sweep") { try queue.recoverClaims(olderThan: settings.claimTimeout) }
+                attempt("claim sweep") { try queue.recoverClaims(lockedOlderThan: settings.claimTimeout) }
                 nextSweep = now.addingTimeInterval(claimSweep)
             }
             if now >= nextPrune {

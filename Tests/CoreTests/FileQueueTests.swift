@@ -15,6 +15,11 @@ import Testing
                            toEmail: "u\(n)@example.com", subject: "s\(n)", body: "b\(n)", priority: priority)
     }
 
+    func setModificationTime(_ name: String, secondsAgo: Double) throws {
+        try FileManager.default.setAttributes(
+            [.modificationDate: Date(timeIntervalSinceNow: -secondsAgo)], ofItemAtPath: dir.path + "/queue/" + name)
+    }
+
     /// Equal but for `createdAt`, which the file keeps to the millisecond.
     func sameEmail(_ a: QueuedEmail, _ b: QueuedEmail) -> Bool {
         var a = a
@@ -140,35 +145,40 @@ import Testing
         #expect(trash[0].hasPrefix("batch_1000000000000_deadbeef.\(status)."))
     }
 
-    func setModificationTime(_ name: String, secondsAgo: Double) throws {
-        try FileManager.default.setAttributes(
-            [.modificationDate: Date(timeIntervalSinceNow: -secondsAgo)], ofItemAtPath: dir.path + "/queue/" + name)
+    @Test func recoveryPutsBackOnlyClaimsWhoseOwnerIsGone() throws {
+        let queue = try makeQueue()
+        try queue.enqueue(email(0))
+        try queue.enqueue(email(1, at: Date().addingTimeInterval(0.002)))
+        let held = try #require(try queue.claim(now: Date()))
+        let orphan = try #require(try queue.claim(now: Date()))
+        orphan.lock?.release()  // what the kernel does when the owner dies
+        let restarted = try makeQueue()
+        #expect(try restarted.recoverClaims() == 1)
+        #expect(dir.names("queue").contains(orphan.name + ".json"))
+        #expect(dir.names("queue").contains(held.name + ".processing.json"))
+        let again = try #require(try restarted.claim(now: Date()))
+        #expect(again.name == orphan.name)
+        try queue.markSent(held, at: Date())
+        #expect(dir.names("trash").count == 1)
     }
 
-    @Test func recoverClaimsPutsClaimsBackAndRemovesAbandonedTempFiles() throws {
+    @Test func recoveryRemovesOnlyAbandonedTempFiles() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email())
-        _ = try #require(try queue.claim(now: Date()))
         try Data("partial".utf8).write(to: URL(fileURLWithPath: dir.path + "/queue/.tmp-batch_1_aaaaaaaa.json"))
         try setModificationTime(".tmp-batch_1_aaaaaaaa.json", secondsAgo: 120)
         try Data("being written".utf8).write(to: URL(fileURLWithPath: dir.path + "/queue/.tmp-batch_2_bbbbbbbb.json"))
-        let restarted = try makeQueue()
-        #expect(try restarted.recoverClaims() == 1)
-        let names = dir.names("queue")
-        #expect(names.count == 2)
-        #expect(names.contains(".tmp-batch_2_bbbbbbbb.json"), "a temp file still being written stays")
-        #expect(names.contains { $0.hasPrefix("batch_") && !$0.contains("processing") })
-        #expect(try restarted.claim(now: Date()) != nil)
+        #expect(try queue.recoverClaims() == 0)
+        #expect(dir.names("queue") == [".tmp-batch_2_bbbbbbbb.json"])
     }
 
-    @Test func onlyClaimsOlderThanTheTimeoutArePutBack() throws {
+    @Test func aLiveClaimHeldPastTheTimeoutIsPutBack() throws {
         let queue = try makeQueue()
         try queue.enqueue(email(0))
         try queue.enqueue(email(1, at: Date().addingTimeInterval(0.002)))
         let old = try #require(try queue.claim(now: Date()))
         let fresh = try #require(try queue.claim(now: Date()))
         try setModificationTime(old.name + ".processing.json", secondsAgo: 4000)
-        #expect(try queue.recoverClaims(olderThan: 3600) == 1)
+        #expect(try queue.recoverClaims(lockedOlderThan: 3600) == 1)
         #expect(dir.names("queue").contains(old.name + ".json"))
         #expect(dir.names("queue").contains(fresh.name + ".processing.json"))
     }
@@ -178,8 +188,9 @@ import Testing
         let e = email()
         try queue.enqueue(e)
         try setModificationTime(RequestID.fileBaseName(for: e.requestID)! + ".json", secondsAgo: 7200)
-        _ = try #require(try queue.claim(now: Date()))
-        #expect(try queue.recoverClaims(olderThan: 3600) == 0)
+        let claim = try #require(try queue.claim(now: Date()))
+        #expect(try queue.recoverClaims(lockedOlderThan: 3600) == 0)
+        try queue.markSent(claim, at: Date())
     }
 
     @Test func higherPriorityIsClaimedFirstAndFIFOWithinAPriority() throws {

@@ -68,9 +68,11 @@ class Stack:
         wait_until(self._answers, what="nginx to answer")
         return self
 
-    def start_daemon(self, name):
-        log = open(self.base / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(
+    def start_daemon(self, name, instance=None):
+        """Starts a daemon; `instance` names a second copy (log `{name}-{instance}.log`)."""
+        key = f"{name}-{instance}" if instance else name
+        log = open(self.base / f"{key}.log", "ab")
+        self.procs[key] = subprocess.Popen(
             [BIN_DIR / name, "--env-file", self.base / ".env"], cwd=self.base, env=self.env,
             stdout=log, stderr=subprocess.STDOUT)
 

@@ -7,12 +7,16 @@ import Glibc
 
 /// The queue as one JSON file per email under `data/` (see `QueueLayout` for the states).
 ///
-/// Ownership of a claim is decided by rename(2): of several threads or processes renaming
-/// the same pending file, exactly one succeeds. Which file to try next comes from a
-/// `QueueIndex` in memory, so a claim does not scan the directory. The index is brought up
-/// to date from the directory (a listing, reading only files it does not know yet) when it
-/// is stale: at the first claim, after `invalidate()`, and before every claim when no
-/// `QueueWatcher` feeds it arrivals (`useChangeNotifications()` was not called).
+/// **Ownership.** A claim renames `B.json` to `B.processing.json` without replacing
+/// (renameat2 `RENAME_NOREPLACE`), then opens it and takes an exclusive flock(2), and checks
+/// the name still points at the locked file. The lock is the proof of ownership: the kernel
+/// drops it when the owner exits or is killed, so `recoverClaims` puts back exactly the
+/// claims whose owner is gone, even while other workers and processes are busy.
+///
+/// **Order.** Which file to try next comes from a `QueueIndex` in memory, so a claim does not
+/// scan the directory. The index is brought up to date from a directory listing (reading only
+/// files it does not know) when stale: at the first claim, after `invalidate()`, and before
+/// every claim when no `QueueWatcher` reports arrivals (`useChangeNotifications()`).
 public final class FileQueue: QueueStore {
     public let layout: QueueLayout
     public let retry: RetryPolicy
@@ -48,10 +52,8 @@ public final class FileQueue: QueueStore {
     /// Adds files that arrived in the queue directory (names from inotify) to the index.
     public func noteArrivals(_ fileNames: [String]) {
         for name in fileNames {
-            guard let base = QueueLayout.pendingBase(name),
-                  !state.withLock({ $0.index.contains(base) }) else { continue }
-            guard let fields = readIndexFields(base) else { continue }  // already claimed
-            state.withLock { $0.index.insert(base, priority: fields.priority, notBefore: fields.notBefore) }
+            guard let base = QueueLayout.pendingBase(name) else { continue }
+            addToIndex(base)
         }
     }
 
@@ -65,6 +67,8 @@ public final class FileQueue: QueueStore {
         state.withLock { ($0.index.count, $0.index.deferredCount) }
     }
 
+    // MARK: - QueueStore
+
     public func enqueue(_ email: QueuedEmail) throws {
         guard let base = RequestID.fileBaseName(for: email.requestID) else {
             throw QueueError.invalidRequestID(email.requestID)
@@ -77,40 +81,28 @@ public final class FileQueue: QueueStore {
     public func claim(now: Date) throws -> QueueClaim? {
         if state.withLock({ $0.stale || !$0.notified }) { try synchronize() }
         while let base = state.withLock({ $0.index.popNext(now: now) }) {
-            let pending = layout.queue + "/" + QueueLayout.pendingName(base)
-            let claimed = layout.queue + "/" + QueueLayout.claimedName(base)
-            if !(try Self.renameUnlessGone(pending, claimed)) { continue }  // another claimant won
-            guard let email = try readClaimed(base, at: now) else { continue }
+            guard let (email, lock) = try take(base, at: now) else { continue }
             if let due = email.nextAttemptAt, due > now {
-                // Known to the index under an older due time: put it back with the right one.
-                try Syscall.rename(claimed, pending)
+                // The index had an older due time: put it back under the right one.
+                try putBack(base, lock: lock)
                 state.withLock { $0.index.insert(base, priority: email.priority, notBefore: due) }
                 continue
             }
-            return QueueClaim(name: base, email: email)
+            return QueueClaim(name: base, email: email, lock: lock)
         }
         return nil
     }
 
-    /// rename(2) that reports `false` instead of throwing when `from` no longer exists.
-    private static func renameUnlessGone(_ from: String, _ to: String) throws -> Bool {
-        do {
-            try Syscall.rename(from, to)
-            return true
-        } catch {
-            if error.errno == ENOENT { return false }
-            throw error
-        }
-    }
-
     public func markSent(_ claim: QueueClaim, at date: Date) throws {
         try moveToTrash(claim.name, status: "sent", at: date)
+        claim.lock?.release()
     }
 
     public func markFailed(_ claim: QueueClaim, error: String, permanent: Bool, at date: Date) throws -> FailureDisposition {
         var email = claim.email
         email.attempts.append(DeliveryAttempt(at: date, error: error))
         email.lastError = error
+        let claimed = path(QueueLayout.claimedName(claim.name))
         if permanent || email.retryCount >= retry.maxRetries {
             let letter = DeadLetter(
                 reason: error, kind: permanent ? "permanent" : "retries_exhausted",
@@ -118,54 +110,64 @@ public final class FileQueue: QueueStore {
             try AtomicFile.write(
                 try QueueCoding.encoder().encode(letter),
                 to: QueueLayout.pendingName(claim.name), in: layout.deadLetter)
-            try Syscall.unlink(layout.queue + "/" + QueueLayout.claimedName(claim.name))
+            try Syscall.unlink(claimed)
+            claim.lock?.release()
             return .deadLettered
         }
         let due = date.addingTimeInterval(retry.delay(beforeRetry: email.retryCount))
         email.retryCount += 1
         email.nextAttemptAt = due
-        // The rewrite replaces the claim file atomically, then one rename makes it pending.
+        // The new version appears under the pending name while the locked claim still
+        // exists, so no other claimant can take it until the claim is unlinked.
         try AtomicFile.write(
-            try QueueCoding.encoder().encode(email),
-            to: QueueLayout.claimedName(claim.name), in: layout.queue, syncDirectory: false)
-        try Syscall.rename(
-            layout.queue + "/" + QueueLayout.claimedName(claim.name),
-            layout.queue + "/" + QueueLayout.pendingName(claim.name))
-        try Syscall.fsyncDirectory(layout.queue)
+            try QueueCoding.encoder().encode(email), to: QueueLayout.pendingName(claim.name), in: layout.queue)
+        try Syscall.unlink(claimed)
+        claim.lock?.release()
         state.withLock { $0.index.insert(claim.name, priority: email.priority, notBefore: due) }
         return .deferred(until: due)
     }
 
     public func release(_ claim: QueueClaim) throws {
-        try Syscall.rename(
-            layout.queue + "/" + QueueLayout.claimedName(claim.name),
-            layout.queue + "/" + QueueLayout.pendingName(claim.name))
+        try putBack(claim.name, lock: claim.lock)
         try Syscall.fsyncDirectory(layout.queue)
         state.withLock {
             $0.index.insert(claim.name, priority: claim.email.priority, notBefore: claim.email.nextAttemptAt)
         }
     }
 
-    /// Puts claims back to pending: at start every claim a crashed run left (`olderThan` 0),
-    /// later those older than `CLAIM_TIMEOUT` (their claimant died or hung). A claim's age
-    /// is its file's mtime, which the claimant sets when it claims. Also removes temp files
-    /// abandoned mid-write more than a minute ago. Returns how many claims were put back.
+    // MARK: - Recovery and pruning
+
+    /// Puts back to pending every claim whose owner is gone (its file is not locked), and,
+    /// when `lockedOlderThan` is given, claims whose living owner has held them longer
+    /// (`CLAIM_TIMEOUT`: a hung owner; delivery may then happen twice, never zero times).
+    /// A claim's age is its file's mtime, which the claimant sets when it claims. Also
+    /// removes temp files abandoned mid-write more than a minute ago.
+    /// - Returns: how many claims were put back.
     /// - Throws: `SystemError` when the queue directory cannot be read or renamed in.
     @discardableResult
-    public func recoverClaims(olderThan age: TimeInterval = 0, now: Date = Date()) throws -> Int {
+    public func recoverClaims(lockedOlderThan timeout: TimeInterval? = nil, now: Date = Date()) throws -> Int {
         var recovered = 0
         for name in try Syscall.listDirectory(layout.queue) {
-            let path = layout.queue + "/" + name
+            let file = path(name)
             if AtomicFile.isTemporary(name) {
-                if let modified = Syscall.modificationTime(path), now.timeIntervalSince(modified) > 60 {
-                    _ = Glibc.unlink(path)
+                if let modified = Syscall.modificationTime(file), now.timeIntervalSince(modified) > 60 {
+                    _ = Glibc.unlink(file)
                 }
-            } else if let base = QueueLayout.claimedBase(name) {
-                guard let modified = Syscall.modificationTime(path), now.timeIntervalSince(modified) >= age else { continue }
-                if try Self.renameUnlessGone(path, layout.queue + "/" + QueueLayout.pendingName(base)) {
-                    recovered += 1
-                    logger.notice("claim put back to pending", metadata: ["file": "\(base)"])
-                }
+                continue
+            }
+            guard let base = QueueLayout.claimedBase(name),
+                  let fd = try? Syscall.open(file, O_RDONLY) else { continue }
+            let lock = ClaimLock(fd: fd)
+            defer { lock.release() }
+            if try !Syscall.tryLock(fd, path: file) {
+                guard let timeout, let modified = Syscall.modificationTime(file),
+                      now.timeIntervalSince(modified) >= timeout else { continue }
+                logger.warning("claim held past CLAIM_TIMEOUT; putting it back", metadata: ["file": "\(base)"])
+            }
+            guard Syscall.names(file, file: fd) else { continue }
+            if try putBackUnlessGone(base) {
+                recovered += 1
+                logger.notice("claim put back to pending", metadata: ["file": "\(base)"])
             }
         }
         if recovered > 0 {
@@ -182,8 +184,8 @@ public final class FileQueue: QueueStore {
     public func pruneTrash(olderThan age: TimeInterval, now: Date = Date()) throws -> Int {
         var pruned = 0
         for name in try Syscall.listDirectory(layout.trash) {
-            let path = layout.trash + "/" + name
-            if let changed = Syscall.changeTime(path), now.timeIntervalSince(changed) > age, Glibc.unlink(path) == 0 {
+            let file = layout.trash + "/" + name
+            if let changed = Syscall.changeTime(file), now.timeIntervalSince(changed) > age, Glibc.unlink(file) == 0 {
                 pruned += 1
             }
         }
@@ -192,55 +194,89 @@ public final class FileQueue: QueueStore {
 
     // MARK: - Internals
 
-    /// Brings the index up to date with the directory: lists it, and reads the files the
-    /// index does not know yet for their priority and due time. Names the index has but the
-    /// directory lost are dropped lazily, when their rename fails.
-    private func synchronize() throws {
-        state.withLock { $0.stale = false }
-        let names = try Syscall.listDirectory(layout.queue).compactMap(QueueLayout.pendingBase)
-        for base in names where !state.withLock({ $0.index.contains(base) }) {
-            guard let fields = readIndexFields(base) else { continue }
-            state.withLock { $0.index.insert(base, priority: fields.priority, notBefore: fields.notBefore) }
-        }
-    }
+    private func path(_ name: String) -> String { layout.queue + "/" + name }
 
-    /// The fields the index orders by. A file that does not decode is indexed as normal
-    /// priority and due now, so the claim that reads it sets it aside. Nil if it is gone.
-    private func readIndexFields(_ base: String) -> (priority: Int, notBefore: Date?)? {
-        struct Fields: Decodable {
-            var priority: Int?
-            var next_attempt_at: Date?
+    /// Claims `base`: rename without replacing, open, lock, check, read, and stamp the claim
+    /// time. Nil when another claimant got there first, or the file is not a valid entry
+    /// (then it is set aside in the trash).
+    private func take(_ base: String, at now: Date) throws -> (QueuedEmail, ClaimLock)? {
+        let claimed = path(QueueLayout.claimedName(base))
+        // Gone: claimed by someone else. Exists: its previous claim is still being closed.
+        guard try Self.renameNoReplace(path(QueueLayout.pendingName(base)), claimed, tolerating: [ENOENT, EEXIST])
+        else { return nil }
+        guard let fd = try? Syscall.open(claimed, O_RDONLY) else { return nil }
+        let lock = ClaimLock(fd: fd)
+        guard try Syscall.tryLock(fd, path: claimed), Syscall.names(claimed, file: fd) else {
+            lock.release()
+            return nil  // a recovery or a newer claimant holds it
         }
-        guard let bytes = try? Syscall.readFile(layout.queue + "/" + QueueLayout.pendingName(base)) else {
-            return nil
-        }
-        let fields = try? QueueCoding.decoder().decode(Fields.self, from: Data(bytes))
-        return (fields?.priority ?? 2, fields?.next_attempt_at)
-    }
-
-    /// Reads a claimed file; a file that is not a valid entry goes to the trash annotated,
-    /// and nil is returned so the caller moves on.
-    private func readClaimed(_ base: String, at date: Date) throws -> QueuedEmail? {
-        let path = layout.queue + "/" + QueueLayout.claimedName(base)
-        let bytes = try Syscall.readFile(path)
-        try Syscall.touch(path)  // the claim's age starts now (see recoverClaims)
+        try Syscall.touch(fd, path: claimed)  // the claim's age starts now (see recoverClaims)
+        let bytes = try Syscall.readAll(fd, path: claimed)
         let status: String
         do {
-            return try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
+            return (try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes)), lock)
         } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
             status = "invalid_json"
         } catch {
             logger.debug("queue entry does not decode", metadata: ["error": "\(error)"])
             status = "invalid_entry"
         }
-        try moveToTrash(base, status: status, at: date)
+        try moveToTrash(base, status: status, at: now)
+        lock.release()
         logger.error("queue file set aside in the trash", metadata: ["file": "\(base)", "reason": "\(status)"])
         return nil
     }
 
+    /// Ends a claim by renaming the claimed file back to pending. The lock is dropped first:
+    /// a claimant who renames the pending file again must be able to lock it.
+    private func putBack(_ base: String, lock: ClaimLock?) throws {
+        lock?.release()
+        _ = try putBackUnlessGone(base)
+    }
+
+    /// Renames claimed -> pending without replacing; false when the claim is gone.
+    private func putBackUnlessGone(_ base: String) throws -> Bool {
+        try Self.renameNoReplace(path(QueueLayout.claimedName(base)), path(QueueLayout.pendingName(base)), tolerating: [ENOENT])
+    }
+
+    /// `Syscall.renameNoReplace`, returning false instead of throwing for the `tolerated` errnos.
+    private static func renameNoReplace(_ from: String, _ to: String, tolerating tolerated: [Int32]) throws -> Bool {
+        do {
+            try Syscall.renameNoReplace(from, to)
+            return true
+        } catch {
+            if tolerated.contains(error.errno) { return false }
+            throw error
+        }
+    }
+
+    /// Brings the index up to date with the directory: lists it, and reads the files the
+    /// index does not know yet. Names the index has but the directory lost are dropped
+    /// lazily, when their rename fails.
+    private func synchronize() throws {
+        state.withLock { $0.stale = false }
+        for base in try Syscall.listDirectory(layout.queue).compactMap(QueueLayout.pendingBase) {
+            addToIndex(base)
+        }
+    }
+
+    /// Reads a pending file's priority and due time into the index. A file that does not
+    /// decode is indexed as normal priority, due now, so the claim that reads it sets it
+    /// aside. A file already gone (claimed meanwhile) is skipped.
+    private func addToIndex(_ base: String) {
+        struct Fields: Decodable {
+            var priority: Int?
+            var next_attempt_at: Date?
+        }
+        guard !state.withLock({ $0.index.contains(base) }),
+              let bytes = try? Syscall.readFile(path(QueueLayout.pendingName(base))) else { return }
+        let fields = try? QueueCoding.decoder().decode(Fields.self, from: Data(bytes))
+        state.withLock { $0.index.insert(base, priority: fields?.priority ?? 2, notBefore: fields?.next_attempt_at) }
+    }
+
     private func moveToTrash(_ base: String, status: String, at date: Date) throws {
         try Syscall.rename(
-            layout.queue + "/" + QueueLayout.claimedName(base),
+            path(QueueLayout.claimedName(base)),
             layout.trash + "/" + QueueLayout.trashName(base, status: status, at: date))
         try Syscall.fsyncDirectory(layout.trash)
     }

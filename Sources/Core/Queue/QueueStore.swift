@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where accepted emails wait for delivery. `FileQueue` keeps them as one JSON file each;
 /// a database-backed store for several hosts is planned behind the same protocol.
@@ -31,6 +34,34 @@ public struct QueueClaim: Sendable {
     /// The queue file's base name, `batch_{timestamp_ms}_{uuid8}`.
     public let name: String
     public let email: QueuedEmail
+    /// Proof of ownership held while the claim lasts (`FileQueue`: a flock(2) on the file).
+    let lock: ClaimLock?
+
+    init(name: String, email: QueuedEmail, lock: ClaimLock? = nil) {
+        self.name = name
+        self.email = email
+        self.lock = lock
+    }
+}
+
+/// An open claimed file with an exclusive flock(2) on it. The kernel releases the lock when
+/// the process dies, so a claim whose file is not locked has no living owner.
+final class ClaimLock: @unchecked Sendable {
+    private var fd: Int32
+
+    init(fd: Int32) {
+        self.fd = fd
+    }
+
+    /// Closes the file, which drops the lock. Safe to call more than once.
+    func release() {
+        if fd >= 0 { _ = Glibc.close(fd) }
+        fd = -1
+    }
+
+    deinit {
+        release()
+    }
 }
 
 /// What `markFailed` did with an email.

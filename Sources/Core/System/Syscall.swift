@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -64,6 +65,50 @@ public enum Syscall {
         try retrying("rename", "\(from) -> \(to)") { Glibc.rename(from, to) }
     }
 
+    /// renameat2(2) with `RENAME_NOREPLACE`: fails with `EEXIST` instead of replacing `to`.
+    public static func renameNoReplace(_ from: String, _ to: String) throws(SystemError) {
+        try retrying("renameat2", "\(from) -> \(to)") { clinux_rename_noreplace(from, to) }
+    }
+
+    /// flock(2) `LOCK_EX | LOCK_NB`: true when the lock was taken, false when another open
+    /// file holds it. The kernel drops the lock when the holder closes it or dies.
+    public static func tryLock(_ fd: Int32, path: String) throws(SystemError) -> Bool {
+        while flock(fd, LOCK_EX | LOCK_NB) == -1 {
+            let code = Glibc.errno
+            if code == EINTR { continue }
+            if code == EWOULDBLOCK { return false }
+            throw SystemError(call: "flock", path: path, errno: code)
+        }
+        return true
+    }
+
+    /// Whether `path` names the file open as `fd` (same device and inode, fstat(2)/stat(2)).
+    public static func names(_ path: String, file fd: Int32) -> Bool {
+        var open = stat(), named = stat()
+        guard fstat(fd, &open) == 0, stat(path, &named) == 0 else { return false }
+        return open.st_dev == named.st_dev && open.st_ino == named.st_ino
+    }
+
+    /// Reads from `fd` to its end.
+    public static func readAll(_ fd: Int32, path: String) throws(SystemError) -> [UInt8] {
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count == -1 {
+                if Glibc.errno == EINTR { continue }
+                throw SystemError(call: "read", path: path, errno: Glibc.errno)
+            }
+            if count == 0 { return result }
+            result.append(contentsOf: chunk[0..<count])
+        }
+    }
+
+    /// futimens(2) to now: the file's modification time becomes the current time.
+    public static func touch(_ fd: Int32, path: String) throws(SystemError) {
+        try retrying("futimens", path) { futimens(fd, nil) }
+    }
+
     /// unlink(2).
     public static func unlink(_ path: String) throws(SystemError) {
         try retrying("unlink", path) { Glibc.unlink(path) }
@@ -86,22 +131,7 @@ public enum Syscall {
     public static func readFile(_ path: String) throws(SystemError) -> [UInt8] {
         let fd = try open(path, O_RDONLY)
         defer { _ = Glibc.close(fd) }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count == -1 {
-                if Glibc.errno == EINTR { continue }
-                throw SystemError(call: "read", path: path, errno: Glibc.errno)
-            }
-            if count == 0 { return result }
-            result.append(contentsOf: chunk[0..<count])
-        }
-    }
-
-    /// Sets a file's access and modification times to now (utimensat(2)).
-    public static func touch(_ path: String) throws(SystemError) {
-        try retrying("utimensat", path) { utimensat(AT_FDCWD, path, nil, 0) }
+        return try readAll(fd, path: path)
     }
 
     /// A file's modification time (stat(2)), or nil if it cannot be read.
