@@ -2,17 +2,32 @@
 # `make run`: nginx (HTTPS + basic auth) in front of mailfcgi, and mailworkerd, all in the
 # foreground. Ctrl-C (SIGINT) or SIGTERM stops all three; each finishes its work in flight.
 #
-# env: MAIL_HTTPS_PORT (8443), MAIL_DEMO_PASSWORD, RUN_DIR (run), BIN_DIR (.build/release), and every
-#      setting in .env.example (read by the daemons from the environment and .env).
+# Its own settings come from the environment, else from .env: MAIL_HTTPS_PORT (8443),
+# MAIL_DEMO_PASSWORD, MAX_BODY_BYTES (1048576, nginx's body limit too), RUN_DIR (run),
+# BIN_DIR (.build/release). The daemons read every other setting themselves (.env.example).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin_dir=${BIN_DIR:-.build/release}
-port=${MAIL_HTTPS_PORT:-8443}
-run_dir=$(realpath -m "${RUN_DIR:-run}")
-export FCGI_SOCKET=${FCGI_SOCKET:-$run_dir/mailfcgi.sock}
+# A setting from the environment, else its last `NAME=value` line in .env, else a default.
+setting() {
+    local name=$1 default=$2 value
+    if [ -n "${!name:-}" ]; then printf '%s' "${!name}"; return; fi
+    value=$( { grep -E "^[[:space:]]*(export[[:space:]]+)?$name=" .env 2>/dev/null || true; } | tail -n 1 | cut -d= -f2-)
+    value=${value%\"}; value=${value#\"}; value=${value%\'}; value=${value#\'}
+    printf '%s' "${value:-$default}"
+}
 
-scripts/prepare-run-dir.sh "$run_dir" "$port" "$FCGI_SOCKET" "${MAX_BODY_BYTES:-1048576}"
+bin_dir=$(setting BIN_DIR .build/release)
+port=$(setting MAIL_HTTPS_PORT 8443)
+max_body=$(setting MAX_BODY_BYTES 1048576)
+run_dir=$(realpath -m "$(setting RUN_DIR run)")
+export MAIL_DEMO_PASSWORD=$(setting MAIL_DEMO_PASSWORD "")
+export FCGI_SOCKET=$(setting FCGI_SOCKET "$run_dir/mailfcgi.sock")
+
+# Settings are checked before anything starts: a bad value stops here, naming it.
+"$bin_dir/mailfcgi" --check-config
+"$bin_dir/mailworkerd" --check-config
+scripts/prepare-run-dir.sh "$run_dir" "$port" "$FCGI_SOCKET" "$max_body"
 
 pids=()
 stop() {
@@ -24,12 +39,13 @@ stop() {
 }
 trap 'stop 0' INT TERM
 
-"$bin_dir/mailfcgi" & pids+=($!)
-"$bin_dir/mailworkerd" & pids+=($!)
+# Each in its own session: a Ctrl-C reaches this script only, which stops them in order.
+setsid "$bin_dir/mailfcgi" & pids+=($!)
+setsid "$bin_dir/mailworkerd" & pids+=($!)
 # nginx -e: its error log before the configuration is read (else /var/log/nginx).
-nginx -c "$run_dir/nginx.conf" -e "$run_dir/nginx-error.log" -g 'daemon off;' & pids+=($!)
+setsid nginx -c "$run_dir/nginx.conf" -e "$run_dir/nginx-error.log" -g 'daemon off;' & pids+=($!)
 
-echo "Serving https://127.0.0.1:$port (user demo, password in run/demo-password). Ctrl-C stops." >&2
+echo "Serving https://127.0.0.1:$port (user demo, password in $run_dir/demo-password). Ctrl-C stops." >&2
 # If any of the three exits on its own, stop the others and report failure.
 wait -n "${pids[@]}" || true
 echo "A process of the stack exited; see the messages above." >&2

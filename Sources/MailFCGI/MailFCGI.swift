@@ -15,6 +15,9 @@ struct MailFCGI: AsyncParsableCommand {
     @Option(help: "A dotenv file read after the environment (missing is fine).")
     var envFile = ".env"
 
+    @Flag(help: "Check the settings, print the first problem, and exit (0 when all are valid).")
+    var checkConfig = false
+
     func run() async throws {
         let settings: MailSettings
         do {
@@ -22,6 +25,7 @@ struct MailFCGI: AsyncParsableCommand {
         } catch {
             throw ValidationError("configuration: \(error)")
         }
+        if checkConfig { return }
         LogSetup.bootstrap(level: settings.logLevel)
         let logger = Logger(label: "mailfcgi")
 

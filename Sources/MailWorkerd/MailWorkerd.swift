@@ -16,6 +16,9 @@ struct MailWorkerd: AsyncParsableCommand {
     @Option(help: "A dotenv file read after the environment (missing is fine).")
     var envFile = ".env"
 
+    @Flag(help: "Check the settings, print the first problem, and exit (0 when all are valid).")
+    var checkConfig = false
+
     func run() async throws {
         let settings: MailSettings
         do {
@@ -23,6 +26,7 @@ struct MailWorkerd: AsyncParsableCommand {
         } catch {
             throw ValidationError("configuration: \(error)")
         }
+        if checkConfig { return }
         LogSetup.bootstrap(level: settings.logLevel)
         let logger = Logger(label: "mailworkerd")
 

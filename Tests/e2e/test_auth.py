@@ -26,3 +26,16 @@ def test_client_cannot_forge_remote_user(stack):
     assert response.status_code == 200
     (name,) = stack.files("queue")
     assert '"submitted_by":"demo"' in (stack.data / "queue" / name).read_text()
+
+
+def test_health_is_open_to_local_probes_without_a_password(stack):
+    response = stack.request("GET", "/health", auth=None)
+    assert response.status_code == 200
+    assert response.json()["status"] == "healthy"
+
+
+def test_plain_http_to_the_https_port_gets_a_json_400(stack):
+    import requests
+    response = requests.get(f"http://127.0.0.1:{stack.port}/health", timeout=5)
+    assert response.status_code == 400
+    assert "HTTPS" in response.json()["detail"]

@@ -69,3 +69,50 @@ def test_make_run_script_serves_the_readme_example_and_stops_on_ctrl_c(tmp_path)
         leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
         assert leftover == "", f"{name} still running: {leftover}"
     assert not list((tmp_path / "data" / "queue").glob("*.processing.json"))
+
+
+def test_bad_setting_stops_the_daemons_at_start_naming_it(tmp_path):
+    for daemon in ("mailfcgi", "mailworkerd"):
+        for variable, value in [("NUM_WORKERS", "many"), ("MAX_BODY_BYTES", "10"), ("SMTP_TLS", "maybe")]:
+            env = {**os.environ, variable: value, "DATA_DIR": str(tmp_path / "data"),
+                   "SMTP_SERVER": "127.0.0.1", "SENDER_EMAIL": "a@example.org"}
+            result = subprocess.run([BIN_DIR / daemon], cwd=tmp_path, env=env, capture_output=True,
+                                    text=True, timeout=30)
+            assert result.returncode != 0
+            assert variable in result.stderr, result.stderr
+    assert not (tmp_path / "data" / "queue").exists() or not list((tmp_path / "data" / "queue").iterdir())
+
+
+def test_bad_value_in_dotenv_is_refused_too(tmp_path):
+    (tmp_path / ".env").write_text("WORKER_POLLING_INTERVAL=soon\n")
+    result = subprocess.run([BIN_DIR / "mailworkerd", "--check-config"], cwd=tmp_path,
+                            env={**os.environ, "DATA_DIR": str(tmp_path / "data")},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "WORKER_POLLING_INTERVAL" in result.stderr
+
+
+def test_make_run_reads_its_own_settings_from_dotenv(tmp_path):
+    port = free_port()
+    (tmp_path / ".env").write_text(f'MAIL_HTTPS_PORT={port}\nMAIL_DEMO_PASSWORD="from-dotenv"\n'
+                                   f"RUN_DIR={tmp_path / 'run'}\nDATA_DIR={tmp_path / 'data'}\n")
+    # run.sh works in the repository root, so it reads the repository's .env: copy the
+    # scripts next to this .env instead of touching the developer's own.
+    for part in ("scripts", "deploy"):
+        subprocess.run(["cp", "-r", ROOT / part, tmp_path / part], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAIL_", "SMTP_"))}
+    env["BIN_DIR"] = str(BIN_DIR)
+    proc = subprocess.Popen([tmp_path / "scripts" / "run.sh"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def answers():
+            try:
+                return requests.get(f"https://127.0.0.1:{port}/email", auth=("demo", "from-dotenv"),
+                                    verify=str(tmp_path / "run" / "tls" / "cert.pem"), timeout=1).status_code
+            except (requests.ConnectionError, OSError):
+                return False
+        assert wait_until(answers, timeout=20, what="the stack") == 405  # authenticated
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        output = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert proc.returncode == 0, output
