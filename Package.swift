@@ -55,6 +55,12 @@ let package = Package(
             ],
             path: "Sources/MailWorkerd"
         ),
+        // Benchmarks (bench/): built in release by `make bench`, not part of `make test`.
+        .executableTarget(
+            name: "claims-bench",
+            dependencies: ["Core"],
+            path: "bench/QueueBench"
+        ),
         .testTarget(
             name: "CoreTests",
             dependencies: ["Core"],

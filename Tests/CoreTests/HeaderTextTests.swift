@@ -30,6 +30,23 @@ import Testing
         #expect(decoded == subject)
     }
 
+    /// Decodes what `unstructured` wrote (unfold, then decode each encoded-word).
+    func decode(_ header: String) -> String {
+        let words = header.components(separatedBy: "\r\n ")
+        guard words.allSatisfy({ $0.hasPrefix("=?UTF-8?B?") }) else { return header.replacingOccurrences(of: "\r\n", with: "") }
+        return words.map { String(data: Data(base64Encoded: String($0.dropFirst(10).dropLast(2)))!, encoding: .utf8)! }.joined()
+    }
+
+    @Test(arguments: [String(repeating: "x", count: 998), String(repeating: " ", count: 300), "  two  spaces ",
+                      "e" + String(repeating: "\u{301}", count: 3000), String(repeating: "a", count: 78) + " b"])
+    func everyLineFitsAndTheTextComesBackExactly(_ subject: String) {
+        let header = HeaderText.unstructured(subject, headerName: "Subject")
+        let lines = ("Subject: " + header).components(separatedBy: "\r\n")
+        #expect(lines.allSatisfy { $0.utf8.count <= 78 })
+        #expect(lines.dropFirst().allSatisfy { $0.hasPrefix(" ") && $0.contains { $0 != " " } })
+        #expect(decode(header) == subject)
+    }
+
     @Test func textThatLooksLikeAnEncodedWordIsEncoded() {
         #expect(HeaderText.unstructured("=?UTF-8?B?x?=", headerName: "Subject").hasPrefix("=?UTF-8?B?"))
     }

@@ -77,3 +77,66 @@ def test_unknown_route_is_404_and_wrong_method_is_405(stack):
     wrong = stack.request("GET", "/email")
     assert wrong.status_code == 405
     assert wrong.headers["Allow"] == "POST"
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b'{"to_email":"a@example.com","subject":"s","body":"b","x":' + b"[" * 40 + b"]" * 40 + b"}", "nested deeper"),
+    (b'{"to_email":"a@example.com","subject":"s","body":"b",}', "trailing comma"),
+    (b'{"to_email":"a@example.com","to_email":"b@example.com","subject":"s","body":"b"}', "duplicate key"),
+    (b'{"to_email": ', "JSON decode error"),
+])
+def test_json_that_parsers_disagree_on_is_refused_quickly(stack, raw, reason):
+    response = stack.request("POST", "/email", data=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    detail = response.json()["detail"][0]
+    assert detail["type"] == "json_invalid"
+    assert reason in detail["msg"], detail
+    assert_nothing_written(stack)
+
+
+def test_wide_deep_json_is_refused_without_tying_up_the_responder(stack):
+    payload = b'{"to_email":"a@example.com","subject":"s","body":"b","x":[' + b",".join(
+        [b"[" * 500 + b"]" * 500] * 200) + b"]}"
+    response = stack.request("POST", "/email", data=payload, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.elapsed.total_seconds() < 5
+    assert stack.request("GET", "/health").status_code == 200
+
+
+@pytest.mark.parametrize("headers, needle", [
+    ({"Content-Type": "application/json; charset=latin-1"}, "UTF-8"),
+    ({"Content-Type": "application/json", "Content-Encoding": "gzip"}, "Content-Encoding"),
+])
+def test_body_not_plain_utf8_json_is_415(stack, headers, needle):
+    import json
+    response = stack.request("POST", "/email", data=json.dumps(VALID).encode(), headers=headers)
+    assert response.status_code == 415
+    assert needle in response.json()["detail"]
+    assert_nothing_written(stack)
+
+
+def test_charset_utf8_parameter_is_accepted(stack):
+    import json
+    response = stack.request("POST", "/email", data=json.dumps(VALID).encode(),
+                             headers={"Content-Type": "Application/JSON; charset=UTF-8"})
+    assert response.status_code == 200
+
+
+def test_html_body_without_multipart_is_422(stack):
+    response = stack.post_email({**VALID, "html_body": "<p>x</p>"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "html_body"]
+
+
+def test_subject_limit_counts_code_points(stack):
+    response = stack.post_email({**VALID, "subject": "e" + "\u0301" * 1000})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "string_too_long"
+
+
+def test_errors_nginx_answers_itself_are_json(stack):
+    import requests
+    trace = requests.request("TRACE", stack.url("/email"), verify=stack.cert, timeout=5)
+    assert trace.status_code == 405 and "detail" in trace.json()
+    long_path = stack.request("GET", "/" + "a" * 10000)
+    assert long_path.status_code == 414 and "detail" in long_path.json()

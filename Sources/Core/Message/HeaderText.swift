@@ -9,37 +9,52 @@ public enum HeaderText {
         text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F } && !text.contains("=?")
     }
 
-    /// An unstructured header (`Subject`), folded, as it follows `name: `.
-    /// Non-ASCII text becomes UTF-8 "B" encoded-words of at most 75 characters each, split
-    /// only between whole characters (RFC 2047 §5 rule 3 and §6).
+    /// Whether plain `text` survives folding and unfolding unchanged: single spaces between
+    /// words of at most 77 characters, none at either end (parsers collapse or trim runs of
+    /// folding white space, and a longer word cannot be folded within 78 characters).
+    static func foldsCleanly(_ text: String) -> Bool {
+        !text.hasPrefix(" ") && !text.hasSuffix(" ") && !text.contains("  ")
+            && text.split(separator: " ").allSatisfy { $0.utf8.count <= 77 }
+    }
+
+    /// An unstructured header (`Subject`), as it follows `name: `, with no line over 78
+    /// characters. Plain ASCII that folds cleanly is written as-is, folded at spaces; any
+    /// other text becomes UTF-8 "B" encoded-words of at most 75 characters each, which
+    /// keep it exactly (RFC 2047 §5 rule 3 and §6).
     public static func unstructured(_ text: String, headerName: String) -> String {
-        if isPlainASCII(text) { return fold(text, firstLineUsed: headerName.count + 2) }
-        return encodedWords(text).joined(separator: "\r\n ")
+        if text.isEmpty { return "" }
+        if isPlainASCII(text), foldsCleanly(text) { return fold(text, firstLineUsed: headerName.count + 2) }
+        return encodedWords(text, firstLineUsed: headerName.count + 2).joined(separator: "\r\n ")
     }
 
     /// A display name for an address header: an atom-safe quoted-string when ASCII, else
     /// encoded-words (RFC 2047 §5 rule 3).
     public static func displayName(_ name: String) -> String {
-        if isPlainASCII(name) {
+        if isPlainASCII(name), foldsCleanly(name) {
             let escaped = name.replacingOccurrences(of: "\\", with: "\\\\")
                 .replacingOccurrences(of: "\"", with: "\\\"")
             return "\"\(escaped)\""
         }
-        return encodedWords(name).joined(separator: " ")
+        return encodedWords(name, firstLineUsed: 0).joined(separator: " ")
     }
 
-    /// `=?UTF-8?B?...?=` words, each at most 75 characters.
-    static func encodedWords(_ text: String) -> [String] {
+    /// `=?UTF-8?B?...?=` words split between code points (the "characters" of RFC 2047 §5
+    /// for UTF-8), never inside one. Each line holding them stays within 76 characters
+    /// (RFC 2047 §2): the first word after `firstLineUsed` characters, the others after the
+    /// one space of folding.
+    static func encodedWords(_ text: String, firstLineUsed: Int) -> [String] {
         let prefix = "=?UTF-8?B?", suffix = "?="
-        // 75 - 12 = 63 characters of base64 → at most 45 bytes of UTF-8 per word.
-        let maxBytes = (75 - prefix.count - suffix.count) / 4 * 3
+        /// UTF-8 bytes that fit in a word of at most `length` characters.
+        func capacity(_ length: Int) -> Int { max(3, (length - prefix.count - suffix.count) / 4 * 3) }
+        var maxBytes = capacity(76 - firstLineUsed)
         var words: [String] = []
         var chunk: [UInt8] = []
-        for character in text {
-            let bytes = Array(String(character).utf8)
+        for scalar in text.unicodeScalars {
+            let bytes = Array(String(scalar).utf8)
             if chunk.count + bytes.count > maxBytes, !chunk.isEmpty {
                 words.append(prefix + Data(chunk).base64EncodedString() + suffix)
                 chunk = []
+                maxBytes = capacity(75)
             }
             chunk += bytes
         }

@@ -10,20 +10,23 @@ public enum Mailbox {
         problem(address) == nil
     }
 
-    /// Why `address` is not acceptable, or nil when it is.
+    /// Why `address` is not acceptable, as a phrase (e.g. "the domain is not a valid host
+    /// name"), or nil when it is.
     public static func problem(_ address: String) -> String? {
         let bytes = Array(address.utf8)
-        if bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return "contains a control character" }
-        if bytes.contains(where: { $0 >= 0x80 }) { return "contains non-ASCII characters" }
-        guard let at = address.lastIndex(of: "@") else { return "has no @" }
+        if bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return "it contains a control character" }
+        if bytes.contains(where: { $0 >= 0x80 }) { return "it contains non-ASCII characters" }
+        guard let at = address.lastIndex(of: "@") else { return "there is no @" }
         let local = address[..<at], domain = address[address.index(after: at)...]
-        if local.isEmpty { return "has an empty local part" }
-        if local.utf8.count > 64 { return "local part is longer than 64 characters" }
-        if domain.utf8.count > 255 { return "domain is longer than 255 characters" }
-        if bytes.count + 2 > 256 { return "is longer than 254 characters" }
-        if !isDotAtom(local, allowed: atext) { return "local part is not a valid dot-atom" }
+        if local.isEmpty { return "the part before the @ is empty" }
+        if local.utf8.count > 64 { return "the part before the @ is longer than 64 characters" }
+        if domain.utf8.count > 255 { return "the domain is longer than 255 characters" }
+        if bytes.count + 2 > 256 { return "it is longer than 254 characters" }
+        if !isDotAtom(local, allowed: atext) { return "the part before the @ has a character or dot that is not allowed" }
         let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
-        if labels.count < 1 || labels.contains(where: { !isLabel($0) }) { return "domain is not a valid host name" }
+        if labels.contains(where: { !isLabel($0) }) { return "the domain is not a valid host name" }
+        // A single-label domain cannot be reached on the Internet; localhost is for development.
+        if labels.count < 2, domain.lowercased() != "localhost" { return "the domain has no dot" }
         return nil
     }
 

@@ -2,8 +2,8 @@ import Foundation
 
 /// The JSON encoder and decoder for queue, dead-letter and status files: ISO 8601 dates with
 /// milliseconds (backoff delays start at one second, so whole seconds are too coarse).
-enum QueueCoding {
-    static func encoder() -> JSONEncoder {
+public enum QueueCoding {
+    public static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.dateEncodingStrategy = .custom { date, encoder in
@@ -13,7 +13,7 @@ enum QueueCoding {
         return encoder
     }
 
-    static func decoder() -> JSONDecoder {
+    public static func decoder() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()

@@ -35,6 +35,9 @@ final class FastCGIServer: Sendable {
         guard FCGX_Init() == 0 else { throw SystemError(call: "FCGX_Init", path: socketPath, errno: errno) }
         let directory = (socketPath as NSString).deletingLastPathComponent
         if !directory.isEmpty { try Syscall.makeDirectories(directory) }
+        if Self.acceptsConnections(socketPath) {
+            throw ServerError.socketInUse(socketPath)
+        }
         unlink(socketPath)  // a socket left by a crashed run would make bind(2) fail
         let fd = FCGX_OpenSocket(socketPath, 1024)
         guard fd >= 0 else { throw SystemError(call: "FCGX_OpenSocket", path: socketPath, errno: errno) }
@@ -43,6 +46,23 @@ final class FastCGIServer: Sendable {
         let started = (0..<threadCount).map { _ in Thread.spawn { [self] in serve(fd) } }
         threads.withLock { $0 = started }
         logger.info("listening", metadata: ["socket": "\(socketPath)", "threads": "\(threadCount)"])
+    }
+
+    /// Whether something listens on the unix socket at `path` (connect(2) succeeds).
+    private static func acceptsConnections(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
     }
 
     /// Stops accepting, lets requests in flight finish, joins the threads, removes the socket.
@@ -95,6 +115,7 @@ final class FastCGIServer: Sendable {
             path: param("DOCUMENT_URI") ?? param("SCRIPT_NAME") ?? "/",
             query: param("QUERY_STRING") ?? "",
             contentType: param("CONTENT_TYPE").flatMap { $0.isEmpty ? nil : $0 },
+            contentEncoding: param("HTTP_CONTENT_ENCODING"),
             remoteUser: param("REMOTE_USER").flatMap { $0.isEmpty ? nil : $0 },
             body: body)
         return respond(request)
@@ -106,6 +127,18 @@ final class FastCGIServer: Sendable {
         guard !response.body.isEmpty else { return }
         response.body.withUnsafeBytes {
             _ = FCGX_PutStr($0.baseAddress!.assumingMemoryBound(to: CChar.self), Int32($0.count), stream)
+        }
+    }
+}
+
+/// Why the responder cannot start.
+enum ServerError: Error, CustomStringConvertible {
+    /// Another process answers on the socket; taking it over would cut that one off.
+    case socketInUse(String)
+
+    var description: String {
+        switch self {
+        case .socketInUse(let path): "another process is already listening on \(path) (is mailfcgi running?)"
         }
     }
 }

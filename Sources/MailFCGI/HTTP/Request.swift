@@ -10,6 +10,8 @@ struct Request: Sendable {
     var query: String
     /// `CONTENT_TYPE`, or nil.
     var contentType: String?
+    /// The request's `Content-Encoding` header (`HTTP_CONTENT_ENCODING`), or nil.
+    var contentEncoding: String? = nil
     /// `REMOTE_USER`: the user nginx authenticated, or nil.
     var remoteUser: String?
     /// The request body; empty when there is none.

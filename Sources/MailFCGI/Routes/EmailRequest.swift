@@ -22,11 +22,7 @@ struct EmailRequest {
     /// - Throws: `HTTPError` 415 (not JSON), 422 (invalid fields or malformed JSON),
     ///   400 (templates, not available yet).
     static func parse(_ request: Request) throws -> EmailRequest {
-        let mediaType = request.contentType?.split(separator: ";").first?
-            .trimmingCharacters(in: .whitespaces).lowercased()
-        guard mediaType == "application/json" else {
-            throw HTTPError(415, "Content-Type must be application/json")
-        }
+        try requireJSON(request)
         guard case .object(let object) = try JSONValue.parse(request.body) else {
             throw HTTPError.validation([FieldError(
                 [.key("body")], "Input should be a valid dictionary or object to extract fields from",
@@ -45,6 +41,9 @@ struct EmailRequest {
         let cc = fields.addressList("cc")
         let bcc = fields.addressList("bcc")
         let replyTo = fields.address("reply_to", required: false)
+        if htmlBody != nil, format != .multipart {
+            fields.errors.append(.body("html_body", "html_body is only used with format 'multipart'", type: "value_error"))
+        }
         if cc.count + bcc.count > maxRecipients {
             fields.errors.append(.body("cc", "at most \(maxRecipients) Cc and Bcc recipients together", type: "too_long"))
         }
@@ -54,5 +53,25 @@ struct EmailRequest {
         return EmailRequest(
             toEmail: toEmail, subject: subject, body: body, htmlBody: htmlBody, format: format,
             priority: priority, cc: cc, bcc: bcc, replyTo: replyTo)
+    }
+
+    /// The body must be UTF-8 JSON as sent: `application/json` (charset, if given, utf-8)
+    /// and no content coding. - Throws: `HTTPError` 415 naming what was wrong.
+    static func requireJSON(_ request: Request) throws {
+        let parameters = (request.contentType ?? "").split(separator: ";").map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        }
+        guard parameters.first == "application/json" else {
+            throw HTTPError(415, "Content-Type must be application/json")
+        }
+        for parameter in parameters.dropFirst() where parameter.hasPrefix("charset=") {
+            let charset = parameter.dropFirst("charset=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            guard charset == "utf-8" || charset == "utf8" else {
+                throw HTTPError(415, "JSON must be UTF-8 (charset=\(charset) given)")
+            }
+        }
+        if let coding = request.contentEncoding, !coding.isEmpty, coding.lowercased() != "identity" {
+            throw HTTPError(415, "Content-Encoding \(coding) is not accepted: send the JSON uncompressed")
+        }
     }
 }

@@ -36,7 +36,7 @@ struct FieldReader {
             errors.append(.body(name, problem, type: "value_error"))
             return nil
         }
-        if text.count > maxLength {
+        if text.unicodeScalars.count > maxLength {
             errors.append(.body(name, "String should have at most \(maxLength) characters", type: "string_too_long"))
             return nil
         }
@@ -46,7 +46,7 @@ struct FieldReader {
     mutating func address(_ name: String, required: Bool) -> String? {
         guard let text = string(name, required: required) else { return nil }
         if let problem = Mailbox.problem(text) {
-            errors.append(.body(name, "value is not a valid email address: it \(problem)", type: "value_error"))
+            errors.append(.body(name, "value is not a valid email address: \(problem)", type: "value_error"))
             return nil
         }
         return text
@@ -70,7 +70,7 @@ struct FieldReader {
                 continue
             }
             if let problem = Mailbox.problem(text) {
-                errors.append(.body(name, index: index, "value is not a valid email address: it \(problem)", type: "value_error"))
+                errors.append(.body(name, index: index, "value is not a valid email address: \(problem)", type: "value_error"))
             } else {
                 addresses.append(text)
             }
