@@ -5,25 +5,48 @@ import Testing
 @Suite struct QueueIndexTests {
     @Test func dueEntriesComeByPriorityThenName() {
         var index = QueueIndex()
-        index.insert("b", priority: 2, notBefore: nil)
-        index.insert("c", priority: 1, notBefore: nil)
-        index.insert("a", priority: 2, notBefore: nil)
-        index.insert("a", priority: 1, notBefore: nil)  // already known: ignored
+        let a = "batch_100_0000000a", b = "batch_200_0000000b", c = "batch_300_0000000c"
+        index.insert(b, priority: 2, notBefore: nil)
+        index.insert(c, priority: 1, notBefore: nil)
+        index.insert(a, priority: 2, notBefore: nil)
+        index.insert(a, priority: 1, notBefore: nil)  // already known: ignored
         let now = Date()
         #expect([index.popNext(now: now), index.popNext(now: now), index.popNext(now: now), index.popNext(now: now)]
-                == ["c", "a", "b", nil])
+                == [c, a, b, nil])
     }
 
     @Test func deferredEntriesWaitForTheirTime() {
         var index = QueueIndex()
         let now = Date()
-        index.insert("late", priority: 1, notBefore: now.addingTimeInterval(10))
-        index.insert("now", priority: 3, notBefore: nil)
+        let late = "batch_100_0000000a", soon = "batch_200_0000000b"
+        index.insert(late, priority: 1, notBefore: now.addingTimeInterval(10))
+        index.insert(soon, priority: 3, notBefore: nil)
         #expect(index.deferredCount == 1)
         #expect(index.nextDue == now.addingTimeInterval(10))
-        #expect(index.popNext(now: now) == "now")
+        #expect(index.popNext(now: now) == soon)
         #expect(index.popNext(now: now) == nil)
-        #expect(index.popNext(now: now.addingTimeInterval(10)) == "late")
+        #expect(index.popNext(now: now.addingTimeInterval(10)) == late)
         #expect(index.count == 0)
+    }
+}
+
+@Suite struct FileKeyTests {
+    @Test(arguments: ["batch_1796020531014_d4a4016b", "batch_0_00000000", "batch_1_0000000a"])
+    func canonicalNamesRoundTrip(_ name: String) throws {
+        #expect(try #require(FileKey(name)).name == name)
+    }
+
+    @Test(arguments: ["batch_x_d4a4016b", "batch_01_d4a4016b", "batch_1_D4A4016B", "batch_1_d4a4016", "batch__d4a4016b", "other_1_d4a4016b"])
+    func otherNamesAreNotKeys(_ name: String) {
+        #expect(FileKey(name) == nil)
+    }
+
+    @Test func foreignNamesAreOfferedFirst() {
+        var index = QueueIndex()
+        index.insert("batch_5_0000000a", priority: 1, notBefore: nil)
+        index.insert("batch_odd", priority: 3, notBefore: nil)
+        #expect(index.contains("batch_odd"))
+        #expect(index.popNext(now: Date()) == "batch_odd")
+        #expect(index.popNext(now: Date()) == "batch_5_0000000a")
     }
 }

@@ -1,22 +1,23 @@
 // Claims per second at a queue depth of 1,000 and of 100,000 pending files.
 //
-// For each depth: write N pending files (setup, not timed), let a FileQueue build its index
-// (timed separately: it happens once, at start), then time up to 2,000 claims (at most half
-// the depth, so the depth stays within a factor of two), each followed by the unlink that
-// ends it. Repeated 5 times; the median is reported. Beside it, in the same
-// run, a few claims made the way the seed's Python queue made them (list and sort the
-// directory for every claim), to show what the index saves at depth.
+// Both queues are filled first (setup, not timed). Then, round after round, each depth in
+// turn: top the queue up to its depth, let a fresh FileQueue build its index (timed apart:
+// it happens once, when mailworkerd starts), then time 500 claims, each followed by the
+// unlink that ends it. The depths alternate within every round so that both see the same
+// machine noise; the median of the rounds is reported. Beside it, in the same run, a few
+// claims made the way the seed's Python queue made them (list and sort the directory for
+// every claim), to show what the index saves at depth.
 //
-// usage: claims-bench [--depths 1000,100000] [--claims 2000] [--runs 5] [--dir PATH]
+// usage: claims-bench [--depths 1000,100000] [--claims 500] [--runs 15] [--dir PATH]
 // prints one JSON object.
 import Core
 import Foundation
 
 struct Options {
     var depths = [1_000, 100_000]
-    var claims = 2_000
+    var claims = 500
     var scanClaims = 20
-    var runs = 5
+    var runs = 15
     var dir = NSTemporaryDirectory() + "claims-bench-\(getpid())"
 
     init(_ args: [String]) {
@@ -53,59 +54,68 @@ func fill(_ layout: QueueLayout, to depth: Int, start: inout Date) throws {
     }
 }
 
-func measure(depth: Int, options: Options) throws -> [String: Any] {
-    let layout = QueueLayout(root: options.dir + "/depth-\(depth)")
-    try layout.create()
-    var clock = Date(timeIntervalSince1970: 1_700_000_000)
-    var indexed: [Double] = [], indexedRates: [Double] = [], scanRates: [Double] = []
-    for _ in 0..<options.runs {
-        try fill(layout, to: depth, start: &clock)
-        let queue = try FileQueue(layout: layout)
-        queue.useChangeNotifications()  // as mailworkerd runs it: the index is trusted
-        let buildStart = Date()
-        let first = try queue.claim(now: Date())!
-        indexed.append(Date().timeIntervalSince(buildStart))
-        unlink(layout.queue + "/" + first.name + ".processing.json")
+/// Figures of one depth, one entry per round.
+struct Samples {
+    var indexBuild: [Double] = []
+    var claimRate: [Double] = []
+    var scanRate: [Double] = []
+}
 
-        let t0 = Date()
-        let claims = min(options.claims, depth / 2)
-        for _ in 0..<claims {
-            let claim = try queue.claim(now: Date())!
-            unlink(layout.queue + "/" + claim.name + ".processing.json")
-        }
-        indexedRates.append(Double(claims) / Date().timeIntervalSince(t0))
+/// One round at one depth: index build, `claims` indexed claims, then `scanClaims` the seed's way.
+func round(_ layout: QueueLayout, depth: Int, options: Options, clock: inout Date, into samples: inout Samples) throws {
+    try fill(layout, to: depth, start: &clock)
+    let queue = try FileQueue(layout: layout)
+    queue.useChangeNotifications()  // as mailworkerd runs it: the index is trusted
+    let buildStart = Date()
+    let first = try queue.claim(now: Date())!
+    samples.indexBuild.append(Date().timeIntervalSince(buildStart))
+    unlink(layout.queue + "/" + first.name + ".processing.json")
 
-        try fill(layout, to: depth, start: &clock)
-        let t1 = Date()
-        for _ in 0..<options.scanClaims {
-            // The seed's way: list, filter, sort, then rename the first.
-            let names = try FileManager.default.contentsOfDirectory(atPath: layout.queue)
-                .filter { $0.hasPrefix("batch_") && !$0.hasSuffix(".processing.json") }.sorted()
-            let name = names[0]
-            let claimed = layout.queue + "/" + name.replacingOccurrences(of: ".json", with: ".processing.json")
-            rename(layout.queue + "/" + name, claimed)
-            unlink(claimed)
-        }
-        scanRates.append(Double(options.scanClaims) / Date().timeIntervalSince(t1))
+    let claims = min(options.claims, depth / 2)
+    let t0 = Date()
+    for _ in 0..<claims {
+        let claim = try queue.claim(now: Date())!
+        unlink(layout.queue + "/" + claim.name + ".processing.json")
     }
-    return [
-        "depth": depth,
-        "claims_per_second": median(indexedRates).rounded(),
-        "scan_per_claim_per_second": median(scanRates).rounded(),
-        "index_build_seconds": (median(indexed) * 1000).rounded() / 1000,
-    ]
+    samples.claimRate.append(Double(claims) / Date().timeIntervalSince(t0))
+
+    try fill(layout, to: depth, start: &clock)
+    let t1 = Date()
+    for _ in 0..<options.scanClaims {
+        // The seed's way: list, filter, sort, then rename the first.
+        let names = try FileManager.default.contentsOfDirectory(atPath: layout.queue)
+            .filter { $0.hasPrefix("batch_") && !$0.hasSuffix(".processing.json") }.sorted()
+        let claimed = layout.queue + "/" + names[0].replacingOccurrences(of: ".json", with: ".processing.json")
+        rename(layout.queue + "/" + names[0], claimed)
+        unlink(claimed)
+    }
+    samples.scanRate.append(Double(options.scanClaims) / Date().timeIntervalSince(t1))
 }
 
 let options = Options(CommandLine.arguments)
 defer { try? FileManager.default.removeItem(atPath: options.dir) }
-var results: [[String: Any]] = []
-for depth in options.depths {
-    results.append(try measure(depth: depth, options: options))
+let layouts = try options.depths.map { depth -> QueueLayout in
+    let layout = QueueLayout(root: options.dir + "/depth-\(depth)")
+    try layout.create()
+    return layout
 }
+var clock = Date(timeIntervalSince1970: 1_700_000_000)
+var samples = Array(repeating: Samples(), count: options.depths.count)
+for _ in 0..<options.runs {
+    for (i, depth) in options.depths.enumerated() {
+        try round(layouts[i], depth: depth, options: options, clock: &clock, into: &samples[i])
+    }
+}
+let results: [[String: Any]] = options.depths.enumerated().map { i, depth in [
+    "depth": depth,
+    "claims_per_second": median(samples[i].claimRate).rounded(),
+    "scan_per_claim_per_second": median(samples[i].scanRate).rounded(),
+    "index_build_seconds": (median(samples[i].indexBuild) * 1000).rounded() / 1000,
+] }
 let rates = results.map { $0["claims_per_second"] as! Double }
 let report: [String: Any] = [
     "benchmark": "claims",
-    "max_claims_per_run": options.claims,
+    "claims_per_round": options.claims,
     "runs": options.runs,
     "results": results,
     "ratio_last_to_first": rates.count > 1 ? (rates.last! / rates.first! * 1000).rounded() / 1000 : 1,

@@ -4,15 +4,20 @@ import HeapModule
 /// The in-memory order of pending queue files, so that a claim costs O(log n) instead of a
 /// scan of the queue directory.
 ///
-/// Due entries are ordered by priority (1 first), then by name (the millisecond timestamp
-/// makes that FIFO). Deferred entries wait in a second heap ordered by their due time and
-/// join the due ones when it comes. The index is a hint: an entry whose file another process
-/// has claimed meanwhile is dropped when its rename fails.
+/// Due entries are ordered by priority (1 first), then by the name's millisecond timestamp
+/// (FIFO). Deferred entries wait in a second heap ordered by their due time and join the
+/// due ones when it comes. The index is a hint: an entry whose file another process has
+/// claimed meanwhile is dropped when its rename fails.
+///
+/// Entries are plain integers (`FileKey`: timestamp and the 8 hex digits of the name), not
+/// strings: at 100,000 entries, comparing and hashing strings kept on the heap costs cache
+/// misses on every claim. A pending file whose name is not of the canonical form (not one
+/// of ours) is kept apart and offered first, so the claim that reads it can set it aside.
 struct QueueIndex {
     private struct Due: Comparable {
-        let priority: Int
-        let name: String
-        static func < (a: Due, b: Due) -> Bool { (a.priority, a.name) < (b.priority, b.name) }
+        let priority: Int32
+        let key: FileKey
+        static func < (a: Due, b: Due) -> Bool { (a.priority, a.key) < (b.priority, b.key) }
     }
 
     private struct Waiting: Comparable {
@@ -23,38 +28,77 @@ struct QueueIndex {
 
     private var due = Heap<Due>()
     private var waiting = Heap<Waiting>()
-    private var known = Set<String>()
+    private var known = Set<FileKey>()
+    private var foreign: [String] = []
 
     /// Entries in the index, due or not.
-    var count: Int { known.count }
+    var count: Int { known.count + foreign.count }
     /// Entries not yet due.
     var deferredCount: Int { waiting.count }
     /// When the earliest deferred entry becomes due, if any.
     var nextDue: Date? { waiting.min?.due }
 
-    func contains(_ name: String) -> Bool { known.contains(name) }
+    func contains(_ name: String) -> Bool {
+        guard let key = FileKey(name) else { return foreign.contains(name) }
+        return known.contains(key)
+    }
 
     /// Adds a pending file's base name; `notBefore` nil means due now. A name already in the
     /// index is left as it is.
     mutating func insert(_ name: String, priority: Int, notBefore: Date?) {
-        guard known.insert(name).inserted else { return }
-        let entry = Due(priority: priority, name: name)
+        guard let key = FileKey(name) else {
+            if !foreign.contains(name) { foreign.append(name) }
+            return
+        }
+        guard known.insert(key).inserted else { return }
+        let entry = Due(priority: Int32(clamping: priority), key: key)
         if let notBefore { waiting.insert(Waiting(due: notBefore, entry: entry)) } else { due.insert(entry) }
     }
 
     /// Removes and returns the next name to try at `now`, or nil when nothing is due.
     mutating func popNext(now: Date) -> String? {
+        if !foreign.isEmpty { return foreign.removeLast() }
         while let first = waiting.min, first.due <= now {
             due.insert(waiting.removeMin().entry)
         }
         guard let next = due.popMin() else { return nil }
-        known.remove(next.name)
-        return next.name
+        known.remove(next.key)
+        return next.key.name
     }
 
     mutating func removeAll() {
         due = Heap()
         waiting = Heap()
         known = []
+        foreign = []
     }
+}
+
+/// A canonical queue file base name, `batch_{timestamp_ms}_{uuid8}` (lowercase hex), as two
+/// integers; ordered by timestamp, then by the hex digits.
+struct FileKey: Hashable, Comparable {
+    let timestamp: Int64
+    let tag: UInt32
+
+    /// Parses a base name; nil unless it is exactly the canonical form, so that `name`
+    /// gives back the same string.
+    init?(_ name: String) {
+        let utf8 = Array(name.utf8)
+        guard utf8.count >= 6 + 1 + 1 + 8, utf8.starts(with: Array("batch_".utf8)),
+              utf8[utf8.count - 9] == UInt8(ascii: "_") else { return nil }
+        let digits = utf8[6..<(utf8.count - 9)], hex = utf8[(utf8.count - 8)...]
+        guard digits.count <= 18, digits.first != UInt8(ascii: "0") || digits.count == 1,
+              digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+              hex.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }),
+              let timestamp = Int64(String(decoding: digits, as: UTF8.self)),
+              let tag = UInt32(String(decoding: hex, as: UTF8.self), radix: 16) else { return nil }
+        self.timestamp = timestamp
+        self.tag = tag
+    }
+
+    var name: String {
+        "batch_\(timestamp)_" + String(tag, radix: 16).leftPadded(to: 8)
+    }
+
+    static func < (a: FileKey, b: FileKey) -> Bool { (a.timestamp, a.tag) < (b.timestamp, b.tag) }
 }
