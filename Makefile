@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 
-.PHONY: all build release run test unit e2e deps venv clean
+.PHONY: all build release run test unit e2e deps venv bench clean
 
 all: release
 
@@ -29,6 +29,10 @@ e2e: build venv
 	BIN_DIR=$$($(SWIFT) build --show-bin-path) .venv/bin/pytest -q Tests/e2e
 
 test: unit e2e
+
+# Benchmarks: release builds, figures beside ceilings measured in the same run.
+bench: release
+	bench/run.sh
 
 clean:
 	rm -rf .build run .venv
