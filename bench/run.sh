@@ -36,12 +36,12 @@ lines = [
     "",
     "## Claims per second against queue depth",
     "",
-    "| pending files | claims/s (index) | claims/s (directory scan per claim, as the seed did) | index build at start |",
-    "|---:|---:|---:|---:|",
+    "| pending files | claims/s (index) | claims/s (directory scan per claim, as the seed did) | index build at start | GET /status census |",
+    "|---:|---:|---:|---:|---:|",
 ]
 for depth in sorted(rows):
     r = rows[depth]
-    lines.append(f"| {depth:,} | {r['claims_per_second']:,.0f} | {r['scan_per_claim_per_second']:,.0f} | {r['index_build_seconds']:.3f} s |")
+    lines.append(f"| {depth:,} | {r['claims_per_second']:,.0f} | {r['scan_per_claim_per_second']:,.0f} | {r['index_build_seconds']:.3f} s | {r['status_census_seconds']:.3f} s |")
 lines += [
     "",
     f"Rate at {max(rows):,} is {ratio:.0%} of the rate at {min(rows):,} "

@@ -34,8 +34,10 @@ struct MailFCGI: AsyncParsableCommand {
         var router = Router()
         let email = EmailRoute(queue: queue, composer: composer)
         let health = HealthRoute(layout: settings.layout)
+        let status = StatusRoute(census: QueueCensus(layout: settings.layout))
         router.add("POST", "/email", email.handle)
         router.add("GET", "/health", health.handle)
+        router.add("GET", "/status", status.handle)
 
         let routes = router
         let server = FastCGIServer(

@@ -79,3 +79,69 @@ def test_corrupt_empty_and_truncated_files_are_set_aside_and_delivery_goes_on(st
     assert [n for n in trash if n.startswith("batch_1000000000002_0000000c.invalid_json.")]
     assert [n for n in trash if n.startswith("batch_1000000000003_0000000d.invalid_entry.")]
     assert stack.log("mailworkerd").count("set aside in the trash") == 4
+
+
+def test_status_counts_the_queue_and_describes_at_most_limit_files(stack, smtp):
+    stack.stop_daemon("mailworkerd")
+    ids = post_many(stack, 12, threads=2)
+    body = stack.request("GET", "/status").json()
+    assert body["queue"] == {"total_files": 12, "pending": 12, "deferred": 0, "processing": 0,
+                             "dead_letter": 0, "trash": 0}
+    assert body["total_files"] == 12 and body["pending_emails"] == 12
+    assert body["limit"] == 100
+    assert sorted(f["request_id"] for f in body["files"]) == sorted(ids)
+    assert all(f["state"] == "pending" and f["priority"] == 2 and f["size_bytes"] > 0 for f in body["files"])
+    limited = stack.request("GET", "/status?limit=5").json()
+    assert len(limited["files"]) == 5 and limited["limit"] == 5
+    for bad in ("-1", "1001", "ten"):
+        response = stack.request("GET", f"/status?limit={bad}")
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["query", "limit"]
+
+
+def test_new_email_is_noticed_through_inotify_not_the_poll(tmp_path, smtp):
+    # A polling interval far longer than the wait: only the change notification can wake
+    # the idle worker in time.
+    from stack import Stack
+    s = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
+                         "WORKER_POLLING_INTERVAL": "600"}).start()
+    try:
+        import time
+        time.sleep(1)  # let the worker go idle
+        for n in range(3):
+            assert s.post_email({"to_email": f"n{n}@example.com", "subject": "s", "body": "b"}).status_code == 200
+            smtp.wait_for(n + 1, timeout=10)
+    finally:
+        s.stop()
+
+
+def test_kill_9_of_the_responder_mid_write_leaves_no_partial_file(stack, smtp):
+    accepted, stop = [], threading.Event()
+
+    def producer(n):
+        session = requests.Session()
+        session.auth = ("demo", stack.password)
+        i = 0
+        while not stop.is_set():
+            try:
+                r = session.post(stack.url("/email"), timeout=10, verify=stack.cert,
+                                 json={"to_email": f"p{n}-{i}@example.com", "subject": "s", "body": "x" * 50_000})
+            except requests.RequestException:
+                continue
+            if r.status_code == 200:
+                accepted.append(r.json()["request_id"])
+            i += 1
+
+    threads = [threading.Thread(target=producer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(accepted) >= 50, timeout=30, what="some accepted emails")
+    stack.stop_daemon("mailfcgi", sig=signal.SIGKILL)
+    stop.set()
+    for t in threads:
+        t.join()
+    stack.start_daemon("mailfcgi")
+    wait_until(lambda: set(smtp.message_ids()) >= {f"<{i}@example.org>" for i in accepted},
+               timeout=60, what="every accepted email")
+    # A half-written file would have been set aside as invalid_json; none was ever visible.
+    assert not [n for n in stack.files("trash") if ".invalid_" in n]

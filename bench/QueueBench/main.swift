@@ -6,7 +6,8 @@
 // unlink that ends it. The depths alternate within every round so that both see the same
 // machine noise; the median of the rounds is reported. Beside it, in the same run, a few
 // claims made the way the seed's Python queue made them (list and sort the directory for
-// every claim), to show what the index saves at depth.
+// every claim), to show what the index saves at depth; and the time GET /status's census
+// takes at that depth once its cache is warm.
 //
 // usage: claims-bench [--depths 1000,100000] [--claims 500] [--runs 15] [--dir PATH]
 // prints one JSON object.
@@ -59,6 +60,7 @@ struct Samples {
     var indexBuild: [Double] = []
     var claimRate: [Double] = []
     var scanRate: [Double] = []
+    var census: [Double] = []
 }
 
 /// One round at one depth: index build, `claims` indexed claims, then `scanClaims` the seed's way.
@@ -70,6 +72,14 @@ func round(_ layout: QueueLayout, depth: Int, options: Options, clock: inout Dat
     let first = try queue.claim(now: Date())!
     samples.indexBuild.append(Date().timeIntervalSince(buildStart))
     unlink(layout.queue + "/" + first.name + ".processing.json")
+
+    // GET /status's census, after a first one has filled its cache (as on a live responder).
+    let census = QueueCensus(layout: layout)
+    _ = try census.take(limit: 100)
+    try fill(layout, to: depth, start: &clock)
+    let c0 = Date()
+    _ = try census.take(limit: 100)
+    samples.census.append(Date().timeIntervalSince(c0))
 
     let claims = min(options.claims, depth / 2)
     let t0 = Date()
@@ -111,6 +121,7 @@ let results: [[String: Any]] = options.depths.enumerated().map { i, depth in [
     "claims_per_second": median(samples[i].claimRate).rounded(),
     "scan_per_claim_per_second": median(samples[i].scanRate).rounded(),
     "index_build_seconds": (median(samples[i].indexBuild) * 1000).rounded() / 1000,
+    "status_census_seconds": (median(samples[i].census) * 1000).rounded() / 1000,
 ] }
 let rates = results.map { $0["claims_per_second"] as! Double }
 let report: [String: Any] = [

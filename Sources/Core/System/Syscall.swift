@@ -148,6 +148,23 @@ public enum Syscall {
         return Date(timeIntervalSince1970: Double(info.st_ctim.tv_sec) + Double(info.st_ctim.tv_nsec) / 1e9)
     }
 
+    /// Names and inode numbers in a directory (readdir(3) `d_name`, `d_ino`), without "."
+    /// and "..". A file replaced by rename(2) shows a new inode number under the same name.
+    public static func listDirectoryEntries(_ path: String) throws(SystemError) -> [(name: String, inode: UInt64)] {
+        guard let dir = opendir(path) else {
+            throw SystemError(call: "opendir", path: path, errno: Glibc.errno)
+        }
+        defer { closedir(dir) }
+        var entries: [(name: String, inode: UInt64)] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { entries.append((name, UInt64(entry.pointee.d_ino))) }
+        }
+        return entries
+    }
+
     /// Names in a directory (readdir(3)), without "." and "..".
     public static func listDirectory(_ path: String) throws(SystemError) -> [String] {
         guard let dir = opendir(path) else {

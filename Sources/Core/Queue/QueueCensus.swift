@@ -1,0 +1,105 @@
+import Foundation
+import Synchronization
+
+/// Counts of the queue's states and metadata of its first files, for `GET /status`.
+///
+/// Directory listings give the counts of each folder. Telling deferred from due emails
+/// needs each pending file's `next_attempt_at`; a cache keyed by name and inode number
+/// (readdir's `d_ino`, which changes when a deferral rewrites the file) means each file
+/// is read once, so a census of 100,000 pending files costs a listing, not 100,000 reads.
+public final class QueueCensus: Sendable {
+    public let layout: QueueLayout
+    private let cache = Mutex<[String: Entry]>([:])
+
+    struct Entry {
+        let inode: UInt64
+        let priority: Int
+        let notBefore: Date?
+    }
+
+    public init(layout: QueueLayout) {
+        self.layout = layout
+    }
+
+    /// One queue file as `/status` describes it.
+    public struct FileInfo: Encodable, Sendable {
+        public let file: String
+        public let request_id: String?
+        /// `pending`, `deferred` or `processing`.
+        public let state: String
+        public let priority: Int?
+        public let retry_count: Int?
+        public let next_attempt_at: String?
+        public let created_at: String?
+        public let size_bytes: Int
+    }
+
+    public struct Report: Sendable {
+        public var pending = 0
+        public var deferred = 0
+        public var processing = 0
+        public var deadLetter = 0
+        public var trash = 0
+        /// The first `limit` files: claimed ones, then pending in name (arrival) order.
+        public var files: [FileInfo] = []
+        /// Files in the queue directory: pending, deferred and processing.
+        public var total: Int { pending + deferred + processing }
+    }
+
+    /// Counts every folder and describes at most `limit` queue files.
+    /// - Throws: `SystemError` when a folder cannot be listed.
+    public func take(limit: Int, now: Date = Date()) throws -> Report {
+        var report = Report()
+        var pendingNames: [(base: String, inode: UInt64)] = []
+        var claimed: [String] = []
+        for entry in try Syscall.listDirectoryEntries(layout.queue) {
+            if let base = QueueLayout.pendingBase(entry.name) {
+                pendingNames.append((base, entry.inode))
+            } else if let base = QueueLayout.claimedBase(entry.name) {
+                claimed.append(base)
+            }
+        }
+        report.processing = claimed.count
+        report.deadLetter = try Syscall.listDirectory(layout.deadLetter).filter { !AtomicFile.isTemporary($0) }.count
+        report.trash = try Syscall.listDirectory(layout.trash).count
+
+        var fresh: [String: Entry] = [:]
+        let known = cache.withLock { $0 }
+        for (base, inode) in pendingNames {
+            let entry: Entry
+            if let cached = known[base], cached.inode == inode {
+                entry = cached
+            } else if let read = read(base) {
+                entry = Entry(inode: inode, priority: read.priority ?? 2, notBefore: read.nextAttemptAt)
+            } else {
+                continue  // claimed since the listing
+            }
+            fresh[base] = entry
+            if let due = entry.notBefore, due > now { report.deferred += 1 } else { report.pending += 1 }
+        }
+        cache.withLock { $0 = fresh }
+
+        for base in claimed.sorted().prefix(limit) {
+            report.files.append(describe(base, fileName: QueueLayout.claimedName(base), state: "processing"))
+        }
+        for (base, _) in pendingNames.sorted(by: { $0.base < $1.base }).prefix(max(0, limit - report.files.count)) {
+            let deferred = fresh[base]?.notBefore.map { $0 > now } ?? false
+            report.files.append(describe(base, fileName: QueueLayout.pendingName(base), state: deferred ? "deferred" : "pending"))
+        }
+        return report
+    }
+
+    private func read(_ base: String) -> QueuedEmail? {
+        guard let bytes = try? Syscall.readFile(layout.queue + "/" + QueueLayout.pendingName(base)) else { return nil }
+        return try? QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
+    }
+
+    private func describe(_ base: String, fileName: String, state: String) -> FileInfo {
+        let bytes = (try? Syscall.readFile(layout.queue + "/" + fileName)) ?? []
+        let email = try? QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
+        return FileInfo(
+            file: fileName, request_id: email?.requestID, state: state, priority: email?.priority,
+            retry_count: email?.retryCount, next_attempt_at: email?.nextAttemptAt.map(Timestamp.iso8601),
+            created_at: email.map { Timestamp.iso8601($0.createdAt) }, size_bytes: bytes.count)
+    }
+}
