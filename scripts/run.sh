@@ -42,6 +42,8 @@ trap 'stop 0' INT TERM
 # Each in its own session: a Ctrl-C reaches this script only, which stops them in order.
 setsid "$bin_dir/mailfcgi" & pids+=($!)
 setsid "$bin_dir/mailworkerd" & pids+=($!)
+# nginx answers 503 until the responder listens; wait for its socket (at most 10 s).
+for _ in $(seq 100); do [ -S "$FCGI_SOCKET" ] && break; sleep 0.1; done
 # nginx -e: its error log before the configuration is read (else /var/log/nginx).
 setsid nginx -c "$run_dir/nginx.conf" -e "$run_dir/nginx-error.log" -g 'daemon off;' & pids+=($!)
 
