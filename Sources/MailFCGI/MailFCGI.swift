@@ -32,12 +32,14 @@ struct MailFCGI: AsyncParsableCommand {
         let queue = try FileQueue(layout: settings.layout, retry: settings.retry, logger: logger)
         let composer = MessageComposer(sender: settings.sender)
         var router = Router()
-        let email = EmailRoute(queue: queue, composer: composer)
-        let health = HealthRoute(layout: settings.layout)
+        let templates = try TemplateStore(directory: settings.templatesDirectory, logger: logger)
+        let email = EmailRoute(queue: queue, composer: composer, templates: templates)
+        let health = HealthRoute(layout: settings.layout, templates: templates)
         let status = StatusRoute(census: QueueCensus(layout: settings.layout))
         router.add("POST", "/email", email.handle)
         router.add("GET", "/health", health.handle)
         router.add("GET", "/status", status.handle)
+        router.add("GET", "/templates", TemplatesRoute(templates: templates).handle)
 
         let routes = router
         let server = FastCGIServer(

@@ -1,6 +1,8 @@
 """One email from HTTPS request to SMTP server, judged by Python's email parser."""
 import email
 import time
+
+import pytest
 from datetime import datetime, timezone
 from email import policy
 from email.utils import parsedate_to_datetime
@@ -104,3 +106,60 @@ def test_health_is_healthy(stack):
     body = response.json()
     assert body["status"] == "healthy"
     assert body["components"]["queue"] == "healthy"
+
+
+@pytest.mark.parametrize("body", [
+    "x" * 10_000,
+    "é" * 5_000 + "end",
+    ".\n..\n.leading dots\n.",
+    "From here\nFrom there\n>From quoted",
+    "bare\nLF\nline\nends\n",
+    "trailing spaces   \nand\ttabs\t\n",
+    "",
+])
+def test_raw_body_arrives_exactly_as_sent(stack, smtp, body):
+    response = stack.post_email({"to_email": "u@example.com", "subject": "exact", "body": body})
+    assert response.status_code == 200, response.text
+    received = smtp.wait_for(1)[0].data
+    assert all(len(line) <= 78 for line in received.split(b"\r\n"))
+    assert parse(received).get_content() == body
+
+
+def test_format_html_sends_one_html_part(stack, smtp):
+    body = "<p>Hello <b>world</b></p>"
+    assert stack.post_email({"to_email": "u@example.com", "subject": "s", "body": body, "format": "html"}).status_code == 200
+    message = parse(smtp.wait_for(1)[0].data)
+    assert message.get_content_type() == "text/html"
+    assert message.get_content() == body
+
+
+def test_multipart_with_html_body_has_both_parts(stack, smtp):
+    response = stack.post_email({"to_email": "u@example.com", "subject": "s", "body": "Text version",
+                                 "html_body": "<p>HTML version</p>", "format": "multipart"})
+    assert response.status_code == 200
+    message = parse(smtp.wait_for(1)[0].data)
+    assert message.get_content_type() == "multipart/alternative"
+    assert message.get_body(("plain",)).get_content() == "Text version"
+    assert message.get_body(("html",)).get_content() == "<p>HTML version</p>"
+
+
+def test_multipart_without_html_body_derives_the_text_from_the_html(stack, smtp):
+    body = ("<html><head><style>p{}</style></head><body><h1>Welcome</h1><p>Hello &amp; welcome,<br>"
+            "<a href=\"https://example.com/start\">start here</a>.</p><ul><li>One</li><li>Two</li></ul>"
+            "<script>alert(1)</script></body></html>")
+    response = stack.post_email({"to_email": "u@example.com", "subject": "s", "body": body, "format": "multipart"})
+    assert response.status_code == 200
+    message = parse(smtp.wait_for(1)[0].data)
+    assert message.get_body(("html",)).get_content() == body
+    assert message.get_body(("plain",)).get_content() == (
+        "Welcome\n\nHello & welcome,\nstart here (https://example.com/start).\n\n- One\n- Two")
+
+
+def test_priority_headers_and_reply_to(stack, smtp):
+    response = stack.post_email({"to_email": "u@example.com", "subject": "s", "body": "b", "priority": 1,
+                                 "reply_to": "help@example.com"})
+    assert response.status_code == 200
+    message = parse(smtp.wait_for(1)[0].data)
+    assert message["X-Priority"].startswith("1")
+    assert message["Importance"] == "high"
+    assert message["Reply-To"] == "help@example.com"

@@ -6,6 +6,8 @@ import Logging
 public struct MailSettings: Sendable {
     /// `DATA_DIR` (default `data`): queue, trash, dead letters, outbox, status.
     public var dataDirectory: String
+    /// `TEMPLATES_DIR` (default `templates`): the email templates and their manifest.
+    public var templatesDirectory: String
     /// `SENDER_EMAIL` and `SENDER_NAME`.
     public var sender: Sender
     /// Set when `SMTP_SERVER` is; nil means the file transport into `data/outbox/`.
@@ -37,6 +39,7 @@ public struct MailSettings: Sendable {
     /// - Throws: `ConfigError` naming the first variable whose value cannot be used.
     public init(_ env: EnvironmentReader) throws(ConfigError) {
         dataDirectory = env.string("DATA_DIR") ?? "data"
+        templatesDirectory = env.string("TEMPLATES_DIR") ?? "templates"
         let smtpServer = env.string("SMTP_SERVER")
         let address = env.string("SENDER_EMAIL")
         if smtpServer != nil, address == nil {

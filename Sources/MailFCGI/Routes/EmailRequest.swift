@@ -5,8 +5,11 @@ import Core
 /// once, each with its location, in the FastAPI 422 shape; unknown fields are ignored.
 struct EmailRequest {
     var toEmail: String
-    var subject: String
-    var body: String
+    /// Nil when a template gives them.
+    var subject: String?
+    var body: String?
+    var templateName: String?
+    var templateVars: [String: JSONValue]
     var htmlBody: String?
     var format: EmailFormat
     var priority: Int
@@ -19,8 +22,9 @@ struct EmailRequest {
     /// Most Cc plus Bcc recipients in one email.
     static let maxRecipients = 100
 
-    /// - Throws: `HTTPError` 415 (not JSON), 422 (invalid fields or malformed JSON),
-    ///   400 (templates, not available yet).
+    /// With `template_name`, `subject` and `body` may be left out; if sent, the template's
+    /// output replaces them.
+    /// - Throws: `HTTPError` 415 (not JSON), 422 (invalid fields or malformed JSON).
     static func parse(_ request: Request) throws -> EmailRequest {
         try requireJSON(request)
         guard case .object(let object) = try JSONValue.parse(request.body) else {
@@ -29,12 +33,12 @@ struct EmailRequest {
                 type: "model_attributes_type")])
         }
         var fields = FieldReader(object)
-        if object["template_name"] != nil && object["template_name"] != .null {
-            throw HTTPError(400, "Templates are not available yet: send subject and body")
-        }
+        let templateName = fields.templateName("template_name")
+        let templateVars = fields.object("template_vars")
+        let raw = templateName == nil
         let toEmail = fields.address("to_email", required: true)
-        let subject = fields.headerText("subject", required: true, maxLength: maxSubject)
-        let body = fields.string("body", required: true)
+        let subject = fields.headerText("subject", required: raw, maxLength: maxSubject)
+        let body = fields.string("body", required: raw)
         let htmlBody = fields.string("html_body", required: false)
         let format = fields.choice("format", default: EmailFormat.plain)
         let priority = fields.int("priority", default: 2, range: 1...3)
@@ -47,11 +51,12 @@ struct EmailRequest {
         if cc.count + bcc.count > maxRecipients {
             fields.errors.append(.body("cc", "at most \(maxRecipients) Cc and Bcc recipients together", type: "too_long"))
         }
-        guard fields.errors.isEmpty, let toEmail, let subject, let body else {
+        guard fields.errors.isEmpty, let toEmail else {
             throw HTTPError.validation(fields.errors)
         }
         return EmailRequest(
-            toEmail: toEmail, subject: subject, body: body, htmlBody: htmlBody, format: format,
+            toEmail: toEmail, subject: subject, body: body, templateName: templateName,
+            templateVars: templateVars, htmlBody: htmlBody, format: format,
             priority: priority, cc: cc, bcc: bcc, replyTo: replyTo)
     }
 

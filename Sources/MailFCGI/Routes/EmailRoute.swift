@@ -7,6 +7,7 @@ import Logging
 struct EmailRoute: Sendable {
     let queue: FileQueue
     let composer: MessageComposer
+    let templates: TemplateStore
 
     struct Accepted: Encodable {
         let request_id: String
@@ -17,14 +18,15 @@ struct EmailRoute: Sendable {
 
     func handle(_ request: Request, _ logger: Logger) throws -> Response {
         let fields = try EmailRequest.parse(request)
+        let content = try Self.content(of: fields, templates: templates)
         let now = Date()
         let requestID = RequestID.make(at: now)
         let email = QueuedEmail(
             requestID: requestID, messageID: composer.makeMessageID(requestID: requestID),
             createdAt: now, toEmail: fields.toEmail, cc: fields.cc, bcc: fields.bcc,
-            replyTo: fields.replyTo, subject: fields.subject, body: fields.body,
-            htmlBody: fields.htmlBody, format: fields.format, priority: fields.priority,
-            submittedBy: request.remoteUser)
+            replyTo: fields.replyTo, subject: content.subject, body: content.body,
+            htmlBody: content.html, format: content.format, priority: fields.priority,
+            templateName: fields.templateName, submittedBy: request.remoteUser)
         try queue.enqueue(email)
         var log = logger
         log[metadataKey: "request_id"] = "\(requestID)"
@@ -32,5 +34,25 @@ struct EmailRoute: Sendable {
         return Response.json(Accepted(
             request_id: requestID, message: "Email queued successfully", status: "queued",
             timestamp: Timestamp.iso8601(now)))
+    }
+
+    /// Subject, text, HTML and format: rendered from the template, or taken from the raw
+    /// fields. `multipart` without `html_body` treats `body` as the HTML and derives the text.
+    /// - Throws: `HTTPError` 400 for template errors.
+    static func content(of fields: EmailRequest, templates: TemplateStore)
+        throws -> (subject: String, body: String, html: String?, format: EmailFormat) {
+        guard let name = fields.templateName else {
+            let subject = fields.subject ?? "", body = fields.body ?? ""
+            if fields.format == .multipart, fields.htmlBody == nil {
+                return (subject, HTMLText.plainText(body), body, .multipart)
+            }
+            return (subject, body, fields.htmlBody, fields.format)
+        }
+        do {
+            let rendered = try templates.render(name, variables: fields.templateVars)
+            return (rendered.subject, rendered.text, rendered.html, rendered.html == nil ? .plain : .multipart)
+        } catch let error as TemplateError {
+            throw HTTPError(400, error.description)
+        }
     }
 }

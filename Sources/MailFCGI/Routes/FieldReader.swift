@@ -78,6 +78,28 @@ struct FieldReader {
         return addresses
     }
 
+    /// A template name: letters, digits, "_" and "-" (it names a file, so no paths).
+    mutating func templateName(_ name: String) -> String? {
+        guard let text = string(name, required: false) else { return nil }
+        guard !text.isEmpty, text.count <= 100, !text.hasPrefix("_"),
+              text.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) && $0.isASCII || $0 == "_" || $0 == "-" })
+        else {
+            errors.append(.body(name, "Template names are letters, digits, _ and - (not starting with _)", type: "value_error"))
+            return nil
+        }
+        return text
+    }
+
+    /// A JSON object, or an empty one when absent.
+    mutating func object(_ name: String) -> [String: JSONValue] {
+        guard let value = value(name, required: false) else { return [:] }
+        guard case .object(let members) = value else {
+            errors.append(.body(name, "Input should be a valid dictionary", type: "dict_type"))
+            return [:]
+        }
+        return members
+    }
+
     mutating func int(_ name: String, default defaultValue: Int, range: ClosedRange<Int>) -> Int {
         guard let value = value(name, required: false) else { return defaultValue }
         guard case .int(let number) = value else {

@@ -6,6 +6,7 @@ import Logging
 /// line per component.
 struct HealthRoute: Sendable {
     let layout: QueueLayout
+    let templates: TemplateStore
 
     struct Body: Encodable {
         let status: String
@@ -17,9 +18,23 @@ struct HealthRoute: Sendable {
         var components: [String: String] = [:]
         components["queue"] = access(layout.queue, W_OK) == 0
             ? "healthy" : "unhealthy: \(layout.queue) is not writable"
+        components["templates"] = Self.templateHealth(templates)
         let healthy = components.values.allSatisfy { $0 == "healthy" }
         return Response.json(
             Body(status: healthy ? "healthy" : "degraded", timestamp: Timestamp.iso8601(Date()), components: components),
             status: healthy ? 200 : 503)
+    }
+
+    static func templateHealth(_ store: TemplateStore) -> String {
+        do {
+            let names = try store.names()
+            let problems = try store.problems()
+            if !problems.isEmpty {
+                return "unhealthy: " + problems.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
+            }
+            return names.isEmpty ? "unhealthy: no templates in \(store.directory)" : "healthy"
+        } catch {
+            return "unhealthy: \(error)"
+        }
     }
 }
