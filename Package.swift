@@ -63,6 +63,11 @@ let package = Package(
             dependencies: ["Core"],
             path: "bench/QueueBench"
         ),
+        .executableTarget(
+            name: "compose-bench",
+            dependencies: ["Core"],
+            path: "bench/ComposeBench"
+        ),
         .testTarget(
             name: "CoreTests",
             dependencies: ["Core"],
