@@ -7,7 +7,10 @@ import Glibc
 /// SMTP delivery (RFC 5321) over libcurl's smtp:// and smtps:// support.
 ///
 /// One instance per thread: its easy handle keeps the connection open between messages
-/// (libcurl's connection cache), and `close()` ends it with QUIT via curl_easy_cleanup(3).
+/// (libcurl's connection cache, which checks a cached connection is alive before reusing
+/// it), and `close()` ends it with QUIT via curl_easy_cleanup(3). A send that fails on a
+/// reused connection with a network error (the server dropped it while idle) is tried once
+/// more on a fresh connection.
 /// Failures are classed from the last reply: 5xx after MAIL FROM, RCPT TO or DATA is
 /// permanent; everything else (4xx, network, TLS, AUTH) is transient.
 public final class SMTPTransport: Transport {
@@ -48,15 +51,37 @@ public final class SMTPTransport: Transport {
         errorBuffer[0] = 0
         let unmanagedUpload = Unmanaged.passUnretained(upload).toOpaque()
         let unmanagedSession = Unmanaged.passUnretained(session).toOpaque()
-        let code = withExtendedLifetime((upload, session)) { () -> CURLcode in
+        var code = withExtendedLifetime((upload, session)) { () -> CURLcode in
             if let failed = configure(handle, message: message, recipients: recipients,
                                       upload: unmanagedUpload, session: unmanagedSession) {
                 return failed
             }
             return curl_easy_perform(handle)
         }
+        // A cached connection the server closed while idle: nothing was said, try a new one.
+        if code != CURLE_OK, session.lastReply == nil, reusedConnection(handle),
+           Self.networkErrors.contains(code.rawValue) {
+            upload.offset = 0
+            session.reset()
+            code = withExtendedLifetime((upload, session)) { () -> CURLcode in
+                _ = ccurl_setopt_long(handle, CURLOPT_FRESH_CONNECT, 1)
+                defer { _ = ccurl_setopt_long(handle, CURLOPT_FRESH_CONNECT, 0) }
+                return curl_easy_perform(handle)
+            }
+        }
         if code == CURLE_OK { return }
         throw classify(code)
+    }
+
+    /// Failures that mean the connection broke, not that the server refused.
+    private static let networkErrors: Set<UInt32> = [
+        CURLE_SEND_ERROR.rawValue, CURLE_RECV_ERROR.rawValue, CURLE_GOT_NOTHING.rawValue,
+    ].reduce(into: []) { $0.insert($1) }
+
+    /// Whether the last transfer ran on a cached connection (CURLINFO_NUM_CONNECTS is 0).
+    private func reusedConnection(_ handle: UnsafeMutableRawPointer) -> Bool {
+        var connects = 0
+        return ccurl_getinfo_long(handle, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK && connects == 0
     }
 
     // MARK: - Options
@@ -122,18 +147,20 @@ public final class SMTPTransport: Transport {
     // MARK: - Failure classes
 
     private func classify(_ code: CURLcode) -> DeliveryError {
-        var reply = 0
-        _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &reply)
         let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
-        let serverText = session.lastReply
-        let message = serverText.map { "\($0) (\(detail))" } ?? detail
-        let replyCode = reply > 0 ? reply : nil
-        // A refused AUTH is the sender's configuration, not this email's fault.
-        let atTransaction = code != CURLE_LOGIN_DENIED && session.inTransaction
-        if (500...599).contains(reply), atTransaction {
-            return DeliveryError(.permanent, replyCode: replyCode, message)
+        guard let failure = session.failure else {
+            // No refusal from the server: network, TLS, timeout, or a dropped connection.
+            return DeliveryError(.transient, "\(detail)")
         }
-        return DeliveryError(.transient, replyCode: replyCode, message)
+        let message = "\(failure.reply) (\(detail))"
+        // A 5xx to the mail transaction refuses this message; authentication replies
+        // (530, 534, 535, 538, RFC 4954 §6) are the sender's setup, not this email's fault.
+        let transaction = ["MAIL", "RCPT", "DATA"].contains(failure.command)
+        let authentication = [530, 534, 535, 538].contains(failure.code) || code == CURLE_LOGIN_DENIED
+        if (500...599).contains(failure.code), transaction, !authentication {
+            return DeliveryError(.permanent, replyCode: failure.code, message)
+        }
+        return DeliveryError(.transient, replyCode: failure.code, message)
     }
 }
 
@@ -156,15 +183,24 @@ private final class Upload {
     }
 }
 
-/// What the session said, from libcurl's debug callback (CURLOPT_DEBUGFUNCTION): the last
-/// reply line from the server, and whether the last command opened a mail transaction.
+/// What the session said, from libcurl's debug callback (CURLOPT_DEBUGFUNCTION): the first
+/// refusal (4xx or 5xx reply) and the command it answered, before QUIT's reply hides it.
 private final class SessionLog {
+    struct Failure {
+        let code: Int
+        let reply: String
+        /// MAIL, RCPT, DATA, AUTH, EHLO, STARTTLS, ... ("" for the greeting).
+        let command: String
+    }
+
+    var failure: Failure?
     var lastReply: String?
-    var inTransaction = false
+    private var lastCommand = ""
 
     func reset() {
+        failure = nil
         lastReply = nil
-        inTransaction = false
+        lastCommand = ""
     }
 
     static let record: curl_debug_callback = { _, type, data, size, userdata in
@@ -175,9 +211,12 @@ private final class SessionLog {
             .trimmingCharacters(in: .newlines)
         if type == CURLINFO_HEADER_IN {
             log.lastReply = text
+            if log.failure == nil, let code = Int(text.prefix(3)), code >= 400 {
+                log.failure = Failure(code: code, reply: text, command: log.lastCommand)
+            }
         } else {
-            let verb = text.prefix(9).uppercased()
-            log.inTransaction = verb.hasPrefix("MAIL FROM") || verb.hasPrefix("RCPT TO") || verb.hasPrefix("DATA")
+            // Only the verb is kept: AUTH lines carry credentials.
+            log.lastCommand = String(text.prefix { $0 != " " }).uppercased()
         }
         return 0
     }
