@@ -40,6 +40,7 @@ struct MailFCGI: AsyncParsableCommand {
         router.add("GET", "/health", health.handle)
         router.add("GET", "/status", status.handle)
         router.add("GET", "/templates", TemplatesRoute(templates: templates).handle)
+        router.add("GET", "/workers/status", WorkersRoute(layout: settings.layout).handle)
 
         let routes = router
         let server = FastCGIServer(

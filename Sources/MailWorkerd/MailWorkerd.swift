@@ -59,18 +59,27 @@ struct MailWorkerd: AsyncParsableCommand {
         queue.useChangeNotifications()
 
         let housekeeping = Housekeeping(queue: queue, settings: settings, pool: pool, logger: logger)
+        let status = StatusPublisher(layout: settings.layout, queue: queue, metrics: pool.metrics,
+                                     autoProcessing: settings.autoProcessing, logger: logger)
 
         watcher.start()
         housekeeping.start()
+        status.start()
         if settings.autoProcessing {
             try pool.start()
+            status.publish(state: "running")
         } else {
             logger.notice("AUTO_PROCESSING_ENABLED=false: not delivering")
         }
         let signal = await ShutdownSignal.wait()
         logger.info("stopping", metadata: ["signal": "\(signal)"])
-        if settings.autoProcessing { pool.stop() }
+        if settings.autoProcessing {
+            status.publish(state: "stopping")
+            pool.stop()
+        }
         housekeeping.stop()
         watcher.stop()
+        status.stop()
+        status.publish(state: settings.autoProcessing ? "stopped" : "disabled")
     }
 }

@@ -15,6 +15,7 @@ final class WorkerPool: Sendable {
     private let wakeup = Wakeup()
     private let threads = Mutex<[pthread_t]>([])
     private let stopping = Atomic<Bool>(false)
+    let metrics: PoolMetrics
 
     init(queue: FileQueue, count: Int, pollingInterval: Double, logger: Logger,
          makeAgent: @escaping @Sendable () throws -> DeliveryAgent) {
@@ -23,6 +24,7 @@ final class WorkerPool: Sendable {
         self.pollingInterval = pollingInterval
         self.logger = logger
         self.makeAgent = makeAgent
+        metrics = PoolMetrics(workers: count)
     }
 
     /// Wakes idle workers: something arrived in the queue.
@@ -50,11 +52,18 @@ final class WorkerPool: Sendable {
     private func run(worker: Int, agent: DeliveryAgent) {
         var log = logger
         log[metadataKey: "worker_id"] = "\(worker)"
-        defer { agent.transport.close() }
+        metrics.setRunning(worker, true)
+        defer {
+            agent.transport.close()
+            metrics.setRunning(worker, false)
+        }
         while !stopping.load(ordering: .relaxed) {
             let seen = wakeup.generation
             do {
-                if try agent.processNext() != nil { continue }
+                if let attempt = try agent.processNext(onClaim: { metrics.claimed(worker, file: $0) }) {
+                    metrics.finished(worker, attempt)
+                    continue
+                }
             } catch {
                 log.error("queue error", metadata: ["error": "\(error)"])
             }

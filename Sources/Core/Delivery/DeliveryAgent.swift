@@ -18,6 +18,16 @@ public final class DeliveryAgent {
         case deadLettered(error: String)
     }
 
+    /// One attempt: which email, what happened, the delivery error if any, and how long it
+    /// took from claim to recorded outcome.
+    public struct Attempt: Sendable {
+        public let requestID: String
+        public let file: String
+        public let outcome: Outcome
+        public let error: DeliveryError?
+        public let seconds: TimeInterval
+    }
+
     public init(queue: any QueueStore, composer: MessageComposer, transport: any Transport, logger: Logger) {
         self.queue = queue
         self.composer = composer
@@ -25,16 +35,21 @@ public final class DeliveryAgent {
         self.logger = logger
     }
 
-    /// Claims the next due email and attempts it.
-    /// - Returns: nil when nothing is due; otherwise the request id and what happened.
+    /// Claims the next due email and attempts it. `onClaim` is told the queue file's name
+    /// as soon as it is claimed (for the worker's `current_batch`).
+    /// - Returns: nil when nothing is due.
     /// - Throws: `SystemError` when the queue cannot be read or the outcome cannot be
-    ///   recorded; the email then stays claimed until the claim timeout puts it back.
-    public func processNext(now: Date = Date()) throws -> (requestID: String, outcome: Outcome)? {
+    ///   recorded; the email then stays claimed until its claim is recovered.
+    public func processNext(now: Date = Date(), onClaim: (String) -> Void = { _ in }) throws -> Attempt? {
         guard let claim = try queue.claim(now: now) else { return nil }
-        return (claim.email.requestID, try deliver(claim))
+        let started = Date()
+        onClaim(claim.name)
+        let (outcome, error) = try deliver(claim)
+        return Attempt(requestID: claim.email.requestID, file: claim.name, outcome: outcome, error: error,
+                       seconds: Date().timeIntervalSince(started))
     }
 
-    private func deliver(_ claim: QueueClaim) throws -> Outcome {
+    private func deliver(_ claim: QueueClaim) throws -> (Outcome, DeliveryError?) {
         var log = logger
         log[metadataKey: "request_id"] = "\(claim.email.requestID)"
         let message = composer.compose(claim.email)
@@ -48,15 +63,15 @@ public final class DeliveryAgent {
                 log.warning("delivery deferred", metadata: [
                     "error": "\(error)", "retry": "\(claim.email.retryCount + 1)",
                     "next_attempt_at": "\(Timestamp.iso8601(until))"])
-                return .deferred(until: until, error: error.description)
+                return (.deferred(until: until, error: error.description), error)
             case .deadLettered:
                 log.error("delivery failed; moved to dead letters", metadata: ["error": "\(error)"])
-                return .deadLettered(error: error.description)
+                return (.deadLettered(error: error.description), error)
             }
         }
         try queue.markSent(claim, at: Date())
         log.info("delivered", metadata: [
             "message_id": "\(message.messageID)", "recipients": "\(message.recipients.count)"])
-        return .sent
+        return (.sent, nil)
     }
 }

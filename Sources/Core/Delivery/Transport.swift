@@ -33,7 +33,12 @@ public struct DeliveryError: Error, CustomStringConvertible, Sendable, Equatable
     }
 
     public var description: String {
-        if let replyCode { return "\(replyCode) \(message)" }
-        return message
+        message
+    }
+
+    /// Whether the failure is the sending side's (relay unreachable, TLS, timeout, refused
+    /// authentication) rather than this message's: it marks the sender unhealthy.
+    public var blamesSender: Bool {
+        kind == .transient && (replyCode == nil || [421, 454, 530, 534, 535, 538].contains(replyCode!))
     }
 }

@@ -19,6 +19,7 @@ struct HealthRoute: Sendable {
         components["queue"] = access(layout.queue, W_OK) == 0
             ? "healthy" : "unhealthy: \(layout.queue) is not writable"
         components["templates"] = Self.templateHealth(templates)
+        components["sender"] = Self.senderHealth(WorkerStatus.read(from: layout), now: Date())
         let healthy = components.values.allSatisfy { $0 == "healthy" }
         return Response.json(
             Body(status: healthy ? "healthy" : "degraded", timestamp: Timestamp.iso8601(Date()), components: components),
@@ -36,5 +37,20 @@ struct HealthRoute: Sendable {
         } catch {
             return "unhealthy: \(error)"
         }
+    }
+
+    /// The delivery side, from mailworkerd's status file: its heartbeat is fresh, and its
+    /// last delivery attempt did not fail on the sender's side.
+    static func senderHealth(_ status: WorkerStatus?, now: Date) -> String {
+        guard let status else { return "unhealthy: mailworkerd has not written its status file" }
+        guard status.isFresh(at: now) else {
+            let age = Int(now.timeIntervalSince(status.heartbeat))
+            return "unhealthy: mailworkerd is not running (last heartbeat \(age) s ago)"
+        }
+        if !status.autoProcessingEnabled { return "healthy" }
+        guard status.sender.healthy else {
+            return "unhealthy: delivery failing: \(status.sender.lastError ?? "unknown error")"
+        }
+        return "healthy"
     }
 }

@@ -1,0 +1,109 @@
+import Foundation
+
+/// What mailworkerd publishes in `data/status/workers.json`, rewritten atomically every
+/// second and at once when its pool starts or stops. mailfcgi reads it for
+/// `GET /workers/status` and `GET /health`; the two share nothing else.
+public struct WorkerStatus: Codable, Equatable, Sendable {
+    /// When this was written. Older than `WorkerStatus.staleAfter` means mailworkerd is gone.
+    public var heartbeat: Date
+    public var pid: Int32
+    public var startedAt: Date
+    public var autoProcessingEnabled: Bool
+    /// `running`, `stopping`, `stopped`, or `disabled` (AUTO_PROCESSING_ENABLED=false).
+    public var poolState: String
+    public var workers: [WorkerMetrics]
+    public var sender: SenderHealth
+    /// Pending and deferred emails in the worker's index.
+    public var queuePending: Int
+    public var queueDeferred: Int
+
+    /// Seconds between heartbeats, and after how long a heartbeat counts as stale (three).
+    public static let interval: TimeInterval = 1
+    public static let staleAfter: TimeInterval = 3 * interval
+
+    public init(heartbeat: Date, pid: Int32, startedAt: Date, autoProcessingEnabled: Bool, poolState: String,
+                workers: [WorkerMetrics], sender: SenderHealth, queuePending: Int, queueDeferred: Int) {
+        self.heartbeat = heartbeat
+        self.pid = pid
+        self.startedAt = startedAt
+        self.autoProcessingEnabled = autoProcessingEnabled
+        self.poolState = poolState
+        self.workers = workers
+        self.sender = sender
+        self.queuePending = queuePending
+        self.queueDeferred = queueDeferred
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case heartbeat, pid, startedAt = "started_at", autoProcessingEnabled = "auto_processing_enabled"
+        case poolState = "pool_state", workers, sender, queuePending = "queue_pending", queueDeferred = "queue_deferred"
+    }
+
+    /// Whether the heartbeat is recent enough at `now` for mailworkerd to count as running.
+    public func isFresh(at now: Date = Date()) -> Bool {
+        now.timeIntervalSince(heartbeat) <= Self.staleAfter
+    }
+
+    /// The file's path under a data directory.
+    public static func path(in layout: QueueLayout) -> String { layout.status + "/workers.json" }
+
+    /// Writes `self` atomically (no directory fsync: it is rewritten every second).
+    /// - Throws: `SystemError`, `EncodingError`.
+    public func write(to layout: QueueLayout) throws {
+        try AtomicFile.write(try QueueCoding.encoder().encode(self), to: "workers.json", in: layout.status,
+                             syncDirectory: false, mode: 0o644)
+    }
+
+    /// The status file, or nil when missing or unreadable.
+    public static func read(from layout: QueueLayout) -> WorkerStatus? {
+        guard let bytes = try? Syscall.readFile(path(in: layout)) else { return nil }
+        return try? QueueCoding.decoder().decode(WorkerStatus.self, from: Data(bytes))
+    }
+}
+
+/// One worker thread's figures, named as the seed's `/workers/status` names them.
+public struct WorkerMetrics: Codable, Equatable, Sendable {
+    public var workerID: Int
+    public var running: Bool
+    /// The queue file being delivered now, if any.
+    public var currentBatch: String?
+    public var emailsSent: Int
+    public var emailsFailed: Int
+    /// Mean milliseconds from claim to recorded outcome over this worker's attempts.
+    public var avgLatencyMs: Double
+
+    public init(workerID: Int, running: Bool = false, currentBatch: String? = nil,
+                emailsSent: Int = 0, emailsFailed: Int = 0, avgLatencyMs: Double = 0) {
+        self.workerID = workerID
+        self.running = running
+        self.currentBatch = currentBatch
+        self.emailsSent = emailsSent
+        self.emailsFailed = emailsFailed
+        self.avgLatencyMs = avgLatencyMs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case workerID = "worker_id", running, currentBatch = "current_batch", emailsSent = "emails_sent"
+        case emailsFailed = "emails_failed", avgLatencyMs = "avg_latency_ms"
+    }
+}
+
+/// Whether delivery works: unhealthy after a failure that blames the sender's side (relay
+/// unreachable, TLS, authentication) until a send succeeds.
+public struct SenderHealth: Codable, Equatable, Sendable {
+    public var healthy: Bool
+    public var lastAttemptAt: Date?
+    public var lastSuccessAt: Date?
+    public var lastError: String?
+
+    public init(healthy: Bool = true, lastAttemptAt: Date? = nil, lastSuccessAt: Date? = nil, lastError: String? = nil) {
+        self.healthy = healthy
+        self.lastAttemptAt = lastAttemptAt
+        self.lastSuccessAt = lastSuccessAt
+        self.lastError = lastError
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case healthy, lastAttemptAt = "last_attempt_at", lastSuccessAt = "last_success_at", lastError = "last_error"
+    }
+}

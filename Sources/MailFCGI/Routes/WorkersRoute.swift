@@ -1,0 +1,48 @@
+import Core
+import Foundation
+import Logging
+
+/// `GET /workers/status`: mailworkerd's pool and per-worker metrics, read from its status
+/// file. A missing file, or one whose heartbeat is older than three intervals, reads as
+/// `not_running` with every worker stopped.
+struct WorkersRoute: Sendable {
+    let layout: QueueLayout
+
+    struct Body: Encodable {
+        let auto_processing_enabled: Bool?
+        let worker_pool_status: String
+        let status: Pool
+    }
+
+    struct Pool: Encodable {
+        let total_workers: Int
+        let active_workers: Int
+        let workers: [WorkerMetrics]
+        let heartbeat: String?
+        let pid: Int32?
+        let sender: SenderHealth?
+        let queue_pending: Int?
+        let queue_deferred: Int?
+    }
+
+    func handle(_ request: Request, _ logger: Logger) -> Response {
+        let now = Date()
+        guard let file = WorkerStatus.read(from: layout) else {
+            return Response.json(Body(auto_processing_enabled: nil, worker_pool_status: "not_running", status: Pool(
+                total_workers: 0, active_workers: 0, workers: [], heartbeat: nil, pid: nil, sender: nil,
+                queue_pending: nil, queue_deferred: nil)))
+        }
+        let alive = file.isFresh(at: now)
+        let workers = file.workers.map { worker -> WorkerMetrics in
+            var worker = worker
+            if !alive { worker.running = false; worker.currentBatch = nil }
+            return worker
+        }
+        let state = alive ? file.poolState : (file.poolState == "stopped" ? "stopped" : "not_running")
+        return Response.json(Body(
+            auto_processing_enabled: file.autoProcessingEnabled, worker_pool_status: state,
+            status: Pool(total_workers: workers.count, active_workers: workers.filter(\.running).count,
+                         workers: workers, heartbeat: Timestamp.iso8601(file.heartbeat), pid: file.pid,
+                         sender: file.sender, queue_pending: file.queuePending, queue_deferred: file.queueDeferred)))
+    }
+}

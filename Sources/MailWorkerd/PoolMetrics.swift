@@ -1,0 +1,59 @@
+import Core
+import Foundation
+import Synchronization
+
+/// The figures the worker threads update and the status publisher reads: per-worker
+/// counters, and the sender's health from the latest attempts.
+final class PoolMetrics: Sendable {
+    private struct State {
+        var workers: [WorkerMetrics]
+        var totalSeconds: [Double]
+        var sender = SenderHealth()
+    }
+
+    private let state: Mutex<State>
+
+    init(workers: Int) {
+        state = Mutex(State(workers: (1...max(1, workers)).map { WorkerMetrics(workerID: $0) },
+                            totalSeconds: Array(repeating: 0, count: max(1, workers))))
+    }
+
+    func setRunning(_ worker: Int, _ running: Bool) {
+        state.withLock { $0.workers[worker - 1].running = running }
+    }
+
+    func claimed(_ worker: Int, file: String) {
+        state.withLock { $0.workers[worker - 1].currentBatch = file }
+    }
+
+    func finished(_ worker: Int, _ attempt: DeliveryAgent.Attempt) {
+        state.withLock { state in
+            let i = worker - 1
+            state.workers[i].currentBatch = nil
+            if case .sent = attempt.outcome {
+                state.workers[i].emailsSent += 1
+            } else {
+                state.workers[i].emailsFailed += 1
+            }
+            state.totalSeconds[i] += attempt.seconds
+            let attempts = state.workers[i].emailsSent + state.workers[i].emailsFailed
+            state.workers[i].avgLatencyMs = (state.totalSeconds[i] / Double(attempts) * 1000 * 1000).rounded() / 1000
+            let now = Date()
+            state.sender.lastAttemptAt = now
+            if let error = attempt.error {
+                if error.blamesSender {
+                    state.sender.healthy = false
+                    state.sender.lastError = error.description
+                }
+            } else {
+                state.sender.healthy = true
+                state.sender.lastSuccessAt = now
+                state.sender.lastError = nil
+            }
+        }
+    }
+
+    var snapshot: (workers: [WorkerMetrics], sender: SenderHealth) {
+        state.withLock { ($0.workers, $0.sender) }
+    }
+}
