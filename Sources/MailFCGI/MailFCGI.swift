@@ -26,7 +26,7 @@ struct MailFCGI: AsyncParsableCommand {
             throw ValidationError("configuration: \(error)")
         }
         if checkConfig { return }
-        LogSetup.bootstrap(level: settings.logLevel)
+        try LogSetup.bootstrap(settings, fileName: "mailfcgi.log")
         let logger = Logger(label: "mailfcgi")
 
         let queue = try FileQueue(layout: settings.layout, retry: settings.retry, logger: logger)

@@ -27,10 +27,20 @@ struct MailWorkerd: AsyncParsableCommand {
             throw ValidationError("configuration: \(error)")
         }
         if checkConfig { return }
-        LogSetup.bootstrap(level: settings.logLevel)
+        try settings.layout.create()
+        let instance: InstanceLock
+        do {
+            instance = try InstanceLock(layout: settings.layout, shared: settings.workerdShared)
+        } catch let failure as InstanceLock.Failure {
+            throw ValidationError("\(failure)")
+        }
+        // Instances beyond the first (WORKERD_SHARED) keep their own log and status files.
+        let suffix = instance.isPrimary ? "" : "-\(getpid())"
+        try LogSetup.bootstrap(settings, fileName: "mailworkerd\(suffix).log")
         let logger = Logger(label: "mailworkerd")
 
         let queue = try FileQueue(layout: settings.layout, retry: settings.retry, logger: logger)
+        if instance.isPrimary { WorkerStatus.removeStale(from: settings.layout) }
         let recovered = try queue.recoverClaims()
         if recovered > 0 { logger.notice("claims from an earlier run put back", metadata: ["count": "\(recovered)"]) }
 
@@ -59,8 +69,8 @@ struct MailWorkerd: AsyncParsableCommand {
         queue.useChangeNotifications()
 
         let housekeeping = Housekeeping(queue: queue, settings: settings, pool: pool, logger: logger)
-        let status = StatusPublisher(layout: settings.layout, queue: queue, metrics: pool.metrics,
-                                     autoProcessing: settings.autoProcessing, logger: logger)
+        let status = StatusPublisher(layout: settings.layout, fileName: "workers\(suffix).json", queue: queue,
+                                     metrics: pool.metrics, autoProcessing: settings.autoProcessing, logger: logger)
 
         watcher.start()
         housekeeping.start()
@@ -73,13 +83,20 @@ struct MailWorkerd: AsyncParsableCommand {
         }
         let signal = await ShutdownSignal.wait()
         logger.info("stopping", metadata: ["signal": "\(signal)"])
+        var unfinished: [String] = []
         if settings.autoProcessing {
             status.publish(state: "stopping")
-            pool.stop()
+            unfinished = pool.stop(timeout: settings.shutdownTimeout)
         }
         housekeeping.stop()
         watcher.stop()
         status.stop()
+        for name in unfinished {
+            do { try queue.abandonClaim(name) } catch { logger.error("cannot put a claim back", metadata: ["file": "\(name)", "error": "\(error)"]) }
+        }
         status.publish(state: settings.autoProcessing ? "stopped" : "disabled")
+        if !instance.isPrimary { unlink(settings.layout.status + "/workers\(suffix).json") }
+        // Returning ends the process (exit(3)), also with threads still stuck in a send.
+        logger.info("stopped")
     }
 }

@@ -22,7 +22,7 @@ final class PoolMetrics: Sendable {
         state.withLock { $0.workers[worker - 1].running = running }
     }
 
-    func claimed(_ worker: Int, file: String) {
+    func claimed(_ worker: Int, file: String?) {
         state.withLock { $0.workers[worker - 1].currentBatch = file }
     }
 

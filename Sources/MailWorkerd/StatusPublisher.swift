@@ -7,18 +7,22 @@ import Synchronization
 /// when the pool state changes (`publish(state:)`).
 final class StatusPublisher: Sendable {
     private let layout: QueueLayout
+    private let fileName: String
     private let queue: FileQueue
     private let metrics: PoolMetrics
     private let autoProcessing: Bool
     private let startedAt = Date()
     private let logger: Logger
+    /// The pool state, held while writing so that the periodic and the immediate writes,
+    /// which share one temp file name, never overlap.
     private let poolState: Mutex<String>
     private let wakeup = Wakeup()
     private let stopping = Atomic<Bool>(false)
     private let thread = Mutex<pthread_t?>(nil)
 
-    init(layout: QueueLayout, queue: FileQueue, metrics: PoolMetrics, autoProcessing: Bool, logger: Logger) {
+    init(layout: QueueLayout, fileName: String, queue: FileQueue, metrics: PoolMetrics, autoProcessing: Bool, logger: Logger) {
         self.layout = layout
+        self.fileName = fileName
         self.queue = queue
         self.metrics = metrics
         self.autoProcessing = autoProcessing
@@ -29,7 +33,7 @@ final class StatusPublisher: Sendable {
     func start() {
         let started = Thread.spawn { [self] in
             while !stopping.load(ordering: .relaxed) {
-                write()
+                poolState.withLock { write(state: $0) }
                 wakeup.wait(after: wakeup.generation, timeout: WorkerStatus.interval)
             }
         }
@@ -38,8 +42,10 @@ final class StatusPublisher: Sendable {
 
     /// Records a new pool state and writes the file now.
     func publish(state: String) {
-        poolState.withLock { $0 = state }
-        write()
+        poolState.withLock {
+            $0 = state
+            write(state: state)
+        }
     }
 
     /// Stops the periodic writes; the last state published stays in the file.
@@ -49,15 +55,15 @@ final class StatusPublisher: Sendable {
         if let running = thread.withLock({ $0 }) { pthread_join(running, nil) }
     }
 
-    private func write() {
+    private func write(state: String) {
         let (workers, sender) = metrics.snapshot
         let counts = queue.indexCounts
         let status = WorkerStatus(
             heartbeat: Date(), pid: getpid(), startedAt: startedAt, autoProcessingEnabled: autoProcessing,
-            poolState: poolState.withLock { $0 }, workers: workers, sender: sender,
+            poolState: state, workers: workers, sender: sender,
             queuePending: counts.pending, queueDeferred: counts.deferred)
         do {
-            try status.write(to: layout)
+            try status.write(to: layout, fileName: fileName)
         } catch {
             logger.error("cannot write the status file", metadata: ["error": "\(error)"])
         }

@@ -41,12 +41,25 @@ final class WorkerPool: Sendable {
         logger.info("worker pool started", metadata: ["workers": "\(count)"])
     }
 
-    /// Lets each worker finish the email it is sending, then joins them.
-    func stop() {
+    /// Stops claiming and waits up to `timeout` seconds for each worker to finish the email
+    /// it is sending. Returns the queue files still claimed by workers that did not finish
+    /// in time (the caller puts them back before exiting).
+    func stop(timeout: Double) -> [String] {
         stopping.store(true, ordering: .relaxed)
         wakeup.signal()
-        for thread in threads.withLock({ $0 }) { pthread_join(thread, nil) }
-        logger.info("worker pool stopped")
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline, metrics.snapshot.workers.contains(where: \.running) {
+            usleep(10_000)
+        }
+        let unfinished = metrics.snapshot.workers.filter(\.running).compactMap(\.currentBatch)
+        if unfinished.isEmpty {
+            for thread in threads.withLock({ $0 }) { pthread_join(thread, nil) }
+            logger.info("worker pool stopped")
+        } else {
+            logger.warning("sends still in flight at SHUTDOWN_TIMEOUT; their emails go back to the queue",
+                           metadata: ["files": "\(unfinished.joined(separator: ","))"])
+        }
+        return unfinished
     }
 
     private func run(worker: Int, agent: DeliveryAgent) {
@@ -65,6 +78,7 @@ final class WorkerPool: Sendable {
                     continue
                 }
             } catch {
+                metrics.claimed(worker, file: nil)
                 log.error("queue error", metadata: ["error": "\(error)"])
             }
             // Sleep until an arrival, the next deferred email's due time, or the poll.

@@ -44,6 +44,8 @@ class Stack:
             "FCGI_SOCKET": str(self.socket),
             "FCGI_THREADS": "4",
             "SENDER_EMAIL": "dispatch@example.org",
+            "LOG_DIR": str(base / "logs"),
+            "LOG_STDERR": "true",  # the tests read each daemon's output
             **env,
         }
         self.procs = {}
@@ -62,6 +64,7 @@ class Stack:
         self.start_daemon("mailfcgi")
         wait_until(self.socket.exists, what="the FastCGI socket")
         self.start_daemon("mailworkerd")
+        wait_until((self.data / "status" / "workers.json").exists, what="the worker's status file")
         self.procs["nginx"] = subprocess.Popen(
             ["nginx", "-c", self.run_dir / "nginx.conf", "-e", self.run_dir / "nginx-error.log",
              "-g", "daemon off;"], cwd=self.base)

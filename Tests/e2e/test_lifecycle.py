@@ -34,7 +34,7 @@ def test_claims_left_by_a_killed_worker_are_delivered_after_restart(stack, smtp)
 def test_make_run_script_serves_the_readme_example_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
     env = {**os.environ, "BIN_DIR": str(BIN_DIR), "RUN_DIR": str(tmp_path / "run"),
-           "DATA_DIR": str(tmp_path / "data"), "MAIL_HTTPS_PORT": str(port),
+           "DATA_DIR": str(tmp_path / "data"), "LOG_DIR": str(tmp_path / "logs"), "MAIL_HTTPS_PORT": str(port),
            "MAIL_DEMO_PASSWORD": "readme-pass"}
     env.pop("SMTP_SERVER", None)
     proc = subprocess.Popen([ROOT / "scripts" / "run.sh"], cwd=tmp_path, env=env,

@@ -29,6 +29,7 @@ def post_many(stack, count, threads=8):
 
 def test_8_producers_3_worker_processes_10000_emails_each_delivered_once(stack, smtp):
     # Two more mailworkerd processes on the same data directory: three consumers in all.
+    stack.env["WORKERD_SHARED"] = "true"
     stack.start_daemon("mailworkerd", instance="2")
     stack.start_daemon("mailworkerd", instance="3")
     ids = post_many(stack, 10_000)

@@ -25,6 +25,17 @@ public struct MailSettings: Sendable {
     public var claimTimeout: Double
     /// `TRASH_RETENTION_DAYS` (default 7): trash older than this is deleted.
     public var trashRetentionDays: Int
+    /// `SHUTDOWN_TIMEOUT` seconds (default 30): how long sends in flight may finish at stop.
+    public var shutdownTimeout: Double
+    /// `WORKERD_SHARED` (default false): several mailworkerd processes on one data directory.
+    public var workerdShared: Bool
+    /// Log files: `LOG_DIR` (default `logs`), rotated at `LOG_MAX_BYTES` (default 5 MiB)
+    /// keeping `LOG_BACKUPS` (default 3); `LOG_STDERR` auto (when stderr is a terminal),
+    /// true or false.
+    public var logDirectory: String
+    public var logMaxBytes: Int
+    public var logBackups: Int
+    public var logToStderr: Bool?
     /// `FCGI_SOCKET` (default `run/mailfcgi.sock`): the responder's unix socket.
     public var fcgiSocket: String
     /// `FCGI_THREADS` (default 2 x cores).
@@ -72,6 +83,16 @@ public struct MailSettings: Sendable {
             baseDelay: try env.seconds("RETRY_BASE_DELAY", default: 1, range: 0...86400))
         claimTimeout = try env.seconds("CLAIM_TIMEOUT", default: 3600, range: 1...(7 * 86400))
         trashRetentionDays = try env.int("TRASH_RETENTION_DAYS", default: 7, range: 0...3650)
+        shutdownTimeout = try env.seconds("SHUTDOWN_TIMEOUT", default: 30, range: 0...3600)
+        workerdShared = try env.bool("WORKERD_SHARED", default: false)
+        logDirectory = env.string("LOG_DIR") ?? "logs"
+        logMaxBytes = try env.int("LOG_MAX_BYTES", default: 5 << 20, range: 4096...(1 << 30))
+        logBackups = try env.int("LOG_BACKUPS", default: 3, range: 0...100)
+        if let raw = env.string("LOG_STDERR"), raw.lowercased() != "auto" {
+            logToStderr = try env.bool("LOG_STDERR", default: true)
+        } else {
+            logToStderr = nil
+        }
         fcgiSocket = env.string("FCGI_SOCKET") ?? "run/mailfcgi.sock"
         fcgiThreads = try env.int(
             "FCGI_THREADS", default: 2 * ProcessInfo.processInfo.activeProcessorCount, range: 1...1024)

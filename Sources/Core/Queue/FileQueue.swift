@@ -137,6 +137,13 @@ public final class FileQueue: QueueStore {
 
     // MARK: - Recovery and pruning
 
+    /// Puts back a claim this process holds but can no longer finish (its thread is stuck
+    /// past the shutdown timeout). The process exits next, which drops the claim's lock.
+    /// - Throws: `SystemError` from the rename.
+    public func abandonClaim(_ name: String) throws {
+        if try putBackUnlessGone(name) { try Syscall.fsyncDirectory(layout.queue) }
+    }
+
     /// Puts back to pending every claim whose owner is gone (its file is not locked), and,
     /// when `lockedOlderThan` is given, claims whose living owner has held them longer
     /// (`CLAIM_TIMEOUT`: a hung owner; delivery may then happen twice, never zero times).

@@ -44,19 +44,36 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         now.timeIntervalSince(heartbeat) <= Self.staleAfter
     }
 
-    /// The file's path under a data directory.
-    public static func path(in layout: QueueLayout) -> String { layout.status + "/workers.json" }
-
-    /// Writes `self` atomically (no directory fsync: it is rewritten every second).
+    /// Writes `self` atomically as `fileName` (`workers.json`, or `workers-{pid}.json` for
+    /// further instances); no directory fsync: it is rewritten every second.
     /// - Throws: `SystemError`, `EncodingError`.
-    public func write(to layout: QueueLayout) throws {
-        try AtomicFile.write(try QueueCoding.encoder().encode(self), to: "workers.json", in: layout.status,
+    public func write(to layout: QueueLayout, fileName: String = "workers.json") throws {
+        try AtomicFile.write(try QueueCoding.encoder().encode(self), to: fileName, in: layout.status,
                              syncDirectory: false, mode: 0o644)
     }
 
-    /// The status file, or nil when missing or unreadable.
+    /// The primary instance's status file (`workers.json`), or nil when missing or unreadable.
     public static func read(from layout: QueueLayout) -> WorkerStatus? {
-        guard let bytes = try? Syscall.readFile(path(in: layout)) else { return nil }
+        read(layout.status + "/workers.json")
+    }
+
+    /// The status files of further instances (`workers-{pid}.json`) whose heartbeat is fresh.
+    public static func readOthers(from layout: QueueLayout, now: Date = Date()) -> [WorkerStatus] {
+        let names = (try? Syscall.listDirectory(layout.status)) ?? []
+        return names.filter { $0.hasPrefix("workers-") && $0.hasSuffix(".json") }.sorted()
+            .compactMap { read(layout.status + "/" + $0) }.filter { $0.isFresh(at: now) }
+    }
+
+    /// Deletes status files of further instances that stopped sending heartbeats.
+    public static func removeStale(from layout: QueueLayout, now: Date = Date()) {
+        for name in (try? Syscall.listDirectory(layout.status)) ?? [] where name.hasPrefix("workers-") {
+            let path = layout.status + "/" + name
+            if read(path)?.isFresh(at: now) != true { unlink(path) }
+        }
+    }
+
+    private static func read(_ path: String) -> WorkerStatus? {
+        guard let bytes = try? Syscall.readFile(path) else { return nil }
         return try? QueueCoding.decoder().decode(WorkerStatus.self, from: Data(bytes))
     }
 }
