@@ -72,3 +72,67 @@ def test_auto_processing_disabled_delivers_nothing_and_says_so(tmp_path, smtp):
         assert stack.request("GET", "/health").status_code == 200
     finally:
         stack.stop()
+
+
+def test_second_mailworkerd_is_refused_unless_shared(stack):
+    import subprocess
+    from stack import BIN_DIR
+    result = subprocess.run([BIN_DIR / "mailworkerd"], cwd=stack.base, env=stack.env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "another mailworkerd" in result.stderr and "WORKERD_SHARED" in result.stderr
+    stack.env["WORKERD_SHARED"] = "true"
+    stack.start_daemon("mailworkerd", instance="2")
+    wait_until(lambda: [n for n in stack.files("status") if n.startswith("workers-")], what="its own status file")
+    assert stack.stop_daemon("mailworkerd-2") == 0
+    assert not [n for n in stack.files("status") if n.startswith("workers-")]
+
+
+def test_sigterm_while_sending_exits_0_and_loses_nothing(stack, smtp):
+    smtp.delay = 0.3
+    ids = post_many(stack, 30, threads=3)
+    wait_until(lambda: len(smtp.messages) >= 3, what="sends in flight")
+    started = time.monotonic()
+    assert stack.stop_daemon("mailworkerd") == 0
+    assert time.monotonic() - started < 30
+    assert not [n for n in stack.files("queue") if ".processing" in n]
+    status = stack.request("GET", "/workers/status").json()
+    assert status["worker_pool_status"] == "stopped"
+    stack.start_daemon("mailworkerd")
+    wait_until(lambda: set(smtp.message_ids()) >= {f"<{i}@example.org>" for i in ids}, timeout=60,
+               what="every email after the restart")
+
+
+def test_sends_stuck_past_shutdown_timeout_go_back_to_the_queue(tmp_path, smtp):
+    smtp.delay = 8
+    stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
+                             "SHUTDOWN_TIMEOUT": "1", "NUM_WORKERS": "1"}).start()
+    try:
+        assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
+        wait_until(lambda: [n for n in stack.files("queue") if ".processing" in n], what="the claim")
+        started = time.monotonic()
+        assert stack.stop_daemon("mailworkerd") == 0
+        assert time.monotonic() - started < 5
+        (name,) = stack.files("queue")
+        assert name.endswith(".json") and ".processing" not in name
+        assert "back to the queue" in stack.log("mailworkerd")
+    finally:
+        stack.stop()
+
+
+def test_log_file_rotates_keeping_its_backups(tmp_path, smtp):
+    stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
+                             "LOG_MAX_BYTES": "4096", "LOG_BACKUPS": "3", "LOG_LEVEL": "debug"}).start()
+    try:
+        post_many(stack, 120, threads=4)
+        smtp.wait_for(120, timeout=60)
+        logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
+        assert logs == ["mailfcgi.log", "mailfcgi.log.1", "mailfcgi.log.2", "mailfcgi.log.3",
+                        "mailworkerd.log", "mailworkerd.log.1", "mailworkerd.log.2", "mailworkerd.log.3"]
+        for name in logs:
+            assert (tmp_path / "logs" / name).stat().st_size <= 4096
+        text = (tmp_path / "logs" / "mailfcgi.log").read_text()
+        assert "request_id=" in text and "user=demo" in text
+        assert "PASSWORD" not in text and "b\n" not in text
+    finally:
+        stack.stop()
