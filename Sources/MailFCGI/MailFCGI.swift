@@ -41,6 +41,9 @@ struct MailFCGI: AsyncParsableCommand {
         router.add("GET", "/status", status.handle)
         router.add("GET", "/templates", TemplatesRoute(templates: templates).handle)
         router.add("GET", "/workers/status", WorkersRoute(layout: settings.layout).handle)
+        let processBatch = ProcessBatchRoute(queue: queue, composer: composer, smtp: settings.smtp,
+                                             outbox: settings.layout.outbox)
+        router.add("POST", "/process-batch", processBatch.handle)
 
         let routes = router
         let server = FastCGIServer(

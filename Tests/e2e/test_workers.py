@@ -136,3 +136,31 @@ def test_log_file_rotates_keeping_its_backups(tmp_path, smtp):
         assert "PASSWORD" not in text and "b\n" not in text
     finally:
         stack.stop()
+
+
+def test_process_batch_delivers_the_next_email_by_hand(tmp_path, smtp):
+    stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
+                             "AUTO_PROCESSING_ENABLED": "false"}).start()
+    try:
+        empty = stack.request("POST", "/process-batch").json()
+        assert empty["processed"] is False
+        ids = post_many(stack, 2, threads=1)
+        first = stack.request("POST", "/process-batch").json()
+        assert first["processed"] is True and first["outcome"] == "sent"
+        assert first["request_id"] in ids
+        assert smtp.message_ids() == [f"<{first['request_id']}@example.org>"]
+        smtp.rcpt_replies = ["550 5.1.1 unknown user"]
+        second = stack.request("POST", "/process-batch").json()
+        assert second["outcome"] == "dead_letter" and "550" in second["error"]
+        assert stack.request("GET", "/process-batch").status_code == 405
+    finally:
+        stack.stop()
+
+
+def test_process_batch_while_mailworkerd_runs_never_sends_twice(stack, smtp):
+    ids = post_many(stack, 60, threads=3)
+    for _ in range(30):
+        stack.request("POST", "/process-batch")
+    smtp.wait_for(60, timeout=30)
+    wait_until(lambda: stack.files("queue") == [], what="the queue to drain")
+    assert sorted(smtp.message_ids()) == sorted(f"<{i}@example.org>" for i in ids)
