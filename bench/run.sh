@@ -41,16 +41,19 @@ lines = [
     "",
     "## Claims per second against queue depth",
     "",
-    "| pending files | claims/s (index) | claims/s (directory scan per claim, as the seed did) | index build at start | GET /status census |",
-    "|---:|---:|---:|---:|---:|",
+    "| pending files | claims/s | claim + end of claim /s | claims/s scanning the directory per claim (the seed's way) | index build at start | GET /status census |",
+    "|---:|---:|---:|---:|---:|---:|",
 ]
 for depth in sorted(rows):
     r = rows[depth]
-    lines.append(f"| {depth:,} | {r['claims_per_second']:,.0f} | {r['scan_per_claim_per_second']:,.0f} | {r['index_build_seconds']:.3f} s | {r['status_census_seconds']:.3f} s |")
+    lines.append(f"| {depth:,} | {r['claims_per_second']:,.0f} | {r['claim_and_end_per_second']:,.0f} | {r['scan_per_claim_per_second']:,.0f} | {r['index_build_seconds']:.3f} s | {r['status_census_seconds']:.3f} s |")
 lines += [
     "",
-    f"Rate at {max(rows):,} is {ratio:.0%} of the rate at {min(rows):,} "
-    f"(target: at least 90%: {'met' if ratio >= 0.9 else 'NOT met'}).",
+    f"Claims at {max(rows):,} run at {ratio:.0%} of the rate at {min(rows):,} "
+    f"(target: at least 90%: {'met' if ratio >= 0.9 else 'NOT met'}); claim + end of claim at "
+    f"{claims['cycle_ratio_last_to_first']:.0%}. The index makes a claim O(1) in user space; what is "
+    "left grows with the directory inside the filesystem (ext4's hashed directory: a rename "
+    "inserts and removes entries in a directory of 100,000 names).",
     "",
     "## Messages rendered and composed per second, one core",
     "",
