@@ -98,7 +98,8 @@ class Authenticator:
             return AuthResult(success=False, handled=False)
         login, password = auth_data.login.decode(), auth_data.password.decode()
         self.attempts.append(login)
-        return AuthResult(success=(login, password) == (self.login, self.password))
+        # handled=False: aiosmtpd answers the failure itself (535), else it says nothing.
+        return AuthResult(success=(login, password) == (self.login, self.password), handled=False)
 
 
 def start_smtp_server(port, tls=None, cert=None, key=None, auth=None, handler=None):

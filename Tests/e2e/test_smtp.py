@@ -118,3 +118,35 @@ def test_connection_dropped_during_data_is_retried_and_delivered_once(tmp_path, 
         assert stack.files("dead_letter") == []
     finally:
         stack.stop()
+
+
+def test_refused_authentication_keeps_the_email_and_marks_the_sender_degraded(tmp_path, pki):
+    ca, cert, key = pki
+    port = free_port()
+    controller, handler = start_smtp_server(port, tls="starttls", cert=cert, key=key, auth=LOGIN)
+    stack = smtp_stack(tmp_path, port, "starttls", SMTP_CA_FILE=str(ca), PASSWORD="wrong-password",
+                       MAX_RETRIES="50")
+    try:
+        assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
+        wait_until(lambda: stack.request("GET", "/health").status_code == 503, what="/health 503")
+        assert "535" in stack.request("GET", "/health").json()["components"]["sender"]
+        entry = wait_until(lambda: queued_entry(stack), what="the pending email")
+        assert entry["retry_count"] >= 1 and stack.files("dead_letter") == []
+        assert "wrong-password" not in stack.log("mailworkerd")
+    finally:
+        stack.stop()
+        controller.stop()
+
+
+def test_turning_certificate_checks_off_is_explicit_and_warned_about(tmp_path, pki):
+    ca, cert, key = pki
+    port = free_port()
+    controller, handler = start_smtp_server(port, tls="implicit", cert=cert, key=key, auth=LOGIN)
+    stack = smtp_stack(tmp_path, port, "implicit", SMTP_TLS_VERIFY="false")
+    try:
+        assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
+        handler.wait_for(1)
+        assert "SMTP_TLS_VERIFY=false" in stack.log("mailworkerd")
+    finally:
+        stack.stop()
+        controller.stop()
