@@ -33,6 +33,10 @@ fi
 (umask 077; printf '%s\n' "$password" > "$run_dir/demo-password")
 (umask 077; printf 'demo:%s\n' "$(openssl passwd -apr1 "$password")" > "$run_dir/htpasswd")
 
+# Swagger UI for /docs (a download from PyPI the first time; the stack runs without it).
+"$(dirname "$0")/install-swagger-ui.sh" "$run_dir/swagger-ui" \
+    || echo "warning: Swagger UI could not be installed; /docs will be missing" >&2
+
 sed -e "s|@RUN_DIR@|$run_dir|g" -e "s|@PORT@|$port|g" -e "s|@SOCKET@|$socket|g" \
     -e "s|@MAX_BODY_BYTES@|$max_body|g" -e "s|@DEPLOY_DIR@|$deploy_dir|g" \
     -e "s|@USER@|$(id -un) $(id -gn)|g" \

@@ -44,6 +44,10 @@ struct MailFCGI: AsyncParsableCommand {
         let processBatch = ProcessBatchRoute(queue: queue, composer: composer, smtp: settings.smtp,
                                              outbox: settings.layout.outbox)
         router.add("POST", "/process-batch", processBatch.handle)
+        let openAPI = Array(OpenAPIDocument.json.utf8)
+        router.add("GET", "/openapi.json") { _, _ in
+            Response(status: 200, headers: [("Content-Type", "application/json")], body: openAPI)
+        }
 
         let routes = router
         let server = FastCGIServer(

@@ -1,0 +1,56 @@
+"""The API description, the offline Swagger UI, and the production nginx example."""
+import re
+import shutil
+import subprocess
+
+import requests
+from openapi_spec_validator import validate
+
+from stack import ROOT
+
+
+def test_openapi_document_is_valid_3_1_and_lists_every_route(stack):
+    response = stack.request("GET", "/openapi.json")
+    assert response.status_code == 200
+    spec = response.json()
+    validate(spec)
+    assert spec["openapi"].startswith("3.1")
+    assert set(spec["paths"]) == {"/email", "/status", "/health", "/templates", "/workers/status",
+                                  "/process-batch", "/openapi.json"}
+
+
+def test_docs_are_served_locally_with_no_outside_reference(stack):
+    index = stack.request("GET", "/docs/")
+    assert index.status_code == 200 and "swagger-ui" in index.text
+    assert not re.search(r"https?://", index.text), "the page must load nothing from the internet"
+    for asset in re.findall(r'(?:src|href)="\./?([^"]+)"', index.text):
+        fetched = stack.request("GET", "/docs/" + asset)
+        assert fetched.status_code == 200, asset
+    initializer = stack.request("GET", "/docs/swagger-initializer.js").text
+    assert '"/openapi.json"' in initializer
+    assert stack.request("GET", "/docs", allow_redirects=False).status_code == 301
+
+
+def test_production_nginx_example_passes_nginx_t(tmp_path):
+    conf = (ROOT / "deploy" / "nginx" / "production.conf").read_text()
+    (tmp_path / "tls").mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=t",
+                    "-keyout", tmp_path / "tls" / "privkey.pem", "-out", tmp_path / "tls" / "fullchain.pem"],
+                   check=True, capture_output=True)
+    (tmp_path / "htpasswd").write_text("demo:$apr1$x$y\n")
+    shutil.copy(ROOT / "deploy" / "nginx" / "fastcgi-mail.conf", tmp_path / "fastcgi-mail.conf")
+    conf = (conf.replace("/etc/ssl/mail-api/", f"{tmp_path}/tls/")
+                .replace("/etc/nginx/mail-api.htpasswd", f"{tmp_path}/htpasswd")
+                .replace("/usr/share/mail-dispatch/nginx/", f"{tmp_path}/")
+                .replace("/run/mail-dispatch/", f"{tmp_path}/")
+                .replace("listen 443 ssl;", "listen 127.0.0.1:1443 ssl;")
+                .replace("listen [::]:443 ssl;", ""))
+    main = (f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+            f"http {{\n{conf}\n}}\n")
+    (tmp_path / "nginx.conf").write_text(main)
+    result = subprocess.run(["nginx", "-t", "-c", tmp_path / "nginx.conf", "-e", tmp_path / "error.log"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    # The example keeps its promises.
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf and "Strict-Transport-Security" in conf
+    assert "client_max_body_size 1m;" in conf and "limit_req" in conf

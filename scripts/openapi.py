@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Writes Sources/MailFCGI/OpenAPI/OpenAPIDocument.swift: the OpenAPI 3.1 description of the
+API that mailfcgi serves at GET /openapi.json. Edit here, run, commit both."""
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_body(schema, description):
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERRORS = {
+    "401": json_body(ref("Error"), "Not authenticated (answered by nginx)"),
+    "500": json_body(ref("InternalError"), "Internal error, with an id to find it in the logs"),
+}
+VALIDATION = json_body(ref("HTTPValidationError"), "Validation error: every invalid field, FastAPI style")
+email_address = {"type": "string", "maxLength": 254, "description": "A mailbox, local@domain (RFC 5321)"}
+address_list = {"oneOf": [{"type": "array", "items": email_address, "maxItems": 100}, email_address]}
+
+doc = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Mail dispatch API",
+        "version": "1.0.0",
+        "description": "Queue transactional email (raw or from a template) for delivery over SMTP. "
+                       "Errors are JSON objects with a `detail` member.",
+    },
+    "servers": [{"url": "/"}],
+    "security": [{"basicAuth": []}],
+    "paths": {
+        "/email": {"post": {
+            "summary": "Queue an email",
+            "operationId": "send_email",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref("EmailRequest")}}},
+            "responses": {
+                "200": json_body(ref("EmailAccepted"), "Stored durably; delivery follows"),
+                "400": json_body(ref("Error"), "Template error: unknown template, missing variables"),
+                "413": json_body(ref("Error"), "Body larger than MAX_BODY_BYTES"),
+                "415": json_body(ref("Error"), "Not UTF-8 JSON"),
+                "422": VALIDATION, **ERRORS,
+            },
+        }},
+        "/status": {"get": {
+            "summary": "Queue statistics and the first queue files",
+            "operationId": "queue_status",
+            "parameters": [{"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100}}],
+            "responses": {"200": json_body(ref("QueueStatus"), "Counts and files"), "422": VALIDATION, **ERRORS},
+        }},
+        "/health": {"get": {
+            "summary": "Health of the queue, the templates and delivery",
+            "operationId": "health",
+            "security": [{}, {"basicAuth": []}],
+            "responses": {"200": json_body(ref("Health"), "Healthy"),
+                          "503": json_body(ref("Health"), "Degraded: a component is unhealthy"), **ERRORS},
+        }},
+        "/templates": {"get": {
+            "summary": "List the templates",
+            "operationId": "list_templates",
+            "parameters": [{"name": "detailed", "in": "query", "required": False,
+                            "schema": {"type": "boolean", "default": False}}],
+            "responses": {"200": json_body({"oneOf": [ref("TemplateNames"), ref("TemplateDetails")]}, "Templates"),
+                          "422": VALIDATION, **ERRORS},
+        }},
+        "/workers/status": {"get": {
+            "summary": "Delivery worker pool and per-worker metrics",
+            "operationId": "workers_status",
+            "responses": {"200": json_body(ref("WorkersStatus"), "Pool state"), **ERRORS},
+        }},
+        "/process-batch": {"post": {
+            "summary": "Deliver the next due email now",
+            "operationId": "process_batch",
+            "responses": {"200": json_body(ref("ProcessBatch"), "Whether one was processed, and how"), **ERRORS},
+        }},
+        "/openapi.json": {"get": {
+            "summary": "This document",
+            "operationId": "openapi",
+            "responses": {"200": json_body({"type": "object"}, "OpenAPI 3.1"), **ERRORS},
+        }},
+    },
+    "components": {
+        "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
+        "schemas": {
+            "EmailRequest": {
+                "type": "object",
+                "required": ["to_email"],
+                "description": "subject and body are required unless template_name is given.",
+                "properties": {
+                    "to_email": email_address,
+                    "subject": {"type": "string", "maxLength": 998},
+                    "body": {"type": "string"},
+                    "template_name": {"type": "string", "pattern": "^[A-Za-z0-9-][A-Za-z0-9_-]{0,99}$"},
+                    "template_vars": {"type": "object"},
+                    "priority": {"type": "integer", "minimum": 1, "maximum": 3, "default": 2},
+                    "format": {"type": "string", "enum": ["plain", "html", "multipart"], "default": "plain"},
+                    "html_body": {"type": "string", "description": "Only with format multipart"},
+                    "cc": address_list,
+                    "bcc": address_list,
+                    "reply_to": email_address,
+                },
+            },
+            "EmailAccepted": {
+                "type": "object",
+                "required": ["request_id", "message", "status", "timestamp"],
+                "properties": {
+                    "request_id": {"type": "string", "format": "uuid"},
+                    "message": {"type": "string"},
+                    "status": {"type": "string", "const": "queued"},
+                    "timestamp": {"type": "string", "format": "date-time"},
+                },
+            },
+            "Error": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}},
+            "InternalError": {"type": "object", "required": ["detail", "error_id"],
+                              "properties": {"detail": {"type": "string"}, "error_id": {"type": "string"}}},
+            "ValidationError": {
+                "type": "object", "required": ["loc", "msg", "type"],
+                "properties": {"loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                               "msg": {"type": "string"}, "type": {"type": "string"}},
+            },
+            "HTTPValidationError": {"type": "object", "required": ["detail"],
+                                    "properties": {"detail": {"type": "array", "items": ref("ValidationError")}}},
+            "QueueFile": {
+                "type": "object", "required": ["file", "state", "size_bytes"],
+                "properties": {
+                    "file": {"type": "string"},
+                    "request_id": {"type": ["string", "null"]},
+                    "state": {"type": "string", "enum": ["pending", "deferred", "processing"]},
+                    "priority": {"type": ["integer", "null"]},
+                    "retry_count": {"type": ["integer", "null"]},
+                    "next_attempt_at": {"type": ["string", "null"]},
+                    "created_at": {"type": ["string", "null"]},
+                    "size_bytes": {"type": "integer"},
+                },
+            },
+            "QueueStatus": {
+                "type": "object",
+                "required": ["status", "timestamp", "total_files", "pending_emails", "queue", "limit", "files"],
+                "properties": {
+                    "status": {"type": "string"},
+                    "timestamp": {"type": "string"},
+                    "total_files": {"type": "integer"},
+                    "pending_emails": {"type": "integer"},
+                    "queue": {"type": "object", "properties": {k: {"type": "integer"} for k in
+                              ["total_files", "pending", "deferred", "processing", "dead_letter", "trash"]}},
+                    "limit": {"type": "integer"},
+                    "files": {"type": "array", "items": ref("QueueFile")},
+                },
+            },
+            "Health": {
+                "type": "object", "required": ["status", "timestamp", "components"],
+                "properties": {"status": {"type": "string", "enum": ["healthy", "degraded"]},
+                               "timestamp": {"type": "string"},
+                               "components": {"type": "object", "additionalProperties": {"type": "string"}}},
+            },
+            "TemplateNames": {"type": "object", "required": ["templates", "count"],
+                              "properties": {"templates": {"type": "array", "items": {"type": "string"}},
+                                             "count": {"type": "integer"}}},
+            "TemplateDetails": {
+                "type": "object", "required": ["templates", "count"],
+                "properties": {"count": {"type": "integer"}, "templates": {"type": "array", "items": {
+                    "type": "object", "required": ["name", "description", "files", "placeholders"],
+                    "properties": {"name": {"type": "string"}, "description": {"type": "string"},
+                                   "files": {"type": "object", "properties": {"text": {"type": "string"},
+                                                                               "html": {"type": "string"}}},
+                                   "placeholders": {"type": "array", "items": {"type": "string"}}}}}},
+            },
+            "Worker": {
+                "type": "object",
+                "required": ["worker_id", "running", "emails_sent", "emails_failed", "avg_latency_ms"],
+                "properties": {"worker_id": {"type": "integer"}, "running": {"type": "boolean"},
+                               "current_batch": {"type": ["string", "null"]},
+                               "emails_sent": {"type": "integer"}, "emails_failed": {"type": "integer"},
+                               "avg_latency_ms": {"type": "number"}},
+            },
+            "WorkersStatus": {
+                "type": "object", "required": ["worker_pool_status", "status"],
+                "properties": {
+                    "auto_processing_enabled": {"type": ["boolean", "null"]},
+                    "worker_pool_status": {"type": "string"},
+                    "status": {"type": "object", "required": ["total_workers", "active_workers", "workers"],
+                               "properties": {"total_workers": {"type": "integer"},
+                                              "active_workers": {"type": "integer"},
+                                              "workers": {"type": "array", "items": ref("Worker")}}},
+                },
+            },
+            "ProcessBatch": {
+                "type": "object", "required": ["processed", "message", "timestamp"],
+                "properties": {"processed": {"type": "boolean"}, "message": {"type": "string"},
+                               "request_id": {"type": ["string", "null"]}, "file": {"type": ["string", "null"]},
+                               "outcome": {"type": ["string", "null"], "enum": ["sent", "deferred", "dead_letter", None]},
+                               "error": {"type": ["string", "null"]},
+                               "next_attempt_at": {"type": ["string", "null"]}, "timestamp": {"type": "string"}},
+            },
+        },
+    },
+}
+
+text = json.dumps(doc, indent=1, sort_keys=True)
+assert '"""' not in text
+(ROOT / "Sources/MailFCGI/OpenAPI/OpenAPIDocument.swift").write_text(
+    "// Generated by scripts/openapi.py: edit there, run it, commit both.\n\n"
+    "/// The OpenAPI 3.1 description of the API, served at `GET /openapi.json`.\n"
+    "enum OpenAPIDocument {\n"
+    "    static let json = #\"\"\"\n" + text + "\n\"\"\"#\n}\n")
