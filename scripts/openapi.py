@@ -20,7 +20,8 @@ ERRORS = {
     "500": json_body(ref("InternalError"), "Internal error, with an id to find it in the logs"),
 }
 VALIDATION = json_body(ref("HTTPValidationError"), "Validation error: every invalid field, FastAPI style")
-email_address = {"type": "string", "maxLength": 254, "description": "A mailbox, local@domain (RFC 5321)"}
+email_address = {"type": "string", "format": "email", "minLength": 3, "maxLength": 254,
+                 "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused"}
 address_list = {"oneOf": [{"type": "array", "items": email_address, "maxItems": 100}, email_address]}
 
 doc = {

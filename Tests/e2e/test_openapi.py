@@ -54,3 +54,16 @@ def test_production_nginx_example_passes_nginx_t(tmp_path):
     # The example keeps its promises.
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf and "Strict-Transport-Security" in conf
     assert "client_max_body_size 1m;" in conf and "limit_req" in conf
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(stack):
+    result = subprocess.run(
+        [ROOT / ".venv" / "bin" / "schemathesis", "run", stack.url("/openapi.json"),
+         "--auth", f"demo:{stack.password}", "--tls-verify", stack.cert,
+         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+                     "response_schema_conformance,response_headers_conformance",
+         "--max-examples", "40", "--seed", "1", "--no-color"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:]
+    generated = re.search(r"(\d+) generated", result.stdout)
+    assert generated and int(generated.group(1)) >= 50, result.stdout[-2000:]  # it really ran

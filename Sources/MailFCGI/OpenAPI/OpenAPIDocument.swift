@@ -39,16 +39,20 @@ enum OpenAPIDocument {
       "oneOf": [
        {
         "items": {
-         "description": "A mailbox, local@domain (RFC 5321)",
+         "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
+         "format": "email",
          "maxLength": 254,
+         "minLength": 3,
          "type": "string"
         },
         "maxItems": 100,
         "type": "array"
        },
        {
-        "description": "A mailbox, local@domain (RFC 5321)",
+        "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
+        "format": "email",
         "maxLength": 254,
+        "minLength": 3,
         "type": "string"
        }
       ]
@@ -60,16 +64,20 @@ enum OpenAPIDocument {
       "oneOf": [
        {
         "items": {
-         "description": "A mailbox, local@domain (RFC 5321)",
+         "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
+         "format": "email",
          "maxLength": 254,
+         "minLength": 3,
          "type": "string"
         },
         "maxItems": 100,
         "type": "array"
        },
        {
-        "description": "A mailbox, local@domain (RFC 5321)",
+        "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
+        "format": "email",
         "maxLength": 254,
+        "minLength": 3,
         "type": "string"
        }
       ]
@@ -94,8 +102,10 @@ enum OpenAPIDocument {
       "type": "integer"
      },
      "reply_to": {
-      "description": "A mailbox, local@domain (RFC 5321)",
+      "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
+      "format": "email",
       "maxLength": 254,
+      "minLength": 3,
       "type": "string"
      },
      "subject": {
@@ -110,8 +120,10 @@ enum OpenAPIDocument {
       "type": "object"
      },
      "to_email": {
-      "description": "A mailbox, local@domain (RFC 5321)",
+      "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
+      "format": "email",
       "maxLength": 254,
+      "minLength": 3,
       "type": "string"
      }
     },
