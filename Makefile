@@ -10,6 +10,7 @@ deps:
 	@scripts/install-deps.sh
 
 venv: deps
+	@scripts/install-deps.sh --test
 	@scripts/setup-venv.sh
 
 build: deps

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the build, `make run` and the tests need, if missing.
-# Runs apt-get as root (directly, or through sudo when available).
+# Installs the Debian packages the build and `make run` need, if missing; with --test also
+# what only the tests use (Chromium, to load /docs headless). Runs apt-get as root
+# (directly, or through sudo when available).
+# usage: scripts/install-deps.sh [--test]
 set -euo pipefail
 
 packages=(libfcgi-dev libcurl4-openssl-dev libssl-dev openssl ca-certificates)
 command -v nginx >/dev/null 2>&1 || packages+=(nginx-light)
+[ "${1:-}" = "--test" ] && packages+=(chromium)
 
 missing=()
 for package in "${packages[@]}"; do

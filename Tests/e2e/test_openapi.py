@@ -67,3 +67,14 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(stack):
     assert result.returncode == 0, result.stdout[-4000:]
     generated = re.search(r"(\d+) generated", result.stdout)
     assert generated and int(generated.group(1)) >= 50, result.stdout[-2000:]  # it really ran
+
+
+def test_headless_chromium_shows_the_email_operation_with_no_network(stack):
+    # Every host but this one fails to resolve: the page must need nothing from outside.
+    result = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=15000",
+         "--dump-dom", stack.url("/docs/")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'data-path="/email"' in result.stdout, result.stdout[-2000:]
