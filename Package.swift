@@ -69,6 +69,11 @@ let package = Package(
             dependencies: ["Core"],
             path: "bench/ComposeBench"
         ),
+        .executableTarget(
+            name: "durable-file-bench",
+            dependencies: ["Core"],
+            path: "bench/DurableFileBench"
+        ),
         .testTarget(
             name: "CoreTests",
             dependencies: ["Core"],

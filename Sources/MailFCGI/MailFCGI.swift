@@ -25,7 +25,10 @@ struct MailFCGI: AsyncParsableCommand {
         } catch {
             throw ValidationError("configuration: \(error)")
         }
-        if checkConfig { return }
+        if checkConfig {
+            print("configuration OK")
+            return
+        }
         try LogSetup.bootstrap(settings, fileName: "mailfcgi.log")
         let logger = Logger(label: "mailfcgi")
 

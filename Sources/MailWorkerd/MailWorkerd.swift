@@ -26,7 +26,10 @@ struct MailWorkerd: AsyncParsableCommand {
         } catch {
             throw ValidationError("configuration: \(error)")
         }
-        if checkConfig { return }
+        if checkConfig {
+            print("configuration OK")
+            return
+        }
         try settings.layout.create()
         let instance: InstanceLock
         do {

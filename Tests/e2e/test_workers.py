@@ -22,6 +22,9 @@ def test_three_workers_share_300_emails_and_report_it(stack, smtp):
     workers = body["status"]["workers"]
     assert sorted(w["worker_id"] for w in workers) == [1, 2, 3]
     assert all(w["running"] and w["avg_latency_ms"] > 0 and w["emails_failed"] == 0 for w in workers)
+    assert all("current_batch" in w for w in workers)
+    assert isinstance(body["status"]["sender"]["last_success_at"], str)  # ISO 8601, not a number
+    assert body["status"]["sender"]["healthy"] is True
     assert len(ids) == 300
 
 

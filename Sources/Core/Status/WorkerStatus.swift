@@ -103,6 +103,17 @@ public struct WorkerMetrics: Codable, Equatable, Sendable {
         case workerID = "worker_id", running, currentBatch = "current_batch", emailsSent = "emails_sent"
         case emailsFailed = "emails_failed", avgLatencyMs = "avg_latency_ms"
     }
+
+    /// Every key is written, `current_batch` as null when idle (the seed's shape).
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(workerID, forKey: .workerID)
+        try container.encode(running, forKey: .running)
+        try container.encode(currentBatch, forKey: .currentBatch)
+        try container.encode(emailsSent, forKey: .emailsSent)
+        try container.encode(emailsFailed, forKey: .emailsFailed)
+        try container.encode(avgLatencyMs, forKey: .avgLatencyMs)
+    }
 }
 
 /// Whether delivery works: unhealthy after a failure that blames the sender's side (relay
@@ -122,5 +133,14 @@ public struct SenderHealth: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case healthy, lastAttemptAt = "last_attempt_at", lastSuccessAt = "last_success_at", lastError = "last_error"
+    }
+
+    /// Every key is written, null when unknown.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(healthy, forKey: .healthy)
+        try container.encode(lastAttemptAt, forKey: .lastAttemptAt)
+        try container.encode(lastSuccessAt, forKey: .lastSuccessAt)
+        try container.encode(lastError, forKey: .lastError)
     }
 }

@@ -44,7 +44,7 @@ struct EmailTemplate: Sendable {
         do {
             return try MustacheTemplate(string: source)
         } catch {
-            throw .invalidTemplate(file, reason: "Mustache syntax error: \(error)")
+            throw .invalidTemplate(file, reason: MustacheErrorText.describe(error, file: file))
         }
     }
 }

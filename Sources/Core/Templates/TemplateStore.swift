@@ -135,7 +135,7 @@ public final class TemplateStore: Sendable {
                 let template = try MustacheTemplate(string: isHTML ? text : EmailTemplate.textPragma + text)
                 if isHTML { snapshot.htmlLibrary.register(template, named: name) } else { snapshot.textLibrary.register(template, named: name) }
             } catch {
-                snapshot.problems[name] = "\(file): Mustache syntax error: \(error)"
+                snapshot.problems[name] = MustacheErrorText.describe(error, file: file)
             }
         }
         for (name, source) in sources where !name.hasPrefix("_") && snapshot.problems[name] == nil {

@@ -1,3 +1,4 @@
+import Core
 import Foundation
 
 /// An HTTP response to write back through FastCGI as CGI headers plus body (RFC 3875 §6).
@@ -14,7 +15,7 @@ struct Response: Sendable {
 
     /// A JSON response with `value` encoded as its body.
     static func json(_ value: some Encodable, status: Int = 200, headers: [(String, String)] = []) -> Response {
-        let encoder = JSONEncoder()
+        let encoder = QueueCoding.encoder()  // ISO 8601 dates
         encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]  // stable for clients and logs
         let body = (try? encoder.encode(value)).map(Array.init) ?? Array(#"{"detail":"response encoding failed"}"#.utf8)
         return Response(status: status, headers: [("Content-Type", "application/json")] + headers, body: body)

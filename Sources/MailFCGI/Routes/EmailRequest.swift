@@ -35,7 +35,8 @@ struct EmailRequest {
         var fields = FieldReader(object)
         let templateName = fields.templateName("template_name")
         let templateVars = fields.object("template_vars")
-        let raw = templateName == nil
+        // A template request, even one whose name is invalid, needs no subject or body.
+        let raw = object["template_name"] == nil || object["template_name"] == .null
         let toEmail = fields.address("to_email", required: true)
         let subject = fields.headerText("subject", required: raw, maxLength: maxSubject)
         let body = fields.string("body", required: raw)
