@@ -12,23 +12,10 @@ struct MailFCGI: AsyncParsableCommand {
         abstract: "Answer the email API over FastCGI on a unix socket (FCGI_SOCKET).",
         discussion: "Settings come from the environment and the --env-file; see .env.example.")
 
-    @Option(help: "A dotenv file read after the environment (missing is fine).")
-    var envFile = ".env"
-
-    @Flag(help: "Check the settings, print the first problem, and exit (0 when all are valid).")
-    var checkConfig = false
+    @OptionGroup var options: DaemonOptions
 
     func run() async throws {
-        let settings: MailSettings
-        do {
-            settings = try MailSettings(try await EnvironmentReader(envFile: envFile))
-        } catch {
-            throw ValidationError("configuration: \(error)")
-        }
-        if checkConfig {
-            print("configuration OK")
-            return
-        }
+        guard let settings = try await options.settings() else { return }
         try LogSetup.bootstrap(settings, fileName: "mailfcgi.log")
         let logger = Logger(label: "mailfcgi")
 

@@ -13,23 +13,10 @@ struct MailWorkerd: AsyncParsableCommand {
         abstract: "Deliver queued emails over SMTP, with retries, backoff and dead letters.",
         discussion: "Settings come from the environment and the --env-file; see .env.example.")
 
-    @Option(help: "A dotenv file read after the environment (missing is fine).")
-    var envFile = ".env"
-
-    @Flag(help: "Check the settings, print the first problem, and exit (0 when all are valid).")
-    var checkConfig = false
+    @OptionGroup var options: DaemonOptions
 
     func run() async throws {
-        let settings: MailSettings
-        do {
-            settings = try MailSettings(try await EnvironmentReader(envFile: envFile))
-        } catch {
-            throw ValidationError("configuration: \(error)")
-        }
-        if checkConfig {
-            print("configuration OK")
-            return
-        }
+        guard let settings = try await options.settings() else { return }
         try settings.layout.create()
         let instance: InstanceLock
         do {
