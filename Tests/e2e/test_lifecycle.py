@@ -116,3 +116,34 @@ def test_make_run_reads_its_own_settings_from_dotenv(tmp_path):
         os.killpg(proc.pid, signal.SIGINT)
         output = proc.communicate(timeout=30)[0].decode(errors="replace")
     assert proc.returncode == 0, output
+
+
+def test_sigterm_lets_the_responder_finish_requests_in_flight(stack, smtp):
+    import threading
+    accepted, failed, stop = [], [], threading.Event()
+
+    def producer():
+        session = requests.Session()
+        session.auth = ("demo", stack.password)
+        while not stop.is_set():
+            try:
+                r = session.post(stack.url("/email"), verify=stack.cert, timeout=10,
+                                 json={"to_email": "u@example.com", "subject": "s", "body": "x" * 20_000})
+            except requests.RequestException:
+                continue
+            (accepted if r.status_code == 200 else failed).append(r)
+
+    threads = [threading.Thread(target=producer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(accepted) >= 20, what="requests flowing")
+    code = stack.stop_daemon("mailfcgi")
+    stop.set()
+    for t in threads:
+        t.join()
+    assert code == 0
+    # Every answered 200 was stored; the others got nginx's JSON 503, none a broken answer.
+    assert all(r.status_code in (502, 503) and "detail" in r.json() for r in failed)
+    ids = {r.json()["request_id"] for r in accepted}
+    wait_until(lambda: set(smtp.message_ids()) >= {f"<{i}@example.org>" for i in ids}, timeout=60,
+               what="every accepted email")

@@ -140,3 +140,23 @@ def test_errors_nginx_answers_itself_are_json(stack):
     assert trace.status_code == 405 and "detail" in trace.json()
     long_path = stack.request("GET", "/" + "a" * 10000)
     assert long_path.status_code == 414 and "detail" in long_path.json()
+
+
+def test_internal_error_is_500_with_an_id_and_no_trace(stack):
+    # The queue directory replaced by a file: every write fails inside the responder.
+    queue = stack.data / "queue"
+    queue.rename(stack.data / "queue.moved")
+    queue.write_text("not a directory")
+    try:
+        response = stack.post_email(VALID)
+        assert response.status_code == 500
+        body = response.json()
+        assert body["detail"] == "Internal server error" and body["error_id"]
+        assert "Syscall" not in response.text and "errno" not in response.text
+        assert body["error_id"] in stack.log("mailfcgi")  # the log tells what happened
+        health = stack.request("GET", "/health")
+        assert health.status_code == 503 and "queue" in health.json()["components"]["queue"]
+    finally:
+        queue.unlink()
+        (stack.data / "queue.moved").rename(queue)
+    assert stack.files("queue") == []

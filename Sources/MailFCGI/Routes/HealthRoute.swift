@@ -16,8 +16,7 @@ struct HealthRoute: Sendable {
 
     func handle(_ request: Request, _ logger: Logger) -> Response {
         var components: [String: String] = [:]
-        components["queue"] = access(layout.queue, W_OK) == 0
-            ? "healthy" : "unhealthy: \(layout.queue) is not writable"
+        components["queue"] = Self.queueHealth(layout.queue)
         components["templates"] = Self.templateHealth(templates)
         components["sender"] = Self.senderHealth(WorkerStatus.read(from: layout), now: Date())
         let healthy = components.values.allSatisfy { $0 == "healthy" }
@@ -51,6 +50,15 @@ struct HealthRoute: Sendable {
         guard status.sender.healthy else {
             return "unhealthy: delivery failing: \(status.sender.lastError ?? "unknown error")"
         }
+        return "healthy"
+    }
+
+    /// The queue folder exists, is a directory, and this process may create files in it.
+    static func queueHealth(_ path: String) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return "unhealthy: \(path) does not exist" }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else { return "unhealthy: \(path) is not a directory" }
+        guard access(path, W_OK | X_OK) == 0 else { return "unhealthy: \(path) is not writable" }
         return "healthy"
     }
 }
