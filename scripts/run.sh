@@ -30,11 +30,18 @@ export FCGI_SOCKET=$(setting FCGI_SOCKET "$run_dir/mailfcgi.sock")
 scripts/prepare-run-dir.sh "$run_dir" "$port" "$FCGI_SOCKET" "$max_body"
 
 pids=()
+# Front to back, each waited for, so no answer is lost: nginx first (SIGQUIT: it finishes
+# the requests it has), then mailfcgi (SIGTERM: the same), then mailworkerd (its sends).
 stop() {
     trap - INT TERM
     echo "Stopping..." >&2
-    [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null || true
-    wait 2>/dev/null || true
+    local i
+    for i in 2 0 1; do  # pids: mailfcgi, mailworkerd, nginx
+        [ -n "${pids[$i]:-}" ] || continue
+        if [ "$i" -eq 2 ]; then kill -QUIT "${pids[$i]}" 2>/dev/null || true
+        else kill -TERM "${pids[$i]}" 2>/dev/null || true; fi
+        wait "${pids[$i]}" 2>/dev/null || true
+    done
     exit "${1:-0}"
 }
 trap 'stop 0' INT TERM

@@ -169,3 +169,38 @@ def test_templates_listing(stack):
     assert sorted(verify["placeholders"]) == ["app_name", "code", "expiry_minutes"]
     assert verify["description"]
     assert stack.request("GET", "/templates?detailed=maybe").status_code == 422
+
+
+def test_partials_that_include_themselves_are_refused_not_crashing(stack):
+    templates = stack.base / "templates"
+    (templates / "tree.txt").write_text("Tree for {{name}}\n{{> _node}}\n")
+    (templates / "_node.txt").write_text("* {{name}}\n{{#children}}{{> _node}}{{/children}}")
+    response = stack.post_email({"to_email": "u@example.com", "template_name": "tree",
+                                 "template_vars": {"name": "root", "children": [{"name": "leaf"}]}})
+    assert response.status_code == 400
+    assert "include themselves" in response.json()["detail"]
+    health = stack.request("GET", "/health")
+    assert health.status_code == 503 and "tree" in health.json()["components"]["templates"]
+    assert stack.request("GET", "/templates").status_code == 200  # still answering
+
+
+def test_crlf_templates_work_and_huge_or_special_files_are_refused(stack, smtp):
+    import os
+    templates = stack.base / "templates"
+    (templates / "crlf.txt").write_bytes(b"Hello {{who}}\r\nBody line\r\n")
+    (templates / "huge.txt").write_text("Subject\n" + "x" * 300_000)
+    os.mkfifo(templates / "pipe.txt")
+    response = stack.post_email({"to_email": "u@example.com", "template_name": "crlf", "template_vars": {"who": "you"}})
+    assert response.status_code == 200, response.text
+    assert parse(smtp.wait_for(1)[0].data)["Subject"] == "Hello you"
+    huge = stack.post_email({"to_email": "u@example.com", "template_name": "huge", "template_vars": {}})
+    assert huge.status_code == 400 and "KiB" in huge.json()["detail"]
+    assert stack.request("GET", "/templates").json()["count"] == 5  # defaults + crlf
+
+
+def test_template_subject_gets_the_raw_subject_checks(stack):
+    for title in ("a\u2028Bcc: evil@example.com", "a\u0085b", "x" * 1000):
+        response = stack.post_email({"to_email": "u@example.com", "template_name": "notification",
+                                     "template_vars": {"title": title, "message": "m", "app_name": "A"}})
+        assert response.status_code == 400, title
+    assert stack.files("queue") == []

@@ -4,6 +4,20 @@ import Foundation
 /// printable ASCII, and folding so that no header line exceeds 78 characters where it can
 /// be avoided (RFC 5322 §2.1.1, §2.2.3).
 public enum HeaderText {
+    /// Longest subject accepted, in code points: RFC 5322 §2.1.1's line limit, 998.
+    public static let maxSubject = 998
+
+    /// Why `text` cannot go into a header (a C0 or C1 control character, DEL, or a Unicode
+    /// line or paragraph separator), or nil.
+    public static func controlCharacterProblem(_ text: String) -> String? {
+        for scalar in text.unicodeScalars where scalar.value < 0x20 || scalar.value == 0x7F
+            || (0x80...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}" {
+            let name = scalar == "\r" ? "CR" : scalar == "\n" ? "LF" : String(format: "U+%04X", scalar.value)
+            return "must not contain control characters (found \(name))"
+        }
+        return nil
+    }
+
     /// Whether `text` can be written as-is in an unstructured header.
     static func isPlainASCII(_ text: String) -> Bool {
         text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F } && !text.contains("=?")

@@ -6,7 +6,8 @@ public enum TemplateError: Error, CustomStringConvertible, Equatable, Sendable {
     case missingVariables(template: String, names: [String])
     /// The template's files do not parse as Mustache, or it has no subject line.
     case invalidTemplate(String, reason: String)
-    /// The rendered subject holds a line break or another control character.
+    /// The rendered subject holds a line break or another control character, or is longer
+    /// than `HeaderText.maxSubject` characters.
     case subjectNotOneLine(template: String)
 
     public var description: String {
@@ -18,7 +19,7 @@ public enum TemplateError: Error, CustomStringConvertible, Equatable, Sendable {
         case .invalidTemplate(let name, let reason):
             "Template '\(name)' cannot be used: \(reason)"
         case .subjectNotOneLine(let template):
-            "Template '\(template)': the rendered subject contains a line break or control character"
+            "Template '\(template)': the rendered subject contains a line break or control character, or is over \(HeaderText.maxSubject) characters"
         }
     }
 }

@@ -62,7 +62,7 @@ public final class TemplateStore: Sendable {
         if !missing.isEmpty { throw TemplateError.missingVariables(template: name, names: missing) }
         let context = variables.mapValues(\.mustacheValue)
         let subject = template.subject.render(context, library: snapshot.textLibrary)
-        if subject.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+        if HeaderText.controlCharacterProblem(subject) != nil || subject.unicodeScalars.count > HeaderText.maxSubject {
             throw TemplateError.subjectNotOneLine(template: name)
         }
         return RenderedTemplate(
@@ -111,11 +111,23 @@ public final class TemplateStore: Sendable {
         return snapshot
     }
 
+    /// Largest template file read, in bytes: swift-mustache's parser slows down sharply on
+    /// big inputs, and no email template needs this much.
+    public static let maxFileBytes = 256 * 1024
+
+    /// Template names the API accepts (`template_name`): letters, digits, "_" and "-".
+    static func isUsableName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 100 && name.unicodeScalars.allSatisfy {
+            ($0.isASCII && CharacterSet.alphanumerics.contains($0)) || $0 == "_" || $0 == "-"
+        }
+    }
+
+    /// Regular files only (a FIFO or device would block the reader).
     private func readSignature() throws -> [String: [Int]] {
         var signature: [String: [Int]] = [:]
         for name in try Syscall.listDirectory(directory) where name.hasSuffix(".txt") || name.hasSuffix(".html") {
             var info = stat()
-            guard stat(directory + "/" + name, &info) == 0 else { continue }
+            guard stat(directory + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
             signature[name] = [Int(info.st_ino), Int(info.st_size), info.st_mtim.tv_sec, info.st_mtim.tv_nsec]
         }
         return signature
@@ -125,11 +137,20 @@ public final class TemplateStore: Sendable {
         var snapshot = Snapshot()
         snapshot.signature = signature
         var sources: [String: (text: String?, html: String?)] = [:]
-        for file in signature.keys {
-            guard let bytes = try? Syscall.readFile(directory + "/" + file) else { continue }
-            let text = String(decoding: bytes, as: UTF8.self)
+        for (file, stamp) in signature {
             let isHTML = file.hasSuffix(".html")
             let name = String(file.dropLast(isHTML ? 5 : 4))
+            guard Self.isUsableName(name) else {
+                snapshot.problems[name] = "\(file): template names are letters, digits, _ and -"
+                continue
+            }
+            guard stamp[1] <= Self.maxFileBytes else {
+                snapshot.problems[name] = "\(file) is larger than \(Self.maxFileBytes / 1024) KiB"
+                continue
+            }
+            guard let bytes = try? Syscall.readFile(directory + "/" + file) else { continue }
+            // CRLF files work too: lines (the subject line first) are split on LF.
+            let text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
             if isHTML { sources[name, default: (nil, nil)].html = text } else { sources[name, default: (nil, nil)].text = text }
             do {
                 let template = try MustacheTemplate(string: isHTML ? text : EmailTemplate.textPragma + text)
@@ -140,15 +161,37 @@ public final class TemplateStore: Sendable {
         }
         for (name, source) in sources where !name.hasPrefix("_") && snapshot.problems[name] == nil {
             guard let text = source.text else { continue }  // an HTML file alone is a partial
+            if let cycle = Self.partialCycle(from: name, sources: sources) {
+                // swift-mustache looks a missing name up in outer contexts, so a partial that
+                // includes itself never ends; it would exhaust the stack. Refused up front.
+                snapshot.problems[name] = "partials include themselves: \(cycle.joined(separator: " > "))"
+                continue
+            }
             do {
                 var template = try EmailTemplate(name: name, textSource: text, htmlSource: source.html)
                 template.includePartials(from: sources)
                 snapshot.templates[name] = template
             } catch {
-                snapshot.problems[name] = error.description
+                if case .invalidTemplate(_, let reason) = error { snapshot.problems[name] = reason } else { snapshot.problems[name] = error.description }
             }
         }
         return snapshot
+    }
+
+    /// A chain of partials from `name` back to one already in the chain, if there is one.
+    static func partialCycle(from name: String, sources: [String: (text: String?, html: String?)]) -> [String]? {
+        func partials(_ of: String) -> [String] {
+            [sources[of]?.text, sources[of]?.html].compactMap { $0 }.flatMap { Placeholders(scanning: $0).partials }
+        }
+        var path: [String] = []
+        func visit(_ node: String) -> [String]? {
+            if let start = path.firstIndex(of: node) { return Array(path[start...]) + [node] }
+            path.append(node)
+            defer { path.removeLast() }
+            for next in partials(node) { if let cycle = visit(next) { return cycle } }
+            return nil
+        }
+        return visit(name)
     }
 
     // MARK: - Manifest

@@ -17,8 +17,6 @@ struct EmailRequest {
     var bcc: [String]
     var replyTo: String?
 
-    /// Longest subject accepted, in characters: RFC 5322 §2.1.1's line limit, 998.
-    static let maxSubject = 998
     /// Most Cc plus Bcc recipients in one email.
     static let maxRecipients = 100
 
@@ -38,7 +36,7 @@ struct EmailRequest {
         // A template request, even one whose name is invalid, needs no subject or body.
         let raw = object["template_name"] == nil || object["template_name"] == .null
         let toEmail = fields.address("to_email", required: true)
-        let subject = fields.headerText("subject", required: raw, maxLength: maxSubject)
+        let subject = fields.headerText("subject", required: raw, maxLength: HeaderText.maxSubject)
         let body = fields.string("body", required: raw)
         let htmlBody = fields.string("html_body", required: false)
         let format = fields.choice("format", default: EmailFormat.plain)

@@ -32,7 +32,7 @@ struct FieldReader {
     /// A string that becomes a header: no control characters, so no header injection.
     mutating func headerText(_ name: String, required: Bool, maxLength: Int) -> String? {
         guard let text = string(name, required: required) else { return nil }
-        if let problem = Self.controlCharacterProblem(text) {
+        if let problem = HeaderText.controlCharacterProblem(text) {
             errors.append(.body(name, problem, type: "value_error"))
             return nil
         }
@@ -125,15 +125,5 @@ struct FieldReader {
             return defaultValue
         }
         return value
-    }
-
-    /// Why `text` cannot go into a header, or nil.
-    static func controlCharacterProblem(_ text: String) -> String? {
-        for scalar in text.unicodeScalars where scalar.value < 0x20 || scalar.value == 0x7F
-            || (0x80...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}" {
-            let name = scalar == "\r" ? "CR" : scalar == "\n" ? "LF" : String(format: "U+%04X", scalar.value)
-            return "must not contain control characters (found \(name))"
-        }
-        return nil
     }
 }

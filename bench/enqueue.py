@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Enqueue throughput: POST /email through nginx (TLS + basic auth) into the durable queue,
+measured with wrk at 16 and 64 connections, beside two ceilings from the same run:
+nginx answering `return 200` on the same TLS + auth location, and the disk's rate of durable
+file creation (write, fsync, rename, directory fsync) at the same concurrency.
+Delivery is off (AUTO_PROCESSING_ENABLED=false) so the figure is the enqueue path alone.
+
+usage: bench/enqueue.py BIN_DIR   prints one JSON object."""
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.argv[1])
+CONNECTIONS = (16, 64)
+SECONDS = 8
+ROUNDS = 3
+PASSWORD = "bench-password"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wrk(url, connections, script=None):
+    auth = base64.b64encode(f"demo:{PASSWORD}".encode()).decode()
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{SECONDS}s", "--latency", "-H", f"Authorization: Basic {auth}"]
+    if script:
+        args += ["-s", str(script)]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    def ms(label):
+        value, unit = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"requests_per_second": rate, "p50_ms": ms("50"), "p99_ms": ms("99"),
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def main():
+    base = Path(tempfile.mkdtemp(prefix="enqueue-bench-"))
+    port = free_port()
+    run_dir, data = base / "run", base / "data"
+    env = {**os.environ, "DATA_DIR": str(data), "FCGI_SOCKET": str(run_dir / "mailfcgi.sock"),
+           "AUTO_PROCESSING_ENABLED": "false", "LOG_DIR": str(base / "logs"), "LOG_STDERR": "false",
+           "TEMPLATES_DIR": str(base / "templates"), "MAIL_DEMO_PASSWORD": PASSWORD, "LOG_LEVEL": "warning"}
+    subprocess.run([ROOT / "scripts/prepare-run-dir.sh", run_dir, str(port), run_dir / "mailfcgi.sock"],
+                   env=env, check=True, capture_output=True)
+    procs = [subprocess.Popen([BIN / "mailfcgi"], cwd=base, env=env),
+             subprocess.Popen([BIN / "mailworkerd"], cwd=base, env=env)]
+    while not (run_dir / "mailfcgi.sock").exists():
+        time.sleep(0.05)
+    procs.append(subprocess.Popen(["nginx", "-c", run_dir / "nginx.conf", "-e", run_dir / "nginx-error.log",
+                                   "-g", "daemon off;"], cwd=base))
+    time.sleep(1)
+    rows = {c: {"enqueue": [], "nginx_only": [], "durable_files": []} for c in CONNECTIONS}
+    try:
+        for _ in range(ROUNDS):
+            for c in CONNECTIONS:
+                rows[c]["nginx_only"].append(wrk(f"https://127.0.0.1:{port}/_bench/nginx-only", c))
+                rows[c]["enqueue"].append(wrk(f"https://127.0.0.1:{port}/email", c, ROOT / "bench/post-email.lua"))
+                out = subprocess.run([BIN / "durable-file-bench", "--dir", str(data / "fsync-ceiling"),
+                                      "--threads", str(c), "--seconds", str(SECONDS)],
+                                     capture_output=True, text=True, check=True).stdout
+                rows[c]["durable_files"].append(json.loads(out)["files_per_second_by_threads"][str(c)])
+        peak_rss = {}
+        for name, proc in (("mailfcgi", procs[0]), ("mailworkerd", procs[1])):
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peak_rss[name] = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) // 1024
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    queued = len([n for n in os.listdir(data / "queue") if n.endswith(".json")])
+    median = lambda xs, key=None: statistics.median([x[key] for x in xs] if key else xs)
+    result = {"benchmark": "enqueue", "seconds_per_run": SECONDS, "rounds": ROUNDS, "emails_queued": queued,
+              "peak_rss_mib": peak_rss, "by_connections": {}}
+    for c, r in rows.items():
+        enqueue = {k: median(r["enqueue"], k) for k in ("requests_per_second", "p50_ms", "p99_ms", "non_2xx")}
+        nginx = {k: median(r["nginx_only"], k) for k in ("requests_per_second", "p50_ms", "p99_ms")}
+        files = median(r["durable_files"])
+        result["by_connections"][str(c)] = {
+            "enqueue": enqueue, "nginx_only": nginx, "durable_files_per_second": files,
+            "enqueue_vs_durable_files": round(enqueue["requests_per_second"] / files, 3) if files else None,
+            "enqueue_vs_nginx_only": round(enqueue["requests_per_second"] / nginx["requests_per_second"], 3),
+        }
+    print(json.dumps(result, indent=2, sort_keys=True))
+
+
+main()
