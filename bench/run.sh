@@ -13,12 +13,16 @@ echo "claims: queue depth 1,000 vs 100,000 ..." >&2
 "$bin_dir/claims-bench" > bench/claims.json
 echo "compose: templates rendered and messages composed on one core ..." >&2
 "$bin_dir/compose-bench" > bench/compose.json
+echo "enqueue: POST /email through nginx (wrk), beside nginx alone and the disk's fsync rate ..." >&2
+command -v wrk >/dev/null || { as_root=(); [ "$(id -u)" -eq 0 ] || as_root=(sudo); "${as_root[@]}" apt-get install -y -qq wrk >/dev/null; }
+python3 bench/enqueue.py "$bin_dir" > bench/enqueue.json
 
 python3 - "$results" <<'PY'
 import json, os, platform, sys, datetime
 claims = json.load(open("bench/claims.json"))
 compose = json.load(open("bench/compose.json"))
-for name in ("bench/claims.json", "bench/compose.json"):
+enqueue = json.load(open("bench/enqueue.json"))
+for name in ("bench/claims.json", "bench/compose.json", "bench/enqueue.json"):
     os.remove(name)
 report = {
     "date": datetime.date.today().isoformat(),
@@ -26,6 +30,7 @@ report = {
     "machine": platform.machine(),
     "claims": claims,
     "compose": compose,
+    "enqueue": enqueue,
 }
 json.dump(report, open(sys.argv[1], "w"), indent=2, sort_keys=True)
 
@@ -61,6 +66,30 @@ lines += [
     "|---|---:|",
     f"| `welcome` template (text + HTML, swift-mustache) composed as multipart/alternative | {compose['template_rendered_and_composed_per_second']:,.0f} |",
     f"| raw plain-text email composed, no template (the ceiling for composition) | {compose['raw_composed_per_second']:,.0f} |",
+    "",
+    "## Enqueue: POST /email through nginx (TLS + basic auth) into the durable queue",
+    "",
+    "wrk, 2 threads, delivery off. Ceilings from the same run: nginx answering `return 200` on",
+    "the same TLS + auth location, and durable file creations per second (write, fsync, rename,",
+    "directory fsync) by as many threads as connections, on the same disk. This machine's",
+    "virtual disk gives very uneven fsync rates from one run to the next; read the ratios with that.",
+    "",
+    "| connections | POST /email req/s | p50 | p99 | nginx alone req/s | durable files/s | POST / durable files | target |",
+    "|---:|---:|---:|---:|---:|---:|---:|---|",
+]
+for c, r in sorted(enqueue["by_connections"].items(), key=lambda kv: int(kv[0])):
+    e, n = r["enqueue"], r["nginx_only"]
+    ratio = r["enqueue_vs_durable_files"]
+    target = ("at least 80%: " + ("met" if ratio and ratio >= 0.8 else "NOT met")) if c == "64" else ""
+    lines.append(f"| {c} | {e['requests_per_second']:,.0f} | {e['p50_ms']:.1f} ms | {e['p99_ms']:.1f} ms | "
+                 f"{n['requests_per_second']:,.0f} | {r['durable_files_per_second']:,.0f} | {ratio:.0%} | {target} |")
+rss = enqueue["peak_rss_mib"]
+lines += [
+    "",
+    f"Peak RSS during the enqueue run: mailfcgi {rss['mailfcgi']} MiB, mailworkerd {rss['mailworkerd']} MiB "
+    f"(target: under 32 MiB each: {'met' if max(rss.values()) < 32 else 'NOT met'}).",
+    "",
+    "Not measured yet: delivery into postfix's smtp-sink beside smtp-source.",
     "",
 ]
 open("docs/BENCHMARKS.md", "w").write("\n".join(lines))
