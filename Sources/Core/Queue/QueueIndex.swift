@@ -85,13 +85,6 @@ struct QueueIndex {
         known.remove(next)
         return next.name
     }
-
-    mutating func removeAll() {
-        due = Array(repeating: [], count: 3)
-        waiting = Heap()
-        known = []
-        foreign = []
-    }
 }
 
 /// A canonical queue file base name, `batch_{timestamp_ms}_{uuid8}` (lowercase hex), as two

@@ -57,13 +57,6 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         read(layout.status + "/workers.json")
     }
 
-    /// The status files of further instances (`workers-{pid}.json`) whose heartbeat is fresh.
-    public static func readOthers(from layout: QueueLayout, now: Date = Date()) -> [WorkerStatus] {
-        let names = (try? Syscall.listDirectory(layout.status)) ?? []
-        return names.filter { $0.hasPrefix("workers-") && $0.hasSuffix(".json") }.sorted()
-            .compactMap { read(layout.status + "/" + $0) }.filter { $0.isFresh(at: now) }
-    }
-
     /// Deletes status files of further instances that stopped sending heartbeats.
     public static func removeStale(from layout: QueueLayout, now: Date = Date()) {
         for name in (try? Syscall.listDirectory(layout.status)) ?? [] where name.hasPrefix("workers-") {
