@@ -55,6 +55,15 @@ import Testing
         #expect(rendered.html?.contains("it&#39;s") == true)
     }
 
+    @Test func tripleMustacheInsertsTrustedHTMLUnescaped() throws {
+        let store = try TemplateStore(directory: dir.path)
+        try "Hi\n{{{snippet}}}\n".write(toFile: dir.path + "/raw.txt", atomically: true, encoding: .utf8)
+        try "<div>{{{snippet}}} {{snippet}}</div>".write(toFile: dir.path + "/raw.html", atomically: true, encoding: .utf8)
+        let rendered = try store.render("raw", variables: ["snippet": .string("<b>bold</b>")])
+        #expect(rendered.html == "<div><b>bold</b> &lt;b&gt;bold&lt;/b&gt;</div>")
+        #expect(rendered.text == "<b>bold</b>\n")
+    }
+
     @Test func missingVariablesAreAllNamed() throws {
         let store = try TemplateStore(directory: dir.path)
         #expect(throws: TemplateError.missingVariables(template: "welcome", names: ["app_name", "username", "email", "signup_date"])) {
