@@ -58,7 +58,8 @@ import Testing
         try queue.enqueue(email())
         let first = try #require(try queue.claim(now: Date()))
         #expect(try other.claim(now: Date()) == nil)
-        #expect(dir.names("queue") == [first.name + ".processing.json"])
+        #expect(dir.names("queue").isEmpty)
+        #expect(dir.names("queue/active") == [first.name + ".processing.json"])
     }
 
     @Test func concurrentClaimantsNeverShareAnEmail() async throws {
@@ -155,7 +156,7 @@ import Testing
         let restarted = try makeQueue()
         #expect(try restarted.recoverClaims() == 1)
         #expect(dir.names("queue").contains(orphan.name + ".json"))
-        #expect(dir.names("queue").contains(held.name + ".processing.json"))
+        #expect(dir.names("queue/active") == [held.name + ".processing.json"])
         let again = try #require(try restarted.claim(now: Date()))
         #expect(again.name == orphan.name)
         try queue.markSent(held, at: Date())
@@ -177,10 +178,10 @@ import Testing
         try queue.enqueue(email(1, at: Date().addingTimeInterval(0.002)))
         let old = try #require(try queue.claim(now: Date()))
         let fresh = try #require(try queue.claim(now: Date()))
-        try setModificationTime(old.name + ".processing.json", secondsAgo: 4000)
+        try setModificationTime("active/" + old.name + ".processing.json", secondsAgo: 4000)
         #expect(try queue.recoverClaims(lockedOlderThan: 3600) == 1)
         #expect(dir.names("queue").contains(old.name + ".json"))
-        #expect(dir.names("queue").contains(fresh.name + ".processing.json"))
+        #expect(dir.names("queue/active") == [fresh.name + ".processing.json"])
     }
 
     @Test func aClaimResetsTheFileAgeSoAnOldEmailIsNotTakenForAStaleClaim() throws {

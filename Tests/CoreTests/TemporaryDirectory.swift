@@ -13,7 +13,12 @@ final class TemporaryDirectory {
         try? FileManager.default.removeItem(atPath: path)
     }
 
+    /// The files (not folders) in `sub`, sorted.
     func names(_ sub: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: path + "/" + sub)) ?? []).sorted()
+        let folder = path + "/" + sub
+        return ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter {
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: folder + "/" + $0, isDirectory: &isDirectory) && !isDirectory.boolValue
+        }.sorted()
     }
 }

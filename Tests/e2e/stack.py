@@ -116,8 +116,9 @@ class Stack:
     # -- files -------------------------------------------------------------------------
 
     def files(self, folder):
+        """The files (not folders) in data/`folder`; claims are in data/queue/active."""
         path = self.data / folder
-        return sorted(p.name for p in path.iterdir()) if path.exists() else []
+        return sorted(p.name for p in path.iterdir() if p.is_file()) if path.exists() else []
 
     def log(self, name):
         return (self.base / f"{name}.log").read_text(errors="replace")

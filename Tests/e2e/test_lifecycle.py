@@ -15,7 +15,7 @@ def test_sigterm_stops_daemons_with_status_0_and_no_claim_left(stack, smtp):
         assert stack.post_email({"to_email": f"u{i}@example.com", "subject": "s", "body": "b"}).status_code == 200
     codes = stack.stop()
     assert codes == {"mailfcgi": 0, "mailworkerd": 0, "nginx": 0}
-    assert not [n for n in stack.files("queue") if ".processing" in n]
+    assert stack.files("queue/active") == []
     assert not (stack.socket).exists()
 
 
@@ -25,7 +25,7 @@ def test_claims_left_by_a_killed_worker_are_delivered_after_restart(stack, smtp)
     assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
     (name,) = stack.files("queue")
     queue = stack.data / "queue"
-    (queue / name).rename(queue / name.replace(".json", ".processing.json"))
+    (queue / name).rename(queue / "active" / name.replace(".json", ".processing.json"))
     stack.start_daemon("mailworkerd")
     smtp.wait_for(1)
     wait_until(lambda: stack.files("queue") == [], what="the queue to empty")
@@ -68,7 +68,7 @@ def test_make_run_script_serves_the_readme_example_and_stops_on_ctrl_c(tmp_path)
     for name in ("mailfcgi", "mailworkerd", "nginx"):
         leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
         assert leftover == "", f"{name} still running: {leftover}"
-    assert not list((tmp_path / "data" / "queue").glob("*.processing.json"))
+    assert not list((tmp_path / "data" / "queue" / "active").glob("*.processing.json"))
 
 
 def test_bad_setting_stops_the_daemons_at_start_naming_it(tmp_path):

@@ -51,7 +51,7 @@ def test_kill_9_while_sending_loses_nothing(stack, smtp):
     ids = post_many(stack, 60, threads=4)
     wait_until(lambda: len(smtp.messages) >= 10, timeout=30, what="some deliveries")
     assert stack.stop_daemon("mailworkerd", sig=signal.SIGKILL) == -signal.SIGKILL
-    in_flight = [n for n in stack.files("queue") if n.endswith(".processing.json")]
+    in_flight = stack.files("queue/active")
     stack.start_daemon("mailworkerd")
     wait_until(lambda: set(smtp.message_ids()) >= {f"<{i}@example.org>" for i in ids},
                timeout=60, what="every email after the restart")
@@ -65,7 +65,7 @@ def test_corrupt_empty_and_truncated_files_are_set_aside_and_delivery_goes_on(st
     stack.stop_daemon("mailworkerd")
     ids = post_many(stack, 3, threads=1)
     queue = stack.data / "queue"
-    good = sorted(queue.iterdir())[0].read_bytes()
+    good = (queue / stack.files("queue")[0]).read_bytes()
     (queue / "batch_1000000000000_0000000a.json").write_bytes(b"")
     (queue / "batch_1000000000001_0000000b.json").write_bytes(good[: len(good) // 2])
     (queue / "batch_1000000000002_0000000c.json").write_bytes(b"\x00\xff not json")

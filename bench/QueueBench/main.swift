@@ -43,7 +43,7 @@ func median(_ values: [Double]) -> Double {
 
 /// Writes pending files until the queue holds `depth` of them (plain writes: setup only).
 func fill(_ layout: QueueLayout, to depth: Int, start: inout Date) throws {
-    let existing = try FileManager.default.contentsOfDirectory(atPath: layout.queue).count
+    let existing = try FileManager.default.contentsOfDirectory(atPath: layout.queue).filter { $0.hasPrefix("batch_") }.count
     let encoder = QueueCoding.encoder()
     for n in existing..<depth {
         start.addTimeInterval(0.001)
@@ -74,7 +74,7 @@ func round(_ layout: QueueLayout, depth: Int, options: Options, clock: inout Dat
     let buildStart = Date()
     let first = try queue.claim(now: Date())!
     samples.indexBuild.append(Date().timeIntervalSince(buildStart))
-    unlink(layout.queue + "/" + first.name + ".processing.json")
+    unlink(layout.active + "/" + first.name + ".processing.json")
 
     // GET /status's census, after a first one has filled its cache (as on a live responder).
     let census = QueueCensus(layout: layout)
@@ -95,7 +95,7 @@ func round(_ layout: QueueLayout, depth: Int, options: Options, clock: inout Dat
     samples.claimRate.append(Double(claims) / claimSeconds)
     // Ending the claims is delivery's cost, not the claim's: timed apart, for the cycle rate.
     let t2 = Date()
-    for claim in taken { unlink(layout.queue + "/" + claim.name + ".processing.json") }
+    for claim in taken { unlink(layout.active + "/" + claim.name + ".processing.json") }
     samples.cycleRate.append(Double(claims) / (claimSeconds + Date().timeIntervalSince(t2)))
     taken.removeAll()
 

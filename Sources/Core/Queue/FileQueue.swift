@@ -7,7 +7,7 @@ import Glibc
 
 /// The queue as one JSON file per email under `data/` (see `QueueLayout` for the states).
 ///
-/// **Ownership.** A claim renames `B.json` to `B.processing.json` without replacing
+/// **Ownership.** A claim renames `B.json` to `active/B.processing.json` without replacing
 /// (renameat2 `RENAME_NOREPLACE`), then opens it and takes an exclusive flock(2), and checks
 /// the name still points at the locked file. The lock is the proof of ownership: the kernel
 /// drops it when the owner exits or is killed, so `recoverClaims` puts back exactly the
@@ -154,14 +154,14 @@ public final class FileQueue: QueueStore {
     @discardableResult
     public func recoverClaims(lockedOlderThan timeout: TimeInterval? = nil, now: Date = Date()) throws -> Int {
         var recovered = 0
-        for name in try Syscall.listDirectory(layout.queue) {
+        for name in try Syscall.listDirectory(layout.queue) where AtomicFile.isTemporary(name) {
             let file = path(name)
-            if AtomicFile.isTemporary(name) {
-                if let modified = Syscall.modificationTime(file), now.timeIntervalSince(modified) > 60 {
-                    _ = Glibc.unlink(file)
-                }
-                continue
+            if let modified = Syscall.modificationTime(file), now.timeIntervalSince(modified) > 60 {
+                _ = Glibc.unlink(file)
             }
+        }
+        for name in try Syscall.listDirectory(layout.active) {
+            let file = layout.active + "/" + name
             guard let base = QueueLayout.claimedBase(name),
                   let fd = try? Syscall.open(file, O_RDONLY) else { continue }
             let lock = ClaimLock(fd: fd)

@@ -53,12 +53,9 @@ public final class QueueCensus: Sendable {
         var pendingNames: [(base: String, inode: UInt64)] = []
         var claimed: [String] = []
         for entry in try Syscall.listDirectoryEntries(layout.queue) {
-            if let base = QueueLayout.pendingBase(entry.name) {
-                pendingNames.append((base, entry.inode))
-            } else if let base = QueueLayout.claimedBase(entry.name) {
-                claimed.append(base)
-            }
+            if let base = QueueLayout.pendingBase(entry.name) { pendingNames.append((base, entry.inode)) }
         }
+        claimed = try Syscall.listDirectory(layout.active).compactMap(QueueLayout.claimedBase)
         report.processing = claimed.count
         report.deadLetter = try Syscall.listDirectory(layout.deadLetter).filter { !AtomicFile.isTemporary($0) }.count
         report.trash = try Syscall.listDirectory(layout.trash).count

@@ -4,7 +4,7 @@ import Foundation
 ///
 /// ```
 ///                 enqueue                 claim (rename)
-///   (responder) ----------> queue/B.json ---------------> queue/B.processing.json
+///   (responder) ----------> queue/B.json ---------------> queue/active/B.processing.json
 ///                              ^   ^                          |  |  |
 ///                  release /   |   | transient failure:       |  |  | sent, or not a valid
 ///                  stale claim +   +-- rewritten, renamed back+  |  | entry: rename
@@ -13,10 +13,15 @@ import Foundation
 ///                   dead_letter/B.json (reason, attempts, email) <+
 /// ```
 /// `B` is `batch_{timestamp_ms}_{uuid8}`. The folder and suffix are the state; every change
-/// of state is one rename(2) (or one atomic write followed by unlinking the claim).
+/// of state is one rename(2) (or one atomic write followed by unlinking the claim). Claims
+/// live in the small `queue/active/` (as postfix's active queue), so taking one inserts a
+/// name into a directory of a few entries, not into one of 100,000 (measured: claims at
+/// 100,000 pending keep 93% of their rate at 1,000, against 86% with claims in `queue/`).
 public struct QueueLayout: Sendable {
     public let root: String
     public var queue: String { root + "/queue" }
+    /// Claimed files: `queue/active/B.processing.json`.
+    public var active: String { root + "/queue/active" }
     public var trash: String { root + "/trash" }
     public var deadLetter: String { root + "/dead_letter" }
     public var outbox: String { root + "/outbox" }
@@ -29,14 +34,15 @@ public struct QueueLayout: Sendable {
     /// Creates every folder that is missing.
     /// - Throws: `SystemError` from mkdir(2).
     public func create() throws {
-        for dir in [queue, trash, deadLetter, outbox, status] { try Syscall.makeDirectories(dir) }
+        for dir in [queue, active, trash, deadLetter, outbox, status] { try Syscall.makeDirectories(dir) }
     }
 
     static let pendingSuffix = ".json"
     static let claimedSuffix = ".processing.json"
 
     static func pendingName(_ base: String) -> String { base + pendingSuffix }
-    static func claimedName(_ base: String) -> String { base + claimedSuffix }
+    /// A claimed file's path relative to `queue`.
+    static func claimedName(_ base: String) -> String { "active/" + base + claimedSuffix }
 
     /// The base name of a pending file, or nil for claims, temp files and strangers.
     static func pendingBase(_ fileName: String) -> String? {
