@@ -56,9 +56,9 @@ lines += [
     "",
     f"Claims at {max(rows):,} run at {ratio:.0%} of the rate at {min(rows):,} "
     f"(target: at least 90%: {'met' if ratio >= 0.9 else 'NOT met'}); claim + end of claim at "
-    f"{claims['cycle_ratio_last_to_first']:.0%}. The index makes a claim O(1) in user space; what is "
-    "left grows with the directory inside the filesystem (ext4's hashed directory: a rename "
-    "inserts and removes entries in a directory of 100,000 names).",
+    f"{claims['cycle_ratio_last_to_first']:.0%}. The index makes choosing the next email O(1); the "
+    "claim's rename inserts into the small `queue/active/`, so what still grows with depth is "
+    "removing one name from the queue directory.",
     "",
     "## Messages rendered and composed per second, one core",
     "",
