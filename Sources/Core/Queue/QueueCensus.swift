@@ -13,7 +13,6 @@ public final class QueueCensus: Sendable {
 
     struct Entry {
         let inode: UInt64
-        let priority: Int
         let notBefore: Date?
     }
 
@@ -67,7 +66,7 @@ public final class QueueCensus: Sendable {
             if let cached = known[base], cached.inode == inode {
                 entry = cached
             } else if let read = read(base) {
-                entry = Entry(inode: inode, priority: read.priority ?? 2, notBefore: read.nextAttemptAt)
+                entry = Entry(inode: inode, notBefore: read.nextAttemptAt)
             } else {
                 continue  // claimed since the listing
             }

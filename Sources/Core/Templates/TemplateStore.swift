@@ -44,9 +44,11 @@ public final class TemplateStore: Sendable {
         try current().templates.keys.sorted()
     }
 
-    /// Templates whose files do not compile, with the reason (for `/health`).
-    public func problems() throws -> [String: String] {
-        try current().problems
+    /// Template names, sorted, and the templates whose files cannot be used with the reason
+    /// (for `/health`), read in one look at the directory.
+    public func inventory() throws -> (names: [String], problems: [String: String]) {
+        let snapshot = try current()
+        return (snapshot.templates.keys.sorted(), snapshot.problems)
     }
 
     /// Renders template `name` with `variables`.
@@ -116,7 +118,7 @@ public final class TemplateStore: Sendable {
     public static let maxFileBytes = 256 * 1024
 
     /// Template names the API accepts (`template_name`): letters, digits, "_" and "-".
-    static func isUsableName(_ name: String) -> Bool {
+    public static func isUsableName(_ name: String) -> Bool {
         !name.isEmpty && name.count <= 100 && name.unicodeScalars.allSatisfy {
             ($0.isASCII && CharacterSet.alphanumerics.contains($0)) || $0 == "_" || $0 == "-"
         }

@@ -81,9 +81,8 @@ struct FieldReader {
     /// A template name: letters, digits, "_" and "-" (it names a file, so no paths).
     mutating func templateName(_ name: String) -> String? {
         guard let text = string(name, required: false) else { return nil }
-        guard !text.isEmpty, text.count <= 100, !text.hasPrefix("_"),
-              text.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) && $0.isASCII || $0 == "_" || $0 == "-" })
-        else {
+        // Names starting with "_" are partials, usable only from inside a template.
+        guard TemplateStore.isUsableName(text), !text.hasPrefix("_") else {
             errors.append(.body(name, "Template names are letters, digits, _ and - (not starting with _)", type: "value_error"))
             return nil
         }

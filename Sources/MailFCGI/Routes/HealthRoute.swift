@@ -27,8 +27,7 @@ struct HealthRoute: Sendable {
 
     static func templateHealth(_ store: TemplateStore) -> String {
         do {
-            let names = try store.names()
-            let problems = try store.problems()
+            let (names, problems) = try store.inventory()
             if !problems.isEmpty {
                 return "unhealthy: " + problems.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
             }
