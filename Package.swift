@@ -17,8 +17,6 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
-        // libfcgi (Debian libfcgi-dev): header and link only, nothing to wrap.
-        .systemLibrary(name: "CFastCGI", path: "Sources/CFastCGI"),
         // libcurl (Debian libcurl4-openssl-dev): curl_easy_setopt/getinfo are variadic,
         // so this target adds typed, non-variadic wrappers Swift can call.
         .target(
@@ -44,9 +42,10 @@ let package = Package(
         .executableTarget(
             name: "MailFCGI",
             dependencies: [
-                "Core", "CFastCGI",
+                "Core", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             path: "Sources/MailFCGI"
         ),

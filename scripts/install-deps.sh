@@ -5,7 +5,7 @@
 # usage: scripts/install-deps.sh [--test]
 set -euo pipefail
 
-packages=(libfcgi-dev libcurl4-openssl-dev libssl-dev openssl ca-certificates)
+packages=(libcurl4-openssl-dev libssl-dev openssl ca-certificates)
 command -v nginx >/dev/null 2>&1 || packages+=(nginx-light)
 [ "${1:-}" = "--test" ] && packages+=(chromium)
 

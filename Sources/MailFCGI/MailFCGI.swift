@@ -42,7 +42,8 @@ struct MailFCGI: AsyncParsableCommand {
         let routes = router
         let server = FastCGIServer(
             socketPath: settings.fcgiSocket, threads: settings.fcgiThreads,
-            maxBodyBytes: settings.maxBodyBytes, logger: logger
+            maxBodyBytes: settings.maxBodyBytes,
+            drainTimeout: settings.shutdownTimeout, logger: logger
         ) { request in
             routes.respond(to: request, logger: logger)
         }

@@ -2,8 +2,14 @@
 #ifndef CLINUX_H
 #define CLINUX_H
 
+#include <sys/epoll.h>
+
 /// renameat2(2) with RENAME_NOREPLACE: renames `from` to `to` only if `to` does not exist
 /// (fails with EEXIST otherwise). Returns 0, or -1 with errno set.
 int clinux_rename_noreplace(const char *from, const char *to);
+
+/// accept4(2) with SOCK_CLOEXEC: the accepted descriptor is not inherited by children.
+/// Returns the descriptor, or -1 with errno set.
+int clinux_accept_cloexec(int listener);
 
 #endif

@@ -25,7 +25,8 @@ public struct MailSettings: Sendable {
     public var claimTimeout: Double
     /// `TRASH_RETENTION_DAYS` (default 7): trash older than this is deleted.
     public var trashRetentionDays: Int
-    /// `SHUTDOWN_TIMEOUT` seconds (default 30): how long sends in flight may finish at stop.
+    /// `SHUTDOWN_TIMEOUT` seconds (default 30): how long sends in flight (mailworkerd) and
+    /// requests in flight (mailfcgi) may finish at stop.
     public var shutdownTimeout: Double
     /// `WORKERD_SHARED` (default false): several mailworkerd processes on one data directory.
     public var workerdShared: Bool

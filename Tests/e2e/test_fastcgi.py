@@ -1,0 +1,257 @@
+"""mailfcgi's FastCGI 1.0 responder, driven record by record over its unix socket."""
+import itertools
+import json
+import signal
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+import fastcgi_client as fcgi
+from stack import Stack, wait_until
+
+MAX_BODY = 4096
+
+
+@pytest.fixture
+def responder(tmp_path):
+    """mailfcgi alone, 2 worker threads, a 4 KiB body limit."""
+    s = Stack(tmp_path, {"FCGI_THREADS": "2", "MAX_BODY_BYTES": str(MAX_BODY), "SHUTDOWN_TIMEOUT": "5"})
+    (tmp_path / ".env").write_text("")
+    s.start_daemon("mailfcgi")
+    wait_until(s.socket.exists, what="the FastCGI socket")
+    yield s
+    if "mailfcgi" in s.procs:
+        assert s.stop_daemon("mailfcgi") == 0
+
+
+def email_body(**extra):
+    return json.dumps({"to_email": "a@example.org", "subject": "s", "body": "b", **extra}).encode()
+
+
+def test_kept_connection_answers_many_requests(responder):
+    conn = fcgi.Connection(responder.socket)
+    for i in range(1, 51):
+        conn.send(fcgi.request_records(1, "POST", "/email", email_body(subject=f"n{i}")))
+        answers = conn.responses(1)
+        status, headers, body, protocol = answers[1]
+        assert (status, protocol) == (200, 0), body
+        assert json.loads(body)["status"] == "queued"
+    assert len(responder.files("queue")) == 50
+    conn.close()
+
+
+def test_without_keep_conn_the_responder_closes_after_answering(responder):
+    conn = fcgi.Connection(responder.socket)
+    conn.send(fcgi.request_records(1, keep=False))
+    assert conn.responses(1)[1][0] == 200
+    assert conn.closed_by_peer()
+
+
+def test_idle_kept_connections_hold_no_worker(responder):
+    """Ten idle kept connections against 2 worker threads: a new request is still answered."""
+    idle = []
+    for _ in range(10):
+        conn = fcgi.Connection(responder.socket)
+        conn.send(fcgi.request_records(1))
+        assert conn.responses(1)[1][0] == 200
+        idle.append(conn)
+    fresh = fcgi.Connection(responder.socket, timeout=3)
+    fresh.send(fcgi.request_records(1))
+    assert fresh.responses(1)[1][0] == 200
+    for conn in idle:  # and each idle one still works
+        conn.send(fcgi.request_records(7, path="/templates"))
+        assert conn.responses(1)[7][0] == 200
+
+
+def test_multiplexed_requests_on_one_connection(responder):
+    a = fcgi.request_records(3, "POST", "/email", email_body(subject="three"))
+    b = fcgi.request_records(4, "GET", "/nowhere")
+    # Interleave the two requests' records.
+    recs_a, recs_b = split_records(a), split_records(b)
+    mixed = b"".join(x + y for x, y in itertools.zip_longest(recs_a, recs_b, fillvalue=b""))
+    conn = fcgi.Connection(responder.socket)
+    conn.send(mixed)
+    answers = conn.responses(2)
+    assert answers[3][0] == 200 and json.loads(answers[3][2])["status"] == "queued"
+    assert answers[4][0] == 404
+
+
+def split_records(data):
+    out = []
+    while data:
+        length, padding = struct.unpack(">HB", data[4:7])
+        end = 8 + length + padding
+        out.append(data[:end])
+        data = data[end:]
+    return out
+
+
+def test_records_arriving_one_byte_at_a_time(responder):
+    conn = fcgi.Connection(responder.socket)
+    for byte in fcgi.request_records(9, "POST", "/email", email_body()):
+        conn.send(bytes([byte]))
+    assert conn.responses(1)[9][0] == 200
+
+
+def test_long_parameter_values_use_four_byte_lengths(responder):
+    conn = fcgi.Connection(responder.socket)
+    conn.send(fcgi.request_records(1, "POST", "/email", email_body(),
+                                   params={"HTTP_USER_AGENT": "agent/" + "x" * 300, "QUERY_STRING": "q=" + "y" * 200}))
+    assert conn.responses(1)[1][0] == 200
+
+
+def test_get_values_reports_limits_and_multiplexing(responder):
+    conn = fcgi.Connection(responder.socket)
+    ask = fcgi.pairs({"FCGI_MAX_CONNS": "", "FCGI_MPXS_CONNS": "", "FCGI_NOT_A_VARIABLE": ""})
+    conn.send(fcgi.record(fcgi.GET_VALUES, 0, ask))
+    rtype, request_id, content = conn.read_record()
+    assert (rtype, request_id) == (fcgi.GET_VALUES_RESULT, 0)
+    values = fcgi.parse_pairs(content)
+    assert values["FCGI_MPXS_CONNS"] == "1"
+    assert int(values["FCGI_MAX_CONNS"]) > 0
+    assert "FCGI_NOT_A_VARIABLE" not in values
+
+
+def test_unknown_management_record_gets_unknown_type(responder):
+    conn = fcgi.Connection(responder.socket)
+    conn.send(fcgi.record(42, 0, b"whatever"))
+    rtype, request_id, content = conn.read_record()
+    assert (rtype, request_id, content[0]) == (fcgi.UNKNOWN_TYPE, 0, 42)
+    conn.send(fcgi.request_records(1))  # and the connection goes on
+    assert conn.responses(1)[1][0] == 200
+
+
+def test_authorizer_role_is_refused_as_unknown_role(responder):
+    conn = fcgi.Connection(responder.socket)
+    conn.send(fcgi.record(fcgi.BEGIN_REQUEST, 5, struct.pack(">HB5x", fcgi.AUTHORIZER, fcgi.KEEP_CONN)))
+    rtype, request_id, content = conn.read_record()
+    assert (rtype, request_id, content[4]) == (fcgi.END_REQUEST, 5, 3)  # FCGI_UNKNOWN_ROLE
+
+
+def test_abort_before_the_body_ends_leaves_no_file(responder):
+    conn = fcgi.Connection(responder.socket)
+    full = fcgi.request_records(2, "POST", "/email", email_body())
+    conn.send(full[:-8])  # everything but the empty STDIN record
+    conn.send(fcgi.record(fcgi.ABORT_REQUEST, 2))
+    rtype, request_id, content = conn.read_record()
+    assert (rtype, request_id, content[4]) == (fcgi.END_REQUEST, 2, 0)
+    conn.send(fcgi.request_records(3))
+    assert conn.responses(1)[3][0] == 200
+    assert responder.files("queue") == []
+
+
+def test_declared_body_over_the_limit_is_refused_before_it_is_sent(responder):
+    conn = fcgi.Connection(responder.socket)
+    head = fcgi.request_records(1, "POST", "/email", params={"CONTENT_LENGTH": str(10 * 1024 * 1024)})
+    conn.send(head[:-8])  # BEGIN_REQUEST and PARAMS only: no body at all yet
+    status, _, body, _ = conn.responses(1)[1]
+    assert status == 413 and str(MAX_BODY) in json.loads(body)["detail"]
+    conn.send(fcgi.record(fcgi.STDIN, 1, b"x" * 1000) + fcgi.record(fcgi.STDIN, 1))  # dropped
+    conn.send(fcgi.request_records(2))
+    assert conn.responses(1)[2][0] == 200
+    assert responder.files("queue") == []
+
+
+def test_undeclared_body_over_the_limit_is_refused(responder):
+    conn = fcgi.Connection(responder.socket)
+    records = fcgi.request_records(1, "POST", "/email", b"{" + b" " * (MAX_BODY + 10) + b"}",
+                                   params={"CONTENT_LENGTH": ""})
+    conn.send(records)
+    assert conn.responses(1)[1][0] == 413
+    assert responder.files("queue") == []
+
+
+def test_malformed_params_get_a_400(responder):
+    conn = fcgi.Connection(responder.socket)
+    bad = bytes([5, 200]) + b"NAME"  # value length 200 (4-byte form expected) runs past the end
+    conn.send(fcgi.record(fcgi.BEGIN_REQUEST, 1, struct.pack(">HB5x", 1, 1))
+              + fcgi.record(fcgi.PARAMS, 1, bad) + fcgi.record(fcgi.PARAMS, 1) + fcgi.record(fcgi.STDIN, 1))
+    assert conn.responses(1)[1][0] == 400
+
+
+def test_oversized_params_get_a_431(responder):
+    conn = fcgi.Connection(responder.socket)
+    conn.send(fcgi.request_records(1, params={"HTTP_X_BIG": "y" * 70000}))
+    assert conn.responses(1)[1][0] == 431
+
+
+def test_a_record_that_is_not_fastcgi_1_closes_only_that_connection(responder):
+    bad = fcgi.Connection(responder.socket)
+    bad.send(fcgi.record(fcgi.BEGIN_REQUEST, 1, b"\0" * 8, version=2))
+    assert bad.closed_by_peer()
+    good = fcgi.Connection(responder.socket)
+    good.send(fcgi.request_records(1))
+    assert good.responses(1)[1][0] == 200
+
+
+def test_large_response_spans_several_records(responder):
+    conn = fcgi.Connection(responder.socket)
+    conn.send(fcgi.request_records(1, path="/openapi.json"))
+    status, headers, body, _ = conn.responses(1)[1]
+    assert status == 200 and int(headers["Content-Length"]) == len(body)
+    assert json.loads(body)["openapi"].startswith("3.1")
+
+
+def test_many_connections_at_once(responder):
+    """40 clients, each with its own kept connection, 10 requests each, through 2 workers."""
+    failures = []
+
+    def client(n):
+        try:
+            conn = fcgi.Connection(responder.socket)
+            for i in range(10):
+                conn.send(fcgi.request_records(1 + i % 3, "POST", "/email", email_body(subject=f"{n}-{i}")))
+                assert conn.responses(1)[1 + i % 3][0] == 200
+            conn.close()
+        except Exception as error:  # noqa: BLE001 - reported below
+            failures.append(repr(error))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert len(responder.files("queue")) == 400
+
+
+def test_sigterm_with_idle_kept_connections_exits_promptly(responder):
+    idle = [fcgi.Connection(responder.socket) for _ in range(5)]
+    for conn in idle:
+        conn.send(fcgi.request_records(1))
+        conn.responses(1)
+    started = time.monotonic()
+    assert responder.stop_daemon("mailfcgi", timeout=10) == 0
+    assert time.monotonic() - started < 5
+    assert all(conn.closed_by_peer() for conn in idle)
+    assert not responder.socket.exists()
+
+
+def test_sigterm_gives_up_on_a_request_that_never_ends(responder):
+    """A client that stops sending mid-request holds the stop for SHUTDOWN_TIMEOUT (5 s), no more."""
+    conn = fcgi.Connection(responder.socket)
+    conn.send(fcgi.request_records(1, "POST", "/email", email_body())[:-8])
+    started = time.monotonic()
+    assert responder.stop_daemon("mailfcgi", timeout=20) == 0
+    assert 4 < time.monotonic() - started < 15
+    assert conn.closed_by_peer()
+    assert responder.files("queue") == []
+
+
+def test_sigterm_finishes_a_request_still_arriving(responder):
+    conn = fcgi.Connection(responder.socket)
+    records = fcgi.request_records(1, "POST", "/email", email_body())
+    conn.send(records[:-8])
+    proc = responder.procs["mailfcgi"]
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    with pytest.raises(OSError):  # new connections are refused once stopping
+        fcgi.Connection(responder.socket, timeout=1)
+    conn.send(records[-8:])
+    assert conn.responses(1)[1][0] == 200
+    assert proc.wait(timeout=10) == 0
+    responder.procs.pop("mailfcgi")
+    assert len(responder.files("queue")) == 1
