@@ -255,3 +255,18 @@ def test_sigterm_finishes_a_request_still_arriving(responder):
     assert proc.wait(timeout=10) == 0
     responder.procs.pop("mailfcgi")
     assert len(responder.files("queue")) == 1
+
+
+def connected_to(path):
+    """Accepted connections on the unix socket at `path` (state 03, SS_CONNECTED, in /proc/net/unix)."""
+    lines = open("/proc/net/unix").read().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[5] == "03" and line.endswith(" " + str(path)))
+
+
+def test_nginx_keeps_its_connections_to_the_responder_open(file_stack):
+    """fastcgi_keep_conn with the upstream keepalive pool: sequential requests reuse one connection."""
+    for i in range(20):
+        assert file_stack.request("GET", "/templates").status_code == 200
+    assert connected_to(file_stack.socket) == 1
+    assert file_stack.post_email({"to_email": "a@example.org", "subject": "s", "body": "b"}).status_code == 200
+    assert connected_to(file_stack.socket) == 1
