@@ -4,6 +4,9 @@ measured with wrk at 16 and 64 connections, beside two ceilings from the same ru
 nginx answering `return 200` on the same TLS + auth location, and the disk's rate of durable
 file creation (write, fsync, rename, directory fsync) at the same concurrency.
 Delivery is off (AUTO_PROCESSING_ENABLED=false) so the figure is the enqueue path alone.
+mailfcgi runs with FCGI_THREADS equal to the most connections, so that as many requests can
+wait in fsync(2) at once as the ceiling's writer threads: a thread blocked in fsync costs a
+stack, not a core, and that is how a deployment expecting this concurrency would set it.
 
 usage: bench/enqueue.py BIN_DIR   prints one JSON object."""
 import base64
@@ -53,7 +56,7 @@ def main():
     port = free_port()
     run_dir, data = base / "run", base / "data"
     env = {**os.environ, "DATA_DIR": str(data), "FCGI_SOCKET": str(run_dir / "mailfcgi.sock"),
-           "AUTO_PROCESSING_ENABLED": "false", "LOG_DIR": str(base / "logs"), "LOG_STDERR": "false",
+           "AUTO_PROCESSING_ENABLED": "false", "FCGI_THREADS": str(max(CONNECTIONS)), "LOG_DIR": str(base / "logs"), "LOG_STDERR": "false",
            "TEMPLATES_DIR": str(base / "templates"), "MAIL_DEMO_PASSWORD": PASSWORD, "LOG_LEVEL": "warning"}
     subprocess.run([ROOT / "scripts/prepare-run-dir.sh", run_dir, str(port), run_dir / "mailfcgi.sock"],
                    env=env, check=True, capture_output=True)

@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Delivery throughput: mailworkerd emptying a backlog of 20,000 queued emails into postfix's
+`smtp-sink` with NUM_WORKERS 1, 4, 8 and 16, beside the ceiling from the same run: postfix's
+`smtp-source` sending as many messages of the same size into the same sink over as many
+sessions, each reusing its connection (`-d`) as a worker does. Also the peak RSS of
+mailworkerd while it delivers.
+
+A run's rate counts from mailworkerd's start (so it includes reading the backlog into its
+index) to the last email recorded as sent; the end is exact, read from the time stamps in the
+trash file names. The backlog is written once, as mailfcgi writes queue files, and each run's
+`data/queue/` is filled from it before mailworkerd starts, so filling it costs nothing measured.
+
+Installs postfix (for smtp-sink and smtp-source) if missing, without configuring or starting
+it. usage: bench/delivery.py BIN_DIR   prints one JSON object, progress on stderr."""
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+BIN = Path(sys.argv[1]).resolve()  # absolute: mailworkerd runs in its own folder
+BACKLOG = 20_000
+WORKERS = (1, 4, 8, 16)
+ROUNDS = 3
+# Wall time for all rounds (make bench must stay under 15 minutes): a configuration gets
+# another round only while its first round's duration still fits.
+BUDGET_SECONDS = 200
+SENDER, RECIPIENT = "bench@example.com", "user@example.com"
+# The same small raw email as bench/post-email.lua posts in the enqueue benchmark.
+SUBJECT, BODY = "Your code", "Your code is 123456.\nIt expires in 30 minutes."
+SINK, SOURCE = "/usr/sbin/smtp-sink", "/usr/sbin/smtp-source"
+RUN_TIMEOUT = 300
+
+running = []  # every process started and not yet stopped: main's finally stops them
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def ensure_postfix():
+    if Path(SINK).exists() and Path(SOURCE).exists():
+        return
+    log("installing postfix for smtp-sink and smtp-source ...")
+    as_root = [] if os.geteuid() == 0 else ["sudo"]
+    # "No configuration" writes no main.cf, so neither the package nor systemd starts postfix;
+    # --no-remove refuses to replace another installed MTA.
+    subprocess.run(as_root + ["debconf-set-selections"], check=True, text=True,
+                   input="postfix postfix/main_mailer_type select No configuration\n")
+    subprocess.run(as_root + ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq",
+                              "--no-remove", "postfix"], check=True, stdout=subprocess.DEVNULL)
+
+
+def start(args, **kwargs):
+    proc = subprocess.Popen(args, **kwargs)
+    running.append(proc)
+    return proc
+
+
+def stop(proc, timeout=60):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    running.remove(proc)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_sink(dump_dir=None):
+    """smtp-sink on a free port; with dump_dir, each message is also written there."""
+    port = free_port()
+    args = [SINK]
+    if os.geteuid() == 0:
+        args += ["-u", "nobody"]  # smtp-sink refuses to run as root
+    if dump_dir:
+        args += ["-d", f"{dump_dir}/msg."]
+    proc = start(args + [f"127.0.0.1:{port}", "256"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"smtp-sink did not start on port {port}")
+            time.sleep(0.05)
+
+
+def write_backlog(directory, count):
+    """`count` queue files as mailfcgi writes them (QueuedEmail's JSON), each through a temp
+    file and a rename, then synced to disk, as a real backlog would be."""
+    directory.mkdir()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ms = int(now.timestamp() * 1000)
+    created = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    for i in range(count):
+        # UUIDv7: the time, version 7, random bits, variant 10; the last 8 hex digits (which
+        # name the file) are a counter so that names never collide.
+        rand = uuid.uuid4().hex
+        hex_id = f"{ms:012x}7{rand[:3]}{8 | int(rand[3], 16) & 3:x}{rand[4:11]}{i:08x}"
+        request_id = f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
+        email = {"attempts": [], "bcc": [], "body": BODY, "cc": [], "created_at": created, "format": "plain",
+                 "message_id": f"<{request_id}@example.com>", "priority": 2, "request_id": request_id,
+                 "retry_count": 0, "subject": SUBJECT, "to_email": RECIPIENT}
+        name = f"batch_{ms}_{hex_id[-8:]}.json"
+        temp = directory / f".tmp-{name}"
+        temp.write_text(json.dumps(email))
+        temp.rename(directory / name)
+    os.sync()
+
+
+def link_backlog(backlog, queue_dir):
+    """Fills a fresh queue with hard links to the backlog's files: a tenth of the time of
+    writing them again on this disk, and no dirty pages left to flush during the run.
+    Safe because mailworkerd never writes into a queue file: it renames it, or writes a new
+    one for a retry."""
+    queue_dir.mkdir(parents=True)
+    for name in os.listdir(backlog):
+        os.link(backlog / name, queue_dir / name)
+    os.sync()
+
+
+def sent_at(name):
+    """The time a trash file name records (`B.sent.20261130T090345584Z.json`), epoch seconds."""
+    stamp = name.split(".")[-2]
+    when = datetime.datetime.strptime(stamp[:15], "%Y%m%dT%H%M%S").replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp() + int(stamp[15:18]) / 1000
+
+
+def deliver(workers, port, backlog, work):
+    """One run: mailworkerd with `workers` threads empties a copy of `backlog` into the sink
+    at `port`. Returns emails/s from its start to the last email sent, the seconds to the
+    first one, its peak RSS and its CPU time per email."""
+    base = Path(tempfile.mkdtemp(prefix="run-", dir=work))
+    data = base / "data"
+    link_backlog(backlog, data / "queue")
+    count = len(os.listdir(data / "queue"))
+    for folder in ("trash", "dead_letter"):  # watched below before mailworkerd makes them
+        (data / folder).mkdir()
+    # Only what this run sets: a PASSWORD or SMTP_* in the caller's environment must not leak in.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DATA_DIR": str(data), "LOG_DIR": str(base / "logs"),
+           "LOG_STDERR": "false", "SENDER_EMAIL": SENDER, "SMTP_SERVER": "127.0.0.1", "PORT": str(port),
+           "SMTP_TLS": "none", "NUM_WORKERS": str(workers)}
+    try:
+        started = time.time()
+        proc = start([BIN / "mailworkerd"], cwd=base, env=env)
+        try:
+            # Listing 20,000 names costs a few milliseconds; a quarter second between looks
+            # keeps that off the CPU the run needs, and the end time comes from the names.
+            while len(sent := os.listdir(data / "trash")) < count:
+                failed = os.listdir(data / "dead_letter")
+                if proc.poll() is not None or failed or time.time() - started > RUN_TIMEOUT:
+                    tail = (base / "logs/mailworkerd.log").read_text().splitlines()[-5:]
+                    raise RuntimeError(f"delivery stopped at {len(sent)} of {count} (exit {proc.poll()}, "
+                                       f"{len(failed)} dead letters): " + " | ".join(tail))
+                time.sleep(0.25)
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peak_rss_mib = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+            # utime and stime, fields 14 and 15 of proc(5)'s stat, after the ")" ending field 2.
+            ticks = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu_seconds = (int(ticks[11]) + int(ticks[12])) / os.sysconf("SC_CLK_TCK")
+        finally:
+            stop(proc)
+        times = [sent_at(name) for name in sent]
+        return {"emails_per_second": count / (max(times) - started), "first_sent_seconds": min(times) - started,
+                "peak_rss_mib": peak_rss_mib, "cpu_ms_per_email": 1000 * cpu_seconds / count}
+    finally:
+        shutil.rmtree(base)
+
+
+def smtp_source(sessions, port, length, count=BACKLOG):
+    """smtp-source sends `count` messages with `length` bytes of payload over `sessions`
+    parallel sessions, each reusing its connection (-d). Returns emails/s."""
+    started = time.monotonic()
+    subprocess.run([SOURCE, "-s", str(sessions), "-d", "-m", str(count), "-l", str(length),
+                    "-f", SENDER, "-t", RECIPIENT, f"127.0.0.1:{port}"],
+                   check=True, stdout=subprocess.DEVNULL, timeout=RUN_TIMEOUT)
+    return count / (time.monotonic() - started)
+
+
+def dumped_message_bytes(dump_dir):
+    """Size on the wire (CRLF line ends) of the one message smtp-sink dumped, without the
+    X-* and Received: lines the sink adds and the empty line it appends; removes the dump."""
+    [dump] = list(dump_dir.iterdir())
+    lines = dump.read_bytes().split(b"\n")
+    dump.unlink()
+    i = 0
+    while lines[i].startswith(b"X-"):
+        i += 1
+    i += 1  # Received:
+    while lines[i][:1] in (b" ", b"\t"):
+        i += 1
+    message = lines[i:-2]  # the file ends with the empty line and a final newline
+    return sum(len(line) + 2 for line in message)
+
+
+def message_sizes(work, one_email):
+    """The size of the message mailworkerd sends for one backlog email, and the smtp-source
+    `-l` that gives its messages (its own headers plus the payload) the same size; both
+    measured as a dumping smtp-sink receives them."""
+    dump_dir = work / "dump"
+    dump_dir.mkdir()
+    dump_dir.chmod(0o777)  # smtp-sink writes as nobody
+    sink, port = start_sink(dump_dir)
+    try:
+        deliver(1, port, one_email, work)
+        ours = dumped_message_bytes(dump_dir)
+        smtp_source(1, port, ours, count=1)
+        length = ours - (dumped_message_bytes(dump_dir) - ours)
+        smtp_source(1, port, length, count=1)
+        return ours, length, dumped_message_bytes(dump_dir)
+    finally:
+        stop(sink)
+
+
+def main():
+    ensure_postfix()
+    began = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="delivery-bench-"))
+    try:
+        work.chmod(0o755)  # so that smtp-sink, as nobody, reaches its dump folder
+        write_backlog(work / "one", 1)
+        message_bytes, source_length, source_bytes = message_sizes(work, work / "one")
+        log(f"  message: {message_bytes} bytes; smtp-source -l {source_length} sends {source_bytes} bytes")
+        write_backlog(work / "backlog", BACKLOG)
+        sink, port = start_sink()
+        runs = {n: {"ours": [], "source": [], "seconds": None} for n in WORKERS}
+        for round_number in range(ROUNDS):
+            for n in WORKERS:
+                r = runs[n]
+                if r["seconds"] and time.monotonic() - began + r["seconds"] > BUDGET_SECONDS:
+                    continue
+                run_began = time.monotonic()
+                r["source"].append(smtp_source(n, port, source_length))
+                r["ours"].append(deliver(n, port, work / "backlog", work))
+                r["seconds"] = r["seconds"] or time.monotonic() - run_began
+                log(f"  round {round_number + 1}, {n} workers: {r['ours'][-1]['emails_per_second']:,.0f} emails/s, "
+                    f"smtp-source {r['source'][-1]:,.0f} emails/s")
+        stop(sink)
+    finally:  # also on Ctrl-C, SIGTERM or a failed run: no process or file is left behind
+        for proc in list(running):
+            stop(proc, timeout=10)
+        shutil.rmtree(work)
+
+    result = {"benchmark": "delivery", "backlog": BACKLOG, "rounds": ROUNDS, "budget_seconds": BUDGET_SECONDS,
+              "message_bytes": message_bytes, "smtp_source_length": source_length,
+              "smtp_source_message_bytes": source_bytes, "by_workers": {}}
+    for n, r in runs.items():
+        ours = statistics.median(x["emails_per_second"] for x in r["ours"])
+        source = statistics.median(r["source"])
+        result["by_workers"][str(n)] = {
+            "runs": len(r["ours"]), "emails_per_second": round(ours),
+            "runs_emails_per_second": [round(x["emails_per_second"]) for x in r["ours"]],
+            "first_sent_seconds": round(statistics.median(x["first_sent_seconds"] for x in r["ours"]), 3),
+            "smtp_source_emails_per_second": round(source), "ratio": round(ours / source, 3),
+            "peak_rss_mib": round(max(x["peak_rss_mib"] for x in r["ours"]), 1),
+            "cpu_ms_per_email": round(statistics.median(x["cpu_ms_per_email"] for x in r["ours"]), 3)}
+    reduced = [n for n in WORKERS if len(runs[n]["ours"]) < ROUNDS]
+    if reduced:
+        result["note"] = (f"NUM_WORKERS {', '.join(map(str, reduced))}: fewer than {ROUNDS} runs, "
+                          f"more did not fit the {BUDGET_SECONDS} s budget")
+    result["peak_rss_mib"] = max(r["peak_rss_mib"] for r in result["by_workers"].values())
+    result["ratio_at_16"] = result["by_workers"]["16"]["ratio"]
+    result["target_at_16_met"] = result["ratio_at_16"] >= 0.5
+    result["seconds"] = round(time.monotonic() - began)
+    print(json.dumps(result, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    # SIGTERM (e.g. from a killed make) unwinds like Ctrl-C, through the finally clauses.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    main()
