@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include "clinux.h"
@@ -10,4 +11,8 @@ int clinux_rename_noreplace(const char *from, const char *to) {
 
 int clinux_accept_cloexec(int listener) {
     return accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+}
+
+__attribute__((constructor)) static void clinux_limit_malloc_arenas(void) {
+    mallopt(M_ARENA_MAX, 2);
 }
