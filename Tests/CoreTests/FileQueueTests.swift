@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Core
 
@@ -82,6 +83,28 @@ import Testing
         }
         #expect(counts.count == total)
         #expect(Set(counts).count == total)
+    }
+
+    /// Workers sharing one queue start together on a backlog: none may find the index empty
+    /// while another is still reading the directory (they would sleep until the next poll).
+    @Test func workersStartingTogetherOnABacklogAllGetAnEmail() throws {
+        let writer = try makeQueue()
+        for n in 0..<2_000 { try writer.enqueue(email(n)) }
+        let queue = try makeQueue()
+        queue.useChangeNotifications()
+        let claimants = 8
+        let got = Mutex<[Bool]>([])
+        let ready = Atomic<Int>(0)
+        let threads = (0..<claimants).map { _ in
+            Core.Thread.spawn {
+                ready.add(1, ordering: .relaxed)
+                while ready.load(ordering: .relaxed) < claimants {}  // start together
+                let claim = try? queue.claim(now: Date())
+                got.withLock { $0.append(claim != nil) }
+            }
+        }
+        for thread in threads { pthread_join(thread, nil) }
+        #expect(got.withLock { $0 } == Array(repeating: true, count: claimants))
     }
 
     @Test func transientFailureDefersWithExponentialBackoffThenDeadLetters() throws {

@@ -22,10 +22,15 @@ public final class FileQueue: QueueStore {
     public let retry: RetryPolicy
     private let logger: Logger
     private let state = Mutex(State())
+    /// Held while the index is re-read from the directory, so that claimants arriving
+    /// meanwhile wait for the full index instead of finding it empty and going to sleep.
+    private let synchronizing = Mutex(())
 
     private struct State {
         var index = QueueIndex()
         var stale = true
+        /// Counts `invalidate()` calls.
+        var invalidations = 0
         var notified = false
     }
 
@@ -46,7 +51,10 @@ public final class FileQueue: QueueStore {
 
     /// Marks the index stale: the next claim re-reads the directory listing.
     public func invalidate() {
-        state.withLock { $0.stale = true }
+        state.withLock {
+            $0.stale = true
+            $0.invalidations += 1
+        }
     }
 
     /// Adds files that arrived in the queue directory (names from inotify) to the index.
@@ -79,7 +87,9 @@ public final class FileQueue: QueueStore {
     }
 
     public func claim(now: Date) throws -> QueueClaim? {
-        if state.withLock({ $0.stale || !$0.notified }) { try synchronize() }
+        if needsSynchronizing {
+            try synchronizing.withLock { _ in if needsSynchronizing { try synchronize() } }
+        }
         while let base = state.withLock({ $0.index.popNext(now: now) }) {
             guard let (email, lock) = try take(base, at: now) else { continue }
             if let due = email.nextAttemptAt, due > now {
@@ -257,14 +267,21 @@ public final class FileQueue: QueueStore {
         }
     }
 
+    private var needsSynchronizing: Bool {
+        state.withLock { $0.stale || !$0.notified }
+    }
+
     /// Brings the index up to date with the directory: lists it, and reads the files the
     /// index does not know yet. Names the index has but the directory lost are dropped
     /// lazily, when their rename fails.
+    /// The index stays stale until the listing is read, so that claimants arriving meanwhile
+    /// wait for it; an `invalidate()` during the listing leaves it stale for the next claim.
     private func synchronize() throws {
-        state.withLock { $0.stale = false }
+        let invalidations = state.withLock { $0.invalidations }
         for base in try Syscall.listDirectory(layout.queue).compactMap(QueueLayout.pendingBase) {
             addToIndex(base)
         }
+        state.withLock { if $0.invalidations == invalidations { $0.stale = false } }
     }
 
     /// Reads a pending file's priority and due time into the index. A file that does not
