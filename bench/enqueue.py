@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.argv[1])
+BIN = Path(sys.argv[1]).resolve()  # absolute: the daemons run in their own folder
 CONNECTIONS = (16, 64)
 SECONDS = 8
 ROUNDS = 3
