@@ -15,7 +15,6 @@ it. usage: bench/delivery.py BIN_DIR   prints one JSON object, progress on stder
 import datetime
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -26,6 +25,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from procmem import memory_mib
 
 BIN = Path(sys.argv[1]).resolve()  # absolute: mailworkerd runs in its own folder
 BACKLOG = 20_000
@@ -182,8 +183,7 @@ def deliver(workers, port, backlog, work):
                                        f"{len(failed)} dead letters): " + " | ".join(tail))
                 time.sleep(0.1)
             sent = os.listdir(data / "trash")
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            peak_rss_mib = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+            memory = memory_mib(proc.pid)
             # utime and stime, fields 14 and 15 of proc(5)'s stat, after the ")" ending field 2.
             ticks = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
             cpu_seconds = (int(ticks[11]) + int(ticks[12])) / os.sysconf("SC_CLK_TCK")
@@ -191,7 +191,7 @@ def deliver(workers, port, backlog, work):
             stop(proc)
         times = [sent_at(name) for name in sent]
         return {"emails_per_second": count / (max(times) - started), "first_sent_seconds": min(times) - started,
-                "peak_rss_mib": peak_rss_mib, "cpu_ms_per_email": 1000 * cpu_seconds / count}
+                **memory, "cpu_ms_per_email": 1000 * cpu_seconds / count}
     finally:
         shutil.rmtree(base)
 
@@ -281,7 +281,9 @@ def main():
             "runs_emails_per_second": [round(x["emails_per_second"]) for x in r["ours"]],
             "first_sent_seconds": round(statistics.median(x["first_sent_seconds"] for x in r["ours"]), 3),
             "smtp_source_emails_per_second": round(source), "ratio": round(ours / source, 3),
-            "peak_rss_mib": round(max(x["peak_rss_mib"] for x in r["ours"]), 1),
+            "peak_rss_mib": max(x["peak_rss_mib"] for x in r["ours"]),
+            "rss_anon_mib_at_end": max(x["rss_anon_mib"] for x in r["ours"]),
+            "rss_file_mib_at_end": max(x["rss_file_mib"] for x in r["ours"]),
             "cpu_ms_per_email": round(statistics.median(x["cpu_ms_per_email"] for x in r["ours"]), 3)}
     reduced = [n for n in WORKERS if len(runs[n]["ours"]) < ROUNDS]
     if reduced:

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from procmem import memory_mib
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.argv[1]).resolve()  # absolute: the daemons run in their own folder
 CONNECTIONS = (16, 64)
@@ -77,10 +79,8 @@ def main():
                                       "--threads", str(c), "--seconds", str(SECONDS)],
                                      capture_output=True, text=True, check=True).stdout
                 rows[c]["durable_files"].append(json.loads(out)["files_per_second_by_threads"][str(c)])
-        peak_rss = {}
-        for name, proc in (("mailfcgi", procs[0]), ("mailworkerd", procs[1])):
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            peak_rss[name] = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) // 1024
+        memory = {name: memory_mib(proc.pid) for name, proc in (("mailfcgi", procs[0]), ("mailworkerd", procs[1]))}
+        peak_rss = {name: m["peak_rss_mib"] for name, m in memory.items()}
     finally:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
@@ -88,7 +88,7 @@ def main():
     queued = len([n for n in os.listdir(data / "queue") if n.endswith(".json")])
     median = lambda xs, key=None: statistics.median([x[key] for x in xs] if key else xs)
     result = {"benchmark": "enqueue", "seconds_per_run": SECONDS, "rounds": ROUNDS, "emails_queued": queued,
-              "peak_rss_mib": peak_rss, "by_connections": {}}
+              "peak_rss_mib": peak_rss, "memory_at_end": memory, "by_connections": {}}
     for c, r in rows.items():
         enqueue = {k: median(r["enqueue"], k) for k in ("requests_per_second", "p50_ms", "p99_ms", "non_2xx")}
         nginx = {k: median(r["nginx_only"], k) for k in ("requests_per_second", "p50_ms", "p99_ms")}
