@@ -88,7 +88,13 @@ public final class FileQueue: QueueStore {
 
     public func claim(now: Date) throws -> QueueClaim? {
         if needsSynchronizing {
-            try synchronizing.withLock { _ in if needsSynchronizing { try synchronize() } }
+            // With an empty index, wait for a re-read in progress (at start, on a backlog);
+            // otherwise go on with the index while another claimant re-reads.
+            if state.withLock({ $0.index.count == 0 }) {
+                try synchronizing.withLock { _ in try refreshIfStale() }
+            } else {
+                _ = try synchronizing.withLockIfAvailable { _ in try refreshIfStale() }
+            }
         }
         while let base = state.withLock({ $0.index.popNext(now: now) }) {
             guard let (email, lock) = try take(base, at: now) else { continue }
@@ -265,6 +271,11 @@ public final class FileQueue: QueueStore {
             if tolerated.contains(error.errno) { return false }
             throw error
         }
+    }
+
+    /// Called with `synchronizing` held: another claimant may have just re-read the directory.
+    private func refreshIfStale() throws {
+        if needsSynchronizing { try synchronize() }
     }
 
     private var needsSynchronizing: Bool {
