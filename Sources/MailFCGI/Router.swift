@@ -1,3 +1,4 @@
+import Core
 import Foundation
 import Logging
 
@@ -28,7 +29,8 @@ struct Router: Sendable {
         } catch let error as HTTPError {
             return error.response
         } catch {
-            let errorID = UUID().uuidString.lowercased()
+            // Our UUIDv7 (getrandom(2)): Foundation's UUID() gave all zeros when out of descriptors.
+            let errorID = RequestID.make()
             logger.error("internal error", metadata: ["error_id": "\(errorID)", "error": "\(error)"])
             struct Body: Encodable { let detail: String; let error_id: String }
             return Response.json(Body(detail: "Internal server error", error_id: errorID), status: 500)

@@ -1,5 +1,7 @@
 """mailfcgi's FastCGI 1.0 responder, driven record by record over its unix socket."""
 import itertools
+import os
+import subprocess
 import json
 import signal
 import socket
@@ -270,3 +272,151 @@ def test_nginx_keeps_its_connections_to_the_responder_open(file_stack):
     assert connected_to(file_stack.socket) == 1
     assert file_stack.post_email({"to_email": "a@example.org", "subject": "s", "body": "b"}).status_code == 200
     assert connected_to(file_stack.socket) == 1
+
+
+# -- hostile peers: what a broken or malicious client on the socket must not achieve ----------
+
+def rss_mib(pid):
+    status = open(f"/proc/{pid}/status").read()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_client_that_never_reads_neither_stalls_others_nor_grows_memory(responder):
+    pid = responder.procs["mailfcgi"].pid
+    before = rss_mib(pid)
+    flood = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    flood.connect(str(responder.socket))
+    flood.setblocking(False)
+    one = fcgi.request_records(1, path="/openapi.json")  # about 18 KB per answer
+    sent = 0
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # writes until the responder stops reading it
+        try:
+            sent += flood.send(one * 50)
+        except BlockingIOError:
+            time.sleep(0.01)
+    other = fcgi.Connection(responder.socket, timeout=2)
+    for i in range(20):
+        other.send(fcgi.request_records(1))
+        assert other.responses(1)[1][0] == 200
+    assert sent > 100_000
+    assert rss_mib(pid) - before < 30, "the unread answers were capped, not buffered without end"
+    flood.close()
+
+
+def test_connections_beyond_the_limit_wait_without_spinning(tmp_path):
+    """With a descriptor limit that leaves room for one connection, a second waits in the
+    backlog (no CPU spent) and is served as soon as the first closes."""
+    import resource
+    s = Stack(tmp_path, {"FCGI_THREADS": "2"})
+    (tmp_path / ".env").write_text("")
+    log = open(tmp_path / "mailfcgi.log", "ab")
+    proc = subprocess.Popen([fcgi_bin("mailfcgi"), "--env-file", tmp_path / ".env"], cwd=tmp_path, env=s.env,
+                            stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (68, 68)))
+    try:
+        wait_until(s.socket.exists, what="the FastCGI socket")
+        first = fcgi.Connection(s.socket)
+        first.send(fcgi.request_records(1))
+        assert first.responses(1)[1][0] == 200
+        second = fcgi.Connection(s.socket, timeout=5)  # connect(2) succeeds: the backlog holds it
+        second.send(fcgi.request_records(1))
+        used = cpu_seconds(proc.pid)
+        time.sleep(1)
+        assert cpu_seconds(proc.pid) - used < 0.2, "the event loop spins while the limit is reached"
+        first.close()
+        assert second.responses(1)[1][0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+def fcgi_bin(name):
+    from stack import BIN_DIR
+    return BIN_DIR / name
+
+
+def test_a_request_after_one_without_keep_conn_is_not_run(responder):
+    conn = fcgi.Connection(responder.socket)
+    conn.send(fcgi.request_records(1, "POST", "/email", email_body(subject="first"), keep=False)
+              + fcgi.request_records(2, "POST", "/email", email_body(subject="second")))
+    answers = {}
+    while (rec := conn.read_record()) is not None:
+        rtype, request_id, content = rec
+        if rtype == fcgi.END_REQUEST:
+            answers[request_id] = content[4]
+    assert answers[1] == 0
+    assert answers.get(2, 2) == 2  # FCGI_OVERLOADED, or nothing at all: never run
+    assert len(responder.files("queue")) == 1
+
+
+@pytest.mark.parametrize("declared", ["10", "500", "-5", "abc", "99999999999999999999999"])
+def test_content_length_must_match_the_body(responder, declared):
+    conn = fcgi.Connection(responder.socket)
+    body = email_body()
+    conn.send(fcgi.request_records(1, "POST", "/email", body, params={"CONTENT_LENGTH": declared}))
+    status, _, detail, _ = conn.responses(1)[1]
+    assert status == 400, detail
+    assert "CONTENT_LENGTH" in json.loads(detail)["detail"]
+    assert responder.files("queue") == []
+
+
+def test_request_id_0_and_ids_in_use_are_not_begun(responder):
+    conn = fcgi.Connection(responder.socket)
+    begin = lambda rid: fcgi.record(fcgi.BEGIN_REQUEST, rid, struct.pack(">HB5x", 1, 1))
+    first = fcgi.request_records(5, "POST", "/email", email_body(subject="five"))
+    # id 0 is for management records; a second BEGIN_REQUEST for 5 while it arrives is ignored.
+    conn.send(fcgi.request_records(0, "POST", "/email", email_body()) + first[:-8] + begin(5) + first[-8:])
+    answers = conn.responses(1)
+    assert list(answers) == [5] and answers[5][0] == 200
+    conn.send(fcgi.record(fcgi.GET_VALUES, 3, fcgi.pairs({"FCGI_MPXS_CONNS": ""})))  # not id 0: ignored
+    conn.send(fcgi.request_records(6))
+    assert list(conn.responses(1)) == [6]
+    assert len(responder.files("queue")) == 1
+
+
+def test_stdin_before_the_end_of_params_is_refused(responder):
+    conn = fcgi.Connection(responder.socket)
+    conn.send(fcgi.record(fcgi.BEGIN_REQUEST, 1, struct.pack(">HB5x", 1, 1))
+              + fcgi.record(fcgi.STDIN, 1, email_body())
+              + fcgi.record(fcgi.PARAMS, 1, fcgi.pairs({"REQUEST_METHOD": "POST", "DOCUMENT_URI": "/email"}))
+              + fcgi.record(fcgi.PARAMS, 1) + fcgi.record(fcgi.STDIN, 1))
+    assert conn.responses(1)[1][0] == 400
+    assert responder.files("queue") == []
+
+
+def test_a_complete_request_before_a_bad_record_is_answered(responder):
+    conn = fcgi.Connection(responder.socket)
+    conn.send(fcgi.request_records(1, "POST", "/email", email_body()) + fcgi.record(1, 2, b"\0" * 8, version=9))
+    assert conn.responses(1)[1][0] == 200
+    assert conn.closed_by_peer()
+    assert len(responder.files("queue")) == 1
+
+
+def test_more_open_requests_than_allowed_are_refused_as_overloaded(responder):
+    conn = fcgi.Connection(responder.socket)
+    partial = b"".join(fcgi.request_records(i, "POST", "/email", email_body())[:-8] for i in range(1, 10))
+    conn.send(partial)  # nine requests begun, none finished
+    rtype, request_id, content = conn.read_record()
+    assert (rtype, request_id, content[4]) == (fcgi.END_REQUEST, 9, 2)  # FCGI_OVERLOADED
+    conn.send(b"".join(fcgi.record(fcgi.STDIN, i) for i in range(1, 9)))
+    assert sorted(conn.responses(8)) == list(range(1, 9))
+    assert len(responder.files("queue")) == 8
+
+
+def test_stopping_with_a_request_half_sent_does_not_spin(responder):
+    conn = fcgi.Connection(responder.socket)
+    conn.send(fcgi.request_records(1, "POST", "/email", email_body())[:-8])
+    proc = responder.procs["mailfcgi"]
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    used = cpu_seconds(proc.pid)
+    time.sleep(2)
+    assert cpu_seconds(proc.pid) - used < 0.3, "the event loop spins while draining"
+    assert proc.wait(timeout=10) == 0
+    responder.procs.pop("mailfcgi")

@@ -5,22 +5,25 @@ import Glibc
 #endif
 
 /// The event thread's view of epoll(7): the listening socket, a wake-up pipe, and the
-/// accepted connections, all level-triggered, so a read that leaves bytes behind is reported
-/// again. Used by one thread only.
+/// accepted connections, level-triggered. Used by one thread only.
 final class EventLoop {
     /// What `wait` reports.
     enum Event {
         /// The listening socket has a connection to accept.
         case accept
-        /// The wake-up pipe was written (`FastCGIServer.stop`).
+        /// The wake-up pipe was written (a worker finished, or `stop()`).
         case wake
-        /// A connection has bytes, or its end, to read.
-        case readable(Int32)
+        /// A connection is ready: input, its end, a hang-up or an error (`readable`: a read
+        /// tells which), or room to write.
+        case connection(Int32, readable: Bool)
     }
 
     private let epoll: Int32
     private var listener: Int32
     private let wakeFD: Int32
+    private var listening = false
+    /// What each watched connection is watched for; absent when not watched at all.
+    private var interest: [Int32: UInt32] = [:]
     private var events = [epoll_event](repeating: epoll_event(), count: 64)
 
     /// - Throws: `SystemError` when epoll_create1(2) or epoll_ctl(2) fails.
@@ -29,44 +32,60 @@ final class EventLoop {
         guard epoll >= 0 else { throw SystemError(call: "epoll_create1", path: "", errno: errno) }
         self.listener = listener
         self.wakeFD = wake
-        try add(listener)
-        try add(wake)
-    }
-
-    /// Watches `fd` for input (EPOLLIN; hang-ups are reported with it).
-    private func add(_ fd: Int32) throws {
-        var event = epoll_event()
-        event.events = EPOLLIN.rawValue
-        event.data.fd = fd
-        guard epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0 else {
+        guard control(EPOLL_CTL_ADD, wake, EPOLLIN.rawValue) else {
             throw SystemError(call: "epoll_ctl", path: "", errno: errno)
         }
+        setListening(true)
     }
 
-    /// Stops watching `fd`; it stays open.
-    func remove(_ fd: Int32) {
-        epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil)
+    @discardableResult
+    private func control(_ op: Int32, _ fd: Int32, _ events: UInt32) -> Bool {
+        var event = epoll_event()
+        event.events = events
+        event.data.fd = fd
+        return epoll_ctl(epoll, op, fd, &event) == 0
     }
 
-    /// Accepts one connection and watches it. Returns nil when none was waiting, or when the
-    /// process is out of descriptors (the client is refused; logged by nginx as a 502).
+    /// Starts or stops watching the listening socket: stopped while the connection limit is
+    /// reached or descriptors run out, so the backlog waits instead of the loop spinning.
+    func setListening(_ on: Bool) {
+        guard listener >= 0, on != listening else { return }
+        control(on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, listener, EPOLLIN.rawValue)
+        listening = on
+    }
+
+    /// Watches `fd` for input, output, both or neither. A connection watched for neither is
+    /// removed from epoll: a hang-up would otherwise be reported again and again.
+    func watch(_ fd: Int32, input: Bool, output: Bool) {
+        let wanted = (input ? EPOLLIN.rawValue : 0) | (output ? EPOLLOUT.rawValue : 0)
+        let current = interest[fd] ?? 0
+        guard wanted != current else { return }
+        if wanted == 0 {
+            control(EPOLL_CTL_DEL, fd, 0)
+            interest[fd] = nil
+        } else {
+            control(current == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, wanted)
+            interest[fd] = wanted
+        }
+    }
+
+    /// Stops watching `fd` and closes it.
+    func close(_ fd: Int32) {
+        if interest.removeValue(forKey: fd) != nil { control(EPOLL_CTL_DEL, fd, 0) }
+        Glibc.close(fd)
+    }
+
+    /// Accepts one connection (not yet watched). Returns nil when none was waiting; `errno`
+    /// then tells why (EMFILE, ENFILE: out of descriptors).
     func accept() -> Int32? {
         let fd = clinux_accept_cloexec(listener)
-        guard fd >= 0 else { return nil }
-        // Bounds a write to a web server that stopped reading; the answer is then dropped.
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        do { try add(fd) } catch {
-            Glibc.close(fd)
-            return nil
-        }
-        return fd
+        return fd >= 0 ? fd : nil
     }
 
     /// Closes the listening socket: new connections are refused from now on.
     func closeListener() {
         guard listener >= 0 else { return }
-        remove(listener)
+        setListening(false)
         Glibc.close(listener)
         listener = -1
     }
@@ -81,11 +100,12 @@ final class EventLoop {
             let fd = event.data.fd
             if fd == listener { return .accept }
             if fd == wakeFD { return .wake }
-            return .readable(fd)
+            let input = EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
+            return .connection(fd, readable: event.events & input != 0)
         }
     }
 
-    /// Closes the listening socket and the epoll descriptor.
+    /// Closes the listening socket and the epoll descriptor (connections are closed one by one).
     func closeAll() {
         closeListener()
         Glibc.close(epoll)

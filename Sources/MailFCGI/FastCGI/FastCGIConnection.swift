@@ -1,40 +1,52 @@
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// One connection from the web server: the records it sends, parsed into requests, and the
-/// responses written back.
+/// answers waiting to be written back.
 ///
-/// Reading (`receive`) happens on the server's event thread only. Responses are written by
-/// worker threads (`send`, `finished`), one at a time per connection, so several requests of
-/// one connection may be answered in any order (FCGI_MPXS_CONNS, FastCGI 1.0 §3.3).
-/// Whoever sees the connection idle and done last closes the descriptor: the event thread
-/// while it still watches it, otherwise the worker that finishes the last request.
+/// Only the server's event thread touches this state: it reads, parses, writes (non-blocking)
+/// and closes. Workers only carry the reference from a `Job` back in a `Completion`, so a
+/// client that stops reading holds no worker, and a descriptor is never closed while another
+/// thread might still use its number.
 final class FastCGIConnection: @unchecked Sendable {
     let fd: Int32
     private let limits: Limits
 
-    // Event thread only.
     private var buffer: [UInt8] = []
     private var pending: [UInt16: PendingRequest] = [:]
+    /// Request ids begun and not yet ended: still arriving, or with a worker.
+    private var active: Set<UInt16> = []
+    private var inFlight = 0
+    private var output: [UInt8] = []
+    private var outputStart = 0
 
-    // Shared between the event thread and workers.
-    private struct Shared {
-        var inFlight = 0
-        /// The event thread stopped watching: the worker finishing the last request closes.
-        var detached = false
-        var closed = false
-    }
-    private let shared = Mutex(Shared())
-    private let writing = Mutex(())
+    /// The peer closed its side, or sent a record that is not FastCGI: nothing more is read.
+    private(set) var inputEnded = false
+    /// A write failed: nothing more can be sent.
+    private var broken = false
+    /// Close once every request begun is answered and the answers are written (no
+    /// FCGI_KEEP_CONN, a protocol error, or the server is stopping).
+    private var closeWhenDone = false
+    /// No new request is taken (after one without FCGI_KEEP_CONN, or while stopping).
+    private var refusesRequests = false
+    /// Whether the server is stopping: new requests are refused with FCGI_OVERLOADED.
+    private var draining = false
 
-    /// Byte limits on what a request may send.
+    /// What one connection may hold.
     struct Limits {
-        /// MAX_BODY_BYTES: larger bodies are answered 413 and their remaining bytes dropped.
+        /// MAX_BODY_BYTES: a larger body is answered 413 and its remaining bytes dropped.
         var body: Int
         /// All FCGI_PARAMS of one request; nginx sends a few hundred bytes.
         var params = 64 * 1024
+        /// Requests begun and not yet answered on one connection (nginx sends one at a time).
+        var requests = 8
+        /// Bytes of parameters and bodies of requests still arriving, all together.
+        var buffered: Int { 2 * body + 2 * params }
+        /// Unwritten answers beyond which reading stops until the peer reads.
+        var output = 256 * 1024
+        /// Connections open at once (advertised as FCGI_MAX_CONNS).
+        var connections = 1024
     }
 
     /// A request whose records are still arriving.
@@ -45,27 +57,26 @@ final class FastCGIConnection: @unchecked Sendable {
         var body: [UInt8] = []
         /// Already answered (413, 431, 400): the rest of its records are dropped.
         var answered = false
+        var bytes: Int { params.count + body.count }
     }
 
-    /// What a complete request asks of a worker.
-    enum Work {
-        /// A request for the router.
-        case request(Request)
-        /// An answer decided while reading (a body too large, malformed parameters).
-        case response(Response)
-        /// Records written as they are (management replies, FCGI_END_REQUEST alone).
-        case records([UInt8])
-    }
-
-    /// One unit of work for a worker thread.
-    struct Job {
+    /// A complete request for a worker.
+    struct Job: Sendable {
         let connection: FastCGIConnection
         let requestID: UInt16
         let keepConnection: Bool
-        let work: Work
+        let request: Request
     }
 
-    /// Why the connection has to be dropped without an answer.
+    /// A worker's answer to a `Job`, as records ready to write.
+    struct Completion: Sendable {
+        let connection: FastCGIConnection
+        let requestID: UInt16
+        let keepConnection: Bool
+        let records: [UInt8]
+    }
+
+    /// A record that is not FastCGI 1.0: the connection cannot be read any further.
     struct ProtocolError: Error, CustomStringConvertible {
         let description: String
     }
@@ -75,114 +86,185 @@ final class FastCGIConnection: @unchecked Sendable {
         self.limits = limits
     }
 
-    // MARK: Reading (event thread)
+    // MARK: State the event loop acts on
 
-    /// Parses the bytes just read and returns the jobs they complete, in order.
-    /// - Throws: `ProtocolError` for a record that is not FastCGI 1.0; the caller closes.
-    func receive(_ bytes: UnsafeRawBufferPointer) throws(ProtocolError) -> [Job] {
+    /// Whether to read more: not while the peer is gone, nor while the most requests it may
+    /// have are with workers, nor while it leaves our answers unread (back-pressure).
+    var wantsInput: Bool {
+        !inputEnded && !broken && !(closeWhenDone && active.isEmpty)
+            && inFlight < limits.requests && output.count - outputStart < limits.output
+    }
+
+    /// Whether answers wait for the socket to take them.
+    var wantsOutput: Bool { !broken && outputStart < output.count }
+
+    /// Whether the connection can be closed: every request begun is answered and written
+    /// (or can no longer be), and no more are expected.
+    var isDone: Bool {
+        inFlight == 0 && (broken || outputStart == output.count)
+            && (broken || inputEnded || (closeWhenDone && pending.isEmpty))
+    }
+
+    /// Whether nothing is received, answered or written at the moment.
+    var isIdle: Bool { active.isEmpty && buffer.isEmpty && outputStart == output.count }
+
+    // MARK: Reading
+
+    /// Parses the bytes just read. Returns the requests they complete; answers decided here
+    /// (management replies, 4xx for requests refused while reading) go to the output.
+    /// A record that is not FastCGI 1.0 ends the reading: the requests before it are still
+    /// returned, then the connection closes once they are answered.
+    func receive(_ bytes: UnsafeRawBufferPointer) -> (jobs: [Job], error: ProtocolError?) {
         buffer.append(contentsOf: bytes)
         var jobs: [Job] = []
         var offset = 0
+        var failure: ProtocolError?
         while buffer.count - offset >= FastCGI.headerLength {
             guard let header = FastCGI.Header(buffer, at: offset) else {
-                throw ProtocolError(description: "record version \(buffer[offset]) is not FastCGI 1")
+                failure = ProtocolError(description: "record version \(buffer[offset]) is not FastCGI 1")
+                break
             }
             let end = offset + FastCGI.headerLength + header.contentLength + header.paddingLength
             guard end <= buffer.count else { break }
             let content = Array(buffer[(offset + FastCGI.headerLength)..<(end - header.paddingLength)])
-            try handle(header, content, into: &jobs)
             offset = end
+            do { try handle(header, content, into: &jobs) } catch {
+                failure = error
+                break
+            }
         }
         buffer.removeFirst(offset)
-        return jobs
+        if failure != nil { endOfInput() }  // nothing after a bad record can be trusted
+        inFlight += jobs.count
+        return (jobs, failure)
+    }
+
+    /// The peer closed its side: requests still arriving can never complete.
+    func endOfInput() {
+        inputEnded = true
+        buffer = []
+        discardPending()
+    }
+
+    private func discardPending() {
+        for id in pending.keys { active.remove(id) }
+        pending = [:]
     }
 
     private func handle(_ header: FastCGI.Header, _ content: [UInt8], into jobs: inout [Job]) throws(ProtocolError) {
         let id = header.requestID
         guard let type = FastCGI.RecordType(rawValue: header.type) else {
-            // §4.2: unknown management records get FCGI_UNKNOWN_TYPE; others are ignored.
-            if id == 0 {
-                var out: [UInt8] = []
-                FastCGI.appendRecord(.unknownType, 0, [header.type, 0, 0, 0, 0, 0, 0, 0], to: &out)
-                jobs.append(Job(connection: self, requestID: 0, keepConnection: true, work: .records(out)))
-            }
+            // §4.2: an unknown management record gets FCGI_UNKNOWN_TYPE; others are ignored.
+            if id == 0 { FastCGI.appendRecord(.unknownType, 0, [header.type, 0, 0, 0, 0, 0, 0, 0], to: &output) }
             return
         }
         switch type {
         case .getValues:
-            jobs.append(Job(connection: self, requestID: 0, keepConnection: true, work: .records(valuesReply(content))))
+            if id == 0 { output += valuesReply(content) }  // a management record (§4.1)
         case .beginRequest:
             guard content.count == 8 else { throw ProtocolError(description: "FCGI_BEGIN_REQUEST body of \(content.count) bytes") }
+            // Id 0 is for management records; an id still in use is not begun again (§3.3).
+            guard id != 0, !active.contains(id) else { return }
             let role = UInt16(content[0]) << 8 | UInt16(content[1])
             let keep = content[2] & FastCGI.keepConnection != 0
-            guard role == FastCGI.responderRole else {
-                var out: [UInt8] = []
-                FastCGI.appendEndRequest(id, .unknownRole, to: &out)
-                jobs.append(Job(connection: self, requestID: id, keepConnection: keep, work: .records(out)))
-                return
+            if role != FastCGI.responderRole {
+                FastCGI.appendEndRequest(id, .unknownRole, to: &output)
+            } else if refusesRequests || active.count >= limits.requests {
+                FastCGI.appendEndRequest(id, .overloaded, to: &output)  // §5.5: out of a resource
+            } else {
+                active.insert(id)
+                pending[id] = PendingRequest(keepConnection: keep)
+                if !keep { refusesRequests = true }  // the application closes after answering (§5.1)
             }
-            pending[id] = PendingRequest(keepConnection: keep)
         case .abortRequest:
-            // Not yet handed to a worker: end it here (§5.4). A request being answered finishes.
-            guard let request = pending.removeValue(forKey: id), !request.answered else { return }
-            var out: [UInt8] = []
-            FastCGI.appendEndRequest(id, .requestComplete, to: &out)
-            jobs.append(Job(connection: self, requestID: id, keepConnection: request.keepConnection, work: .records(out)))
+            // Not yet with a worker: ended here (§5.4). One with a worker finishes normally.
+            guard let request = pending.removeValue(forKey: id) else { return }
+            active.remove(id)
+            if !request.answered { FastCGI.appendEndRequest(id, .requestComplete, to: &output) }
+            if !request.keepConnection { closeWhenDone = true }
         case .params:
-            guard var request = pending[id] else { return }
+            guard var request = pending[id], !request.answered, request.environment == nil else { return }
             defer { pending[id] = request }
-            guard !request.answered, request.environment == nil else { return }
             if !content.isEmpty {
                 request.params += content
                 if request.params.count > limits.params {
-                    answer(&request, id, HTTPError(431, "Request headers are larger than \(limits.params) bytes"), &jobs)
+                    answer(&request, id, HTTPError(431, "Request headers are larger than \(limits.params) bytes"))
                 }
                 return
             }
             guard let pairs = FastCGI.nameValuePairs(request.params) else {
-                answer(&request, id, HTTPError(400, "Malformed FastCGI parameters"), &jobs)
+                answer(&request, id, HTTPError(400, "Malformed FastCGI parameters"))
                 return
             }
             request.params = []
-            request.environment = Dictionary(pairs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
-            // Refused before the body arrives: a client cannot make us buffer more than the limit.
-            if let length = request.environment?["CONTENT_LENGTH"].flatMap(Int.init), length > limits.body {
-                answer(&request, id, HTTPError(413, "Request body is larger than \(limits.body) bytes"), &jobs)
+            let environment = Dictionary(pairs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
+            request.environment = environment
+            switch Self.declaredLength(environment["CONTENT_LENGTH"]) {
+            case .some(.some(let length)) where length > limits.body:
+                // Refused before the body arrives: a client cannot make us buffer more than the limit.
+                answer(&request, id, HTTPError(413, "Request body is larger than \(limits.body) bytes"))
+            case .none:
+                answer(&request, id, HTTPError(400, "CONTENT_LENGTH is not a number of bytes"))
+            default:
+                break
             }
         case .stdin:
             guard var request = pending[id] else { return }
             if !content.isEmpty {
                 defer { pending[id] = request }
                 guard !request.answered else { return }
+                guard request.environment != nil else {
+                    answer(&request, id, HTTPError(400, "FCGI_STDIN arrived before the end of FCGI_PARAMS"))
+                    return
+                }
                 request.body += content
-                if request.body.count > limits.body {
+                let buffered = pending.values.reduce(0) { $0 + $1.bytes } - pending[id]!.bytes + request.bytes
+                if request.body.count > limits.body || buffered > limits.buffered {
                     request.body = []
-                    answer(&request, id, HTTPError(413, "Request body is larger than \(limits.body) bytes"), &jobs)
+                    answer(&request, id, HTTPError(413, "Request body is larger than \(limits.body) bytes"))
                 }
                 return
             }
             pending[id] = nil  // the empty record ends the stream: the request is complete
             guard !request.answered else { return }
             guard let environment = request.environment else {
-                answer(&request, id, HTTPError(400, "FCGI_STDIN ended before FCGI_PARAMS"), &jobs)
+                answer(&request, id, HTTPError(400, "FCGI_STDIN ended before FCGI_PARAMS"))
+                return
+            }
+            if case .some(.some(let length)) = Self.declaredLength(environment["CONTENT_LENGTH"]),
+               length != request.body.count {
+                // §6.2: a body shorter or longer than CONTENT_LENGTH is not the request sent.
+                answer(&request, id, HTTPError(400, "Request body has \(request.body.count) bytes, CONTENT_LENGTH says \(length)"))
                 return
             }
             jobs.append(Job(connection: self, requestID: id, keepConnection: request.keepConnection,
-                            work: .request(Self.request(environment, body: request.body))))
+                            request: Self.request(environment, body: request.body)))
         case .data, .endRequest, .stdout, .stderr, .getValuesResult, .unknownType:
             return  // not sent to a Responder (§6.2); ignored
         }
     }
 
-    private func answer(_ request: inout PendingRequest, _ id: UInt16, _ error: HTTPError, _ jobs: inout [Job]) {
+    /// CONTENT_LENGTH: `.some(nil)` when absent or empty (no body declared), `.some(n)` for a
+    /// number of bytes, nil when it is not one.
+    private static func declaredLength(_ value: String?) -> Int?? {
+        guard let value, !value.isEmpty else { return .some(nil) }
+        guard let length = Int(value), length >= 0 else { return nil }
+        return .some(length)
+    }
+
+    /// Answers a request while it is still arriving; the rest of its records are dropped.
+    private func answer(_ request: inout PendingRequest, _ id: UInt16, _ error: HTTPError) {
         request.answered = true
-        jobs.append(Job(connection: self, requestID: id, keepConnection: request.keepConnection,
-                        work: .response(error.response)))
+        output += FastCGIConnection.records(id, error.response)
+        active.remove(id)
+        if !request.keepConnection { closeWhenDone = true }
     }
 
     /// FCGI_GET_VALUES_RESULT (§4.1) for the variables we know, in the order asked.
     private func valuesReply(_ content: [UInt8]) -> [UInt8] {
-        let known = ["FCGI_MAX_CONNS": "1024", "FCGI_MAX_REQS": "1024", "FCGI_MPXS_CONNS": "1"]
+        let known = ["FCGI_MAX_CONNS": "\(limits.connections)",
+                     "FCGI_MAX_REQS": "\(limits.connections * limits.requests)",
+                     "FCGI_MPXS_CONNS": "1"]
         let asked = FastCGI.nameValuePairs(content) ?? []
         let pairs = asked.compactMap { pair in known[pair.name].map { (pair.name, $0) } }
         var out: [UInt8] = []
@@ -203,64 +285,56 @@ final class FastCGIConnection: @unchecked Sendable {
             body: body)
     }
 
-    // MARK: Bookkeeping shared by both sides
+    // MARK: Answers and writing
 
-    /// Counts jobs handed to workers; the connection stays open until each has finished.
-    func dispatched(_ count: Int) {
-        shared.withLock { $0.inFlight += count }
+    /// A response as FCGI_STDOUT records, the empty one ending the stream, and FCGI_END_REQUEST.
+    static func records(_ id: UInt16, _ response: Response) -> [UInt8] {
+        var stdout = Array(response.head.utf8)
+        stdout += response.body
+        var out: [UInt8] = []
+        out.reserveCapacity(stdout.count + 64)
+        FastCGI.appendStream(.stdout, id, stdout, to: &out)
+        FastCGI.appendEndRequest(id, .requestComplete, to: &out)
+        return out
     }
 
-    /// Called by the event thread when the peer closed, the stream broke, or the server
-    /// drains. Closes now when nothing is in flight and returns true; otherwise the last
-    /// worker to finish closes, and it returns false.
-    func detach() -> Bool {
-        shared.withLock { state in
-            state.detached = true
-            guard state.inFlight == 0, !state.closed else { return state.closed }
-            state.closed = true
-            close(fd)
-            return true
-        }
+    /// Takes a worker's answer for writing.
+    func complete(_ completion: Completion) {
+        inFlight -= 1
+        active.remove(completion.requestID)
+        output += completion.records
+        if !completion.keepConnection || (draining && active.isEmpty) { closeWhenDone = true }
     }
 
-    /// Whether nothing is in flight and no request is partly received (event thread only).
-    var isIdle: Bool {
-        pending.isEmpty && buffer.isEmpty && shared.withLock { $0.inFlight == 0 }
+    /// From now on new requests are refused, and the connection closes once the requests
+    /// begun are answered.
+    func drain() {
+        draining = true
+        refusesRequests = true
+        if active.isEmpty { closeWhenDone = true }
     }
 
-    // MARK: Writing (workers)
-
-    /// Writes `bytes` whole. A peer that has gone away makes the write fail quietly: the
-    /// request was answered, nobody is left to read it.
-    func send(_ bytes: [UInt8]) {
-        writing.withLock { _ in
-            bytes.withUnsafeBytes { raw in
-                var offset = 0
-                while offset < raw.count {
-                    let n = Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        return
-                    }
-                    offset += n
-                }
+    /// Writes what the socket takes now without blocking (send(2) with MSG_DONTWAIT). A failed
+    /// write (the peer is gone) drops the rest: nobody is left to read it.
+    func flush() {
+        while outputStart < output.count, !broken {
+            let n = output.withUnsafeBytes {
+                send(fd, $0.baseAddress! + outputStart, $0.count - outputStart, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            }
+            if n >= 0 {
+                outputStart += n
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                break
+            } else if errno != EINTR {
+                broken = true
             }
         }
-    }
-
-    /// Ends one job. Without FCGI_KEEP_CONN, or while the server drains, the application
-    /// closes the connection after answering (§5.1): shutdown(2) here lets the event thread
-    /// see the end of the stream; a detached connection is closed by its last worker.
-    func finished(keepConnection: Bool, draining: Bool) {
-        shared.withLock { state in
-            state.inFlight -= 1
-            guard state.inFlight == 0, !state.closed else { return }
-            if state.detached {
-                state.closed = true
-                close(fd)
-            } else if !keepConnection || draining {
-                shutdown(fd, Int32(SHUT_RDWR))
-            }
+        if outputStart == output.count || broken {
+            output = []
+            outputStart = 0
+        } else if outputStart > 64 * 1024 {
+            output.removeFirst(outputStart)  // keeps the buffer from growing with what is sent
+            outputStart = 0
         }
     }
 }

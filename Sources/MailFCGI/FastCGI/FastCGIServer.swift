@@ -5,15 +5,15 @@ import Synchronization
 
 /// A FastCGI 1.0 Responder (§6.2) on a unix socket.
 ///
-/// One event thread accepts connections and reads records from all of them with epoll(7);
-/// when a request is complete it goes to a pool of `threads` workers, which run `respond` and
-/// write the answer. A connection kept open by the web server (FCGI_KEEP_CONN, nginx's
-/// `fastcgi_keep_conn on`) therefore holds no thread while it is idle, and requests from
-/// several connections, or multiplexed on one, share the workers.
+/// One event thread does all the socket work with epoll(7): it accepts, reads and parses
+/// records, writes answers without blocking, and closes. A complete request goes to one of
+/// `threads` workers, which run `respond` and hand the answer back through a wake-up pipe.
+/// So a connection kept open by the web server (FCGI_KEEP_CONN, nginx's `fastcgi_keep_conn
+/// on`) holds no thread while idle, and a client that stops reading holds none either.
 ///
-/// `stop()` closes the listening socket, lets every request already received or arriving on
-/// an open connection finish (closing each connection after its last answer), and returns
-/// when all are done or after `drainTimeout` seconds.
+/// `stop()` closes the listening socket, refuses new requests (FCGI_OVERLOADED), lets those
+/// already begun finish and be written, closing each connection after its last answer, and
+/// returns when all are done or after `drainTimeout` seconds.
 final class FastCGIServer: Sendable {
     private let socketPath: String
     private let threadCount: Int
@@ -22,8 +22,9 @@ final class FastCGIServer: Sendable {
     private let respond: @Sendable (Request) -> Response
     private let logger: Logger
     private let jobs = JobQueue()
-    private let draining = Atomic<Bool>(false)
-    /// The pipe whose write end wakes the event thread for `stop()`.
+    private let completions = Mutex<[FastCGIConnection.Completion]>([])
+    private let stopping = Atomic<Bool>(false)
+    /// The pipe whose write end wakes the event thread.
     private let wake = Mutex<(read: Int32, write: Int32)>((-1, -1))
     private let threads = Mutex<(events: pthread_t?, workers: [pthread_t])>((nil, []))
 
@@ -31,10 +32,20 @@ final class FastCGIServer: Sendable {
          respond: @escaping @Sendable (Request) -> Response) {
         self.socketPath = socketPath
         self.threadCount = threads
-        self.limits = FastCGIConnection.Limits(body: maxBodyBytes)
+        var limits = FastCGIConnection.Limits(body: maxBodyBytes)
+        limits.connections = Self.connectionLimit(reserving: threads + 64)
+        self.limits = limits
         self.drainTimeout = drainTimeout
         self.logger = logger
         self.respond = respond
+    }
+
+    /// At most 1,024 connections, and fewer when the descriptor limit (RLIMIT_NOFILE) would
+    /// not leave `reserving` for the workers' queue files and logs.
+    private static func connectionLimit(reserving: Int) -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        return max(1, min(1024, Int(clamping: limit.rlim_cur) - reserving))
     }
 
     /// Binds the socket (mode 0660: nginx's workers reach it through the group) and starts
@@ -45,52 +56,47 @@ final class FastCGIServer: Sendable {
         let directory = (socketPath as NSString).deletingLastPathComponent
         if !directory.isEmpty { try Syscall.makeDirectories(directory) }
         let listener = try UnixSocket.listen(socketPath, backlog: 1024)
-        var pipeEnds: [Int32] = [0, 0]
-        guard pipe(&pipeEnds) == 0 else { throw SystemError(call: "pipe", path: socketPath, errno: errno) }
-        for end in pipeEnds { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        wake.withLock { $0 = (pipeEnds[0], pipeEnds[1]) }
-        let loop = try EventLoop(listener: listener, wake: pipeEnds[0])
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw SystemError(call: "pipe", path: socketPath, errno: errno) }
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        _ = fcntl(ends[0], F_SETFL, O_NONBLOCK)  // drained until empty on each wake-up
+        wake.withLock { $0 = (ends[0], ends[1]) }
+        let loop = try EventLoop(listener: listener, wake: ends[0])
         let workers = (0..<threadCount).map { _ in Thread.spawn { [self] in work() } }
         let events = Thread.spawn { [self] in run(loop) }
         threads.withLock { $0 = (events, workers) }
-        logger.info("listening", metadata: ["socket": "\(socketPath)", "threads": "\(threadCount)"])
+        logger.info("listening", metadata: ["socket": "\(socketPath)", "threads": "\(threadCount)",
+                                            "max_connections": "\(limits.connections)"])
     }
 
-    /// Stops accepting, lets requests in flight finish, joins the threads, removes the socket.
+    /// Stops accepting, lets requests begun finish, joins the threads, removes the socket.
     func stop() {
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let ends = wake.withLock { $0 }
-        guard ends.write >= 0, !draining.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        _ = Glibc.write(ends.write, [UInt8(1)], 1)
+        guard ends.write >= 0 else { return }
+        wakeEventThread()
         let (events, workers) = threads.withLock { $0 }
         if let events { pthread_join(events, nil) }
-        for _ in workers { jobs.push(nil) }
+        jobs.stop(workers: workers.count)
         for worker in workers { pthread_join(worker, nil) }
         close(ends.read)
         close(ends.write)
     }
 
-    private func work() {
-        while let job = jobs.pop() {
-            let bytes: [UInt8]
-            switch job.work {
-            case .request(let request): bytes = Self.records(job.requestID, respond(request))
-            case .response(let response): bytes = Self.records(job.requestID, response)
-            case .records(let records): bytes = records
-            }
-            job.connection.send(bytes)
-            job.connection.finished(keepConnection: job.keepConnection, draining: draining.load(ordering: .acquiring))
-        }
+    private func wakeEventThread() {
+        _ = Glibc.write(wake.withLock { $0.write }, [UInt8(1)], 1)
     }
 
-    /// A response as FCGI_STDOUT records, the empty one ending the stream, and FCGI_END_REQUEST.
-    private static func records(_ id: UInt16, _ response: Response) -> [UInt8] {
-        var stdout = Array(response.head.utf8)
-        stdout += response.body
-        var out: [UInt8] = []
-        out.reserveCapacity(stdout.count + 64)
-        FastCGI.appendStream(.stdout, id, stdout, to: &out)
-        FastCGI.appendEndRequest(id, .requestComplete, to: &out)
-        return out
+    private func work() {
+        while let job = jobs.pop() {
+            let records = FastCGIConnection.records(job.requestID, respond(job.request))
+            let wasEmpty = completions.withLock { queue in
+                queue.append(.init(connection: job.connection, requestID: job.requestID,
+                                   keepConnection: job.keepConnection, records: records))
+                return queue.count == 1
+            }
+            if wasEmpty { wakeEventThread() }  // one wake-up for answers finished together
+        }
     }
 
     // MARK: Event thread
@@ -98,53 +104,90 @@ final class FastCGIServer: Sendable {
     private func run(_ loop: EventLoop) {
         var connections: [Int32: FastCGIConnection] = [:]
         var deadline: Double?
+        var acceptPausedUntil: Double?
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
         defer { chunk.deallocate() }
+        let drainPipe = [UInt8](repeating: 0, count: 256)
+        let now = { Date().timeIntervalSince1970 }
 
-        func drop(_ connection: FastCGIConnection) {
-            loop.remove(connection.fd)
-            connections[connection.fd] = nil
-            _ = connection.detach()
+        /// Writes what it can, then closes the connection or watches it for what it waits for.
+        func settle(_ connection: FastCGIConnection) {
+            connection.flush()
+            if connection.isDone {
+                loop.close(connection.fd)
+                connections[connection.fd] = nil
+                if connections.count == limits.connections - 1, acceptPausedUntil == nil, deadline == nil {
+                    loop.setListening(true)
+                }
+            } else {
+                loop.watch(connection.fd, input: connection.wantsInput, output: connection.wantsOutput)
+            }
         }
 
         while true {
-            if draining.load(ordering: .acquiring) {
-                if deadline == nil {
-                    deadline = Date().timeIntervalSince1970 + drainTimeout
-                    loop.closeListener()
-                    unlink(socketPath)
+            if stopping.load(ordering: .acquiring), deadline == nil {
+                deadline = now() + drainTimeout
+                loop.closeListener()
+                unlink(socketPath)
+                for connection in Array(connections.values) {
+                    connection.drain()
+                    settle(connection)
                 }
-                for connection in connections.values where connection.isIdle { drop(connection) }
+            }
+            if let deadline {
                 if connections.isEmpty { break }
-                if Date().timeIntervalSince1970 > deadline! {
+                if now() > deadline {
                     logger.warning("stopping with connections still open", metadata: ["connections": "\(connections.count)"])
-                    connections.values.forEach(drop)
+                    for fd in connections.keys { loop.close(fd) }
                     break
                 }
             }
-            for event in loop.wait(timeoutMilliseconds: deadline == nil ? -1 : 100) {
+            if let until = acceptPausedUntil, now() >= until, deadline == nil {
+                acceptPausedUntil = nil
+                loop.setListening(connections.count < limits.connections)
+            }
+            let timeout: Int32 = deadline != nil || acceptPausedUntil != nil ? 100 : -1
+            for event in loop.wait(timeoutMilliseconds: timeout) {
                 switch event {
                 case .wake:
-                    continue
+                    var drained = drainPipe
+                    while read(wake.withLock { $0.read }, &drained, drained.count) > 0 {}
+                    for completion in completions.withLock({ queue in defer { queue = [] }; return queue }) {
+                        // A connection closed meanwhile (its peer gone) is no longer in the table.
+                        guard connections[completion.connection.fd] === completion.connection else { continue }
+                        completion.connection.complete(completion)
+                        settle(completion.connection)
+                    }
                 case .accept:
-                    guard let fd = loop.accept() else { continue }
-                    connections[fd] = FastCGIConnection(fd: fd, limits: limits)
-                case .readable(let fd):
-                    guard let connection = connections[fd] else { continue }
-                    let n = read(fd, chunk.baseAddress, chunk.count)
-                    if n < 0, errno == EINTR || errno == EAGAIN { continue }
-                    guard n > 0 else {
-                        drop(connection)  // end of stream (the peer, or our shutdown after the last answer)
+                    guard let fd = loop.accept() else {
+                        if errno == EMFILE || errno == ENFILE {
+                            // Out of descriptors: the backlog waits a moment instead of the
+                            // loop spinning on a listener that stays readable.
+                            logger.warning("out of file descriptors; accepting paused", metadata: ["connections": "\(connections.count)"])
+                            loop.setListening(false)
+                            acceptPausedUntil = now() + 0.1
+                        }
                         continue
                     }
-                    do {
-                        let ready = try connection.receive(UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
-                        connection.dispatched(ready.count)
-                        ready.forEach(jobs.push)
-                    } catch {
-                        logger.warning("closing a FastCGI connection", metadata: ["reason": "\(error)"])
-                        drop(connection)
+                    let connection = FastCGIConnection(fd: fd, limits: limits)
+                    connections[fd] = connection
+                    settle(connection)
+                    if connections.count >= limits.connections { loop.setListening(false) }
+                case .connection(let fd, let readable):
+                    guard let connection = connections[fd] else { continue }
+                    if readable, connection.wantsInput {
+                        let n = read(fd, chunk.baseAddress, chunk.count)
+                        if n > 0 {
+                            let (ready, error) = connection.receive(UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
+                            if let error {
+                                logger.warning("FastCGI protocol error; closing the connection", metadata: ["reason": "\(error)"])
+                            }
+                            ready.forEach(jobs.push)
+                        } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+                            connection.endOfInput()
+                        }
                     }
+                    settle(connection)  // writes what waits, if the event was room to write
                 }
             }
         }
