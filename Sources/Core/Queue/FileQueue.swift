@@ -284,9 +284,9 @@ public final class FileQueue: QueueStore {
 
     /// Brings the index up to date with the directory: lists it, and reads the files the
     /// index does not know yet. Names the index has but the directory lost are dropped
-    /// lazily, when their rename fails.
-    /// The index stays stale until the listing is read, so that claimants arriving meanwhile
-    /// wait for it; an `invalidate()` during the listing leaves it stale for the next claim.
+    /// lazily, when their rename fails. The index stays stale until the listing is read, so
+    /// claimants with an empty index wait for it; an `invalidate()` during the listing
+    /// leaves it stale for the next claim.
     private func synchronize() throws {
         let invalidations = state.withLock { $0.invalidations }
         for base in try Syscall.listDirectory(layout.queue).compactMap(QueueLayout.pendingBase) {
