@@ -420,3 +420,13 @@ def test_stopping_with_a_request_half_sent_does_not_spin(responder):
     assert cpu_seconds(proc.pid) - used < 0.3, "the event loop spins while draining"
     assert proc.wait(timeout=10) == 0
     responder.procs.pop("mailfcgi")
+
+
+def test_without_keep_conn_a_request_refused_early_still_closes_the_connection(responder):
+    """A 413 decided before the body arrives ends a FCGI_KEEP_CONN-less connection at once,
+    though the client never sends the body nor closes."""
+    conn = fcgi.Connection(responder.socket, timeout=3)
+    head = fcgi.request_records(1, "POST", "/email", params={"CONTENT_LENGTH": str(10 * 1024 * 1024)}, keep=False)
+    conn.send(head[:-8])
+    assert conn.responses(1)[1][0] == 413
+    assert conn.closed_by_peer()

@@ -25,13 +25,10 @@ final class FastCGIConnection: @unchecked Sendable {
     private(set) var inputEnded = false
     /// A write failed: nothing more can be sent.
     private var broken = false
-    /// Close once every request begun is answered and the answers are written (no
-    /// FCGI_KEEP_CONN, a protocol error, or the server is stopping).
-    private var closeWhenDone = false
-    /// No new request is taken (after one without FCGI_KEEP_CONN, or while stopping).
-    private var refusesRequests = false
-    /// Whether the server is stopping: new requests are refused with FCGI_OVERLOADED.
-    private var draining = false
+    /// No new request is taken (FCGI_OVERLOADED), and the connection closes once those
+    /// begun are answered and written: after a request without FCGI_KEEP_CONN (§5.1), or
+    /// while the server stops.
+    private var closing = false
 
     /// What one connection may hold.
     struct Limits {
@@ -51,7 +48,6 @@ final class FastCGIConnection: @unchecked Sendable {
 
     /// A request whose records are still arriving.
     private struct PendingRequest {
-        var keepConnection: Bool
         var params: [UInt8] = []
         var environment: [String: String]?
         var body: [UInt8] = []
@@ -64,7 +60,6 @@ final class FastCGIConnection: @unchecked Sendable {
     struct Job: Sendable {
         let connection: FastCGIConnection
         let requestID: UInt16
-        let keepConnection: Bool
         let request: Request
     }
 
@@ -72,7 +67,6 @@ final class FastCGIConnection: @unchecked Sendable {
     struct Completion: Sendable {
         let connection: FastCGIConnection
         let requestID: UInt16
-        let keepConnection: Bool
         let records: [UInt8]
     }
 
@@ -91,7 +85,7 @@ final class FastCGIConnection: @unchecked Sendable {
     /// Whether to read more: not while the peer is gone, nor while the most requests it may
     /// have are with workers, nor while it leaves our answers unread (back-pressure).
     var wantsInput: Bool {
-        !inputEnded && !broken && !(closeWhenDone && active.isEmpty)
+        !inputEnded && !broken && !(closing && active.isEmpty)
             && inFlight < limits.requests && output.count - outputStart < limits.output
     }
 
@@ -102,7 +96,7 @@ final class FastCGIConnection: @unchecked Sendable {
     /// (or can no longer be), and no more are expected.
     var isDone: Bool {
         inFlight == 0 && (broken || outputStart == output.count)
-            && (broken || inputEnded || (closeWhenDone && pending.isEmpty))
+            && (broken || inputEnded || (closing && active.isEmpty))
     }
 
     /// Whether nothing is received, answered or written at the moment.
@@ -169,19 +163,18 @@ final class FastCGIConnection: @unchecked Sendable {
             let keep = content[2] & FastCGI.keepConnection != 0
             if role != FastCGI.responderRole {
                 FastCGI.appendEndRequest(id, .unknownRole, to: &output)
-            } else if refusesRequests || active.count >= limits.requests {
+            } else if closing || active.count >= limits.requests {
                 FastCGI.appendEndRequest(id, .overloaded, to: &output)  // §5.5: out of a resource
             } else {
                 active.insert(id)
-                pending[id] = PendingRequest(keepConnection: keep)
-                if !keep { refusesRequests = true }  // the application closes after answering (§5.1)
+                pending[id] = PendingRequest()
+                if !keep { closing = true }  // the application closes after answering (§5.1)
             }
         case .abortRequest:
             // Not yet with a worker: ended here (§5.4). One with a worker finishes normally.
             guard let request = pending.removeValue(forKey: id) else { return }
             active.remove(id)
             if !request.answered { FastCGI.appendEndRequest(id, .requestComplete, to: &output) }
-            if !request.keepConnection { closeWhenDone = true }
         case .params:
             guard var request = pending[id], !request.answered, request.environment == nil else { return }
             defer { pending[id] = request }
@@ -237,8 +230,7 @@ final class FastCGIConnection: @unchecked Sendable {
                 answer(&request, id, HTTPError(400, "Request body has \(request.body.count) bytes, CONTENT_LENGTH says \(length)"))
                 return
             }
-            jobs.append(Job(connection: self, requestID: id, keepConnection: request.keepConnection,
-                            request: Self.request(environment, body: request.body)))
+            jobs.append(Job(connection: self, requestID: id, request: Self.request(environment, body: request.body)))
         case .data, .endRequest, .stdout, .stderr, .getValuesResult, .unknownType:
             return  // not sent to a Responder (§6.2); ignored
         }
@@ -257,7 +249,6 @@ final class FastCGIConnection: @unchecked Sendable {
         request.answered = true
         output += FastCGIConnection.records(id, error.response)
         active.remove(id)
-        if !request.keepConnection { closeWhenDone = true }
     }
 
     /// FCGI_GET_VALUES_RESULT (§4.1) for the variables we know, in the order asked.
@@ -303,15 +294,12 @@ final class FastCGIConnection: @unchecked Sendable {
         inFlight -= 1
         active.remove(completion.requestID)
         output += completion.records
-        if !completion.keepConnection || (draining && active.isEmpty) { closeWhenDone = true }
     }
 
     /// From now on new requests are refused, and the connection closes once the requests
     /// begun are answered.
     func drain() {
-        draining = true
-        refusesRequests = true
-        if active.isEmpty { closeWhenDone = true }
+        closing = true
     }
 
     /// Writes what the socket takes now without blocking (send(2) with MSG_DONTWAIT). A failed

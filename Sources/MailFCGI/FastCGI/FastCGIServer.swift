@@ -91,8 +91,7 @@ final class FastCGIServer: Sendable {
         while let job = jobs.pop() {
             let records = FastCGIConnection.records(job.requestID, respond(job.request))
             let wasEmpty = completions.withLock { queue in
-                queue.append(.init(connection: job.connection, requestID: job.requestID,
-                                   keepConnection: job.keepConnection, records: records))
+                queue.append(.init(connection: job.connection, requestID: job.requestID, records: records))
                 return queue.count == 1
             }
             if wasEmpty { wakeEventThread() }  // one wake-up for answers finished together
