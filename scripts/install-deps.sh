@@ -7,6 +7,8 @@ set -euo pipefail
 
 packages=(libcurl4-openssl-dev libssl-dev openssl ca-certificates)
 command -v nginx >/dev/null 2>&1 || packages+=(nginx-light)
+# pip fetches Swagger UI for /docs (scripts/install-swagger-ui.sh).
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 [ "${1:-}" = "--test" ] && packages+=(chromium)
 
 missing=()

@@ -51,5 +51,6 @@ struct MailFCGI: AsyncParsableCommand {
         let signal = await ShutdownSignal.wait()
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         server.stop()
+        logger.info("stopped")
     }
 }

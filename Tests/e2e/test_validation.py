@@ -49,6 +49,16 @@ def test_malformed_json_is_422_json_invalid(stack):
     assert_nothing_written(stack)
 
 
+def test_body_that_is_not_utf8_is_422_json_invalid_in_plain_words(stack):
+    body = b'{"to_email": "a@example.com", "subject": "caf\xe9", "body": "b"}'  # Latin-1 byte
+    response = stack.request("POST", "/email", data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["type"] == "json_invalid" and "UTF-8" in error["msg"]
+    assert "Decoding" not in error["msg"] and "Swift" not in error["msg"]
+    assert_nothing_written(stack)
+
+
 def test_json_that_is_not_an_object_is_422(stack):
     response = stack.request("POST", "/email", json=["a"])
     assert response.status_code == 422

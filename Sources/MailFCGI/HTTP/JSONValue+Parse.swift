@@ -8,6 +8,9 @@ extension JSONValue {
         func invalid(_ reason: String) -> HTTPError {
             HTTPError.validation([FieldError([.key("body")], "JSON decode error: \(reason)", type: "json_invalid")])
         }
+        guard String(validating: bytes, as: UTF8.self) != nil else {
+            throw invalid("the body is not valid UTF-8 (RFC 8259 §8.1)")
+        }
         if let problem = JSONStrictness.problem(bytes) { throw invalid(problem) }
         do {
             return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
@@ -15,7 +18,7 @@ extension JSONValue {
             let underlying = context.underlyingError.map { "\($0)" } ?? ""
             throw invalid(underlying.isEmpty ? context.debugDescription : underlying)
         } catch {
-            throw invalid("\(error)")
+            throw invalid("not a JSON document")  // Swift's own error text means nothing to a client
         }
     }
 }
