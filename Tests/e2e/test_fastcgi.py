@@ -430,3 +430,29 @@ def test_without_keep_conn_a_request_refused_early_still_closes_the_connection(r
     conn.send(head[:-8])
     assert conn.responses(1)[1][0] == 413
     assert conn.closed_by_peer()
+
+
+def test_get_values_asking_the_same_name_thousands_of_times(responder):
+    conn = fcgi.Connection(responder.socket)
+    conn.send(fcgi.record(fcgi.GET_VALUES, 0, fcgi.pairs({"FCGI_MAX_CONNS": ""}) * 4095))
+    rtype, _, content = conn.read_record()
+    assert rtype == fcgi.GET_VALUES_RESULT and list(fcgi.parse_pairs(content)) == ["FCGI_MAX_CONNS"]
+    conn.send(fcgi.request_records(1))
+    assert conn.responses(1)[1][0] == 200
+
+
+def test_requests_refused_while_arriving_hold_no_memory(responder):
+    """Each id sends 128 KiB of parameters (431) and never ends its streams."""
+    pid = responder.procs["mailfcgi"].pid
+    before = rss_mib(pid)
+    conn = fcgi.Connection(responder.socket)
+    filler = b"\0" * 65535
+    for start in range(1, 400, 50):
+        batch = b"".join(fcgi.record(fcgi.BEGIN_REQUEST, i, struct.pack(">HB5x", 1, 1))
+                         + fcgi.record(fcgi.PARAMS, i, filler) + fcgi.record(fcgi.PARAMS, i, filler)
+                         for i in range(start, start + 50))
+        conn.send(batch)
+        assert {status for status, *_ in conn.responses(50).values()} == {431}
+    assert rss_mib(pid) - before < 30
+    conn.send(fcgi.request_records(1000))
+    assert conn.responses(1)[1000][0] == 200

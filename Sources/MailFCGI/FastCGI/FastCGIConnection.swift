@@ -51,8 +51,6 @@ final class FastCGIConnection: @unchecked Sendable {
         var params: [UInt8] = []
         var environment: [String: String]?
         var body: [UInt8] = []
-        /// Already answered (413, 431, 400): the rest of its records are dropped.
-        var answered = false
         var bytes: Int { params.count + body.count }
     }
 
@@ -172,65 +170,52 @@ final class FastCGIConnection: @unchecked Sendable {
             }
         case .abortRequest:
             // Not yet with a worker: ended here (§5.4). One with a worker finishes normally.
-            guard let request = pending.removeValue(forKey: id) else { return }
+            guard pending.removeValue(forKey: id) != nil else { return }
             active.remove(id)
-            if !request.answered { FastCGI.appendEndRequest(id, .requestComplete, to: &output) }
+            FastCGI.appendEndRequest(id, .requestComplete, to: &output)
         case .params:
-            guard var request = pending[id], !request.answered, request.environment == nil else { return }
-            defer { pending[id] = request }
+            guard pending[id]?.environment == nil, pending[id] != nil else { return }
             if !content.isEmpty {
-                request.params += content
-                if request.params.count > limits.params {
-                    answer(&request, id, HTTPError(431, "Request headers are larger than \(limits.params) bytes"))
+                pending[id]!.params += content
+                if pending[id]!.params.count > limits.params {
+                    refuse(id, HTTPError(431, "Request headers are larger than \(limits.params) bytes"))
                 }
                 return
             }
-            guard let pairs = FastCGI.nameValuePairs(request.params) else {
-                answer(&request, id, HTTPError(400, "Malformed FastCGI parameters"))
-                return
+            guard let pairs = FastCGI.nameValuePairs(pending[id]!.params) else {
+                return refuse(id, HTTPError(400, "Malformed FastCGI parameters"))
             }
-            request.params = []
             let environment = Dictionary(pairs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
-            request.environment = environment
             switch Self.declaredLength(environment["CONTENT_LENGTH"]) {
             case .some(.some(let length)) where length > limits.body:
                 // Refused before the body arrives: a client cannot make us buffer more than the limit.
-                answer(&request, id, HTTPError(413, "Request body is larger than \(limits.body) bytes"))
+                return refuse(id, HTTPError(413, "Request body is larger than \(limits.body) bytes"))
             case .none:
-                answer(&request, id, HTTPError(400, "CONTENT_LENGTH is not a number of bytes"))
+                return refuse(id, HTTPError(400, "CONTENT_LENGTH is not a number of bytes"))
             default:
-                break
+                pending[id]!.params = []
+                pending[id]!.environment = environment
             }
         case .stdin:
-            guard var request = pending[id] else { return }
+            guard pending[id] != nil else { return }
+            guard let environment = pending[id]!.environment else {
+                return refuse(id, HTTPError(400, "FCGI_STDIN arrived before the end of FCGI_PARAMS"))
+            }
             if !content.isEmpty {
-                defer { pending[id] = request }
-                guard !request.answered else { return }
-                guard request.environment != nil else {
-                    answer(&request, id, HTTPError(400, "FCGI_STDIN arrived before the end of FCGI_PARAMS"))
-                    return
-                }
-                request.body += content
-                let buffered = pending.values.reduce(0) { $0 + $1.bytes } - pending[id]!.bytes + request.bytes
-                if request.body.count > limits.body || buffered > limits.buffered {
-                    request.body = []
-                    answer(&request, id, HTTPError(413, "Request body is larger than \(limits.body) bytes"))
+                pending[id]!.body += content
+                let buffered = pending.values.reduce(0) { $0 + $1.bytes }
+                if pending[id]!.body.count > limits.body || buffered > limits.buffered {
+                    refuse(id, HTTPError(413, "Request body is larger than \(limits.body) bytes"))
                 }
                 return
             }
-            pending[id] = nil  // the empty record ends the stream: the request is complete
-            guard !request.answered else { return }
-            guard let environment = request.environment else {
-                answer(&request, id, HTTPError(400, "FCGI_STDIN ended before FCGI_PARAMS"))
-                return
-            }
-            if case .some(.some(let length)) = Self.declaredLength(environment["CONTENT_LENGTH"]),
-               length != request.body.count {
+            // The empty record ends the stream: the request is complete.
+            let body = pending.removeValue(forKey: id)!.body
+            if case .some(.some(let length)) = Self.declaredLength(environment["CONTENT_LENGTH"]), length != body.count {
                 // §6.2: a body shorter or longer than CONTENT_LENGTH is not the request sent.
-                answer(&request, id, HTTPError(400, "Request body has \(request.body.count) bytes, CONTENT_LENGTH says \(length)"))
-                return
+                return refuse(id, HTTPError(400, "Request body has \(body.count) bytes, CONTENT_LENGTH says \(length)"))
             }
-            jobs.append(Job(connection: self, requestID: id, request: Self.request(environment, body: request.body)))
+            jobs.append(Job(connection: self, requestID: id, request: Self.request(environment, body: body)))
         case .data, .endRequest, .stdout, .stderr, .getValuesResult, .unknownType:
             return  // not sent to a Responder (§6.2); ignored
         }
@@ -244,11 +229,12 @@ final class FastCGIConnection: @unchecked Sendable {
         return .some(length)
     }
 
-    /// Answers a request while it is still arriving; the rest of its records are dropped.
-    private func answer(_ request: inout PendingRequest, _ id: UInt16, _ error: HTTPError) {
-        request.answered = true
-        output += FastCGIConnection.records(id, error.response)
+    /// Answers a request while it is still arriving and forgets it: the rest of its records
+    /// find no request and are dropped, and it holds no memory.
+    private func refuse(_ id: UInt16, _ error: HTTPError) {
+        pending[id] = nil
         active.remove(id)
+        output += FastCGIConnection.records(id, error.response)
     }
 
     /// FCGI_GET_VALUES_RESULT (§4.1) for the variables we know, in the order asked.
@@ -256,8 +242,10 @@ final class FastCGIConnection: @unchecked Sendable {
         let known = ["FCGI_MAX_CONNS": "\(limits.connections)",
                      "FCGI_MAX_REQS": "\(limits.connections * limits.requests)",
                      "FCGI_MPXS_CONNS": "1"]
-        let asked = FastCGI.nameValuePairs(content) ?? []
-        let pairs = asked.compactMap { pair in known[pair.name].map { (pair.name, $0) } }
+        var pairs: [(String, String)] = []
+        for (name, _) in FastCGI.nameValuePairs(content) ?? [] where !pairs.contains(where: { $0.0 == name }) {
+            if let value = known[name] { pairs.append((name, value)) }  // each once: the reply fits a record
+        }
         var out: [UInt8] = []
         FastCGI.appendRecord(.getValuesResult, 0, FastCGI.encodePairs(pairs), to: &out)
         return out
