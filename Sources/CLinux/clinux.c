@@ -9,8 +9,8 @@ int clinux_rename_noreplace(const char *from, const char *to) {
     return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
 }
 
-int clinux_accept_cloexec(int listener) {
-    return accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+int clinux_accept_nonblocking(int listener) {
+    return accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 }
 
 __attribute__((constructor)) static void clinux_limit_malloc_arenas(void) {

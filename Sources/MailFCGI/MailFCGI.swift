@@ -43,7 +43,7 @@ struct MailFCGI: AsyncParsableCommand {
         let server = FastCGIServer(
             socketPath: settings.fcgiSocket, threads: settings.fcgiThreads,
             maxBodyBytes: settings.maxBodyBytes,
-            drainTimeout: settings.shutdownTimeout, logger: logger
+            drainTimeout: settings.shutdownTimeout, idleTimeout: settings.fcgiIdleTimeout, logger: logger
         ) { request in
             routes.respond(to: request, logger: logger)
         }

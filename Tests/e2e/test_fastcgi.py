@@ -456,3 +456,26 @@ def test_requests_refused_while_arriving_hold_no_memory(responder):
     assert rss_mib(pid) - before < 30
     conn.send(fcgi.request_records(1000))
     assert conn.responses(1)[1000][0] == 200
+
+
+def test_silent_connections_are_closed_after_the_idle_timeout(tmp_path):
+    s = Stack(tmp_path, {"FCGI_THREADS": "2", "FCGI_IDLE_TIMEOUT": "1"})
+    (tmp_path / ".env").write_text("")
+    s.start_daemon("mailfcgi")
+    try:
+        wait_until(s.socket.exists, what="the FastCGI socket")
+        silent = fcgi.Connection(s.socket, timeout=5)
+        kept = fcgi.Connection(s.socket, timeout=5)
+        kept.send(fcgi.request_records(1))
+        assert kept.responses(1)[1][0] == 200
+        partial = fcgi.Connection(s.socket, timeout=5)
+        partial.send(fcgi.request_records(1, "POST", "/email", email_body())[:-8])  # never finished
+        started = time.monotonic()
+        assert silent.closed_by_peer() and kept.closed_by_peer() and partial.closed_by_peer()
+        assert time.monotonic() - started < 4
+        fresh = fcgi.Connection(s.socket)
+        fresh.send(fcgi.request_records(1))
+        assert fresh.responses(1)[1][0] == 200
+        assert s.files("queue") == []
+    finally:
+        assert s.stop_daemon("mailfcgi") == 0

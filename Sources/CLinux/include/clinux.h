@@ -8,9 +8,10 @@
 /// (fails with EEXIST otherwise). Returns 0, or -1 with errno set.
 int clinux_rename_noreplace(const char *from, const char *to);
 
-/// accept4(2) with SOCK_CLOEXEC: the accepted descriptor is not inherited by children.
+/// accept4(2) with SOCK_CLOEXEC | SOCK_NONBLOCK: the accepted descriptor is not inherited by
+/// children, and a read finding nothing fails with EAGAIN instead of waiting.
 /// Returns the descriptor, or -1 with errno set.
-int clinux_accept_cloexec(int listener);
+int clinux_accept_nonblocking(int listener);
 
 // Every program linking this library starts with glibc's malloc arenas capped at 2
 // (mallopt(3) M_ARENA_MAX, set by a constructor in clinux.c before any thread exists). By

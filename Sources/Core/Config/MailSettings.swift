@@ -43,6 +43,10 @@ public struct MailSettings: Sendable {
     public var fcgiThreads: Int
     /// `MAX_BODY_BYTES` (default 1 MiB): larger request bodies get 413.
     public var maxBodyBytes: Int
+    /// `FCGI_IDLE_TIMEOUT` seconds (default 300): a connection from the web server that sends
+    /// nothing for this long, with nothing in flight, is closed. Longer than nginx's upstream
+    /// `keepalive_timeout` (60 s), so that nginx normally closes its idle connections first.
+    public var fcgiIdleTimeout: Double
 
     /// `LOG_LEVEL` (default info): trace, debug, info, notice, warning, error, critical.
     public var logLevel: Logger.Level
@@ -99,6 +103,7 @@ public struct MailSettings: Sendable {
             "FCGI_THREADS", default: 2 * ProcessInfo.processInfo.activeProcessorCount, range: 1...1024)
         logLevel = try env.choice("LOG_LEVEL", default: .info)
         maxBodyBytes = try env.int("MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20))
+        fcgiIdleTimeout = try env.seconds("FCGI_IDLE_TIMEOUT", default: 300, range: 1...86_400)
     }
 
     /// The queue folders under `dataDirectory`.

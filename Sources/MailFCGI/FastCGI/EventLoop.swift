@@ -75,10 +75,12 @@ final class EventLoop {
         Glibc.close(fd)
     }
 
-    /// Accepts one connection (not yet watched). Returns nil when none was waiting; `errno`
+    /// Accepts one connection, non-blocking and not yet watched. Non-blocking matters: a
+    /// descriptor number closed and reused within one batch of events must never make the
+    /// loop wait in read(2) on a silent client. Returns nil when none was waiting; `errno`
     /// then tells why (EMFILE, ENFILE: out of descriptors).
     func accept() -> Int32? {
-        let fd = clinux_accept_cloexec(listener)
+        let fd = clinux_accept_nonblocking(listener)
         return fd >= 0 ? fd : nil
     }
 

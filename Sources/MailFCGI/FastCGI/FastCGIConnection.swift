@@ -20,6 +20,8 @@ final class FastCGIConnection: @unchecked Sendable {
     private var inFlight = 0
     private var output: [UInt8] = []
     private var outputStart = 0
+    /// When the peer last sent bytes or took an answer (seconds since 1970): for the idle timeout.
+    private(set) var lastActivity: Double
 
     /// The peer closed its side, or sent a record that is not FastCGI: nothing more is read.
     private(set) var inputEnded = false
@@ -73,9 +75,16 @@ final class FastCGIConnection: @unchecked Sendable {
         let description: String
     }
 
-    init(fd: Int32, limits: Limits) {
+    init(fd: Int32, limits: Limits, now: Double) {
         self.fd = fd
         self.limits = limits
+        self.lastActivity = now
+    }
+
+    /// Whether nothing is in flight or waiting to be written, and the peer has sent nothing
+    /// since `deadline`: it may be closed (a slow or silent peer holds a connection slot).
+    func isIdle(since deadline: Double) -> Bool {
+        inFlight == 0 && outputStart == output.count && lastActivity < deadline
     }
 
     // MARK: State the event loop acts on
@@ -106,7 +115,8 @@ final class FastCGIConnection: @unchecked Sendable {
     /// (management replies, 4xx for requests refused while reading) go to the output.
     /// A record that is not FastCGI 1.0 ends the reading: the requests before it are still
     /// returned, then the connection closes once they are answered.
-    func receive(_ bytes: UnsafeRawBufferPointer) -> (jobs: [Job], error: ProtocolError?) {
+    func receive(_ bytes: UnsafeRawBufferPointer, now: Double) -> (jobs: [Job], error: ProtocolError?) {
+        lastActivity = now
         buffer.append(contentsOf: bytes)
         var jobs: [Job] = []
         var offset = 0
@@ -278,7 +288,8 @@ final class FastCGIConnection: @unchecked Sendable {
     }
 
     /// Takes a worker's answer for writing.
-    func complete(_ completion: Completion) {
+    func complete(_ completion: Completion, now: Double) {
+        lastActivity = now
         inFlight -= 1
         active.remove(completion.requestID)
         output += completion.records

@@ -11,6 +11,9 @@ import Synchronization
 /// So a connection kept open by the web server (FCGI_KEEP_CONN, nginx's `fastcgi_keep_conn
 /// on`) holds no thread while idle, and a client that stops reading holds none either.
 ///
+/// A connection silent for `idleTimeout` seconds with nothing in flight is closed, so that
+/// silent peers cannot hold every connection slot.
+///
 /// `stop()` closes the listening socket, refuses new requests (FCGI_OVERLOADED), lets those
 /// already begun finish and be written, closing each connection after its last answer, and
 /// returns when all are done or after `drainTimeout` seconds.
@@ -19,6 +22,7 @@ final class FastCGIServer: Sendable {
     private let threadCount: Int
     private let limits: FastCGIConnection.Limits
     private let drainTimeout: Double
+    private let idleTimeout: Double
     private let respond: @Sendable (Request) -> Response
     private let logger: Logger
     private let jobs = JobQueue()
@@ -28,7 +32,8 @@ final class FastCGIServer: Sendable {
     private let wake = Mutex<(read: Int32, write: Int32)>((-1, -1))
     private let threads = Mutex<(events: pthread_t?, workers: [pthread_t])>((nil, []))
 
-    init(socketPath: String, threads: Int, maxBodyBytes: Int, drainTimeout: Double = 30, logger: Logger,
+    init(socketPath: String, threads: Int, maxBodyBytes: Int, drainTimeout: Double = 30, idleTimeout: Double = 300,
+         logger: Logger,
          respond: @escaping @Sendable (Request) -> Response) {
         self.socketPath = socketPath
         self.threadCount = threads
@@ -36,6 +41,7 @@ final class FastCGIServer: Sendable {
         limits.connections = Self.connectionLimit(reserving: threads + 64)
         self.limits = limits
         self.drainTimeout = drainTimeout
+        self.idleTimeout = idleTimeout
         self.logger = logger
         self.respond = respond
     }
@@ -104,6 +110,8 @@ final class FastCGIServer: Sendable {
         var connections: [Int32: FastCGIConnection] = [:]
         var deadline: Double?
         var acceptPausedUntil: Double?
+        var lastDescriptorWarning = -Double.infinity
+        var nextIdleSweep = Date().timeIntervalSince1970 + idleTimeout / 4
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
         defer { chunk.deallocate() }
         let drainPipe = [UInt8](repeating: 0, count: 256)
@@ -141,11 +149,22 @@ final class FastCGIServer: Sendable {
                     break
                 }
             }
+            if now() >= nextIdleSweep {
+                // A peer silent this long with nothing in flight holds a slot for nothing.
+                let silentSince = now() - idleTimeout
+                for connection in connections.values where connection.isIdle(since: silentSince) {
+                    loop.close(connection.fd)
+                    connections[connection.fd] = nil
+                }
+                if deadline == nil, acceptPausedUntil == nil { loop.setListening(connections.count < limits.connections) }
+                nextIdleSweep = now() + idleTimeout / 4
+            }
             if let until = acceptPausedUntil, now() >= until, deadline == nil {
                 acceptPausedUntil = nil
                 loop.setListening(connections.count < limits.connections)
             }
-            let timeout: Int32 = deadline != nil || acceptPausedUntil != nil ? 100 : -1
+            let timeout: Int32 = deadline != nil || acceptPausedUntil != nil
+                ? 100 : Int32(clamping: Int(max(0, nextIdleSweep - now()) * 1000) + 1)
             for event in loop.wait(timeoutMilliseconds: timeout) {
                 switch event {
                 case .wake:
@@ -154,7 +173,7 @@ final class FastCGIServer: Sendable {
                     for completion in completions.withLock({ queue in defer { queue = [] }; return queue }) {
                         // A connection closed meanwhile (its peer gone) is no longer in the table.
                         guard connections[completion.connection.fd] === completion.connection else { continue }
-                        completion.connection.complete(completion)
+                        completion.connection.complete(completion, now: now())
                         settle(completion.connection)
                     }
                 case .accept:
@@ -162,13 +181,16 @@ final class FastCGIServer: Sendable {
                         if errno == EMFILE || errno == ENFILE {
                             // Out of descriptors: the backlog waits a moment instead of the
                             // loop spinning on a listener that stays readable.
-                            logger.warning("out of file descriptors; accepting paused", metadata: ["connections": "\(connections.count)"])
+                            if now() - lastDescriptorWarning > 60 {
+                                lastDescriptorWarning = now()
+                                logger.warning("out of file descriptors; accepting paused", metadata: ["connections": "\(connections.count)"])
+                            }
                             loop.setListening(false)
                             acceptPausedUntil = now() + 0.1
                         }
                         continue
                     }
-                    let connection = FastCGIConnection(fd: fd, limits: limits)
+                    let connection = FastCGIConnection(fd: fd, limits: limits, now: now())
                     connections[fd] = connection
                     settle(connection)
                     if connections.count >= limits.connections { loop.setListening(false) }
@@ -177,7 +199,7 @@ final class FastCGIServer: Sendable {
                     if readable, connection.wantsInput {
                         let n = read(fd, chunk.baseAddress, chunk.count)
                         if n > 0 {
-                            let (ready, error) = connection.receive(UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
+                            let (ready, error) = connection.receive(UnsafeRawBufferPointer(rebasing: chunk[0..<n]), now: now())
                             if let error {
                                 logger.warning("FastCGI protocol error; closing the connection", metadata: ["reason": "\(error)"])
                             }
