@@ -117,6 +117,21 @@ final class FastCGIServer: Sendable {
         let drainPipe = [UInt8](repeating: 0, count: 256)
         let now = { Date().timeIntervalSince1970 }
 
+        /// Reads what the peer sent (one read; level-triggered epoll reports the rest again)
+        /// and hands the requests it completes to the workers.
+        func readFrom(_ connection: FastCGIConnection) {
+            let n = read(connection.fd, chunk.baseAddress, chunk.count)
+            if n > 0 {
+                let (ready, error) = connection.receive(UnsafeRawBufferPointer(rebasing: chunk[0..<n]), now: now())
+                if let error {
+                    logger.warning("FastCGI protocol error; closing the connection", metadata: ["reason": "\(error)"])
+                }
+                ready.forEach(jobs.push)
+            } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+                connection.endOfInput()
+            }
+        }
+
         /// Writes what it can, then closes the connection or watches it for what it waits for.
         func settle(_ connection: FastCGIConnection) {
             connection.flush()
@@ -137,6 +152,9 @@ final class FastCGIServer: Sendable {
                 loop.closeListener()
                 unlink(socketPath)
                 for connection in Array(connections.values) {
+                    // What a peer sent before the stop is read first: a request already on
+                    // its way is finished, not cut off.
+                    if connection.wantsInput { readFrom(connection) }
                     connection.drain()
                     settle(connection)
                 }
@@ -196,18 +214,7 @@ final class FastCGIServer: Sendable {
                     if connections.count >= limits.connections { loop.setListening(false) }
                 case .connection(let fd, let readable):
                     guard let connection = connections[fd] else { continue }
-                    if readable, connection.wantsInput {
-                        let n = read(fd, chunk.baseAddress, chunk.count)
-                        if n > 0 {
-                            let (ready, error) = connection.receive(UnsafeRawBufferPointer(rebasing: chunk[0..<n]), now: now())
-                            if let error {
-                                logger.warning("FastCGI protocol error; closing the connection", metadata: ["reason": "\(error)"])
-                            }
-                            ready.forEach(jobs.push)
-                        } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
-                            connection.endOfInput()
-                        }
-                    }
+                    if readable, connection.wantsInput { readFrom(connection) }
                     settle(connection)  // writes what waits, if the event was room to write
                 }
             }
