@@ -38,7 +38,8 @@ final class FastCGIConnection: @unchecked Sendable {
         var body: Int
         /// All FCGI_PARAMS of one request; nginx sends a few hundred bytes.
         var params = 64 * 1024
-        /// Requests begun and not yet answered on one connection (nginx sends one at a time).
+        /// Requests begun and not yet answered on one connection; more get FCGI_OVERLOADED
+        /// (nginx sends one at a time).
         var requests = 8
         /// Bytes of parameters and bodies of requests still arriving, all together.
         var buffered: Int { 2 * body + 2 * params }
@@ -83,7 +84,7 @@ final class FastCGIConnection: @unchecked Sendable {
 
     /// Whether nothing is in flight or waiting to be written, and the peer has sent nothing
     /// since `deadline`: it may be closed (a slow or silent peer holds a connection slot).
-    func isIdle(since deadline: Double) -> Bool {
+    func isSilent(since deadline: Double) -> Bool {
         inFlight == 0 && outputStart == output.count && lastActivity < deadline
     }
 
@@ -105,9 +106,6 @@ final class FastCGIConnection: @unchecked Sendable {
         inFlight == 0 && (broken || outputStart == output.count)
             && (broken || inputEnded || (closing && active.isEmpty))
     }
-
-    /// Whether nothing is received, answered or written at the moment.
-    var isIdle: Bool { active.isEmpty && buffer.isEmpty && outputStart == output.count }
 
     // MARK: Reading
 

@@ -170,7 +170,7 @@ final class FastCGIServer: Sendable {
             if now() >= nextIdleSweep {
                 // A peer silent this long with nothing in flight holds a slot for nothing.
                 let silentSince = now() - idleTimeout
-                for connection in connections.values where connection.isIdle(since: silentSince) {
+                for connection in connections.values where connection.isSilent(since: silentSince) {
                     loop.close(connection.fd)
                     connections[connection.fd] = nil
                 }
