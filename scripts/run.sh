@@ -27,6 +27,11 @@ export FCGI_SOCKET=$(setting FCGI_SOCKET "$run_dir/mailfcgi.sock")
 # Settings are checked before anything starts: a bad value stops here, naming it.
 "$bin_dir/mailfcgi" --check-config
 "$bin_dir/mailworkerd" --check-config
+# A port another program answers on would only show as nginx failing to bind, after a retry.
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "Error: port $port is in use; set MAIL_HTTPS_PORT in .env to another port." >&2
+    exit 1
+fi
 scripts/prepare-run-dir.sh "$run_dir" "$port" "$FCGI_SOCKET" "$max_body"
 
 pids=()

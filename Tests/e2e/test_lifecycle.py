@@ -1,6 +1,7 @@
 """Starting and stopping: clean exits, nothing left claimed, `make run`'s script end to end."""
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -147,3 +148,17 @@ def test_sigterm_lets_the_responder_finish_requests_in_flight(stack, smtp):
     ids = {r.json()["request_id"] for r in accepted}
     wait_until(lambda: set(smtp.message_ids()) >= {f"<{i}@example.org>" for i in ids}, timeout=60,
                what="every accepted email")
+
+
+def test_make_run_on_a_busy_port_says_which_setting_to_change(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "BIN_DIR": str(BIN_DIR), "RUN_DIR": str(tmp_path / "run"),
+               "DATA_DIR": str(tmp_path / "data"), "LOG_DIR": str(tmp_path / "logs"), "MAIL_HTTPS_PORT": str(port)}
+        result = subprocess.run([ROOT / "scripts" / "run.sh"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"port {port} is in use" in result.stderr and "MAIL_HTTPS_PORT" in result.stderr
+    assert not (tmp_path / "run" / "nginx.pid").exists()
