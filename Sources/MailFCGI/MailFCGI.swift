@@ -19,12 +19,16 @@ struct MailFCGI: AsyncParsableCommand {
         try LogSetup.bootstrap(settings, fileName: "mailfcgi.log")
         let logger = Logger(label: "mailfcgi")
 
-        let queue = try FileQueue(layout: settings.layout, retry: settings.retry, logger: logger)
+        let queue = try FileQueue(
+            layout: settings.layout, retry: settings.retry,
+            minimumFree: (settings.minFreeBytes, settings.minFreeInodes), logger: logger)
         let composer = MessageComposer(sender: settings.sender)
         var router = Router()
         let templates = try TemplateStore(directory: settings.templatesDirectory, logger: logger)
         let email = EmailRoute(queue: queue, composer: composer, templates: templates)
-        let health = HealthRoute(layout: settings.layout, templates: templates)
+        let health = HealthRoute(
+            layout: settings.layout, templates: templates,
+            minimumFree: (settings.minFreeBytes, settings.minFreeInodes))
         let status = StatusRoute(census: QueueCensus(layout: settings.layout))
         router.add("POST", "/email", email.handle)
         router.add("GET", "/health", health.handle)

@@ -18,6 +18,8 @@ struct MailWorkerd: AsyncParsableCommand {
     func run() async throws {
         guard let settings = try await options.settings() else { return }
         try settings.layout.create()
+        // Refuses a data directory whose folders are on different filesystems (EXDEV).
+        try settings.layout.checkSingleFilesystem()
         let instance: InstanceLock
         do {
             instance = try InstanceLock(layout: settings.layout, shared: settings.workerdShared)
@@ -48,9 +50,11 @@ struct MailWorkerd: AsyncParsableCommand {
         let pool = WorkerPool(
             queue: queue, count: settings.workers, pollingInterval: settings.pollingInterval,
             logger: logger
-        ) {
+        ) { metrics in
             let transport: any Transport = try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
-            return DeliveryAgent(queue: queue, composer: composer, transport: transport, logger: logger)
+            return DeliveryAgent(queue: queue, composer: composer, transport: transport, logger: logger) {
+                metrics.setRecordingTrouble($0)
+            }
         }
         let watcher = try QueueWatcher(directory: settings.layout.queue) { names, overflowed in
             if overflowed { queue.invalidate() } else { queue.noteArrivals(names) }

@@ -9,6 +9,7 @@ final class PoolMetrics: Sendable {
         var workers: [WorkerMetrics]
         var totalSeconds: [Double]
         var sender = SenderHealth()
+        var recordingTrouble: String?
     }
 
     private let state: Mutex<State>
@@ -53,7 +54,16 @@ final class PoolMetrics: Sendable {
         }
     }
 
+    /// Why a worker cannot record an outcome right now, or nil (see `DeliveryAgent`).
+    func setRecordingTrouble(_ trouble: String?) {
+        state.withLock { $0.recordingTrouble = trouble }
+    }
+
     var snapshot: (workers: [WorkerMetrics], sender: SenderHealth) {
         state.withLock { ($0.workers, $0.sender) }
+    }
+
+    var recordingTrouble: String? {
+        state.withLock { $0.recordingTrouble }
     }
 }

@@ -15,7 +15,7 @@ final class StatusPublisher: Sendable {
     private let logger: Logger
     /// The pool state, held while writing so that the periodic and the immediate writes,
     /// which share one temp file name, never overlap.
-    private let poolState: Mutex<String>
+    private let poolState: Mutex<PoolState>
     private let wakeup = Wakeup()
     private let stopping = Atomic<Bool>(false)
     private let thread = Mutex<pthread_t?>(nil)
@@ -27,13 +27,13 @@ final class StatusPublisher: Sendable {
         self.metrics = metrics
         self.autoProcessing = autoProcessing
         self.logger = logger
-        poolState = Mutex(autoProcessing ? "starting" : "disabled")
+        poolState = Mutex(PoolState(name: autoProcessing ? "starting" : "disabled"))
     }
 
     func start() {
         let started = Thread.spawn { [self] in
             while !stopping.load(ordering: .relaxed) {
-                poolState.withLock { write(state: $0) }
+                poolState.withLock { write(&$0) }
                 wakeup.wait(after: wakeup.generation, timeout: WorkerStatus.interval)
             }
         }
@@ -43,8 +43,8 @@ final class StatusPublisher: Sendable {
     /// Records a new pool state and writes the file now.
     func publish(state: String) {
         poolState.withLock {
-            $0 = state
-            write(state: state)
+            $0.name = state
+            write(&$0)
         }
     }
 
@@ -55,17 +55,32 @@ final class StatusPublisher: Sendable {
         if let running = thread.withLock({ $0 }) { pthread_join(running, nil) }
     }
 
-    private func write(state: String) {
+    private struct PoolState {
+        var name: String
+        /// Consecutive failed writes, to log once a minute.
+        var failedWrites = 0
+    }
+
+    private func write(_ pool: inout PoolState) {
+        let state = pool.name
         let (workers, sender) = metrics.snapshot
         let counts = queue.indexCounts
         let status = WorkerStatus(
             heartbeat: Date(), pid: getpid(), startedAt: startedAt, autoProcessingEnabled: autoProcessing,
             poolState: state, workers: workers, sender: sender,
-            queuePending: counts.pending, queueDeferred: counts.deferred)
+            queuePending: counts.pending, queueDeferred: counts.deferred,
+            queueProblems: queue.problems, storageError: metrics.recordingTrouble)
         do {
             try status.write(to: layout, fileName: fileName)
+            pool.failedWrites = 0
         } catch {
-            logger.error("cannot write the status file", metadata: ["error": "\(error)"])
+            // With the disk full no new file can be written, but the old one's time can be
+            // set: mailfcgi then sees that this process is alive and blames the storage.
+            try? Syscall.touch(path: layout.status + "/" + fileName)
+            if pool.failedWrites % 60 == 0 {
+                logger.error("cannot write the status file", metadata: ["error": "\(error)"])
+            }
+            pool.failedWrites += 1
         }
     }
 }

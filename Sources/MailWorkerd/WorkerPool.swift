@@ -8,7 +8,7 @@ import Synchronization
 /// reports a new file, or at most `WORKER_POLLING_INTERVAL` seconds.
 final class WorkerPool: Sendable {
     private let queue: FileQueue
-    private let makeAgent: @Sendable () throws -> DeliveryAgent
+    private let makeAgent: @Sendable (PoolMetrics) throws -> DeliveryAgent
     private let count: Int
     private let pollingInterval: Double
     private let logger: Logger
@@ -18,7 +18,7 @@ final class WorkerPool: Sendable {
     let metrics: PoolMetrics
 
     init(queue: FileQueue, count: Int, pollingInterval: Double, logger: Logger,
-         makeAgent: @escaping @Sendable () throws -> DeliveryAgent) {
+         makeAgent: @escaping @Sendable (PoolMetrics) throws -> DeliveryAgent) {
         self.queue = queue
         self.count = count
         self.pollingInterval = pollingInterval
@@ -33,7 +33,7 @@ final class WorkerPool: Sendable {
     }
 
     func start() throws {
-        let agents = try (0..<count).map { _ in try makeAgent() }
+        let agents = try (0..<count).map { _ in try makeAgent(metrics) }
         let started = agents.enumerated().map { index, agent in
             Thread.spawn { [self] in run(worker: index + 1, agent: agent) }
         }

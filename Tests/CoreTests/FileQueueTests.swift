@@ -164,9 +164,10 @@ import Testing
         try queue.enqueue(email())
         let claim = try #require(try queue.claim(now: Date()))
         #expect(claim.email.toEmail == "u0@example.com")
-        let trash = dir.names("trash")
-        #expect(trash.count == 1)
-        #expect(trash[0].hasPrefix("batch_1000000000000_deadbeef.\(status)."))
+        #expect(dir.names("trash") == [])
+        let corrupt = dir.names("corrupt")
+        #expect(corrupt.count == 1)
+        #expect(corrupt.first?.hasPrefix("batch_1000000000000_deadbeef.processing.json.\(status).") == true)
     }
 
     @Test func recoveryPutsBackOnlyClaimsWhoseOwnerIsGone() throws {
@@ -200,9 +201,13 @@ import Testing
         try queue.enqueue(email(0))
         try queue.enqueue(email(1, at: Date().addingTimeInterval(0.002)))
         let old = try #require(try queue.claim(now: Date()))
+        usleep(300_000)
         let fresh = try #require(try queue.claim(now: Date()))
-        try setModificationTime("active/" + old.name + ".processing.json", secondsAgo: 4000)
-        #expect(try queue.recoverClaims(lockedOlderThan: 3600) == 1)
+        // A claim's age is its inode change time, which the claiming rename set.
+        let oldClaimed = try #require(Syscall.changeTime(dir.path + "/queue/active/" + old.name + ".processing.json"))
+        let freshClaimed = try #require(Syscall.changeTime(dir.path + "/queue/active/" + fresh.name + ".processing.json"))
+        let timeout = freshClaimed.timeIntervalSince(oldClaimed) / 2
+        #expect(try queue.recoverClaims(lockedOlderThan: timeout, now: freshClaimed) == 1)
         #expect(dir.names("queue").contains(old.name + ".json"))
         #expect(dir.names("queue/active") == [fresh.name + ".processing.json"])
     }

@@ -48,6 +48,12 @@ public struct MailSettings: Sendable {
     /// `keepalive_timeout` (60 s), so that nginx normally closes its idle connections first.
     public var fcgiIdleTimeout: Double
 
+    /// `MIN_FREE_BYTES` (default 64 MiB) and `MIN_FREE_INODES` (default 1024): below
+    /// either on the data directory's filesystem, `POST /email` answers 507 and `/health`
+    /// reports storage, leaving the rest for mailworkerd's bookkeeping.
+    public var minFreeBytes: UInt64
+    public var minFreeInodes: UInt64
+
     /// `LOG_LEVEL` (default info): trace, debug, info, notice, warning, error, critical.
     public var logLevel: Logger.Level
 
@@ -103,6 +109,8 @@ public struct MailSettings: Sendable {
             "FCGI_THREADS", default: 2 * ProcessInfo.processInfo.activeProcessorCount, range: 1...1024)
         logLevel = try env.choice("LOG_LEVEL", default: .info)
         maxBodyBytes = try env.int("MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20))
+        minFreeBytes = UInt64(try env.int("MIN_FREE_BYTES", default: 64 << 20, range: 0...(1 << 50)))
+        minFreeInodes = UInt64(try env.int("MIN_FREE_INODES", default: 1024, range: 0...(1 << 40)))
         fcgiIdleTimeout = try env.seconds("FCGI_IDLE_TIMEOUT", default: 300, range: 1...86_400)
     }
 

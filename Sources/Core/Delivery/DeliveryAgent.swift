@@ -1,5 +1,8 @@
 import Foundation
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Delivers one queued email at a time: claim, compose, send, record the outcome.
 /// Used by each mailworkerd worker thread and by `POST /process-batch`.
@@ -28,11 +31,26 @@ public final class DeliveryAgent {
         public let seconds: TimeInterval
     }
 
-    public init(queue: any QueueStore, composer: MessageComposer, transport: any Transport, logger: Logger) {
+    /// Told why an outcome cannot be recorded (the disk is full, say) while the agent keeps
+    /// retrying, and nil once it could be; for `/health`.
+    private let recordingTrouble: @Sendable (String?) -> Void
+    /// How long the agent keeps retrying to record one outcome before it gives up and
+    /// throws (the claim is then recovered: a sent email may be sent again).
+    private let recordingPatience: TimeInterval
+
+    /// - Parameters:
+    ///   - recordingPatience: seconds to keep retrying an outcome that cannot be recorded
+    ///     (mailworkerd: for ever; a request handler: a few seconds).
+    ///   - recordingTrouble: called with the reason while recording fails, nil when it works again.
+    public init(queue: any QueueStore, composer: MessageComposer, transport: any Transport, logger: Logger,
+                recordingPatience: TimeInterval = .infinity,
+                recordingTrouble: @escaping @Sendable (String?) -> Void = { _ in }) {
         self.queue = queue
         self.composer = composer
         self.transport = transport
         self.logger = logger
+        self.recordingPatience = recordingPatience
+        self.recordingTrouble = recordingTrouble
     }
 
     /// Claims the next due email and attempts it. `onClaim` is told the queue file's name
@@ -56,8 +74,10 @@ public final class DeliveryAgent {
         do {
             try transport.send(message)
         } catch {
-            let disposition = try queue.markFailed(
-                claim, error: error.description, permanent: error.kind == .permanent, at: Date())
+            let failedAt = Date()
+            let disposition = try record("the failed attempt", log) {
+                try queue.markFailed(claim, error: error.description, permanent: error.kind == .permanent, at: failedAt)
+            }
             switch disposition {
             case .deferred(let until):
                 log.warning("delivery deferred", metadata: [
@@ -69,9 +89,40 @@ public final class DeliveryAgent {
                 return (.deadLettered(error: error.description), error)
             }
         }
-        try queue.markSent(claim, at: Date())
+        let sentAt = Date()
+        try record("the delivery", log) { try queue.markSent(claim, at: sentAt) }
         log.info("delivered", metadata: [
             "message_id": "\(message.messageID)", "recipients": "\(message.recipients.count)"])
         return (.sent, nil)
+    }
+
+    /// Runs `body`, which records an outcome in the queue, until it succeeds: the claim stays
+    /// locked meanwhile, so an email the relay accepted is not sent again and a deferral is
+    /// not retried without its count because the disk was full for a while. Waits 0.25 s
+    /// doubling to 5 s between tries, so recording resumes within seconds of space returning.
+    /// - Throws: the last error once `recordingPatience` has passed.
+    private func record<T>(_ what: String, _ log: Logger, _ body: () throws -> T) throws -> T {
+        let started = Date()
+        var delay = 0.25, failures = 0
+        while true {
+            do {
+                let result = try body()
+                if failures > 0 {
+                    recordingTrouble(nil)
+                    log.notice("recorded \(what) after \(failures) failed tries")
+                }
+                return result
+            } catch {
+                failures += 1
+                recordingTrouble("cannot record \(what): \(error)")
+                if failures == 1 || failures % 60 == 0 {
+                    log.error("cannot record \(what); the claim is kept and recording retried",
+                              metadata: ["error": "\(error)", "tries": "\(failures)"])
+                }
+                if Date().timeIntervalSince(started) + delay > recordingPatience { throw error }
+                usleep(UInt32(delay * 1_000_000))
+                delay = min(5, delay * 2)
+            }
+        }
     }
 }

@@ -13,6 +13,23 @@ import Glibc
 /// drops it when the owner exits or is killed, so `recoverClaims` puts back exactly the
 /// claims whose owner is gone, even while other workers and processes are busy.
 ///
+/// **Crash windows.** Every state change below is one rename(2), or one atomic write
+/// followed by one unlink(2). Each gap between two system calls is named in a comment where
+/// it occurs (and, for the e2e suite, by a `CrashPoint`), with what a crash there leaves
+/// and how `recoverClaims` resolves it. The rules recovery applies to a claim whose owner
+/// is gone:
+/// - a dead letter of the same email written since the claim was taken: the email's outcome
+///   was recorded; the claim is an outdated copy and is removed;
+/// - a pending copy written since the claim was taken (a deferral's rewrite): the pending
+///   copy wins and the claim is removed; an older pending copy loses to the claim;
+/// - otherwise the claim goes back to pending, to be attempted again.
+/// "Since" compares inode change times, which rename(2) sets; a tie counts as since.
+///
+/// **Strangers.** Queue files are opened with `O_NOFOLLOW | O_NONBLOCK` and must be
+/// regular files; claiming never changes a file's metadata, so it needs no ownership. An
+/// entry that cannot be handled is renamed into `corrupt/` with the reason in its name
+/// (`CorruptReason`), logged, and never pruned; every other email keeps moving.
+///
 /// **Order.** Which file to try next comes from a `QueueIndex` in memory, so a claim does not
 /// scan the directory. The index is brought up to date from a directory listing (reading only
 /// files it does not know) when stale: at the first claim, after `invalidate()`, and before
@@ -20,7 +37,13 @@ import Glibc
 public final class FileQueue: QueueStore {
     public let layout: QueueLayout
     public let retry: RetryPolicy
+    /// Intake refuses new emails (`QueueError.insufficientStorage`) when the filesystem has
+    /// less than this free (`MIN_FREE_BYTES`, `MIN_FREE_INODES`), so that the worker's own
+    /// bookkeeping (deferrals, dead letters, status) still finds room. Zero turns it off.
+    public let minimumFree: (bytes: UInt64, inodes: UInt64)
     private let logger: Logger
+    /// Entries recovery or a claim could not handle, nor set aside: name to reason.
+    private let unhandled = Mutex<[String: String]>([:])
     private let state = Mutex(State())
     /// Held while the index is re-read from the directory, so that claimants arriving
     /// meanwhile wait for the full index instead of finding it empty and going to sleep.
@@ -35,12 +58,23 @@ public final class FileQueue: QueueStore {
     }
 
     /// - Throws: `SystemError` if the folders cannot be created.
+    /// - Throws: `SystemError` if the folders cannot be created or examined,
+    ///   `QueueLayoutError.crossesFilesystems` if they are not on one filesystem.
     public init(layout: QueueLayout, retry: RetryPolicy = RetryPolicy(),
+                minimumFree: (bytes: UInt64, inodes: UInt64) = (0, 0),
                 logger: Logger = Logger(label: "queue")) throws {
         self.layout = layout
         self.retry = retry
+        self.minimumFree = minimumFree
         self.logger = logger
         try layout.create()
+        try layout.checkSingleFilesystem()
+    }
+
+    /// Entries that could be neither handled nor set aside in `corrupt/` (for example
+    /// because the rename failed), as "name: reason", sorted; empty when all is well.
+    public var problems: [String] {
+        unhandled.withLock { $0.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" } }
     }
 
     /// From now on the index is trusted between re-reads, because a `QueueWatcher` on the
@@ -81,8 +115,18 @@ public final class FileQueue: QueueStore {
         guard let base = RequestID.fileBaseName(for: email.requestID) else {
             throw QueueError.invalidRequestID(email.requestID)
         }
+        if minimumFree.bytes > 0 || minimumFree.inodes > 0 {
+            let free = try Syscall.freeSpace(layout.queue)
+            if free.bytes < minimumFree.bytes || free.inodes < minimumFree.inodes {
+                throw QueueError.insufficientStorage(freeBytes: free.bytes, freeInodes: free.inodes)
+            }
+        }
         let data = try QueueCoding.encoder().encode(email)
-        try AtomicFile.write(data, to: QueueLayout.pendingName(base), in: layout.queue)
+        // Gaps (crash points `enqueue.*`): before the rename a synced temp file is left,
+        // which `recoverClaims` removes after a minute; after it, the email is queued but the
+        // client had no answer (a retry of the request makes a second email); before the
+        // directory sync a power cut can lose the entry, which is why the answer waits for it.
+        try AtomicFile.write(data, to: QueueLayout.pendingName(base), in: layout.queue, crashPoint: "enqueue")
         state.withLock { $0.index.insert(base, priority: email.priority, notBefore: email.nextAttemptAt) }
     }
 
@@ -110,6 +154,11 @@ public final class FileQueue: QueueStore {
     }
 
     public func markSent(_ claim: QueueClaim, at date: Date) throws {
+        // Gap (crash point `sent.before-trash`): the relay has the email, the claim is still
+        // in active/. Recovery puts it back and it is sent again, with the same Message-ID:
+        // the one window in which an email can be sent twice. A failure of the rename itself
+        // is not such a crash: the caller keeps the claim locked and retries this call.
+        CrashPoint.reach("sent.before-trash")
         try moveToTrash(claim.name, status: "sent", at: date)
         claim.lock?.release()
     }
@@ -118,32 +167,46 @@ public final class FileQueue: QueueStore {
         var email = claim.email
         email.attempts.append(DeliveryAttempt(at: date, error: error))
         email.lastError = error
-        let claimed = path(QueueLayout.claimedName(claim.name))
+        // Calling this again after it threw is safe: it starts from the claim's email, so
+        // the attempt is counted once, and both writes below replace what a failed call left.
         if permanent || email.retryCount >= retry.maxRetries {
             let letter = DeadLetter(
                 reason: error, kind: permanent ? "permanent" : "retries_exhausted",
                 failedAt: date, attempts: email.attempts, email: email)
+            // Gaps (crash points `dead-letter.*`): before the rename, the claim alone (a
+            // synced temp file in dead_letter/ is removed by recovery); after it, the dead
+            // letter and the claim: recovery sees a dead letter newer than the claim and
+            // removes the claim. Neither the directory sync nor the unlink needs to survive
+            // a power cut for the same reason.
             try AtomicFile.write(
                 try QueueCoding.encoder().encode(letter),
-                to: QueueLayout.pendingName(claim.name), in: layout.deadLetter)
-            try Syscall.unlink(claimed)
-            claim.lock?.release()
+                to: QueueLayout.pendingName(claim.name), in: layout.deadLetter, crashPoint: "dead-letter")
+            CrashPoint.reach("dead-letter.before-unlink-claim")
+            try unlinkClaim(claim)
             return .deadLettered
         }
         let due = date.addingTimeInterval(retry.delay(beforeRetry: email.retryCount))
         email.retryCount += 1
         email.nextAttemptAt = due
         // The new version appears under the pending name while the locked claim still
-        // exists, so no other claimant can take it until the claim is unlinked.
+        // exists, so no other claimant can take it until the claim is unlinked (its rename
+        // into active/ fails with EEXIST).
+        // Gaps (crash points `defer.*`): before the rename, the claim alone, which recovery
+        // puts back with its old count (one attempt more than planned, never fewer); after
+        // it, the new pending copy and the claim: the pending copy is newer and wins, the
+        // claim is removed. So the unlink needs no directory sync.
         try AtomicFile.write(
-            try QueueCoding.encoder().encode(email), to: QueueLayout.pendingName(claim.name), in: layout.queue)
-        try Syscall.unlink(claimed)
-        claim.lock?.release()
+            try QueueCoding.encoder().encode(email), to: QueueLayout.pendingName(claim.name), in: layout.queue,
+            crashPoint: "defer")
+        CrashPoint.reach("defer.before-unlink-claim")
+        try unlinkClaim(claim)
         state.withLock { $0.index.insert(claim.name, priority: email.priority, notBefore: due) }
         return .deferred(until: due)
     }
 
     public func release(_ claim: QueueClaim) throws {
+        // One rename; a crash before the directory sync leaves the claim, unlocked, which
+        // recovery puts back the same way.
         try putBack(claim.name, lock: claim.lock)
         try Syscall.fsyncDirectory(layout.queue)
         state.withLock {
@@ -160,37 +223,35 @@ public final class FileQueue: QueueStore {
         if try putBackUnlessGone(name) { try Syscall.fsyncDirectory(layout.queue) }
     }
 
-    /// Puts back to pending every claim whose owner is gone (its file is not locked), and,
-    /// when `lockedOlderThan` is given, claims whose living owner has held them longer
-    /// (`CLAIM_TIMEOUT`: a hung owner; delivery may then happen twice, never zero times).
-    /// A claim's age is its file's mtime, which the claimant sets when it claims. Also
-    /// removes temp files abandoned mid-write more than a minute ago.
+    /// Resolves every claim whose owner is gone (its file is not locked), by the rules in
+    /// this type's comment, and, when `lockedOlderThan` is given, claims whose living owner
+    /// has held them longer (`CLAIM_TIMEOUT`: a hung owner; delivery may then happen twice,
+    /// never zero times). A claim's age is its inode change time, set by the rename that
+    /// claimed it. Also removes temp files abandoned mid-write more than a minute ago, and
+    /// sets aside in `corrupt/` what is not a claim.
+    ///
+    /// Never stops at an entry it cannot handle: the entry is logged, kept in `problems`,
+    /// and the others are resolved.
     /// - Returns: how many claims were put back.
-    /// - Throws: `SystemError` when the queue directory cannot be read or renamed in.
+    /// - Throws: `SystemError` only when a folder cannot be listed.
     @discardableResult
     public func recoverClaims(lockedOlderThan timeout: TimeInterval? = nil, now: Date = Date()) throws -> Int {
-        var recovered = 0
-        for name in try Syscall.listDirectory(layout.queue) where AtomicFile.isTemporary(name) {
-            let file = path(name)
-            if let modified = Syscall.modificationTime(file), now.timeIntervalSince(modified) > 60 {
-                _ = Glibc.unlink(file)
+        for folder in [layout.queue, layout.deadLetter] {
+            for name in try Syscall.listDirectory(folder) where AtomicFile.isTemporary(name) {
+                let file = folder + "/" + name
+                if let written = Syscall.modificationTime(file), now.timeIntervalSince(written) > 60 {
+                    _ = try? Syscall.unlink(file)
+                }
             }
         }
+        var recovered = 0
         for name in try Syscall.listDirectory(layout.active) {
-            let file = layout.active + "/" + name
-            guard let base = QueueLayout.claimedBase(name),
-                  let fd = try? Syscall.open(file, O_RDONLY) else { continue }
-            let lock = ClaimLock(fd: fd)
-            defer { lock.release() }
-            if try !Syscall.tryLock(fd, path: file) {
-                guard let timeout, let modified = Syscall.modificationTime(file),
-                      now.timeIntervalSince(modified) >= timeout else { continue }
-                logger.warning("claim held past CLAIM_TIMEOUT; putting it back", metadata: ["file": "\(base)"])
-            }
-            guard Syscall.names(file, file: fd) else { continue }
-            if try putBackUnlessGone(base) {
-                recovered += 1
-                logger.notice("claim put back to pending", metadata: ["file": "\(base)"])
+            do {
+                if try recoverEntry(name, lockedOlderThan: timeout, now: now) { recovered += 1 }
+                forget(name)
+            } catch {
+                remember(name, "\(error)")
+                logger.error("cannot recover a claim; leaving it", metadata: ["file": "\(name)", "error": "\(error)"])
             }
         }
         if recovered > 0 {
@@ -201,53 +262,160 @@ public final class FileQueue: QueueStore {
     }
 
     /// Deletes trash files moved there more than `age` seconds ago (their inode change time,
-    /// which the rename into the trash sets). Returns how many were deleted.
+    /// which the rename into the trash sets). Returns how many were deleted. Removals need
+    /// no directory sync: a file that comes back after a power cut is deleted next time.
     /// - Throws: `SystemError` when the trash cannot be listed.
     @discardableResult
     public func pruneTrash(olderThan age: TimeInterval, now: Date = Date()) throws -> Int {
         var pruned = 0
         for name in try Syscall.listDirectory(layout.trash) {
             let file = layout.trash + "/" + name
-            if let changed = Syscall.changeTime(file), now.timeIntervalSince(changed) > age, Glibc.unlink(file) == 0 {
+            if let changed = Syscall.changeTime(file), now.timeIntervalSince(changed) > age,
+               (try? Syscall.unlink(file)) != nil {
                 pruned += 1
             }
         }
         return pruned
     }
 
+    /// One entry of `queue/active/`; true when it went back to pending.
+    private func recoverEntry(_ name: String, lockedOlderThan timeout: TimeInterval?, now: Date) throws -> Bool {
+        let file = layout.active + "/" + name
+        guard let base = QueueLayout.claimedBase(name) else {
+            try setAside(name, in: layout.active, reason: .strayEntry, detail: "not a claim's name", at: now)
+            return false
+        }
+        let fd: Int32
+        do {
+            fd = try Syscall.openRegular(file, followSymlinks: false)
+        } catch {
+            if error.errno == ENOENT { return false }  // finished or recovered meanwhile
+            try setAside(name, in: layout.active, reason: Self.reason(openFailure: error), detail: "\(error)", at: now)
+            return false
+        }
+        let lock = ClaimLock(fd: fd)
+        defer { lock.release() }
+        guard let claimedAt = Syscall.changeTime(file) else { return false }
+        if try !Syscall.tryLock(fd, path: file) {
+            guard let timeout, now.timeIntervalSince(claimedAt) >= timeout else { return false }
+            logger.warning("claim held past CLAIM_TIMEOUT; putting it back", metadata: ["file": "\(base)"])
+        }
+        guard Syscall.names(file, file: fd) else { return false }
+        // A crash after the outcome was written and before the claim was removed.
+        let letter = layout.deadLetter + "/" + QueueLayout.pendingName(base)
+        if let written = Syscall.changeTime(letter), written >= claimedAt {
+            try Syscall.unlink(file)
+            logger.notice("claim removed: its dead letter was already written", metadata: ["file": "\(base)"])
+            return false
+        }
+        let pending = path(QueueLayout.pendingName(base))
+        if let written = Syscall.changeTime(pending) {
+            if written >= claimedAt {
+                try Syscall.unlink(file)
+                logger.notice("claim removed: its deferral was already written", metadata: ["file": "\(base)"])
+                return false
+            }
+            // The pending copy predates the claim (put there by hand): the claim is newer.
+            try Syscall.rename(file, pending)
+        } else if try !putBackUnlessGone(base) {
+            return false
+        }
+        logger.notice("claim put back to pending", metadata: ["file": "\(base)"])
+        return true
+    }
+
     // MARK: - Internals
 
     private func path(_ name: String) -> String { layout.queue + "/" + name }
 
-    /// Claims `base`: rename without replacing, open, lock, check, read, and stamp the claim
-    /// time. Nil when another claimant got there first, or the file is not a valid entry
-    /// (then it is set aside in the trash).
+    /// Claims `base`: rename without replacing, open, lock, check, read. Nil when another
+    /// claimant got there first, or the entry is not a valid queue file (it is then set
+    /// aside in `corrupt/`). Claiming changes no metadata of the file: it works on files
+    /// this process does not own, and never on what a link points to.
     private func take(_ base: String, at now: Date) throws -> (QueuedEmail, ClaimLock)? {
-        let claimed = path(QueueLayout.claimedName(base))
+        let claimedName = QueueLayout.claimedName(base)
+        let claimed = path(claimedName)
         // Gone: claimed by someone else. Exists: its previous claim is still being closed.
         guard try Self.renameNoReplace(path(QueueLayout.pendingName(base)), claimed, tolerating: [ENOENT, EEXIST])
         else { return nil }
-        guard let fd = try? Syscall.open(claimed, O_RDONLY) else { return nil }
+        // Gap (crash point `claim.after-rename`): an unlocked claim, put back by recovery.
+        CrashPoint.reach("claim.after-rename")
+        let fd: Int32
+        do {
+            fd = try Syscall.openRegular(claimed, followSymlinks: false)
+        } catch {
+            if error.errno == ENOENT { return nil }  // a recovery took it back meanwhile
+            try setAside(claimedName, in: layout.queue, reason: Self.reason(openFailure: error), detail: "\(error)", at: now)
+            return nil
+        }
         let lock = ClaimLock(fd: fd)
         guard try Syscall.tryLock(fd, path: claimed), Syscall.names(claimed, file: fd) else {
             lock.release()
             return nil  // a recovery or a newer claimant holds it
         }
-        try Syscall.touch(fd, path: claimed)  // the claim's age starts now (see recoverClaims)
-        let bytes = try Syscall.readAll(fd, path: claimed)
-        let status: String
+        let reason: CorruptReason, detail: String
         do {
-            return (try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes)), lock)
+            let bytes = try Syscall.readAll(fd, path: claimed)
+            let email = try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
+            guard let problem = email.deliveryProblem else { return (email, lock) }
+            (reason, detail) = (.invalidAddress, problem)
+        } catch let error as SystemError {
+            (reason, detail) = (.unreadable, "\(error)")
         } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
-            status = "invalid_json"
+            (reason, detail) = (.invalidJSON, context.debugDescription)
         } catch {
-            logger.debug("queue entry does not decode", metadata: ["error": "\(error)"])
-            status = "invalid_entry"
+            (reason, detail) = (.invalidEntry, "\(error)")
         }
-        try moveToTrash(base, status: status, at: now)
+        try setAside(claimedName, in: layout.queue, reason: reason, detail: detail, at: now)
         lock.release()
-        logger.error("queue file set aside in the trash", metadata: ["file": "\(base)", "reason": "\(status)"])
         return nil
+    }
+
+    /// Moves `name` (relative to `folder`) into `corrupt/` under a name that says why, with
+    /// one rename (not fsynced: if it is undone by a power cut, it is set aside again).
+    /// - Throws: `SystemError` from the rename; the entry is then kept in `problems`.
+    private func setAside(_ name: String, in folder: String, reason: CorruptReason, detail: String, at now: Date) throws {
+        let fileName = name.split(separator: "/").last.map(String.init) ?? name
+        let target = layout.corrupt + "/" + QueueLayout.corruptName(fileName, reason: reason, at: now)
+        do {
+            try Syscall.rename(folder + "/" + name, target)
+        } catch {
+            remember(fileName, "\(reason.rawValue) (\(detail)); cannot move it to corrupt/: \(error)")
+            throw error
+        }
+        forget(fileName)
+        logger.error("queue entry set aside in corrupt/", metadata: [
+            "file": "\(fileName)", "reason": "\(reason.rawValue)", "detail": "\(detail)"])
+    }
+
+    /// The reason for an entry that could not be opened as a regular file.
+    private static func reason(openFailure error: SystemError) -> CorruptReason {
+        switch error.errno {
+        case ELOOP: .symlink
+        case EISDIR, EINVAL, ENXIO: .notRegular
+        default: .unreadable
+        }
+    }
+
+    private func remember(_ name: String, _ reason: String) {
+        unhandled.withLock { $0[name] = reason }
+    }
+
+    private func forget(_ name: String) {
+        unhandled.withLock { _ = $0.removeValue(forKey: name) }
+    }
+
+    /// Removes the claim after its outcome was written, if the claimed name still points at
+    /// the file this claim holds (a claim put back past `CLAIM_TIMEOUT` and taken again
+    /// belongs to its new owner), then drops the lock.
+    private func unlinkClaim(_ claim: QueueClaim) throws {
+        let claimed = path(QueueLayout.claimedName(claim.name))
+        if let lock = claim.lock, !lock.names(claimed) {
+            lock.release()
+            return
+        }
+        try Syscall.unlink(claimed)
+        claim.lock?.release()
     }
 
     /// Ends a claim by renaming the claimed file back to pending. The lock is dropped first:
@@ -295,16 +463,22 @@ public final class FileQueue: QueueStore {
         state.withLock { if $0.invalidations == invalidations { $0.stale = false } }
     }
 
-    /// Reads a pending file's priority and due time into the index. A file that does not
-    /// decode is indexed as normal priority, due now, so the claim that reads it sets it
-    /// aside. A file already gone (claimed meanwhile) is skipped.
+    /// Reads a pending file's priority and due time into the index. An entry that cannot be
+    /// read or does not decode is indexed as normal priority, due now, so the claim that
+    /// reads it sets it aside. A file already gone (claimed meanwhile) is skipped.
     private func addToIndex(_ base: String) {
         struct Fields: Decodable {
             var priority: Int?
             var next_attempt_at: Date?
         }
-        guard !state.withLock({ $0.index.contains(base) }),
-              let bytes = try? Syscall.readFile(path(QueueLayout.pendingName(base))) else { return }
+        guard !state.withLock({ $0.index.contains(base) }) else { return }
+        let bytes: [UInt8]
+        do {
+            bytes = try Syscall.readFile(path(QueueLayout.pendingName(base)), followSymlinks: false)
+        } catch {
+            if error.errno == ENOENT { return }  // claimed meanwhile
+            bytes = []  // a stranger: due now, so the claim that reads it sets it aside
+        }
         let fields = try? QueueCoding.decoder().decode(Fields.self, from: Data(bytes))
         state.withLock { $0.index.insert(base, priority: fields?.priority ?? 2, notBefore: fields?.next_attempt_at) }
     }
@@ -325,10 +499,15 @@ public final class FileQueue: QueueStore {
 public enum QueueError: Error, CustomStringConvertible, Equatable {
     /// The email's request id is not a UUIDv7, so no file name can be derived from it.
     case invalidRequestID(String)
+    /// The queue's filesystem has less free space or inodes than intake keeps in reserve
+    /// (`MIN_FREE_BYTES`, `MIN_FREE_INODES`).
+    case insufficientStorage(freeBytes: UInt64, freeInodes: UInt64)
 
     public var description: String {
         switch self {
         case .invalidRequestID(let id): "request id \(id) is not a UUIDv7"
+        case .insufficientStorage(let bytes, let inodes):
+            "the queue's filesystem is nearly full (\(bytes) bytes and \(inodes) inodes free)"
         }
     }
 }

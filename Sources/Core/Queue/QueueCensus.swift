@@ -39,6 +39,8 @@ public final class QueueCensus: Sendable {
         public var processing = 0
         public var deadLetter = 0
         public var trash = 0
+        /// Entries set aside in `corrupt/`.
+        public var corrupt = 0
         /// The first `limit` files: claimed ones, then pending in name (arrival) order.
         public var files: [FileInfo] = []
         /// Files in the queue directory: pending, deferred and processing.
@@ -58,6 +60,7 @@ public final class QueueCensus: Sendable {
         report.processing = claimed.count
         report.deadLetter = try Syscall.listDirectory(layout.deadLetter).filter { !AtomicFile.isTemporary($0) }.count
         report.trash = try Syscall.listDirectory(layout.trash).count
+        report.corrupt = (try? Syscall.listDirectory(layout.corrupt).count) ?? 0
 
         var fresh: [String: Entry] = [:]
         let known = cache.withLock { $0 }
@@ -86,12 +89,12 @@ public final class QueueCensus: Sendable {
     }
 
     private func read(_ base: String) -> QueuedEmail? {
-        guard let bytes = try? Syscall.readFile(layout.queue + "/" + QueueLayout.pendingName(base)) else { return nil }
+        guard let bytes = try? Syscall.readFile(layout.queue + "/" + QueueLayout.pendingName(base), followSymlinks: false) else { return nil }
         return try? QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
     }
 
     private func describe(_ base: String, fileName: String, state: String) -> FileInfo {
-        let bytes = (try? Syscall.readFile(layout.queue + "/" + fileName)) ?? []
+        let bytes = (try? Syscall.readFile(layout.queue + "/" + fileName, followSymlinks: false)) ?? []
         let email = try? QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
         return FileInfo(
             file: fileName, request_id: email?.requestID, state: state, priority: email?.priority,

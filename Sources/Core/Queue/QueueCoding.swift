@@ -35,12 +35,14 @@ public enum Timestamp {
         Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(date)
     }
 
-    /// Parses `iso8601(_:)`'s output, with or without fractional seconds.
+    /// Parses `iso8601(_:)`'s output, with or without fractional seconds, or a date alone
+    /// (`2026-11-30`, as a queue file edited by hand may have it), read as midnight UTC.
     public static func parseISO8601(_ text: String) -> Date? {
         if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) {
             return date
         }
-        return try? Date.ISO8601FormatStyle().parse(text)
+        if let date = try? Date.ISO8601FormatStyle().parse(text) { return date }
+        return try? Date.ISO8601FormatStyle(timeZone: .gmt).year().month().day().parse(text)
     }
 
     /// Milliseconds since the Unix epoch.

@@ -24,6 +24,9 @@ public struct QueueLayout: Sendable {
     public var active: String { root + "/queue/active" }
     public var trash: String { root + "/trash" }
     public var deadLetter: String { root + "/dead_letter" }
+    /// Entries that are not valid queue files (not regular, unreadable, not decodable, bad
+    /// addresses), set aside with the reason in their name. Never pruned: an operator looks.
+    public var corrupt: String { root + "/corrupt" }
     public var outbox: String { root + "/outbox" }
     public var status: String { root + "/status" }
 
@@ -34,7 +37,22 @@ public struct QueueLayout: Sendable {
     /// Creates every folder that is missing.
     /// - Throws: `SystemError` from mkdir(2).
     public func create() throws {
-        for dir in [queue, active, trash, deadLetter, outbox, status] { try Syscall.makeDirectories(dir) }
+        for dir in [queue, active, trash, deadLetter, corrupt, outbox, status] { try Syscall.makeDirectories(dir) }
+    }
+
+    /// The folders a state change renames between: each rename(2) is atomic only within one
+    /// filesystem, and across two it fails with `EXDEV`.
+    public var renameFolders: [String] { [queue, active, trash, deadLetter, corrupt] }
+
+    /// Checks that every folder in `renameFolders` is on the filesystem of `queue/` (an
+    /// operator may have mounted or symlinked one elsewhere).
+    /// - Throws: `QueueLayoutError.crossesFilesystems` naming the first folder that is not,
+    ///   or `SystemError` from stat(2).
+    public func checkSingleFilesystem() throws {
+        let device = try Syscall.device(of: queue)
+        for folder in renameFolders.dropFirst() where try Syscall.device(of: folder) != device {
+            throw QueueLayoutError.crossesFilesystems(folder: folder, queue: queue)
+        }
     }
 
     static let pendingSuffix = ".json"
@@ -59,7 +77,48 @@ public struct QueueLayout: Sendable {
 
     /// `B.{status}.{yyyyMMdd'T'HHmmssSSS'Z'}.json` in the trash.
     static func trashName(_ base: String, status: String, at date: Date) -> String {
-        let stamp = Timestamp.iso8601(date).filter { $0 != "-" && $0 != ":" && $0 != "." }
-        return "\(base).\(status).\(stamp).json"
+        "\(base).\(status).\(compactStamp(date)).json"
+    }
+
+    /// `NAME.{reason}.{yyyyMMdd'T'HHmmssSSS'Z'}` in `corrupt/`: the entry's own name, why it
+    /// was set aside, and when.
+    static func corruptName(_ name: String, reason: CorruptReason, at date: Date) -> String {
+        "\(name).\(reason.rawValue).\(compactStamp(date))"
+    }
+
+    private static func compactStamp(_ date: Date) -> String {
+        Timestamp.iso8601(date).filter { $0 != "-" && $0 != ":" && $0 != "." }
+    }
+}
+
+/// Why an entry was set aside in `corrupt/` (the raw value goes into its new name).
+public enum CorruptReason: String, Sendable, CaseIterable {
+    /// A symbolic link: queue files are never read through a link.
+    case symlink
+    /// A directory, FIFO, device or socket under a queue file's name.
+    case notRegular = "not_regular"
+    /// The daemon cannot open or read it (permissions, I/O error).
+    case unreadable
+    /// Not JSON at all.
+    case invalidJSON = "invalid_json"
+    /// JSON, but not a queue entry (missing or mistyped fields).
+    case invalidEntry = "invalid_entry"
+    /// A queue entry whose addresses or header values cannot be sent (e.g. a CR or LF).
+    case invalidAddress = "invalid_address"
+    /// A name in `queue/active/` that is not a claim.
+    case strayEntry = "stray_entry"
+}
+
+/// A data directory whose folders cannot hold the queue's renames.
+public enum QueueLayoutError: Error, CustomStringConvertible, Equatable {
+    case crossesFilesystems(folder: String, queue: String)
+
+    public var description: String {
+        switch self {
+        case .crossesFilesystems(let folder, let queue):
+            "\(folder) is on another filesystem than \(queue) (mounted or linked elsewhere?): "
+                + "moving an email between them cannot be one atomic rename; keep every folder "
+                + "of DATA_DIR on one filesystem"
+        }
     }
 }

@@ -53,6 +53,11 @@ final class ClaimLock: @unchecked Sendable {
         self.fd = fd
     }
 
+    /// Whether `path` still names the locked file.
+    func names(_ path: String) -> Bool {
+        fd >= 0 && Syscall.names(path, file: fd)
+    }
+
     /// Closes the file, which drops the lock. Safe to call more than once.
     func release() {
         if fd >= 0 { _ = Glibc.close(fd) }

@@ -65,6 +65,23 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         self.attempts = []
     }
 
+    /// Why this entry cannot be sent as it is, or nil. The responder checks every field
+    /// before enqueueing; this checks again what a queue file written or edited by hand
+    /// could smuggle into the SMTP envelope or a header (a CR or LF in an address reached
+    /// `RCPT TO` before).
+    public var deliveryProblem: String? {
+        let addresses = [("to_email", toEmail)] + cc.map { ("cc", $0) } + bcc.map { ("bcc", $0) }
+            + (replyTo.map { [("reply_to", $0)] } ?? [])
+        for (field, address) in addresses {
+            if let problem = Mailbox.problem(address) { return "\(field) \"\(address)\": \(problem)" }
+        }
+        for (field, text) in [("message_id", messageID), ("subject", subject)] {
+            if let problem = HeaderText.controlCharacterProblem(text) { return "\(field) \(problem)" }
+        }
+        if !(1...3).contains(priority) { return "priority \(priority) is not 1, 2 or 3" }
+        return nil
+    }
+
     enum CodingKeys: String, CodingKey {
         case requestID = "request_id", messageID = "message_id", createdAt = "created_at"
         case toEmail = "to_email", cc, bcc, replyTo = "reply_to", subject, body

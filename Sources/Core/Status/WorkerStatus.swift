@@ -16,13 +16,21 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
     /// Pending and deferred emails in the worker's index.
     public var queuePending: Int
     public var queueDeferred: Int
+    /// Queue entries mailworkerd could neither handle nor set aside ("name: reason").
+    public var queueProblems: [String]
+    /// Why mailworkerd cannot record outcomes right now (e.g. the disk is full), or nil.
+    public var storageError: String?
 
     /// Seconds between heartbeats, and after how long a heartbeat counts as stale (three).
     public static let interval: TimeInterval = 1
     public static let staleAfter: TimeInterval = 3 * interval
+    /// How far ahead of the reader's clock a heartbeat may be before it counts as stale: a
+    /// heartbeat from the future says nothing about whether its writer still runs.
+    public static let clockSkewAllowed: TimeInterval = 5
 
     public init(heartbeat: Date, pid: Int32, startedAt: Date, autoProcessingEnabled: Bool, poolState: String,
-                workers: [WorkerMetrics], sender: SenderHealth, queuePending: Int, queueDeferred: Int) {
+                workers: [WorkerMetrics], sender: SenderHealth, queuePending: Int, queueDeferred: Int,
+                queueProblems: [String] = [], storageError: String? = nil) {
         self.heartbeat = heartbeat
         self.pid = pid
         self.startedAt = startedAt
@@ -32,16 +40,47 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         self.sender = sender
         self.queuePending = queuePending
         self.queueDeferred = queueDeferred
+        self.queueProblems = queueProblems
+        self.storageError = storageError
     }
 
     enum CodingKeys: String, CodingKey {
         case heartbeat, pid, startedAt = "started_at", autoProcessingEnabled = "auto_processing_enabled"
         case poolState = "pool_state", workers, sender, queuePending = "queue_pending", queueDeferred = "queue_deferred"
+        case queueProblems = "queue_problems", storageError = "storage_error"
     }
 
-    /// Whether the heartbeat is recent enough at `now` for mailworkerd to count as running.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        heartbeat = try c.decode(Date.self, forKey: .heartbeat)
+        pid = try c.decode(Int32.self, forKey: .pid)
+        startedAt = try c.decode(Date.self, forKey: .startedAt)
+        autoProcessingEnabled = try c.decode(Bool.self, forKey: .autoProcessingEnabled)
+        poolState = try c.decode(String.self, forKey: .poolState)
+        workers = try c.decode([WorkerMetrics].self, forKey: .workers)
+        sender = try c.decode(SenderHealth.self, forKey: .sender)
+        queuePending = try c.decode(Int.self, forKey: .queuePending)
+        queueDeferred = try c.decode(Int.self, forKey: .queueDeferred)
+        // Absent in status files written before these fields existed.
+        queueProblems = try c.decodeIfPresent([String].self, forKey: .queueProblems) ?? []
+        storageError = try c.decodeIfPresent(String.self, forKey: .storageError)
+    }
+
+    /// Whether the heartbeat is recent enough at `now` for mailworkerd to count as running:
+    /// at most `staleAfter` old, and not more than `clockSkewAllowed` in the future.
     public func isFresh(at now: Date = Date()) -> Bool {
-        now.timeIntervalSince(heartbeat) <= Self.staleAfter
+        Self.isFresh(heartbeat, at: now)
+    }
+
+    /// `isFresh(at:)` for any heartbeat time (the status file's own modification time too).
+    public static func isFresh(_ heartbeat: Date, at now: Date) -> Bool {
+        let age = now.timeIntervalSince(heartbeat)
+        return age <= staleAfter && age >= -clockSkewAllowed
+    }
+
+    /// When the primary instance's status file was last written or touched, or nil.
+    public static func lastTouched(in layout: QueueLayout) -> Date? {
+        Syscall.modificationTime(layout.status + "/workers.json")
     }
 
     /// Writes `self` atomically as `fileName` (`workers.json`, or `workers-{pid}.json` for
@@ -66,7 +105,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
     }
 
     private static func read(_ path: String) -> WorkerStatus? {
-        guard let bytes = try? Syscall.readFile(path) else { return nil }
+        guard let bytes = try? Syscall.readFile(path, followSymlinks: false) else { return nil }
         return try? QueueCoding.decoder().decode(WorkerStatus.self, from: Data(bytes))
     }
 }

@@ -22,10 +22,13 @@ public enum AtomicFile {
     /// - Parameters:
     ///   - syncDirectory: fsync the directory after the rename (true for anything a client was
     ///     promised; callers may batch it, e.g. the status file, which is rewritten every second).
+    ///   - crashPoint: names the gaps for `CrashPoint` (`NAME.before-rename`: the temp file is
+    ///     complete and synced, the final name absent or old; `NAME.before-directory-sync`:
+    ///     the final name is in place but its directory entry may not survive a power cut).
     /// - Throws: `SystemError` from open, write, fsync or rename; the temp file is removed.
     public static func write(
         _ contents: some Collection<UInt8>, to name: String, in directory: String,
-        syncDirectory: Bool = true, mode: mode_t = 0o640
+        syncDirectory: Bool = true, mode: mode_t = 0o640, crashPoint: String? = nil
     ) throws {
         let final = directory + "/" + name
         let temp = directory + "/" + temporaryPrefix + name
@@ -44,12 +47,14 @@ public enum AtomicFile {
             _ = Glibc.unlink(temp)
             throw error
         }
+        if let crashPoint { CrashPoint.reach(crashPoint + ".before-rename") }
         do {
             try Syscall.rename(temp, final)
         } catch {
             _ = Glibc.unlink(temp)
             throw error
         }
+        if let crashPoint { CrashPoint.reach(crashPoint + ".before-directory-sync") }
         if syncDirectory { try Syscall.fsyncDirectory(directory) }
     }
 }

@@ -104,11 +104,6 @@ public enum Syscall {
         }
     }
 
-    /// futimens(2) to now: the file's modification time becomes the current time.
-    public static func touch(_ fd: Int32, path: String) throws(SystemError) {
-        try retrying("futimens", path) { futimens(fd, nil) }
-    }
-
     /// unlink(2).
     public static func unlink(_ path: String) throws(SystemError) {
         try retrying("unlink", path) { Glibc.unlink(path) }
@@ -127,25 +122,83 @@ public enum Syscall {
         }
     }
 
-    /// Reads a whole regular file. Throws `SystemError` from open(2) or read(2).
-    public static func readFile(_ path: String) throws(SystemError) -> [UInt8] {
-        let fd = try open(path, O_RDONLY)
+    /// Reads a whole regular file. The open never blocks (`O_NONBLOCK`, so a FIFO planted
+    /// under the name cannot hang the caller), and anything but a regular file is refused.
+    /// - Parameter followSymlinks: false adds `O_NOFOLLOW`: a symbolic link fails with
+    ///   `ELOOP` instead of being read through (queue files must be the files themselves).
+    /// - Throws: `SystemError` from open(2) or read(2); `EISDIR` for a directory, `EINVAL`
+    ///   for other non-regular files.
+    public static func readFile(_ path: String, followSymlinks: Bool = true) throws(SystemError) -> [UInt8] {
+        let fd = try openRegular(path, followSymlinks: followSymlinks)
         defer { _ = Glibc.close(fd) }
         return try readAll(fd, path: path)
     }
 
-    /// A file's modification time (stat(2)), or nil if it cannot be read.
-    public static func modificationTime(_ path: String) -> Date? {
+    /// Opens `path` read-only without blocking and checks with fstat(2) that it is a
+    /// regular file; the descriptor is then set back to blocking mode.
+    /// - Throws: `SystemError` from open(2) (`ELOOP` for a link without `followSymlinks`),
+    ///   or with call `fstat` and `EISDIR` (a directory) or `EINVAL` (a device, FIFO, socket).
+    public static func openRegular(_ path: String, followSymlinks: Bool = true) throws(SystemError) -> Int32 {
+        let fd = try open(path, O_RDONLY | O_NONBLOCK | (followSymlinks ? 0 : O_NOFOLLOW))
         var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+        guard fstat(fd, &info) == 0 else {
+            let code = Glibc.errno
+            _ = Glibc.close(fd)
+            throw SystemError(call: "fstat", path: path, errno: code)
+        }
+        let type = info.st_mode & S_IFMT
+        guard type == S_IFREG else {
+            _ = Glibc.close(fd)
+            throw SystemError(call: "fstat", path: path, errno: type == S_IFDIR ? EISDIR : EINVAL)
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        return fd
     }
 
-    /// A file's inode change time (stat(2) `st_ctim`; rename(2) sets it), or nil.
-    public static func changeTime(_ path: String) -> Date? {
+    /// lstat(2): the entry itself, not what a symbolic link points to; nil if it is gone
+    /// or cannot be read.
+    public static func entryStatus(_ path: String) -> stat? {
         var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return Date(timeIntervalSince1970: Double(info.st_ctim.tv_sec) + Double(info.st_ctim.tv_nsec) / 1e9)
+        return lstat(path, &info) == 0 ? info : nil
+    }
+
+    /// The device a path lives on (stat(2) `st_dev`, following links, as rename(2) does).
+    /// - Throws: `SystemError` from stat(2).
+    public static func device(of path: String) throws(SystemError) -> UInt64 {
+        var info = stat()
+        try retrying("stat", path) { stat(path, &info) }
+        return UInt64(info.st_dev)
+    }
+
+    /// Free space and inodes on the filesystem holding `path`, for unprivileged users
+    /// (statvfs(3) `f_bavail` x `f_frsize`, and `f_favail`).
+    /// - Throws: `SystemError` from statvfs.
+    public static func freeSpace(_ path: String) throws(SystemError) -> (bytes: UInt64, inodes: UInt64) {
+        var info = statvfs()
+        try retrying("statvfs", path) { statvfs(path, &info) }
+        return (UInt64(info.f_bavail) * UInt64(info.f_frsize), UInt64(info.f_favail))
+    }
+
+    /// Sets a file's access and modification times to now by path, without following a
+    /// link (utimensat(2) `AT_SYMLINK_NOFOLLOW`). Needs no free space, so a heartbeat can
+    /// still be given by a process that cannot write a new file.
+    public static func touch(path: String) throws(SystemError) {
+        try retrying("utimensat", path) { utimensat(AT_FDCWD, path, nil, AT_SYMLINK_NOFOLLOW) }
+    }
+
+    /// An entry's modification time (lstat(2): a link's own), or nil if it cannot be read.
+    public static func modificationTime(_ path: String) -> Date? {
+        entryStatus(path).map { date($0.st_mtim) }
+    }
+
+    /// An entry's inode change time (lstat(2) `st_ctim`; rename(2) sets it, so it is when
+    /// the entry was moved to where it is), or nil.
+    public static func changeTime(_ path: String) -> Date? {
+        entryStatus(path).map { date($0.st_ctim) }
+    }
+
+    static func date(_ time: timespec) -> Date {
+        Date(timeIntervalSince1970: Double(time.tv_sec) + Double(time.tv_nsec) / 1e9)
     }
 
     /// Names and inode numbers in a directory (readdir(3) `d_name`, `d_ino`), without "."

@@ -1,3 +1,7 @@
+import Core
+import Foundation
+import Logging
+
 /// An error a handler throws to answer with a status and a FastAPI-style body:
 /// `{"detail": "text"}`, or `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}` for
 /// validation errors (422). `Router` turns it into the response; handlers only throw.
@@ -30,6 +34,27 @@ struct HTTPError: Error {
         var error = HTTPError(422, "")
         error.detail = .validation(errors)
         return error
+    }
+
+    /// The answer when the queue could not store an email: 507 Insufficient Storage (RFC
+    /// 4918 §11.5) when the filesystem is full or below `MIN_FREE_BYTES`, 503 with
+    /// `Retry-After` for any other storage failure. The detail says what happened without
+    /// paths; the full error goes to the log. Nothing was accepted in either case.
+    static func storage(_ error: any Error, logger: Logger) -> HTTPError {
+        let full: Bool
+        switch error {
+        case let error as SystemError: full = error.errno == ENOSPC || error.errno == EDQUOT
+        case QueueError.insufficientStorage: full = true
+        default: full = false
+        }
+        logger.error("cannot store an email", metadata: ["error": "\(error)"])
+        if full {
+            return HTTPError(507, "Insufficient storage: the queue's disk is full, so the email was not accepted; retry later",
+                             headers: [("Retry-After", "60")])
+        }
+        let cause = (error as? SystemError).map { String(cString: strerror($0.errno)) } ?? "an unexpected error"
+        return HTTPError(503, "The queue cannot store emails right now (\(cause)), so the email was not accepted; retry later",
+                         headers: [("Retry-After", "10")])
     }
 
     var response: Response {

@@ -27,7 +27,13 @@ struct EmailRoute: Sendable {
             replyTo: fields.replyTo, subject: content.subject, body: content.body,
             htmlBody: content.html, format: content.format, priority: fields.priority,
             templateName: fields.templateName, submittedBy: request.remoteUser)
-        try queue.enqueue(email)
+        do {
+            try queue.enqueue(email)
+        } catch let error as SystemError {
+            throw HTTPError.storage(error, logger: logger)
+        } catch let error as QueueError {
+            throw HTTPError.storage(error, logger: logger)
+        }
         var log = logger
         log[metadataKey: "request_id"] = "\(requestID)"
         log.info("queued", metadata: ["user": "\(request.remoteUser ?? "-")", "priority": "\(fields.priority)"])

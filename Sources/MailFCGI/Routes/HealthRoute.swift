@@ -7,6 +7,8 @@ import Logging
 struct HealthRoute: Sendable {
     let layout: QueueLayout
     let templates: TemplateStore
+    /// `MIN_FREE_BYTES` and `MIN_FREE_INODES`: below either, storage is unhealthy.
+    let minimumFree: (bytes: UInt64, inodes: UInt64)
 
     struct Body: Encodable {
         let status: String
@@ -15,14 +17,42 @@ struct HealthRoute: Sendable {
     }
 
     func handle(_ request: Request, _ logger: Logger) -> Response {
+        let now = Date()
+        let status = WorkerStatus.read(from: layout)
+        // Touched without being rewritten: mailworkerd is alive but cannot write a new file.
+        let touched = WorkerStatus.lastTouched(in: layout).map { WorkerStatus.isFresh($0, at: now) } ?? false
+        let current = status?.isFresh(at: now) == true ? status : nil
         var components: [String: String] = [:]
-        components["queue"] = Self.queueHealth(layout.queue)
+        components["queue"] = Self.queueHealth(layout, problems: current?.queueProblems ?? [])
+        components["storage"] = Self.storageHealth(
+            layout.root, minimumFree: minimumFree, workerError: current?.storageError,
+            statusUnwritable: current == nil && touched)
         components["templates"] = Self.templateHealth(templates)
-        components["sender"] = Self.senderHealth(WorkerStatus.read(from: layout), now: Date())
+        components["sender"] = Self.senderHealth(status, now: now, aliveByTouch: touched)
         let healthy = components.values.allSatisfy { $0 == "healthy" }
         return Response.json(
-            Body(status: healthy ? "healthy" : "degraded", timestamp: Timestamp.iso8601(Date()), components: components),
+            Body(status: healthy ? "healthy" : "degraded", timestamp: Timestamp.iso8601(now), components: components),
             status: healthy ? 200 : 503)
+    }
+
+    /// Free space and inodes against the reserve, and whether mailworkerd can record.
+    static func storageHealth(_ path: String, minimumFree: (bytes: UInt64, inodes: UInt64), workerError: String?,
+                              statusUnwritable: Bool) -> String {
+        var problems: [String] = []
+        do {
+            let free = try Syscall.freeSpace(path)
+            if free.bytes < minimumFree.bytes {
+                problems.append("\(free.bytes) bytes free, below MIN_FREE_BYTES (\(minimumFree.bytes))")
+            }
+            if free.inodes < minimumFree.inodes {
+                problems.append("\(free.inodes) inodes free, below MIN_FREE_INODES (\(minimumFree.inodes))")
+            }
+        } catch {
+            problems.append("cannot read free space: \(error)")
+        }
+        if let workerError { problems.append("mailworkerd \(workerError)") }
+        if statusUnwritable { problems.append("mailworkerd runs but cannot write its status file") }
+        return problems.isEmpty ? "healthy" : "unhealthy: " + problems.joined(separator: "; ")
     }
 
     static func templateHealth(_ store: TemplateStore) -> String {
@@ -38,11 +68,17 @@ struct HealthRoute: Sendable {
     }
 
     /// The delivery side, from mailworkerd's status file: its heartbeat is fresh, and its
-    /// last delivery attempt did not fail on the sender's side.
-    static func senderHealth(_ status: WorkerStatus?, now: Date) -> String {
+    /// last delivery attempt did not fail on the sender's side. With `aliveByTouch` (the
+    /// file's time is fresh though its content is not) mailworkerd runs: storage is to blame,
+    /// and `storageHealth` says so.
+    static func senderHealth(_ status: WorkerStatus?, now: Date, aliveByTouch: Bool = false) -> String {
         guard let status else { return "unhealthy: mailworkerd has not written its status file" }
-        guard status.isFresh(at: now) else {
+        guard status.isFresh(at: now) || aliveByTouch else {
             let age = Int(now.timeIntervalSince(status.heartbeat))
+            if age < 0 {
+                return "unhealthy: mailworkerd's last heartbeat is \(-age) s in the future (clock changed?); "
+                    + "it is not known to be running"
+            }
             return "unhealthy: mailworkerd is not running (last heartbeat \(age) s ago)"
         }
         if !status.autoProcessingEnabled { return "healthy" }
@@ -52,12 +88,20 @@ struct HealthRoute: Sendable {
         return "healthy"
     }
 
-    /// The queue folder exists, is a directory, and this process may create files in it.
-    static func queueHealth(_ path: String) -> String {
+    /// The queue folder exists, is a directory, and this process may create files in it;
+    /// `corrupt/` is empty; mailworkerd reports no entry it could not handle.
+    static func queueHealth(_ layout: QueueLayout, problems: [String]) -> String {
+        let path = layout.queue
         var info = stat()
         guard stat(path, &info) == 0 else { return "unhealthy: \(path) does not exist" }
         guard (info.st_mode & S_IFMT) == S_IFDIR else { return "unhealthy: \(path) is not a directory" }
         guard access(path, W_OK | X_OK) == 0 else { return "unhealthy: \(path) is not writable" }
-        return "healthy"
+        var findings = problems.prefix(5).map { "cannot handle \($0)" }
+        let corrupt = ((try? Syscall.listDirectory(layout.corrupt)) ?? []).sorted()
+        if !corrupt.isEmpty {
+            let shown = corrupt.prefix(5).joined(separator: ", ") + (corrupt.count > 5 ? ", ..." : "")
+            findings.append("\(corrupt.count) entries set aside in \(layout.corrupt) (\(shown))")
+        }
+        return findings.isEmpty ? "healthy" : "unhealthy: " + findings.joined(separator: "; ")
     }
 }

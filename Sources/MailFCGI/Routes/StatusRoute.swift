@@ -14,6 +14,7 @@ struct StatusRoute: Sendable {
         let processing: Int
         let dead_letter: Int
         let trash: Int
+        let corrupt: Int
     }
 
     struct Body: Encodable {
@@ -32,7 +33,8 @@ struct StatusRoute: Sendable {
         let report = try census.take(limit: limit)
         let counts = Counts(
             total_files: report.total, pending: report.pending, deferred: report.deferred,
-            processing: report.processing, dead_letter: report.deadLetter, trash: report.trash)
+            processing: report.processing, dead_letter: report.deadLetter, trash: report.trash,
+            corrupt: report.corrupt)
         return Response.json(Body(
             status: "ok", timestamp: Timestamp.iso8601(Date()), total_files: report.total,
             pending_emails: report.pending + report.deferred, queue: counts, limit: limit, files: report.files))

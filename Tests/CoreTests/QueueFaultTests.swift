@@ -1,0 +1,194 @@
+import Foundation
+import Testing
+@testable import Core
+
+/// What a crash between two steps leaves, and the entries that are not what they seem:
+/// recovery resolves each without stopping, and strangers go to `corrupt/`.
+@Suite struct QueueFaultTests {
+    let dir = TemporaryDirectory()
+
+    func makeQueue(maxRetries: Int = 2) throws -> FileQueue {
+        try FileQueue(layout: QueueLayout(root: dir.path), retry: RetryPolicy(maxRetries: maxRetries, baseDelay: 60))
+    }
+
+    func email(_ n: Int = 0, at date: Date = Date()) -> QueuedEmail {
+        let id = RequestID.make(at: date)
+        return QueuedEmail(requestID: id, messageID: "<\(id)@example.org>", createdAt: date,
+                           toEmail: "u\(n)@example.com", subject: "s\(n)", body: "b\(n)")
+    }
+
+    /// Every entry of `sub`, directories and links included, sorted.
+    func entries(_ sub: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path + "/" + sub)) ?? []).sorted()
+    }
+
+    func write(_ text: String, to sub: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: dir.path + "/" + sub))
+    }
+
+    /// A claimed email whose owner died (the kernel dropped its lock) with `body` done first.
+    func deadClaim(_ queue: FileQueue, then body: (QueueClaim) throws -> Void) throws -> QueueClaim {
+        try queue.enqueue(email())
+        let claim = try #require(try queue.claim(now: Date()))
+        try body(claim)
+        claim.lock?.release()
+        return claim
+    }
+
+    @Test func aCrashAfterTheDeferralWasWrittenLeavesTheNewerPendingCopy() throws {
+        let queue = try makeQueue()
+        let claim = try deadClaim(queue) { claim in
+            // What markFailed does before it unlinks the claim.
+            var deferred = claim.email
+            deferred.retryCount = 1
+            deferred.nextAttemptAt = Date().addingTimeInterval(60)
+            try AtomicFile.write(try QueueCoding.encoder().encode(deferred), to: claim.name + ".json",
+                                 in: dir.path + "/queue")
+        }
+        let restarted = try makeQueue()
+        #expect(try restarted.recoverClaims() == 0)
+        #expect(entries("queue/active") == [])
+        #expect(entries("queue").contains(claim.name + ".json"))
+        let kept = try QueueCoding.decoder().decode(
+            QueuedEmail.self, from: Data(contentsOf: URL(fileURLWithPath: dir.path + "/queue/" + claim.name + ".json")))
+        #expect(kept.retryCount == 1)
+        #expect(restarted.problems == [])
+    }
+
+    @Test func aCrashAfterTheDeadLetterWasWrittenRemovesTheClaim() throws {
+        let queue = try makeQueue()
+        let claim = try deadClaim(queue) { claim in
+            try write("{}", to: "dead_letter/" + claim.name + ".json")
+        }
+        #expect(try makeQueue().recoverClaims() == 0)
+        #expect(entries("queue/active") == [])
+        #expect(!entries("queue").contains(claim.name + ".json"))
+        #expect(entries("dead_letter") == [claim.name + ".json"])
+    }
+
+    @Test func aDeadLetterOlderThanTheClaimDoesNotStopItsRetry() throws {
+        let queue = try makeQueue()
+        let e = email()
+        let base = RequestID.fileBaseName(for: e.requestID)!
+        try write("{}", to: "dead_letter/" + base + ".json")  // an operator requeued it and kept this
+        usleep(20_000)
+        try queue.enqueue(e)
+        let claim = try #require(try queue.claim(now: Date()))
+        claim.lock?.release()
+        #expect(try makeQueue().recoverClaims() == 1)
+        #expect(entries("queue").contains(base + ".json"))
+    }
+
+    @Test func aPendingCopyOlderThanTheClaimLosesToIt() throws {
+        let queue = try makeQueue()
+        try queue.enqueue(email())
+        let claim = try #require(try queue.claim(now: Date()))
+        let active = dir.path + "/queue/active/" + claim.name + ".processing.json"
+        let pending = dir.path + "/queue/" + claim.name + ".json"
+        // An older copy appears under the pending name, then the claim is renamed (its
+        // change time moves past the copy's) and its owner dies.
+        try write("{\"old\": true}", to: "queue/" + claim.name + ".json")
+        usleep(20_000)
+        try Syscall.rename(active, active + ".x")
+        try Syscall.rename(active + ".x", active)
+        claim.lock?.release()
+        #expect(try makeQueue().recoverClaims() == 1)
+        #expect(entries("queue/active") == [])
+        let restored = try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(contentsOf: URL(fileURLWithPath: pending)))
+        #expect(restored.requestID == claim.email.requestID)
+    }
+
+    @Test func recoveryGoesOnPastAnEntryItCannotHandle() throws {
+        let queue = try makeQueue()
+        try queue.enqueue(email(0))
+        let orphan = try #require(try queue.claim(now: Date()))
+        orphan.lock?.release()
+        try FileManager.default.createDirectory(
+            atPath: dir.path + "/queue/active/batch_1_00000000.processing.json", withIntermediateDirectories: false)
+        try write("x", to: "queue/active/notes.txt")
+        #expect(try makeQueue().recoverClaims() == 1)
+        #expect(entries("queue").contains(orphan.name + ".json"))
+        let corrupt = entries("corrupt")
+        #expect(corrupt.count == 2)
+        #expect(corrupt.contains { $0.hasPrefix("batch_1_00000000.processing.json.not_regular.") })
+        #expect(corrupt.contains { $0.hasPrefix("notes.txt.stray_entry.") })
+    }
+
+    @Test func aSymlinkIsSetAsideAndItsTargetIsNeitherSentNorTouched() throws {
+        let queue = try makeQueue()
+        let outside = dir.path + "/outside.json"
+        let target = email(9)
+        try Data(try QueueCoding.encoder().encode(target)).write(to: URL(fileURLWithPath: outside))
+        let past = Date(timeIntervalSince1970: 1_000_000_000)
+        try FileManager.default.setAttributes([.modificationDate: past], ofItemAtPath: outside)
+        try FileManager.default.createSymbolicLink(
+            atPath: dir.path + "/queue/batch_1_00000001.json", withDestinationPath: outside)
+        try queue.enqueue(email(0))
+        let claim = try #require(try queue.claim(now: Date()))
+        #expect(claim.email.toEmail == "u0@example.com")
+        #expect(try queue.claim(now: Date()) == nil)
+        #expect(entries("corrupt").contains { $0.hasPrefix("batch_1_00000001.processing.json.symlink.") })
+        let attributes = try FileManager.default.attributesOfItem(atPath: outside)
+        #expect(attributes[.modificationDate] as? Date == past)
+    }
+
+    @Test func aDirectoryOrFIFONamedLikeAQueueFileIsSetAsideWithoutBlocking() throws {
+        let queue = try makeQueue()
+        try FileManager.default.createDirectory(
+            atPath: dir.path + "/queue/batch_1_00000002.json", withIntermediateDirectories: false)
+        #expect(mkfifo(dir.path + "/queue/batch_1_00000003.json", 0o644) == 0)
+        #expect(try queue.claim(now: Date()) == nil)
+        let corrupt = entries("corrupt")
+        #expect(corrupt.filter { $0.contains(".not_regular.") }.count == 2)
+        #expect(entries("queue") == ["active"])
+    }
+
+    @Test(arguments: ["u@example.com\r\nRCPT TO:<x@evil.example>", "not an address"])
+    func aHandWrittenFileWithABadAddressIsSetAside(_ address: String) throws {
+        let queue = try makeQueue()
+        var bad = email(0)
+        bad.cc = [address]
+        try Data(try QueueCoding.encoder().encode(bad)).write(
+            to: URL(fileURLWithPath: dir.path + "/queue/" + RequestID.fileBaseName(for: bad.requestID)! + ".json"))
+        #expect(try queue.claim(now: Date()) == nil)
+        #expect(entries("corrupt").count == 1)
+        #expect(entries("corrupt").first?.contains(".invalid_address.") == true)
+    }
+
+    @Test func aDateOnlyNextAttemptIsMidnightUTC() throws {
+        let date = try #require(Timestamp.parseISO8601("2026-11-30"))
+        #expect(date == Date(timeIntervalSince1970: 1_795_996_800))
+        let queue = try makeQueue()
+        var e = email()
+        e.nextAttemptAt = date
+        var json = String(decoding: try QueueCoding.encoder().encode(e), as: UTF8.self)
+        json = json.replacingOccurrences(of: Timestamp.iso8601(date), with: "2026-11-30")
+        try write(json, to: "queue/" + RequestID.fileBaseName(for: e.requestID)! + ".json")
+        let claim = try #require(try queue.claim(now: Date()))
+        #expect(claim.email.nextAttemptAt == date)
+    }
+
+    @Test func aFolderOnAnotherFilesystemIsRefused() throws {
+        guard (try? Syscall.device(of: "/dev/shm")) != (try? Syscall.device(of: dir.path)) else { return }
+        let elsewhere = "/dev/shm/queuefault-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: elsewhere) }
+        try FileManager.default.createSymbolicLink(atPath: dir.path + "/trash", withDestinationPath: elsewhere)
+        #expect(throws: QueueLayoutError.crossesFilesystems(folder: dir.path + "/trash", queue: dir.path + "/queue")) {
+            _ = try makeQueue()
+        }
+    }
+
+    @Test func intakeStopsBelowTheFreeSpaceReserve() throws {
+        let queue = try FileQueue(layout: QueueLayout(root: dir.path), minimumFree: (UInt64.max, 0))
+        #expect(throws: QueueError.self) { try queue.enqueue(email()) }
+        #expect(entries("queue") == ["active"])
+    }
+
+    @Test func aHeartbeatFromTheFutureIsStale() {
+        let now = Date()
+        #expect(WorkerStatus.isFresh(now.addingTimeInterval(-1), at: now))
+        #expect(!WorkerStatus.isFresh(now.addingTimeInterval(-10), at: now))
+        #expect(!WorkerStatus.isFresh(now.addingTimeInterval(3600), at: now))
+    }
+}
