@@ -26,6 +26,7 @@ class RecordingHandler:
     session_ids: set = field(default_factory=set)
     delay: float = 0.0  # seconds to wait before answering DATA: keeps sends in flight
     rcpt_replies: list = field(default_factory=list)
+    data_replies: list = field(default_factory=list)  # answered after `delay` instead of 250
     drop_in_data: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -57,6 +58,10 @@ class RecordingHandler:
             return "421 closing"
         if self.delay:
             await asyncio.sleep(self.delay)
+        with self.lock:
+            reply = self.data_replies.pop(0) if self.data_replies else None
+        if reply:
+            return reply
         with self.lock:
             self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 OK: queued"

@@ -1,5 +1,6 @@
 """Starts the real stack for a test: nginx (TLS, basic auth) -> mailfcgi -> queue -> mailworkerd."""
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -71,13 +72,15 @@ class Stack:
         wait_until(self._answers, what="nginx to answer")
         return self
 
-    def start_daemon(self, name, instance=None):
-        """Starts a daemon; `instance` names a second copy (log `{name}-{instance}.log`)."""
+    def start_daemon(self, name, instance=None, user=None):
+        """Starts a daemon; `instance` names a second copy (log `{name}-{instance}.log`);
+        `user` runs it as that user (and its primary group) instead of the test's."""
         key = f"{name}-{instance}" if instance else name
         log = open(self.base / f"{key}.log", "ab")
+        as_user = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []} if user else {}
         self.procs[key] = subprocess.Popen(
             [BIN_DIR / name, "--env-file", self.base / ".env"], cwd=self.base, env=self.env,
-            stdout=log, stderr=subprocess.STDOUT)
+            stdout=log, stderr=subprocess.STDOUT, **as_user)
 
     def stop_daemon(self, name, sig=signal.SIGTERM, timeout=30):
         """Signals a process and returns its exit status."""

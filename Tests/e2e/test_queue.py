@@ -73,13 +73,17 @@ def test_corrupt_empty_and_truncated_files_are_set_aside_and_delivery_goes_on(st
     stack.start_daemon("mailworkerd")
     smtp.wait_for(3)
     assert sorted(smtp.message_ids()) == sorted(f"<{i}@example.org>" for i in ids)
-    wait_until(lambda: len(stack.files("trash")) == 7, what="trash entries")
-    trash = stack.files("trash")
-    assert [n for n in trash if n.startswith("batch_1000000000000_0000000a.invalid_json.")]
-    assert [n for n in trash if n.startswith("batch_1000000000001_0000000b.invalid_json.")]
-    assert [n for n in trash if n.startswith("batch_1000000000002_0000000c.invalid_json.")]
-    assert [n for n in trash if n.startswith("batch_1000000000003_0000000d.invalid_entry.")]
-    assert stack.log("mailworkerd").count("set aside in the trash") == 4
+    wait_until(lambda: len(stack.files("corrupt")) == 4, what="corrupt entries")
+    assert len(stack.files("trash")) == 3  # the delivered ones; corrupt files are never pruned
+    corrupt = stack.files("corrupt")
+    assert [n for n in corrupt if n.startswith("batch_1000000000000_0000000a.processing.json.invalid_json.")]
+    assert [n for n in corrupt if n.startswith("batch_1000000000001_0000000b.processing.json.invalid_json.")]
+    assert [n for n in corrupt if n.startswith("batch_1000000000002_0000000c.processing.json.invalid_json.")]
+    assert [n for n in corrupt if n.startswith("batch_1000000000003_0000000d.processing.json.invalid_entry.")]
+    assert stack.log("mailworkerd").count("set aside in corrupt/") == 4
+    health = stack.request("GET", "/health", auth=False)
+    assert health.status_code == 503
+    assert "4 entries set aside" in health.json()["components"]["queue"]
 
 
 def test_status_counts_the_queue_and_describes_at_most_limit_files(stack, smtp):
@@ -87,7 +91,7 @@ def test_status_counts_the_queue_and_describes_at_most_limit_files(stack, smtp):
     ids = post_many(stack, 12, threads=2)
     body = stack.request("GET", "/status").json()
     assert body["queue"] == {"total_files": 12, "pending": 12, "deferred": 0, "processing": 0,
-                             "dead_letter": 0, "trash": 0}
+                             "dead_letter": 0, "trash": 0, "corrupt": 0}
     assert body["total_files"] == 12 and body["pending_emails"] == 12
     assert body["limit"] == 100
     assert sorted(f["request_id"] for f in body["files"]) == sorted(ids)
