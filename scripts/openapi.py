@@ -44,7 +44,12 @@ doc = {
                 "400": json_body(ref("Error"), "Template error: unknown template, missing variables"),
                 "413": json_body(ref("Error"), "Body larger than MAX_BODY_BYTES"),
                 "415": json_body(ref("Error"), "Not UTF-8 JSON"),
-                "422": VALIDATION, **ERRORS,
+                "422": VALIDATION,
+                "503": json_body(ref("Error"), "The queue cannot store emails right now (not accepted; "
+                                 "Retry-After says when to retry)"),
+                "507": json_body(ref("Error"), "Insufficient storage: the queue's disk is full or below "
+                                 "MIN_FREE_BYTES / MIN_FREE_INODES (not accepted; Retry-After says when to retry)"),
+                **ERRORS,
             },
         }},
         "/status": {"get": {
@@ -148,7 +153,7 @@ doc = {
                     "total_files": {"type": "integer"},
                     "pending_emails": {"type": "integer"},
                     "queue": {"type": "object", "properties": {k: {"type": "integer"} for k in
-                              ["total_files", "pending", "deferred", "processing", "dead_letter", "trash"]}},
+                              ["total_files", "pending", "deferred", "processing", "dead_letter", "trash", "corrupt"]}},
                     "limit": {"type": "integer"},
                     "files": {"type": "array", "items": ref("QueueFile")},
                 },

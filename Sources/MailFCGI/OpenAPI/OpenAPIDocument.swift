@@ -323,6 +323,9 @@ enum OpenAPIDocument {
      },
      "queue": {
       "properties": {
+       "corrupt": {
+        "type": "integer"
+       },
        "dead_letter": {
         "type": "integer"
        },
@@ -628,6 +631,26 @@ enum OpenAPIDocument {
        }
       },
       "description": "Internal error, with an id to find it in the logs"
+     },
+     "503": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "The queue cannot store emails right now (not accepted; Retry-After says when to retry)"
+     },
+     "507": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "Insufficient storage: the queue's disk is full or below MIN_FREE_BYTES / MIN_FREE_INODES (not accepted; Retry-After says when to retry)"
      }
     },
     "summary": "Queue an email"
