@@ -152,18 +152,19 @@ def test_errors_nginx_answers_itself_are_json(stack):
     assert long_path.status_code == 414 and "detail" in long_path.json()
 
 
-def test_internal_error_is_500_with_an_id_and_no_trace(stack):
+def test_a_storage_failure_is_503_with_retry_after_and_no_internals(stack):
     # The queue directory replaced by a file: every write fails inside the responder.
     queue = stack.data / "queue"
     queue.rename(stack.data / "queue.moved")
     queue.write_text("not a directory")
     try:
         response = stack.post_email(VALID)
-        assert response.status_code == 500
+        assert response.status_code == 503
         body = response.json()
-        assert body["detail"] == "Internal server error" and body["error_id"]
-        assert "Syscall" not in response.text and "errno" not in response.text
-        assert body["error_id"] in stack.log("mailfcgi")  # the log tells what happened
+        assert body["detail"].startswith("The queue cannot store emails right now (Not a directory)")
+        assert response.headers["Retry-After"] == "10"
+        assert "Syscall" not in response.text and "errno" not in response.text and str(stack.data) not in response.text
+        assert "cannot store an email" in stack.log("mailfcgi")  # the log tells what happened
         health = stack.request("GET", "/health")
         assert health.status_code == 503 and "queue" in health.json()["components"]["queue"]
     finally:
