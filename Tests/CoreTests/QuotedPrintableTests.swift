@@ -85,4 +85,56 @@ import Testing
         }
         return String(decoding: bytes, as: UTF8.self)
     }
+
+    /// RFC 2045 §6.7 decoding: soft breaks removed, `=XX` to bytes, CRLF to LF.
+    func decode(_ encoded: [UInt8]) -> String {
+        var bytes: [UInt8] = [], i = 0
+        while i < encoded.count {
+            if encoded[i] == 0x3D, i + 2 < encoded.count, encoded[i + 1] == 0x0D, encoded[i + 2] == 0x0A {
+                i += 3
+            } else if encoded[i] == 0x3D, i + 2 < encoded.count,
+                      let value = UInt8(String(decoding: encoded[(i + 1)...(i + 2)], as: UTF8.self), radix: 16) {
+                bytes.append(value)
+                i += 3
+            } else if encoded[i] == 0x0D, i + 1 < encoded.count, encoded[i + 1] == 0x0A {
+                bytes.append(0x0A)
+                i += 2
+            } else {
+                bytes.append(encoded[i])
+                i += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Every kind of piece at every column around the limit, with and without a final line
+    /// break and a second line, as the last line or not, with and without a final soft break.
+    @Test(arguments: ["=", " ", "\t", "é", "€", "😀", ".", "F", "a", "=é"])
+    func everyLineIsAtMost76AroundTheLimit(_ piece: String) {
+        for column in 0...80 {
+            for tail in ["", "\n", "\nnext line", "z", " \n"] {
+                for softBreakAtEnd in [false, true] {
+                    let text = String(repeating: "a", count: column) + piece + tail
+                    let encoded = QuotedPrintable.encode(text, softBreakAtEnd: softBreakAtEnd)
+                    let lines = String(decoding: encoded, as: UTF8.self).components(separatedBy: "\r\n")
+                    let context = "\(piece.debugDescription) at \(column), tail \(tail.debugDescription)"
+                    #expect(lines.allSatisfy { $0.utf8.count <= 76 }, "\(context)")
+                    #expect(!lines.contains { $0.hasPrefix(".") || $0.hasPrefix("F") }, "\(context)")
+                    #expect(!lines.contains { $0.hasSuffix(" ") || $0.hasSuffix("\t") }, "\(context)")
+                    #expect(decode(encoded) == text, "\(context)")
+                    if softBreakAtEnd { #expect(encoded.suffix(2) == [0x0D, 0x0A], "\(context)") }
+                }
+            }
+        }
+    }
+
+    @Test func aCharacterIsNeverSplitAcrossASoftBreak() {
+        for column in 60...80 {
+            let encoded = String(decoding: QuotedPrintable.encode(String(repeating: "a", count: column) + "€€€€"),
+                                 as: UTF8.self)
+            for line in encoded.components(separatedBy: "=\r\n") {
+                #expect(line.components(separatedBy: "=E2").count == line.components(separatedBy: "=AC").count)
+            }
+        }
+    }
 }

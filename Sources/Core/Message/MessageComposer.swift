@@ -75,8 +75,7 @@ public struct MessageComposer: Sendable {
     /// break ends in a soft break (`=` CRLF), so the decoded text has no line break added.
     static func textPart(_ text: String, subtype: String) -> [UInt8] {
         var part = Array("Content-Type: text/\(subtype); charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".utf8)
-        part += QuotedPrintable.encode(text)
-        if part.last != 0x0A { part += [0x3D, 0x0D, 0x0A] }
+        part += QuotedPrintable.encode(text, softBreakAtEnd: true)
         return part
     }
 
