@@ -58,7 +58,9 @@ import Testing
     @Test func aCrashAfterTheDeadLetterWasWrittenRemovesTheClaim() throws {
         let queue = try makeQueue()
         let claim = try deadClaim(queue) { claim in
-            try write("{}", to: "dead_letter/" + claim.name + ".json")
+            let letter = DeadLetter(reason: "550", kind: "permanent", failedAt: Date(), attempts: [], email: claim.email)
+            try AtomicFile.write(try QueueCoding.encoder().encode(letter), to: claim.name + ".json",
+                                 in: dir.path + "/dead_letter")
         }
         #expect(try makeQueue().recoverClaims() == 0)
         #expect(entries("queue/active") == [])
@@ -190,5 +192,122 @@ import Testing
         #expect(WorkerStatus.isFresh(now.addingTimeInterval(-1), at: now))
         #expect(!WorkerStatus.isFresh(now.addingTimeInterval(-10), at: now))
         #expect(!WorkerStatus.isFresh(now.addingTimeInterval(3600), at: now))
+    }
+}
+
+/// Faults a hostile review found after the first round: strangers under an outcome's name,
+/// a trash that refuses renames, a claim taken over mid-send, odd names and sizes.
+@Suite struct QueueTakeoverTests {
+    let dir = TemporaryDirectory()
+
+    func makeQueue() throws -> FileQueue {
+        try FileQueue(layout: QueueLayout(root: dir.path), retry: RetryPolicy(maxRetries: 2, baseDelay: 60))
+    }
+
+    func email(at date: Date = Date()) -> QueuedEmail {
+        let id = RequestID.make(at: date)
+        return QueuedEmail(requestID: id, messageID: "<\(id)@example.org>", createdAt: date,
+                           toEmail: "u@example.com", subject: "s", body: "b")
+    }
+
+    func entries(_ sub: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path + "/" + sub)) ?? []).sorted()
+    }
+
+    @Test(arguments: ["symlink", "directory", "garbage", "another email"])
+    func aStrangerNewerThanTheClaimDoesNotReplaceIt(_ kind: String) throws {
+        let queue = try makeQueue()
+        try queue.enqueue(email())
+        let claim = try #require(try queue.claim(now: Date()))
+        let pending = dir.path + "/queue/" + claim.name + ".json"
+        switch kind {
+        case "symlink": try FileManager.default.createSymbolicLink(atPath: pending, withDestinationPath: "/etc/hostname")
+        case "directory": try FileManager.default.createDirectory(atPath: pending, withIntermediateDirectories: false)
+        case "garbage": try Data("not json".utf8).write(to: URL(fileURLWithPath: pending))
+        default: try Data(try QueueCoding.encoder().encode(email())).write(to: URL(fileURLWithPath: pending))
+        }
+        claim.lock?.release()
+        #expect(try makeQueue().recoverClaims() == 1)
+        let restored = try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(contentsOf: URL(fileURLWithPath: pending)))
+        #expect(restored.requestID == claim.email.requestID)
+        #expect(entries("corrupt").count == 1)
+    }
+
+    @Test func aDeliveredEmailTheTrashRefusesIsKeptAsSentAndNeverPutBack() throws {
+        let queue = try makeQueue()
+        try queue.enqueue(email())
+        let claim = try #require(try queue.claim(now: Date()))
+        let trash = dir.path + "/trash"
+        try FileManager.default.moveItem(atPath: trash, toPath: trash + ".away")
+        try Data().write(to: URL(fileURLWithPath: trash))  // renames into it fail (ENOTDIR)
+        try queue.markSent(claim, at: Date())  // recorded, though not filed yet
+        #expect(entries("queue/active") == [claim.name + ".sent.json"])
+        #expect(try queue.recoverClaims() == 0)  // the trash still refuses: kept, named in problems
+        #expect(queue.problems.count == 1)
+        // What an orderly stop does with an unfinished claim: nothing to put back.
+        try queue.abandonClaim(claim.name)
+        #expect(entries("queue") == ["active"])
+        claim.lock?.release()
+        try FileManager.default.removeItem(atPath: trash)
+        try FileManager.default.moveItem(atPath: trash + ".away", toPath: trash)
+        #expect(try makeQueue().recoverClaims() == 0)
+        #expect(entries("queue") == ["active"] && entries("queue/active") == [])
+        #expect(entries("trash").count == 1 && entries("trash")[0].contains(".sent."))
+    }
+
+    @Test func aClaimTakenOverMidSendIsNotRetriedForEverAndNotSentAgain() throws {
+        let queue = try makeQueue()
+        try queue.enqueue(email())
+        let claim = try #require(try queue.claim(now: Date()))
+        #expect(try queue.recoverClaims(lockedOlderThan: 0, now: Date().addingTimeInterval(1)) == 1)
+        #expect(throws: QueueError.claimLost(claim.name)) { try queue.markSent(claim, at: Date()) }
+        #expect(entries("queue") == ["active"])  // still pending: filed as sent, nobody resends it
+        #expect(entries("trash").count == 1)
+        let other = try makeQueue()
+        #expect(try other.claim(now: Date()) == nil)
+    }
+
+    @Test func aDeferralOfAClaimTakenOverIsNotWritten() throws {
+        let queue = try makeQueue()
+        try queue.enqueue(email())
+        let claim = try #require(try queue.claim(now: Date()))
+        #expect(try queue.recoverClaims(lockedOlderThan: 0, now: Date().addingTimeInterval(1)) == 1)
+        // The hung owner's lock is what keeps others off; here it lets go, and another claims.
+        let stale = QueueClaim(name: claim.name, email: claim.email, lock: ClaimLock(fd: -1))
+        claim.lock?.release()
+        let taken = try #require(try makeQueue().claim(now: Date()))
+        #expect(throws: QueueError.claimLost(claim.name)) {
+            _ = try queue.markFailed(stale, error: "451", permanent: false, at: Date())
+        }
+        #expect(entries("queue") == ["active"])  // no second copy beside the new owner's claim
+        try makeQueue().markSent(taken, at: Date())
+    }
+
+    @Test func anOddlyNamedFileDeferredForLaterIsNotClaimedInALoop() throws {
+        let queue = try makeQueue()
+        var e = email()
+        let later = Date().addingTimeInterval(3600)
+        e.nextAttemptAt = later
+        try Data(try QueueCoding.encoder().encode(e)).write(to: URL(fileURLWithPath: dir.path + "/queue/batch_restored.json"))
+        #expect(try queue.claim(now: Date()) == nil)
+        #expect(try queue.claim(now: Date()) == nil)
+        #expect(abs((queue.nextDue ?? .distantPast).timeIntervalSince(later)) < 0.001)
+        #expect(try queue.claim(now: later.addingTimeInterval(1))?.name == "batch_restored")
+    }
+
+    @Test func hardLinksAndHugeFilesAreSetAsideUnread() throws {
+        let queue = try makeQueue()
+        let e = email()
+        let name = RequestID.fileBaseName(for: e.requestID)! + ".json"
+        let file = dir.path + "/queue/" + name
+        try Data(try QueueCoding.encoder().encode(e)).write(to: URL(fileURLWithPath: file))
+        #expect(link(file, dir.path + "/queue/batch_2_00000002.json") == 0)
+        let huge = dir.path + "/queue/batch_3_00000003.json"
+        #expect(FileManager.default.createFile(atPath: huge, contents: Data("{".utf8)))
+        #expect(truncate(huge, off_t(QueueLayout.maxEntryBytes) + 1) == 0)  // sparse: no disk used
+        #expect(try queue.claim(now: Date()) == nil)
+        let corrupt = entries("corrupt")
+        #expect(corrupt.filter { $0.contains(".hard_link.") }.count == 2)
+        #expect(corrupt.filter { $0.contains(".too_large.") }.count == 1)
     }
 }

@@ -112,7 +112,7 @@ def test_kill_9_in_each_gap_of_an_enqueue(tmp_path, smtp, point, delivered):
         stack.stop()
 
 
-@pytest.mark.parametrize("how", ["mount", "symlink"])
+@pytest.mark.parametrize("how", ["mount", "symlink", "bind"])
 @pytest.mark.parametrize("daemon", ["mailworkerd", "mailfcgi"])
 def test_a_data_folder_on_another_filesystem_stops_the_daemon_naming_it(tmp_path, daemon, how):
     data = tmp_path / "data"
@@ -122,6 +122,10 @@ def test_a_data_folder_on_another_filesystem_stops_the_daemon_naming_it(tmp_path
         if how == "mount":
             (data / "trash").mkdir()
             subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", data / "trash"], check=True)
+        elif how == "bind":  # the same device number, but renames across it fail with EXDEV
+            (data / "trash").mkdir()
+            (tmp_path / "elsewhere").mkdir()
+            subprocess.run(["mount", "--bind", tmp_path / "elsewhere", data / "trash"], check=True)
         else:
             (data / "trash").symlink_to(elsewhere)
         env = {**os.environ, "DATA_DIR": str(data), "FCGI_SOCKET": str(tmp_path / "s.sock"),
@@ -133,9 +137,38 @@ def test_a_data_folder_on_another_filesystem_stops_the_daemon_naming_it(tmp_path
         assert f"{data}/trash is on another filesystem" in output, output
         assert "Usage" not in output
     finally:
-        if how == "mount":
+        if how in ("mount", "bind"):
             subprocess.run(["umount", data / "trash"], check=True)
         shutil.rmtree(elsewhere)
+
+
+def test_a_trash_that_refuses_renames_after_start_never_makes_a_delivered_email_go_again(tmp_path, smtp):
+    stack = Stack(tmp_path, smtp_env(smtp)).start()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    trash = stack.data / "trash"
+    mounted = False
+    try:
+        subprocess.run(["mount", "--bind", elsewhere, trash], check=True)
+        mounted = True
+        request_id = post(stack)
+        wait_until(lambda: deliveries(smtp, request_id) == 1, what="the delivery")
+        # The outcome is recorded inside queue/active/ although the trash refuses it.
+        sent = base_name(request_id) + ".sent.json"
+        wait_until(lambda: stack.files("queue/active") == [sent], what="the email kept as sent")
+        assert stack.stop_daemon("mailworkerd") == 0  # an orderly stop puts nothing back
+        assert stack.files("queue") == []
+        subprocess.run(["umount", trash], check=True)
+        mounted = False
+        stack.start_daemon("mailworkerd")
+        wait_until(lambda: queue_is_settled(stack), what="the sent email filed in the trash")
+        assert any(n.startswith(base_name(request_id) + ".sent.") for n in stack.files("trash"))
+        time.sleep(1.5)
+        assert deliveries(smtp, request_id) == 1
+    finally:
+        if mounted:
+            subprocess.run(["umount", trash], check=True)
+        stack.stop()
 
 
 def fill(path):

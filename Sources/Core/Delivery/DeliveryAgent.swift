@@ -112,6 +112,10 @@ public final class DeliveryAgent {
                     log.notice("recorded \(what) after \(failures) failed tries")
                 }
                 return result
+            } catch QueueError.claimLost(let name) {
+                // Taken over by a CLAIM_TIMEOUT sweep: nothing left to record here.
+                if failures > 0 { recordingTrouble(nil) }
+                throw QueueError.claimLost(name)
             } catch {
                 failures += 1
                 recordingTrouble("cannot record \(what): \(error)")

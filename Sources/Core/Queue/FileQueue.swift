@@ -157,13 +157,74 @@ public final class FileQueue: QueueStore {
         // Gap (crash point `sent.before-trash`): the relay has the email, the claim is still
         // in active/. Recovery puts it back and it is sent again, with the same Message-ID:
         // the one window in which an email can be sent twice. A failure of the rename itself
-        // is not such a crash: the caller keeps the claim locked and retries this call.
+        // is not such a crash: the outcome is then recorded as `active/B.sent.json` (below),
+        // and only when that fails too does the caller keep the claim locked and retry.
+        // The move is not fsynced, as postfix does not sync the removal of a delivered queue
+        // file: the kernel writes it out within seconds, and if power fails before that the
+        // claim comes back and is sent again (same Message-ID), never lost. A sync here cost
+        // one disk flush per email, which capped delivery at the disk's sync rate.
         CrashPoint.reach("sent.before-trash")
-        try moveToTrash(claim.name, status: "sent", at: date)
-        claim.lock?.release()
+        let trashed = layout.trash + "/" + QueueLayout.trashName(claim.name, status: "sent", at: date)
+        let claimed = path(QueueLayout.claimedName(claim.name)), unfiled = path(QueueLayout.sentName(claim.name))
+        guard let lock = claim.lock else {
+            try Syscall.rename(claimed, trashed)
+            return
+        }
+        if lock.names(unfiled) {  // an earlier call recorded the outcome but could not file it
+            try Syscall.rename(unfiled, trashed)
+            lock.release()
+            return
+        }
+        if lock.names(claimed) {
+            guard let failure = Self.failure(of: { () throws(SystemError) in try Syscall.rename(claimed, trashed) }) else {
+                lock.release()
+                return
+            }
+            if failure.errno != ENOENT {
+                // Record the outcome first, file it later: a rename within active/ needs no
+                // other folder (it works when the trash is full, read-only or elsewhere), and
+                // an entry under this name is moved to the trash by recovery (at the next
+                // sweep or start, once the lock is dropped here), never resent.
+                guard (try? Syscall.rename(claimed, unfiled)) != nil else { throw failure }
+                lock.release()
+                logger.warning("delivered email kept in queue/active/ as sent until the trash takes it",
+                               metadata: ["file": "\(claim.name)", "error": "\(failure)"])
+                return
+            }
+        }
+        throw claimLost(claim, lock: lock, sentAt: date)
+    }
+
+    /// The error `body` threw, or nil when it succeeded.
+    private static func failure(of body: () throws(SystemError) -> Void) -> SystemError? {
+        do {
+            try body()
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// Our file is under neither claim name: a `CLAIM_TIMEOUT` sweep put it back to pending
+    /// while it was being sent. If it is still pending, it goes to the trash (when it was
+    /// delivered) so that nobody sends it again; if another claimant took it, it may be sent
+    /// twice, which is what the timeout allows.
+    /// - Returns: `QueueError.claimLost`, for the caller to throw.
+    private func claimLost(_ claim: QueueClaim, lock: ClaimLock, sentAt: Date?) -> QueueError {
+        let pending = path(QueueLayout.pendingName(claim.name))
+        if let sentAt, lock.names(pending) {
+            _ = try? Syscall.rename(pending, layout.trash + "/" + QueueLayout.trashName(claim.name, status: "sent", at: sentAt))
+        }
+        lock.release()
+        logger.warning("claim was put back while it was being attempted (CLAIM_TIMEOUT); its outcome is not recorded",
+                       metadata: ["file": "\(claim.name)"])
+        return QueueError.claimLost(claim.name)
     }
 
     public func markFailed(_ claim: QueueClaim, error: String, permanent: Bool, at date: Date) throws -> FailureDisposition {
+        if let lock = claim.lock, !lock.names(path(QueueLayout.claimedName(claim.name))) {
+            throw claimLost(claim, lock: lock, sentAt: nil)
+        }
         var email = claim.email
         email.attempts.append(DeliveryAttempt(at: date, error: error))
         email.lastError = error
@@ -281,7 +342,8 @@ public final class FileQueue: QueueStore {
     /// One entry of `queue/active/`; true when it went back to pending.
     private func recoverEntry(_ name: String, lockedOlderThan timeout: TimeInterval?, now: Date) throws -> Bool {
         let file = layout.active + "/" + name
-        guard let base = QueueLayout.claimedBase(name) else {
+        let sent = QueueLayout.sentBase(name)
+        guard let base = QueueLayout.claimedBase(name) ?? sent else {
             try setAside(name, in: layout.active, reason: .strayEntry, detail: "not a claim's name", at: now)
             return false
         }
@@ -297,29 +359,47 @@ public final class FileQueue: QueueStore {
         defer { lock.release() }
         guard let claimedAt = Syscall.changeTime(file) else { return false }
         if try !Syscall.tryLock(fd, path: file) {
-            guard let timeout, now.timeIntervalSince(claimedAt) >= timeout else { return false }
+            // A delivered email is never put back, however long its owner holds it.
+            guard sent == nil, let timeout, now.timeIntervalSince(claimedAt) >= timeout else { return false }
             logger.warning("claim held past CLAIM_TIMEOUT; putting it back", metadata: ["file": "\(base)"])
         }
         guard Syscall.names(file, file: fd) else { return false }
-        // A crash after the outcome was written and before the claim was removed.
-        let letter = layout.deadLetter + "/" + QueueLayout.pendingName(base)
-        if let written = Syscall.changeTime(letter), written >= claimedAt {
-            try Syscall.unlink(file)
-            logger.notice("claim removed: its dead letter was already written", metadata: ["file": "\(base)"])
+        if sent != nil {
+            // Delivered, and the move into the trash failed before: file it now.
+            try Syscall.rename(file, layout.trash + "/" + QueueLayout.trashName(base, status: "sent", at: now))
+            logger.notice("delivered email moved to the trash", metadata: ["file": "\(base)"])
             return false
         }
-        let pending = path(QueueLayout.pendingName(base))
+        // A crash after the outcome was written and before the claim was removed. Only a
+        // valid copy of this very email counts as the outcome; anything else under the name
+        // is a stranger, set aside, and the claim goes back.
+        let letter = layout.deadLetter + "/" + QueueLayout.pendingName(base)
+        if let written = Syscall.changeTime(letter), written >= claimedAt {
+            if holdsEntry(letter, for: base, deadLetter: true) {
+                try Syscall.unlink(file)
+                logger.notice("claim removed: its dead letter was already written", metadata: ["file": "\(base)"])
+                return false
+            }
+            try setAside(QueueLayout.pendingName(base), in: layout.deadLetter, reason: .invalidEntry,
+                         detail: "not a dead letter of this email", at: now)
+        }
+        let pendingName = QueueLayout.pendingName(base)
+        let pending = path(pendingName)
         if let written = Syscall.changeTime(pending) {
-            if written >= claimedAt {
+            if written >= claimedAt, holdsEntry(pending, for: base) {
                 try Syscall.unlink(file)
                 logger.notice("claim removed: its deferral was already written", metadata: ["file": "\(base)"])
                 return false
             }
-            // The pending copy predates the claim (put there by hand): the claim is newer.
-            try Syscall.rename(file, pending)
-        } else if try !putBackUnlessGone(base) {
-            return false
+            if holdsEntry(pending, for: base) {
+                // A valid copy older than the claim (put there by hand): the claim is newer.
+                try Syscall.rename(file, pending)
+                logger.notice("claim put back over an older pending copy", metadata: ["file": "\(base)"])
+                return true
+            }
+            try setAside(pendingName, in: layout.queue, reason: .invalidEntry, detail: "not a copy of this email", at: now)
         }
+        guard try putBackUnlessGone(base) else { return false }
         logger.notice("claim put back to pending", metadata: ["file": "\(base)"])
         return true
     }
@@ -355,10 +435,16 @@ public final class FileQueue: QueueStore {
         }
         let reason: CorruptReason, detail: String
         do {
-            let bytes = try Syscall.readAll(fd, path: claimed)
-            let email = try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
-            guard let problem = email.deliveryProblem else { return (email, lock) }
-            (reason, detail) = (.invalidAddress, problem)
+            let info = try Syscall.fileStatus(fd, path: claimed)
+            if info.st_nlink > 1 {
+                (reason, detail) = (.hardLink, "\(info.st_nlink) names for one file: each would be sent")
+            } else if info.st_size > QueueLayout.maxEntryBytes {
+                (reason, detail) = (.tooLarge, "\(info.st_size) bytes, over \(QueueLayout.maxEntryBytes)")
+            } else {
+                let email = try Self.decodeEntry(try Syscall.readAll(fd, path: claimed))
+                guard let problem = email.deliveryProblem else { return (email, lock) }
+                (reason, detail) = (.invalidAddress, problem)
+            }
         } catch let error as SystemError {
             (reason, detail) = (.unreadable, "\(error)")
         } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
@@ -369,6 +455,25 @@ public final class FileQueue: QueueStore {
         try setAside(claimedName, in: layout.queue, reason: reason, detail: detail, at: now)
         lock.release()
         return nil
+    }
+
+    private static func decodeEntry(_ bytes: [UInt8]) throws -> QueuedEmail {
+        try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
+    }
+
+    /// Whether `path` is a regular file of one name, not too large, holding a queue entry
+    /// (or, with `deadLetter`, a dead letter) for `base`: only such a copy may replace a
+    /// claim in recovery. Anything else under the name is not an outcome of ours.
+    private func holdsEntry(_ path: String, for base: String, deadLetter: Bool = false) -> Bool {
+        guard let fd = try? Syscall.openRegular(path, followSymlinks: false) else { return false }
+        defer { _ = Glibc.close(fd) }
+        guard let info = try? Syscall.fileStatus(fd, path: path), info.st_nlink == 1,
+              info.st_size <= QueueLayout.maxEntryBytes,
+              let bytes = try? Syscall.readAll(fd, path: path) else { return false }
+        let email = deadLetter
+            ? (try? QueueCoding.decoder().decode(DeadLetter.self, from: Data(bytes)))?.email
+            : try? Self.decodeEntry(bytes)
+        return email.flatMap { RequestID.fileBaseName(for: $0.requestID) } == base
     }
 
     /// Moves `name` (relative to `folder`) into `corrupt/` under a name that says why, with
@@ -474,24 +579,14 @@ public final class FileQueue: QueueStore {
         guard !state.withLock({ $0.index.contains(base) }) else { return }
         let bytes: [UInt8]
         do {
-            bytes = try Syscall.readFile(path(QueueLayout.pendingName(base)), followSymlinks: false)
+            bytes = try Syscall.readFile(
+                path(QueueLayout.pendingName(base)), followSymlinks: false, maxBytes: QueueLayout.maxEntryBytes)
         } catch {
             if error.errno == ENOENT { return }  // claimed meanwhile
             bytes = []  // a stranger: due now, so the claim that reads it sets it aside
         }
         let fields = try? QueueCoding.decoder().decode(Fields.self, from: Data(bytes))
         state.withLock { $0.index.insert(base, priority: fields?.priority ?? 2, notBefore: fields?.next_attempt_at) }
-    }
-
-    /// Ends a claim in the trash. Not fsynced, as postfix does not sync the removal of a
-    /// delivered queue file: the kernel writes the rename out within seconds, and if power
-    /// fails before that the claim comes back and the email is sent again (with the same
-    /// Message-ID), never lost. A sync here cost one disk flush per delivered email, which
-    /// capped delivery at this disk's sync rate whatever the number of workers.
-    private func moveToTrash(_ base: String, status: String, at date: Date) throws {
-        try Syscall.rename(
-            path(QueueLayout.claimedName(base)),
-            layout.trash + "/" + QueueLayout.trashName(base, status: status, at: date))
     }
 }
 
@@ -502,12 +597,16 @@ public enum QueueError: Error, CustomStringConvertible, Equatable {
     /// The queue's filesystem has less free space or inodes than intake keeps in reserve
     /// (`MIN_FREE_BYTES`, `MIN_FREE_INODES`).
     case insufficientStorage(freeBytes: UInt64, freeInodes: UInt64)
+    /// The claim was put back (`CLAIM_TIMEOUT`) while its owner was still attempting it, so
+    /// the owner's outcome is not recorded; not worth retrying.
+    case claimLost(String)
 
     public var description: String {
         switch self {
         case .invalidRequestID(let id): "request id \(id) is not a UUIDv7"
         case .insufficientStorage(let bytes, let inodes):
             "the queue's filesystem is nearly full (\(bytes) bytes and \(inodes) inodes free)"
+        case .claimLost(let name): "the claim on \(name) was put back while it was attempted"
         }
     }
 }

@@ -60,7 +60,7 @@ public final class QueueCensus: Sendable {
         report.processing = claimed.count
         report.deadLetter = try Syscall.listDirectory(layout.deadLetter).filter { !AtomicFile.isTemporary($0) }.count
         report.trash = try Syscall.listDirectory(layout.trash).count
-        report.corrupt = (try? Syscall.listDirectory(layout.corrupt).count) ?? 0
+        report.corrupt = ((try? Syscall.listDirectory(layout.corrupt)) ?? []).filter { !AtomicFile.isTemporary($0) }.count
 
         var fresh: [String: Entry] = [:]
         let known = cache.withLock { $0 }
@@ -89,12 +89,12 @@ public final class QueueCensus: Sendable {
     }
 
     private func read(_ base: String) -> QueuedEmail? {
-        guard let bytes = try? Syscall.readFile(layout.queue + "/" + QueueLayout.pendingName(base), followSymlinks: false) else { return nil }
+        guard let bytes = try? Syscall.readFile(layout.queue + "/" + QueueLayout.pendingName(base), followSymlinks: false, maxBytes: QueueLayout.maxEntryBytes) else { return nil }
         return try? QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
     }
 
     private func describe(_ base: String, fileName: String, state: String) -> FileInfo {
-        let bytes = (try? Syscall.readFile(layout.queue + "/" + fileName, followSymlinks: false)) ?? []
+        let bytes = (try? Syscall.readFile(layout.queue + "/" + fileName, followSymlinks: false, maxBytes: QueueLayout.maxEntryBytes)) ?? []
         let email = try? QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
         return FileInfo(
             file: fileName, request_id: email?.requestID, state: state, priority: email?.priority,

@@ -34,17 +34,20 @@ struct QueueIndex {
     private var due: [Deque<FileKey>] = Array(repeating: [], count: 3)
     private var waiting = Heap<Waiting>()
     private var known = Set<FileKey>()
-    private var foreign: [String] = []
+    /// Entries whose names are not canonical, with their due time (nil: due now).
+    private var foreign: [(name: String, notBefore: Date?)] = []
 
     /// Entries in the index, due or not.
     var count: Int { known.count + foreign.count }
     /// Entries not yet due.
-    var deferredCount: Int { waiting.count }
+    var deferredCount: Int { waiting.count + foreign.filter { $0.notBefore != nil }.count }
     /// When the earliest deferred entry becomes due, if any.
-    var nextDue: Date? { waiting.min?.due }
+    var nextDue: Date? {
+        ([waiting.min?.due] + foreign.map(\.notBefore)).compactMap { $0 }.min()
+    }
 
     func contains(_ name: String) -> Bool {
-        guard let key = FileKey(name) else { return foreign.contains(name) }
+        guard let key = FileKey(name) else { return foreign.contains { $0.name == name } }
         return known.contains(key)
     }
 
@@ -52,7 +55,7 @@ struct QueueIndex {
     /// index is left as it is.
     mutating func insert(_ name: String, priority: Int, notBefore: Date?) {
         guard let key = FileKey(name) else {
-            if !foreign.contains(name) { foreign.append(name) }
+            if !foreign.contains(where: { $0.name == name }) { foreign.append((name, notBefore)) }
             return
         }
         guard known.insert(key).inserted else { return }
@@ -76,7 +79,10 @@ struct QueueIndex {
 
     /// Removes and returns the next name to try at `now`, or nil when nothing is due.
     mutating func popNext(now: Date) -> String? {
-        if !foreign.isEmpty { return foreign.removeLast() }
+        // Few and rare (names we did not write): a scan, honouring their due times.
+        if let i = foreign.lastIndex(where: { $0.notBefore.map { $0 <= now } ?? true }) {
+            return foreign.remove(at: i).name
+        }
         while let first = waiting.min, first.due <= now {
             makeDue(waiting.removeMin().entry)
         }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The folders under the data directory and the names files take in them.
 ///
@@ -44,16 +47,37 @@ public struct QueueLayout: Sendable {
     /// filesystem, and across two it fails with `EXDEV`.
     public var renameFolders: [String] { [queue, active, trash, deadLetter, corrupt] }
 
-    /// Checks that every folder in `renameFolders` is on the filesystem of `queue/` (an
-    /// operator may have mounted or symlinked one elsewhere).
-    /// - Throws: `QueueLayoutError.crossesFilesystems` naming the first folder that is not,
-    ///   or `SystemError` from stat(2).
+    /// Checks that a file can be renamed from `queue/` into every other folder of
+    /// `renameFolders` (an operator may have mounted, bind-mounted or symlinked one
+    /// elsewhere). Comparing devices catches a mount or link to another filesystem; a bind
+    /// mount keeps the device but still refuses renames across it, so a probe file is
+    /// renamed into each folder and removed.
+    /// - Throws: `QueueLayoutError.crossesFilesystems` naming the first folder that fails,
+    ///   or `SystemError` from stat(2), open(2), rename(2) or unlink(2).
     public func checkSingleFilesystem() throws {
         let device = try Syscall.device(of: queue)
-        for folder in renameFolders.dropFirst() where try Syscall.device(of: folder) != device {
-            throw QueueLayoutError.crossesFilesystems(folder: folder, queue: queue)
+        let probeName = AtomicFile.temporaryPrefix + "rename-probe-\(getpid())"
+        let probe = queue + "/" + probeName
+        try Syscall.close(try Syscall.open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0o600), path: probe)
+        defer { _ = Self.removeIgnoringErrors(probe) }
+        for folder in renameFolders.dropFirst() {
+            if try Syscall.device(of: folder) != device {
+                throw QueueLayoutError.crossesFilesystems(folder: folder, queue: queue)
+            }
+            do {
+                try Syscall.renameNoReplace(probe, folder + "/" + probeName)
+            } catch {
+                if error.errno == EXDEV { throw QueueLayoutError.crossesFilesystems(folder: folder, queue: queue) }
+                throw error
+            }
+            try Syscall.rename(folder + "/" + probeName, probe)
         }
     }
+
+    /// The largest queue file read (512 MiB): eight times the largest request body
+    /// (`MAX_BODY_BYTES` at most 64 MiB), room for JSON escapes. A larger file is not ours
+    /// and is set aside unread, so it cannot exhaust memory at every start.
+    public static let maxEntryBytes = 512 << 20
 
     static let pendingSuffix = ".json"
     static let claimedSuffix = ".processing.json"
@@ -67,6 +91,22 @@ public struct QueueLayout: Sendable {
         guard fileName.hasPrefix("batch_"), fileName.hasSuffix(pendingSuffix),
               !fileName.hasSuffix(claimedSuffix) else { return nil }
         return String(fileName.dropLast(pendingSuffix.count))
+    }
+
+    private static func removeIgnoringErrors(_ path: String) -> Bool {
+        (try? Syscall.unlink(path)) != nil
+    }
+
+    /// A delivered email whose move into the trash failed: the claim renamed within
+    /// `queue/active/` (`active/B.sent.json`), so that recovery files it in the trash and
+    /// never sends it again. Relative to `queue`.
+    static func sentName(_ base: String) -> String { "active/" + base + sentSuffix }
+    static let sentSuffix = ".sent.json"
+
+    /// The base name of a delivered-but-unfiled entry in `queue/active/`, or nil.
+    static func sentBase(_ fileName: String) -> String? {
+        guard fileName.hasPrefix("batch_"), fileName.hasSuffix(sentSuffix) else { return nil }
+        return String(fileName.dropLast(sentSuffix.count))
     }
 
     /// The base name of a claimed file, or nil.
@@ -107,6 +147,10 @@ public enum CorruptReason: String, Sendable, CaseIterable {
     case invalidAddress = "invalid_address"
     /// A name in `queue/active/` that is not a claim.
     case strayEntry = "stray_entry"
+    /// A file with more than one name (a hard link): each name would be sent.
+    case hardLink = "hard_link"
+    /// Larger than any queue entry can be (`QueueLayout.maxEntryBytes`).
+    case tooLarge = "too_large"
 }
 
 /// A data directory whose folders cannot hold the queue's renames.

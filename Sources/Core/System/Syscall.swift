@@ -128,9 +128,14 @@ public enum Syscall {
     ///   `ELOOP` instead of being read through (queue files must be the files themselves).
     /// - Throws: `SystemError` from open(2) or read(2); `EISDIR` for a directory, `EINVAL`
     ///   for other non-regular files.
-    public static func readFile(_ path: String, followSymlinks: Bool = true) throws(SystemError) -> [UInt8] {
+    /// - Parameter maxBytes: a larger file is not read (`EFBIG`), so a stranger cannot
+    ///   exhaust memory.
+    public static func readFile(_ path: String, followSymlinks: Bool = true, maxBytes: Int = .max) throws(SystemError) -> [UInt8] {
         let fd = try openRegular(path, followSymlinks: followSymlinks)
         defer { _ = Glibc.close(fd) }
+        if maxBytes < .max, try fileStatus(fd, path: path).st_size > maxBytes {
+            throw SystemError(call: "read", path: path, errno: EFBIG)
+        }
         return try readAll(fd, path: path)
     }
 
@@ -153,6 +158,14 @@ public enum Syscall {
         }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         return fd
+    }
+
+    /// fstat(2) of an open file.
+    /// - Throws: `SystemError` from fstat.
+    public static func fileStatus(_ fd: Int32, path: String) throws(SystemError) -> stat {
+        var info = stat()
+        try retrying("fstat", path) { fstat(fd, &info) }
+        return info
     }
 
     /// lstat(2): the entry itself, not what a symbolic link points to; nil if it is gone

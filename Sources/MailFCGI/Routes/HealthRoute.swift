@@ -97,7 +97,7 @@ struct HealthRoute: Sendable {
         guard (info.st_mode & S_IFMT) == S_IFDIR else { return "unhealthy: \(path) is not a directory" }
         guard access(path, W_OK | X_OK) == 0 else { return "unhealthy: \(path) is not writable" }
         var findings = problems.prefix(5).map { "cannot handle \($0)" }
-        let corrupt = ((try? Syscall.listDirectory(layout.corrupt)) ?? []).sorted()
+        let corrupt = ((try? Syscall.listDirectory(layout.corrupt)) ?? []).filter { !AtomicFile.isTemporary($0) }.sorted()
         if !corrupt.isEmpty {
             let shown = corrupt.prefix(5).joined(separator: ", ") + (corrupt.count > 5 ? ", ..." : "")
             findings.append("\(corrupt.count) entries set aside in \(layout.corrupt) (\(shown))")

@@ -26,7 +26,10 @@ struct ProcessBatchRoute: Sendable {
     func handle(_ request: Request, _ logger: Logger) throws -> Response {
         let transport: any Transport = try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
         defer { transport.close() }
-        let agent = DeliveryAgent(queue: queue, composer: composer, transport: transport, logger: logger)
+        // A request cannot wait for the disk to come back: after a few seconds the claim is
+        // given up (and recovered by mailworkerd; a delivered email may then be sent again).
+        let agent = DeliveryAgent(queue: queue, composer: composer, transport: transport, logger: logger,
+                                  recordingPatience: 5)
         let now = Timestamp.iso8601(Date())
         guard let attempt = try agent.processNext() else {
             return Response.json(Body(processed: false, message: "No email is due", request_id: nil, file: nil,
