@@ -99,7 +99,7 @@ doc = {
                 "description": "subject and body are required unless template_name is given.",
                 "properties": {
                     "to_email": email_address,
-                    "subject": {"type": "string", "maxLength": 998},
+                    "subject": {"type": "string", "maxLength": 16384, "description": "Folded over several header lines when long (RFC 5322 limits a line, not a field); at most 16384 characters, no control characters"},
                     "body": {"type": "string"},
                     "template_name": {"type": "string", "pattern": "^[A-Za-z0-9-][A-Za-z0-9_-]{0,99}$"},
                     "template_vars": {"type": "object"},

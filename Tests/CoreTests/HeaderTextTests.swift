@@ -52,7 +52,19 @@ import Testing
     }
 
     @Test func displayNameIsQuotedOrEncoded() {
-        #expect(HeaderText.displayName("Acme \"Mail\"") == #""Acme \"Mail\"""#)
-        #expect(HeaderText.displayName("Café").hasPrefix("=?UTF-8?B?"))
+        #expect(HeaderText.mailbox("a@example.com", displayName: "Acme \"Mail\"", headerName: "From")
+            == #""Acme \"Mail\"" <a@example.com>"#)
+        #expect(HeaderText.mailbox("a@example.com", displayName: "Café", headerName: "From").hasPrefix("=?UTF-8?B?"))
+        #expect(HeaderText.mailbox("a@example.com", displayName: nil, headerName: "From") == "a@example.com")
+    }
+
+    @Test(arguments: [String(repeating: "Acme Mail ", count: 120) + "Team", String(repeating: "Café ünïcødé 😀 ", count: 80)])
+    func longDisplayNamesAreFoldedWithin78(_ name: String) {
+        let header = "From: " + HeaderText.mailbox("noreply@example.com", displayName: name, headerName: "From")
+        let lines = header.components(separatedBy: "\r\n")
+        #expect(lines.count > 10)
+        #expect(lines.allSatisfy { $0.utf8.count <= 78 })
+        #expect(lines.dropFirst().allSatisfy { $0.hasPrefix(" ") })
+        #expect(lines.last?.hasSuffix("<noreply@example.com>") == true)
     }
 }

@@ -39,4 +39,24 @@ import Testing
     func badValueStopsNamingTheVariable(_ variables: [String: String], _ name: String) {
         #expect { try settings(variables) } throws: { ($0 as? ConfigError)?.variable == name }
     }
+
+    @Test func everyBadValueIsReportedAtOnce() {
+        #expect { try settings(["NUM_WORKERS": "x", "PORT": "0", "LOG_LEVEL": "loud", "SENDER_NAME": "a\nb"]) } throws: {
+            Set(($0 as? ConfigError)?.problems.map(\.variable) ?? []) == ["NUM_WORKERS", "PORT", "LOG_LEVEL", "SENDER_NAME"]
+        }
+    }
+
+    @Test(arguments: [("SMTP_PORT", "PORT"), ("NUM_WORKER", "NUM_WORKERS"), ("WORKERS", "NUM_WORKERS"),
+                      ("smtp_server", "SMTP_SERVER"), ("RETRY_DELAY", "RETRY_BASE_DELAY"), ("COMPLETELY_ELSE", nil)])
+    func unreadNamesInTheFileGetTheClosestKnownName(_ typo: String, _ closest: String?) throws {
+        let env = EnvironmentReader(variables: [:], fileNames: [typo, "DATA_DIR"])
+        _ = try MailSettings(env)
+        let unread = env.unreadNames()
+        #expect(unread.map(\.name) == [typo])
+        #expect(unread.first?.closest == closest)
+    }
+
+    @Test func dotenvNamesSkipCommentsAndExport() {
+        #expect(EnvironmentReader.names(inDotenv: "# A=1\nB=2\n  export C=3\n\nD = 4\nnot a line\n") == ["B", "C", "D"])
+    }
 }

@@ -1,5 +1,7 @@
 """Starting and stopping: clean exits, nothing left claimed, `make run`'s script end to end."""
 import os
+
+import pytest
 import signal
 import socket
 import subprocess
@@ -91,6 +93,25 @@ def test_bad_value_in_dotenv_is_refused_too(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "WORKER_POLLING_INTERVAL" in result.stderr
+
+
+@pytest.mark.parametrize("daemon", ["mailfcgi", "mailworkerd"])
+def test_every_bad_setting_is_named_at_once_and_typos_are_warned_about(tmp_path, daemon):
+    (tmp_path / ".env").write_text("# relay\nSMTP_PORT=587\nexport NUM_WORKER=4\nNUM_WORKERS=many\n"
+                                   "MAX_BODY_BYTES=10\nMAIL_HTTPS_PORT=9443\n")
+    result = subprocess.run([BIN_DIR / daemon, "--check-config"], cwd=tmp_path,
+                            env={**os.environ, "DATA_DIR": str(tmp_path / "data"),
+                                 "SENDER_NAME": "Acme\r\nBcc: x@evil.example"},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    err = result.stderr
+    assert "3 invalid settings" in err, err
+    for name in ("NUM_WORKERS:", "MAX_BODY_BYTES:", "SENDER_NAME:"):
+        assert name in err, err
+    assert "sets SMTP_PORT, which no setting reads; did you mean PORT?" in err
+    assert "sets NUM_WORKER, which no setting reads; did you mean NUM_WORKERS?" in err
+    assert "MAIL_HTTPS_PORT" not in err  # make run's own setting
+    assert "Usage" not in err and "--help" not in err
 
 
 def test_make_run_reads_its_own_settings_from_dotenv(tmp_path):

@@ -1,29 +1,51 @@
 import ArgumentParser
+import Foundation
 
 /// The command-line options both daemons take, and their start-up settings check.
 public struct DaemonOptions: ParsableArguments {
     @Option(help: "A dotenv file read after the environment (missing is fine).")
     public var envFile = ".env"
 
-    @Flag(help: "Check the settings, print the first problem, and exit (0 when all are valid).")
+    @Flag(help: "Check the settings, print every problem, and exit (0 when all are valid).")
     public var checkConfig = false
 
     public init() {}
 
+    /// Names that only `make run` (scripts/run.sh) reads from the same `.env`.
+    static let runScriptNames: Set<String> = ["MAIL_HTTPS_PORT", "MAIL_DEMO_PASSWORD", "RUN_DIR", "BIN_DIR"]
+
     /// Reads and checks the settings; nil after `--check-config` has printed its verdict.
-    /// - Throws: `ValidationError` naming the bad variable, which ArgumentParser prints
-    ///   before exiting with a failure status.
+    /// Names in the `.env` file that no program reads are warned about on standard error,
+    /// with the closest known name.
+    /// - Throws: `ExitCode.failure` after printing every bad setting on standard error (no
+    ///   usage text: the command line is not what is wrong).
     public func settings() async throws -> MailSettings? {
         let settings: MailSettings
         do {
-            settings = try MailSettings(try await EnvironmentReader(envFile: envFile))
-        } catch {
-            throw ValidationError("configuration: \(error)")
+            let env = try await EnvironmentReader(envFile: envFile)
+            defer { warnAboutUnreadNames(env) }  // also when a value is bad: typos explain many
+            settings = try MailSettings(env)
+        } catch let error as ConfigError {
+            let count = error.problems.count
+            Self.printError("configuration: \(count) invalid setting\(count == 1 ? "" : "s"):\n"
+                + error.problems.map { "  \($0.variable): \($0.problem)" }.joined(separator: "\n"))
+            throw ExitCode.failure
         }
         if checkConfig {
             print("configuration OK")
             return nil
         }
         return settings
+    }
+
+    private func warnAboutUnreadNames(_ env: EnvironmentReader) {
+        for (name, closest) in env.unreadNames(besides: Self.runScriptNames) {
+            Self.printError("warning: \(envFile) sets \(name), which no setting reads"
+                + (closest.map { "; did you mean \($0)?" } ?? ""))
+        }
+    }
+
+    private static func printError(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
     }
 }

@@ -1,13 +1,25 @@
 import Configuration
+import Foundation
+import Synchronization
 import SystemPackage
 
 /// Reads typed settings by their environment variable names through swift-configuration:
 /// the process environment first, then a `.env` file (dotenv format) if one exists.
 ///
 /// Unlike `ConfigReader`'s `default:` accessors, which fall back silently on a value that
-/// does not parse, every accessor here throws a `ConfigError` naming the variable.
+/// does not parse, every accessor here records a problem naming the variable (and returns
+/// the default only so that reading can go on); `checked()` then throws them all at once.
+/// It also remembers which names were asked for, so that names in the `.env` file that no
+/// setting reads can be reported (`unreadNames(besides:)`), most often typos.
 public struct EnvironmentReader: Sendable {
     private let reader: ConfigReader
+    private let record = Record()
+    /// The names the `.env` file sets, in file order (empty without a file).
+    public let fileNames: [String]
+
+    private final class Record: Sendable {
+        let state = Mutex<(problems: [ConfigError.Problem], asked: Set<String>)>(([], []))
+    }
 
     /// - Parameter envFile: path of the dotenv file; a missing file is fine.
     /// - Throws: `ConfigError` (`ENV_FILE`) when the file exists but cannot be read.
@@ -21,11 +33,43 @@ public struct EnvironmentReader: Sendable {
         } catch {
             throw ConfigError("ENV_FILE", "cannot read \(envFile): \(error)")
         }
+        fileNames = (try? String(contentsOfFile: envFile, encoding: .utf8)).map(Self.names(inDotenv:)) ?? []
     }
 
-    /// A reader over exactly `variables` (tests).
-    public init(variables: [String: String]) {
+    /// A reader over exactly `variables` (tests); `fileNames` stands for a `.env` file's names.
+    public init(variables: [String: String], fileNames: [String] = []) {
         reader = ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: variables))
+        self.fileNames = fileNames
+    }
+
+    /// The names a dotenv text assigns (`NAME=…` or `export NAME=…`), comments skipped.
+    static func names(inDotenv text: String) -> [String] {
+        text.split(whereSeparator: \.isNewline).compactMap { line in
+            var line = line.drop { $0 == " " || $0 == "\t" }
+            if line.hasPrefix("#") { return nil }
+            if line.hasPrefix("export ") { line = line.dropFirst(7).drop { $0 == " " } }
+            guard let equals = line.firstIndex(of: "=") else { return nil }
+            let name = line[..<equals].trimmingCharacters(in: .whitespaces)
+            return name.isEmpty ? nil : name
+        }
+    }
+
+    /// Records a problem found by the caller (a rule across settings, say).
+    public func report(_ variable: String, _ problem: String) {
+        record.state.withLock { $0.problems.append(ConfigError.Problem(variable: variable, problem: problem)) }
+    }
+
+    /// - Throws: `ConfigError` with every problem recorded so far, if any.
+    public func checked() throws(ConfigError) {
+        let problems = record.state.withLock { $0.problems }
+        if !problems.isEmpty { throw ConfigError(problems: problems) }
+    }
+
+    /// Names the `.env` file sets that no accessor asked for (nor `besides`), each with the
+    /// closest known name when one is close, e.g. `("SMTP_PORT", "PORT")`.
+    public func unreadNames(besides others: Set<String> = []) -> [(name: String, closest: String?)] {
+        let known = record.state.withLock { $0.asked }.union(others)
+        return fileNames.filter { !known.contains($0) }.map { ($0, SettingNames.closest(to: $0, among: known)) }
     }
 
     /// `NAME` as a config key: swift-configuration joins dotted components with "_" and
@@ -36,51 +80,58 @@ public struct EnvironmentReader: Sendable {
 
     /// The raw value, or nil when unset or empty.
     public func string(_ name: String, isSecret: Bool = false) -> String? {
+        record.state.withLock { _ = $0.asked.insert(name) }
         guard let value = reader.string(forKey: key(name), isSecret: isSecret), !value.isEmpty else { return nil }
         return value
     }
 
+    /// Records `problem` for `name` and gives back `fallback`, so reading goes on.
+    private func failed<T>(_ name: String, _ problem: String, _ fallback: T) -> T {
+        report(name, problem)
+        return fallback
+    }
+
     /// An integer within `range`, or `defaultValue` when unset.
-    public func int(_ name: String, default defaultValue: Int, range: ClosedRange<Int>) throws(ConfigError) -> Int {
+    public func int(_ name: String, default defaultValue: Int, range: ClosedRange<Int>) -> Int {
         guard let raw = string(name) else { return defaultValue }
         guard let value = Int(raw.trimmingCharacters(in: .whitespaces)) else {
-            throw ConfigError(name, "\"\(raw)\" is not a whole number")
+            return failed(name, "\"\(raw)\" is not a whole number", defaultValue)
         }
         guard range.contains(value) else {
-            throw ConfigError(name, "\(value) is out of range \(range.lowerBound)...\(range.upperBound)")
+            return failed(name, "\(value) is out of range \(range.lowerBound)...\(range.upperBound)", defaultValue)
         }
         return value
     }
 
     /// A number of seconds (fractions allowed) within `range`, or `defaultValue` when unset.
-    public func seconds(_ name: String, default defaultValue: Double, range: ClosedRange<Double>) throws(ConfigError) -> Double {
+    public func seconds(_ name: String, default defaultValue: Double, range: ClosedRange<Double>) -> Double {
         guard let raw = string(name) else { return defaultValue }
         guard let value = Double(raw.trimmingCharacters(in: .whitespaces)), value.isFinite else {
-            throw ConfigError(name, "\"\(raw)\" is not a number of seconds")
+            return failed(name, "\"\(raw)\" is not a number of seconds", defaultValue)
         }
         guard range.contains(value) else {
-            throw ConfigError(name, "\(value) is out of range \(range.lowerBound)...\(range.upperBound)")
+            return failed(name, "\(value) is out of range \(range.lowerBound)...\(range.upperBound)", defaultValue)
         }
         return value
     }
 
     /// true/false (also yes/no, on/off, 1/0, any case), or `defaultValue` when unset.
-    public func bool(_ name: String, default defaultValue: Bool) throws(ConfigError) -> Bool {
+    public func bool(_ name: String, default defaultValue: Bool) -> Bool {
         guard let raw = string(name) else { return defaultValue }
         switch raw.trimmingCharacters(in: .whitespaces).lowercased() {
         case "true", "yes", "on", "1": return true
         case "false", "no", "off", "0": return false
-        default: throw ConfigError(name, "\"\(raw)\" is not a boolean (true or false)")
+        default: return failed(name, "\"\(raw)\" is not a boolean (true or false)", defaultValue)
         }
     }
 
     /// One of an enum's raw values, or `defaultValue` when unset.
-    public func choice<T: RawRepresentable & CaseIterable>(_ name: String, default defaultValue: T) throws(ConfigError) -> T
+    public func choice<T: RawRepresentable & CaseIterable>(_ name: String, default defaultValue: T) -> T
     where T.RawValue == String {
         guard let raw = string(name) else { return defaultValue }
         guard let value = T(rawValue: raw.lowercased()) else {
             let allowed = T.allCases.map(\.rawValue).joined(separator: ", ")
-            throw ConfigError(name, "\"\(raw)\" is not one of: \(allowed)")
+            return failed(name, "\"\(raw)\" is not one of: \(allowed)", defaultValue)
         }
         return value
     }

@@ -58,60 +58,65 @@ public struct MailSettings: Sendable {
     public var logLevel: Logger.Level
 
     /// Reads and checks every setting.
-    /// - Throws: `ConfigError` naming the first variable whose value cannot be used.
+    /// - Throws: `ConfigError` naming every variable whose value cannot be used.
     public init(_ env: EnvironmentReader) throws(ConfigError) {
         dataDirectory = env.string("DATA_DIR") ?? "data"
         templatesDirectory = env.string("TEMPLATES_DIR") ?? "templates"
         let smtpServer = env.string("SMTP_SERVER")
         let address = env.string("SENDER_EMAIL")
         if smtpServer != nil, address == nil {
-            throw ConfigError("SENDER_EMAIL", "required when SMTP_SERVER is set")
+            env.report("SENDER_EMAIL", "required when SMTP_SERVER is set")
         }
-        sender = Sender(address: address ?? "mail-dispatch@localhost", name: env.string("SENDER_NAME"))
-        guard Mailbox.isValid(sender.address) else {
-            throw ConfigError("SENDER_EMAIL", "\"\(sender.address)\" is not an email address")
+        let senderName = env.string("SENDER_NAME")
+        if let senderName, let problem = HeaderText.controlCharacterProblem(senderName) {
+            env.report("SENDER_NAME", "\(problem): it goes into the From header")
         }
-        if let smtpServer {
-            let password = env.string("PASSWORD", isSecret: true)
-            smtp = SMTPSettings(
-                host: smtpServer,
-                port: try env.int("PORT", default: 465, range: 1...65535),
-                tls: try env.choice("SMTP_TLS", default: .auto),
-                username: password == nil ? nil : (env.string("SMTP_USERNAME") ?? sender.address),
-                password: password,
-                caFile: env.string("SMTP_CA_FILE"),
-                verifyCertificate: try env.bool("SMTP_TLS_VERIFY", default: true),
-                connectTimeout: try env.int("SMTP_CONNECT_TIMEOUT", default: 10, range: 1...600),
-                timeout: try env.int("SMTP_TIMEOUT", default: 60, range: 1...3600))
-        } else {
-            smtp = nil
+        sender = Sender(address: address ?? "mail-dispatch@localhost", name: senderName)
+        if !Mailbox.isValid(sender.address) {
+            env.report("SENDER_EMAIL", "\"\(sender.address)\" is not an email address")
         }
-        autoProcessing = try env.bool("AUTO_PROCESSING_ENABLED", default: true)
-        workers = try env.int("NUM_WORKERS", default: 3, range: 1...256)
-        pollingInterval = try env.seconds("WORKER_POLLING_INTERVAL", default: 5, range: 0.01...3600)
+        // Read (and checked) with or without SMTP_SERVER, so that every name is known when
+        // the .env file is checked for names no program reads.
+        let password = env.string("PASSWORD", isSecret: true)
+        let username = env.string("SMTP_USERNAME")
+        let relay = SMTPSettings(
+            host: smtpServer ?? "",
+            port: env.int("PORT", default: 465, range: 1...65535),
+            tls: env.choice("SMTP_TLS", default: .auto),
+            username: password == nil ? nil : (username ?? sender.address),
+            password: password,
+            caFile: env.string("SMTP_CA_FILE"),
+            verifyCertificate: env.bool("SMTP_TLS_VERIFY", default: true),
+            connectTimeout: env.int("SMTP_CONNECT_TIMEOUT", default: 10, range: 1...600),
+            timeout: env.int("SMTP_TIMEOUT", default: 60, range: 1...3600))
+        smtp = smtpServer == nil ? nil : relay
+        autoProcessing = env.bool("AUTO_PROCESSING_ENABLED", default: true)
+        workers = env.int("NUM_WORKERS", default: 3, range: 1...256)
+        pollingInterval = env.seconds("WORKER_POLLING_INTERVAL", default: 5, range: 0.01...3600)
         retry = RetryPolicy(
-            maxRetries: try env.int("MAX_RETRIES", default: 3, range: 0...100),
-            baseDelay: try env.seconds("RETRY_BASE_DELAY", default: 1, range: 0...86400))
-        claimTimeout = try env.seconds("CLAIM_TIMEOUT", default: 3600, range: 1...(7 * 86400))
-        trashRetentionDays = try env.int("TRASH_RETENTION_DAYS", default: 7, range: 0...3650)
-        shutdownTimeout = try env.seconds("SHUTDOWN_TIMEOUT", default: 30, range: 0...3600)
-        workerdShared = try env.bool("WORKERD_SHARED", default: false)
+            maxRetries: env.int("MAX_RETRIES", default: 3, range: 0...100),
+            baseDelay: env.seconds("RETRY_BASE_DELAY", default: 1, range: 0...86400))
+        claimTimeout = env.seconds("CLAIM_TIMEOUT", default: 3600, range: 1...(7 * 86400))
+        trashRetentionDays = env.int("TRASH_RETENTION_DAYS", default: 7, range: 0...3650)
+        shutdownTimeout = env.seconds("SHUTDOWN_TIMEOUT", default: 30, range: 0...3600)
+        workerdShared = env.bool("WORKERD_SHARED", default: false)
         logDirectory = env.string("LOG_DIR") ?? "logs"
-        logMaxBytes = try env.int("LOG_MAX_BYTES", default: 5 << 20, range: 4096...(1 << 30))
-        logBackups = try env.int("LOG_BACKUPS", default: 3, range: 0...100)
+        logMaxBytes = env.int("LOG_MAX_BYTES", default: 5 << 20, range: 4096...(1 << 30))
+        logBackups = env.int("LOG_BACKUPS", default: 3, range: 0...100)
         if let raw = env.string("LOG_STDERR"), raw.lowercased() != "auto" {
-            logToStderr = try env.bool("LOG_STDERR", default: true)
+            logToStderr = env.bool("LOG_STDERR", default: true)
         } else {
             logToStderr = nil
         }
         fcgiSocket = env.string("FCGI_SOCKET") ?? "run/mailfcgi.sock"
-        fcgiThreads = try env.int(
+        fcgiThreads = env.int(
             "FCGI_THREADS", default: 2 * ProcessInfo.processInfo.activeProcessorCount, range: 1...1024)
-        logLevel = try env.choice("LOG_LEVEL", default: .info)
-        maxBodyBytes = try env.int("MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20))
-        minFreeBytes = UInt64(try env.int("MIN_FREE_BYTES", default: 64 << 20, range: 0...(1 << 50)))
-        minFreeInodes = UInt64(try env.int("MIN_FREE_INODES", default: 1024, range: 0...(1 << 40)))
-        fcgiIdleTimeout = try env.seconds("FCGI_IDLE_TIMEOUT", default: 300, range: 1...86_400)
+        logLevel = env.choice("LOG_LEVEL", default: .info)
+        maxBodyBytes = env.int("MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20))
+        minFreeBytes = UInt64(env.int("MIN_FREE_BYTES", default: 64 << 20, range: 0...(1 << 50)))
+        minFreeInodes = UInt64(env.int("MIN_FREE_INODES", default: 1024, range: 0...(1 << 40)))
+        fcgiIdleTimeout = env.seconds("FCGI_IDLE_TIMEOUT", default: 300, range: 1...86_400)
+        try env.checked()
     }
 
     /// The queue folders under `dataDirectory`.

@@ -4,8 +4,10 @@ import Foundation
 /// printable ASCII, and folding so that no header line exceeds 78 characters where it can
 /// be avoided (RFC 5322 §2.1.1, §2.2.3).
 public enum HeaderText {
-    /// Longest subject accepted, in code points: RFC 5322 §2.1.1's line limit, 998.
-    public static let maxSubject = 998
+    /// Longest subject accepted, in code points (16 KiB). RFC 5322 §2.1.1 limits a *line* to
+    /// 998 octets, not a field: a longer subject is folded over several lines. The limit
+    /// only bounds the memory one request can make the composer spend.
+    public static let maxSubject = 16 * 1024
 
     /// Why `text` cannot go into a header (a C0 or C1 control character, DEL, or a Unicode
     /// line or paragraph separator), or nil.
@@ -41,15 +43,45 @@ public enum HeaderText {
         return encodedWords(text, firstLineUsed: headerName.count + 2).joined(separator: "\r\n ")
     }
 
-    /// A display name for an address header: an atom-safe quoted-string when ASCII, else
-    /// encoded-words (RFC 2047 §5 rule 3).
-    public static func displayName(_ name: String) -> String {
-        if isPlainASCII(name), foldsCleanly(name) {
-            let escaped = name.replacingOccurrences(of: "\\", with: "\\\\")
-                .replacingOccurrences(of: "\"", with: "\\\"")
-            return "\"\(escaped)\""
+    /// A mailbox for an address header (`From`, `To`, `Cc`, `Reply-To`), as it follows
+    /// `name: `, folded so that no line exceeds 78 characters where a space allows (an
+    /// address itself is never split). The display name is a quoted-string when it is plain
+    /// ASCII that folds cleanly (folded at its spaces, which RFC 5322 §3.2.4 allows inside
+    /// one), else UTF-8 encoded-words (RFC 2047 §5 rule 3), one fold between any two.
+    public static func mailbox(_ address: String, displayName: String?, headerName: String) -> String {
+        var tokens: [String] = []
+        if let name = displayName, !name.isEmpty {
+            if isPlainASCII(name), foldsCleanly(name) {
+                let escaped = name.replacingOccurrences(of: "\\", with: "\\\\")
+                    .replacingOccurrences(of: "\"", with: "\\\"")
+                tokens = "\"\(escaped)\"".split(separator: " ").map(String.init)
+            } else {
+                tokens = encodedWords(name, firstLineUsed: headerName.count + 2)
+            }
+            tokens.append("<\(address)>")
+        } else {
+            tokens = [address]
         }
-        return encodedWords(name, firstLineUsed: 0).joined(separator: " ")
+        return foldTokens(tokens, firstLineUsed: headerName.count + 2)
+    }
+
+    /// Joins `tokens` with single spaces, folding (CRLF before the space) where the next
+    /// token would take the line past 78 characters.
+    static func foldTokens(_ tokens: [String], firstLineUsed: Int) -> String {
+        var out = "", lineLength = firstLineUsed
+        for (index, token) in tokens.enumerated() {
+            if index > 0 {
+                if lineLength + 1 + token.utf8.count > 78 {
+                    out += "\r\n"
+                    lineLength = 0
+                }
+                out += " "
+                lineLength += 1
+            }
+            out += token
+            lineLength += token.utf8.count
+        }
+        return out
     }
 
     /// `=?UTF-8?B?...?=` words split between code points (the "characters" of RFC 2047 §5

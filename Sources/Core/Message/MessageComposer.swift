@@ -33,7 +33,7 @@ public struct MessageComposer: Sendable {
         var headers: [(String, String)] = [
             ("Date", Self.rfc5322Date(email.createdAt)),
             ("Message-ID", email.messageID),
-            ("From", sender.name.map { "\(HeaderText.displayName($0)) <\(sender.address)>" } ?? sender.address),
+            ("From", HeaderText.mailbox(sender.address, displayName: sender.name, headerName: "From")),
             ("To", email.toEmail),
         ]
         if !email.cc.isEmpty { headers.append(("Cc", email.cc.joined(separator: ",\r\n "))) }

@@ -109,7 +109,8 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "subject": {
-      "maxLength": 998,
+      "description": "Folded over several header lines when long (RFC 5322 limits a line, not a field); at most 16384 characters, no control characters",
+      "maxLength": 16384,
       "type": "string"
      },
      "template_name": {
