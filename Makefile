@@ -33,8 +33,9 @@ e2e: build venv
 
 test: unit e2e
 
-# Benchmarks: release builds, figures beside ceilings measured in the same run.
-bench: release
+# Benchmarks: release builds (with the benchmark executables, in .build-bench), figures
+# beside ceilings measured in the same run.
+bench: deps
 	bench/run.sh
 
 clean:

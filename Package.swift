@@ -58,7 +58,18 @@ let package = Package(
             ],
             path: "Sources/MailWorkerd"
         ),
-        // Benchmarks (bench/): built in release by `make bench`, not part of `make test`.
+        .testTarget(
+            name: "CoreTests",
+            dependencies: ["Core"],
+            path: "Tests/CoreTests"
+        ),
+    ]
+)
+
+// Benchmarks (bench/): only with MAIL_BENCH set, as `make bench` sets it, so that `make run`
+// and `make test` build only what they run.
+if Context.environment["MAIL_BENCH"] != nil {
+    package.targets += [
         .executableTarget(
             name: "claims-bench",
             dependencies: ["Core"],
@@ -73,11 +84,6 @@ let package = Package(
             name: "durable-file-bench",
             dependencies: ["Core"],
             path: "bench/DurableFileBench"
-        ),
-        .testTarget(
-            name: "CoreTests",
-            dependencies: ["Core"],
-            path: "Tests/CoreTests"
-        ),
+        )
     ]
-)
+}

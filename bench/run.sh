@@ -5,7 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin_dir=$(swift build -c release --show-bin-path)
+# The benchmark executables exist only with MAIL_BENCH set (Package.swift), so `make run`
+# and `make test` never build them; they get a build folder of their own.
+export MAIL_BENCH=1
+build=(swift build -c release --static-swift-stdlib --scratch-path .build-bench)
+"${build[@]}"
+bin_dir=$("${build[@]}" --show-bin-path)
 mkdir -p docs
 results=bench/results.json
 

@@ -30,7 +30,9 @@ doc = {
         "title": "Mail dispatch API",
         "version": "1.0.0",
         "description": "Queue transactional email (raw or from a template) for delivery over SMTP. "
-                       "Errors are JSON objects with a `detail` member.",
+                       "Errors are JSON objects with a `detail` member. This document (`/openapi.json`) "
+                       "and its Swagger UI (`/docs/`) are open without credentials; `/health` is open "
+                       "to local probes.",
     },
     "servers": [{"url": "/"}],
     "security": [{"basicAuth": []}],
@@ -87,7 +89,9 @@ doc = {
         "/openapi.json": {"get": {
             "summary": "This document",
             "operationId": "openapi",
-            "responses": {"200": json_body({"type": "object"}, "OpenAPI 3.1"), **ERRORS},
+            "security": [],  # open, like /docs
+            "responses": {"200": json_body({"type": "object"}, "OpenAPI 3.1"),
+                          "500": ERRORS["500"]},
         }},
     },
     "components": {
@@ -100,12 +104,15 @@ doc = {
                 "properties": {
                     "to_email": email_address,
                     "subject": {"type": "string", "maxLength": 16384, "description": "Folded over several header lines when long (RFC 5322 limits a line, not a field); at most 16384 characters, no control characters"},
-                    "body": {"type": "string"},
+                    "body": {"type": "string", "description": "The text (with format html: the HTML). With "
+                             "format multipart and no html_body, the HTML part is derived from it: escaped, "
+                             "blank lines as paragraphs, other line breaks as <br>"},
                     "template_name": {"type": "string", "pattern": "^[A-Za-z0-9-][A-Za-z0-9_-]{0,99}$"},
                     "template_vars": {"type": "object"},
                     "priority": {"type": "integer", "minimum": 1, "maximum": 3, "default": 2},
                     "format": {"type": "string", "enum": ["plain", "html", "multipart"], "default": "plain"},
-                    "html_body": {"type": "string", "description": "Only with format multipart"},
+                    "html_body": {"type": "string", "description": "The HTML part; only with format multipart "
+                                  "(body is then the text part)"},
                     "cc": address_list,
                     "bcc": address_list,
                     "reply_to": email_address,

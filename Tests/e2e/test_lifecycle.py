@@ -1,4 +1,5 @@
 """Starting and stopping: clean exits, nothing left claimed, `make run`'s script end to end."""
+import json
 import os
 
 import pytest
@@ -183,3 +184,13 @@ def test_make_run_on_a_busy_port_says_which_setting_to_change(tmp_path):
     assert result.returncode != 0
     assert f"port {port} is in use" in result.stderr and "MAIL_HTTPS_PORT" in result.stderr
     assert not (tmp_path / "run" / "nginx.pid").exists()
+
+
+def test_make_run_and_make_test_build_only_what_they_run():
+    def targets(env):
+        out = subprocess.run(["swift", "package", "describe", "--type", "json"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300, check=True).stdout
+        return {t["name"] for t in json.loads(out[out.index("{"):])["targets"]}
+    plain = {k: v for k, v in os.environ.items() if k != "MAIL_BENCH"}
+    assert not any(name.endswith("-bench") for name in targets(plain))
+    assert {"claims-bench", "compose-bench", "durable-file-bench"} <= targets({**plain, "MAIL_BENCH": "1"})

@@ -19,6 +19,15 @@ def test_openapi_document_is_valid_3_1_and_lists_every_route(stack):
                                   "/process-batch", "/openapi.json"}
 
 
+def test_the_document_marks_as_open_what_is_open(stack):
+    spec = stack.request("GET", "/openapi.json").json()
+    assert spec["paths"]["/openapi.json"]["get"]["security"] == []
+    assert "401" not in spec["paths"]["/openapi.json"]["get"]["responses"]
+    assert stack.request("GET", "/openapi.json", auth=False).status_code == 200
+    assert stack.request("GET", "/docs/", auth=False).status_code == 200
+    assert "/docs/" in spec["info"]["description"] and "without credentials" in spec["info"]["description"]
+
+
 def test_docs_are_served_locally_with_no_outside_reference(stack):
     index = stack.request("GET", "/docs/")
     assert index.status_code == 200 and "swagger-ui" in index.text

@@ -1,10 +1,41 @@
 import Foundation
 
-/// A plain-text rendering of an HTML body, for the text/plain part of a multipart/alternative
-/// message when the client sent only HTML: tags removed, block elements and `<br>` as line
-/// breaks, list items as "- ", links as "text (url)", `<script>`/`<style>` dropped,
-/// character references decoded, runs of white space collapsed as a browser would.
+/// Text and HTML renderings of each other, for the alternative part a client did not send.
 public enum HTMLText {
+    /// An HTML rendering of plain `text`, for the text/html part when the client sent text
+    /// only: every character that HTML gives meaning (`& < > " '`) escaped, paragraphs
+    /// (separated by blank lines) as `<p>`, and other line breaks as `<br>`, so the HTML
+    /// part shows the text exactly as the text part does.
+    public static func fromPlainText(_ text: String) -> String {
+        let normalized = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
+        let paragraphs = normalized.components(separatedBy: "\n\n").filter { !$0.isEmpty }
+        return paragraphs.map { paragraph in
+            "<p>" + paragraph.split(separator: "\n", omittingEmptySubsequences: false).map { escape(String($0)) }
+                .joined(separator: "<br>\n") + "</p>"
+        }.joined(separator: "\n")
+    }
+
+    /// `text` with `&`, `<`, `>`, `"` and `'` as character references (HTML 5 §13.1.4).
+    public static func escape(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        for character in text {
+            switch character {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    /// A plain-text rendering of an HTML body, for the text/plain part when only HTML was
+    /// given (`SimpleSend`'s multipart): tags removed, block elements and `<br>` as line
+    /// breaks, list items as "- ", links as "text (url)", `<script>`/`<style>` dropped,
+    /// character references decoded, runs of white space collapsed as a browser would.
     public static func plainText(_ html: String) -> String {
         var out = ""
         var pendingSpace = false

@@ -58,6 +58,7 @@ enum OpenAPIDocument {
       ]
      },
      "body": {
+      "description": "The text (with format html: the HTML). With format multipart and no html_body, the HTML part is derived from it: escaped, blank lines as paragraphs, other line breaks as <br>",
       "type": "string"
      },
      "cc": {
@@ -92,7 +93,7 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "html_body": {
-      "description": "Only with format multipart",
+      "description": "The HTML part; only with format multipart (body is then the text part)",
       "type": "string"
      },
      "priority": {
@@ -543,7 +544,7 @@ enum OpenAPIDocument {
   }
  },
  "info": {
-  "description": "Queue transactional email (raw or from a template) for delivery over SMTP. Errors are JSON objects with a `detail` member.",
+  "description": "Queue transactional email (raw or from a template) for delivery over SMTP. Errors are JSON objects with a `detail` member. This document (`/openapi.json`) and its Swagger UI (`/docs/`) are open without credentials; `/health` is open to local probes.",
   "title": "Mail dispatch API",
   "version": "1.0.0"
  },
@@ -725,16 +726,6 @@ enum OpenAPIDocument {
       },
       "description": "OpenAPI 3.1"
      },
-     "401": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "Not authenticated (answered by nginx)"
-     },
      "500": {
       "content": {
        "application/json": {
@@ -746,6 +737,7 @@ enum OpenAPIDocument {
       "description": "Internal error, with an id to find it in the logs"
      }
     },
+    "security": [],
     "summary": "This document"
    }
   },

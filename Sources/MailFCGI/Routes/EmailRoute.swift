@@ -43,14 +43,15 @@ struct EmailRoute: Sendable {
     }
 
     /// Subject, text, HTML and format: rendered from the template, or taken from the raw
-    /// fields. `multipart` without `html_body` treats `body` as the HTML and derives the text.
+    /// fields. `multipart` without `html_body` treats `body` as text, as its name says, and
+    /// derives the HTML part from it (escaped, paragraphs and line breaks kept).
     /// - Throws: `HTTPError` 400 for template errors.
     static func content(of fields: EmailRequest, templates: TemplateStore)
         throws -> (subject: String, body: String, html: String?, format: EmailFormat) {
         guard let name = fields.templateName else {
             let subject = fields.subject ?? "", body = fields.body ?? ""
             if fields.format == .multipart, fields.htmlBody == nil {
-                return (subject, HTMLText.plainText(body), body, .multipart)
+                return (subject, body, HTMLText.fromPlainText(body), .multipart)
             }
             return (subject, body, fields.htmlBody, fields.format)
         }
