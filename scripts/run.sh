@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # `make run`: nginx (HTTPS + basic auth) in front of mailfcgi, and mailworkerd, all in the
-# foreground. Ctrl-C (SIGINT) or SIGTERM stops all three; each finishes its work in flight.
+# foreground. However it ends, nothing is left running: Ctrl-C (SIGINT), SIGTERM (to make, to
+# this script or to the whole group) and SIGHUP (the terminal closed) stop all three in order,
+# each finishing its work in flight; if this script itself dies (kill -9), every daemon is
+# sent SIGTERM by the kernel (PR_SET_PDEATHSIG) and stops on its own.
 #
 # Its own settings come from the environment, else from .env: MAIL_HTTPS_PORT (8443),
 # MAIL_DEMO_PASSWORD, MAX_BODY_BYTES (1048576, nginx's body limit too), RUN_DIR (run),
 # BIN_DIR (.build/release). The daemons read every other setting themselves (.env.example).
 set -euo pipefail
+# A script started in the background by another script inherits SIGINT (and SIGQUIT) as
+# ignored, and bash cannot trap a signal ignored on entry: start again with them at default.
+if [ -z "${MAIL_RUN_SIGNALS_RESET:-}" ]; then
+    MAIL_RUN_SIGNALS_RESET=1 exec env --default-signal=INT,TERM,HUP "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 
 # A setting from the environment, else its last `NAME=value` line in .env, else a default.
@@ -35,32 +43,41 @@ fi
 scripts/prepare-run-dir.sh "$run_dir" "$port" "$FCGI_SOCKET" "$max_body"
 
 pids=()
+stopping=
 # Front to back, each waited for, so no answer is lost: nginx first (SIGQUIT: it finishes
 # the requests it has), then mailfcgi (SIGTERM: the same), then mailworkerd (its sends).
+# Further signals while stopping are ignored, so a second Ctrl-C or the group's SIGTERM
+# arriving after make's cannot cut the stop short and orphan a daemon.
 stop() {
-    trap - INT TERM
+    [ -z "$stopping" ] || return 0
+    stopping=1
+    trap '' INT TERM HUP
     echo "Stopping..." >&2
     local i
     for i in 2 0 1; do  # pids: mailfcgi, mailworkerd, nginx
         [ -n "${pids[$i]:-}" ] || continue
         if [ "$i" -eq 2 ]; then kill -QUIT "${pids[$i]}" 2>/dev/null || true
         else kill -TERM "${pids[$i]}" 2>/dev/null || true; fi
-        wait "${pids[$i]}" 2>/dev/null || true
+        while kill -0 "${pids[$i]}" 2>/dev/null; do wait "${pids[$i]}" 2>/dev/null || true; done
     done
     exit "${1:-0}"
 }
-trap 'stop 0' INT TERM
+trap 'stop 0' INT TERM HUP
 
-# Each in its own session: a Ctrl-C reaches this script only, which stops them in order.
-setsid "$bin_dir/mailfcgi" & pids+=($!)
-setsid "$bin_dir/mailworkerd" & pids+=($!)
+# Each in its own session, so that a Ctrl-C or a signal to the group reaches this script only,
+# which stops them in order; and each dies with this script (setpriv --pdeathsig) if it is
+# killed outright, so nothing outlives it.
+start() { setsid setpriv --pdeathsig TERM -- "$@" & pids+=($!); }
+start "$bin_dir/mailfcgi"
+start "$bin_dir/mailworkerd"
 # nginx answers 503 until the responder listens; wait for its socket (at most 10 s).
 for _ in $(seq 100); do [ -S "$FCGI_SOCKET" ] && break; sleep 0.1; done
-# nginx -e: its error log before the configuration is read (else /var/log/nginx).
-setsid nginx -c "$run_dir/nginx.conf" -e "$run_dir/nginx-error.log" -g 'daemon off;' & pids+=($!)
+# nginx -e: its error log before the configuration is read (else /var/log/nginx). Its master
+# gets SIGTERM if this script dies; its workers end with their master.
+start nginx -c "$run_dir/nginx.conf" -e "$run_dir/nginx-error.log" -g 'daemon off;'
 
 echo "Serving https://127.0.0.1:$port (user demo, password in $run_dir/demo-password). Ctrl-C stops." >&2
-# If any of the three exits on its own, stop the others and report failure.
+# If any of the three exits on its own, stop the others and report failure. A trapped
+# signal interrupts `wait` and runs `stop`, which exits.
 wait -n "${pids[@]}" || true
-echo "A process of the stack exited; see the messages above." >&2
-stop 1
+[ -n "$stopping" ] || { echo "A process of the stack exited; see the messages above." >&2; stop 1; }

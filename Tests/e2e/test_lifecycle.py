@@ -194,3 +194,76 @@ def test_make_run_and_make_test_build_only_what_they_run():
     plain = {k: v for k, v in os.environ.items() if k != "MAIL_BENCH"}
     assert not any(name.endswith("-bench") for name in targets(plain))
     assert {"claims-bench", "compose-bench", "durable-file-bench"} <= targets({**plain, "MAIL_BENCH": "1"})
+
+
+def stack_processes(base):
+    """Pids of processes working in `base` (the daemons and nginx that make run started)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if cwd == str(base) and (cmdline.endswith(("mailfcgi", "mailworkerd")) or "nginx" in cmdline):
+            found.append(int(entry))
+    return found
+
+
+# How a `make run` can end: who gets which signal.
+ENDINGS = ["ctrl-c to the group", "sigterm to the group", "sighup to the group", "sigterm to make",
+           "ctrl-c to a background make started by a script", "kill -9 of run.sh"]
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_make_run_leaves_nothing_running_however_it_ends(tmp_path, ending):
+    port = free_port()
+    (tmp_path / ".env").write_text(f"MAIL_HTTPS_PORT={port}\nRUN_DIR={tmp_path / 'run'}\n"
+                                   f"DATA_DIR={tmp_path / 'data'}\nLOG_DIR={tmp_path / 'logs'}\n")
+    for part in ("scripts", "deploy"):
+        subprocess.run(["cp", "-r", ROOT / part, tmp_path / part], check=True)
+    (tmp_path / "Makefile").write_text("run:\n\tscripts/run.sh\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAIL_", "SMTP_"))}
+    env["BIN_DIR"] = str(BIN_DIR)
+    if ending.startswith("ctrl-c to a background"):
+        # A script that starts make in the background: bash gives it SIGINT ignored.
+        command = ["bash", "-c", "make run & wait"]
+    else:
+        command = ["make", "run"]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: len(stack_processes(tmp_path)) >= 3 and (tmp_path / "run" / "mailfcgi.sock").exists()
+                   and (tmp_path / "data" / "status" / "workers.json").exists(), timeout=30,
+                   what="the three processes")
+        time.sleep(0.5)
+        if ending == "sigterm to make":
+            os.kill(proc.pid, signal.SIGTERM)
+        elif ending == "kill -9 of run.sh":
+            script = next(int(p) for p in os.listdir("/proc") if p.isdigit() and
+                          b"scripts/run.sh" in open(f"/proc/{p}/cmdline", "rb").read()
+                          and os.readlink(f"/proc/{p}/cwd") == str(tmp_path))
+            os.kill(script, signal.SIGKILL)
+        else:
+            sig = {"ctrl-c": signal.SIGINT, "sigterm": signal.SIGTERM, "sighup": signal.SIGHUP}[ending.split(" ")[0]]
+            os.killpg(proc.pid, sig)
+        wait_until(lambda: stack_processes(tmp_path) == [], timeout=40, what="every process of the stack to end")
+    finally:
+        for pid in stack_processes(tmp_path):
+            os.kill(pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+    # Each daemon stopped through its own shutdown (work in flight finished), not killed.
+    logs = {name: (tmp_path / "logs" / f"{name}.log").read_text() for name in ("mailfcgi", "mailworkerd")}
+    assert all(" stopped" in text for text in logs.values()), logs
+    if ending != "kill -9 of run.sh":
+        # In order: the responder had stopped before the worker began to.
+        def when(name, word):
+            line = next(l for l in logs[name].splitlines() if f" {word}" in l)
+            return line.split(" ")[0]
+        assert when("mailfcgi", "stopped") <= when("mailworkerd", "stopping")
