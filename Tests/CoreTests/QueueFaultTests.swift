@@ -310,4 +310,31 @@ import Testing
         #expect(corrupt.filter { $0.contains(".hard_link.") }.count == 2)
         #expect(corrupt.filter { $0.contains(".too_large.") }.count == 1)
     }
+
+    @Test func aTrashRemovedWhileSendingIsRecreatedAndTheEmailFiledOnce() throws {
+        let queue = try makeQueue()
+        try queue.enqueue(email())
+        let claim = try #require(try queue.claim(now: Date()))
+        try FileManager.default.removeItem(atPath: dir.path + "/trash")
+        try queue.markSent(claim, at: Date())
+        #expect(entries("trash").count == 1)
+        #expect(entries("queue") == ["active"] && entries("queue/active") == [])
+    }
+
+    @Test func aRemovedActiveFolderIsRecreatedByTheNextClaim() throws {
+        let queue = try makeQueue()
+        try queue.enqueue(email())
+        try FileManager.default.removeItem(atPath: dir.path + "/queue/active")
+        #expect(try queue.claim(now: Date()) != nil)
+    }
+
+    @Test func recoveryLeavesTempFilesInActiveAloneAndRecreatesFolders() throws {
+        let queue = try makeQueue()
+        try Data().write(to: URL(fileURLWithPath: dir.path + "/queue/active/.tmp-rename-probe-x"))
+        try FileManager.default.removeItem(atPath: dir.path + "/dead_letter")
+        #expect(try queue.recoverClaims() == 0)
+        #expect(entries("corrupt") == [])
+        #expect(entries("queue/active") == [".tmp-rename-probe-x"])
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/dead_letter"))
+    }
 }

@@ -171,6 +171,23 @@ def test_a_trash_that_refuses_renames_after_start_never_makes_a_delivered_email_
         stack.stop()
 
 
+def test_a_trash_removed_by_an_operator_while_running_sends_nothing_twice(tmp_path, smtp):
+    stack = Stack(tmp_path, smtp_env(smtp, CLAIM_TIMEOUT="8")).start()
+    try:
+        first = post(stack)
+        wait_until(lambda: deliveries(smtp, first) == 1, what="a first delivery")
+        shutil.rmtree(stack.data / "trash")
+        second = post(stack)
+        wait_until(lambda: deliveries(smtp, second) == 1, what="the delivery with no trash folder")
+        wait_until(lambda: queue_is_settled(stack), what="the email filed")
+        time.sleep(12)  # past CLAIM_TIMEOUT and its sweep: a claim left behind would go again
+        assert deliveries(smtp, second) == 1
+        assert any(n.startswith(base_name(second)) for n in stack.files("trash"))
+        assert stack.request("GET", "/status").status_code == 200
+    finally:
+        stack.stop()
+
+
 def fill(path):
     """Writes `path` until the filesystem has no byte left; returns the bytes written."""
     written = 0

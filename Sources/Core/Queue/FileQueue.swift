@@ -180,7 +180,14 @@ public final class FileQueue: QueueStore {
                 lock.release()
                 return
             }
-            if failure.errno != ENOENT {
+            // ENOENT is ambiguous: our claim was moved away (a CLAIM_TIMEOUT sweep), or the
+            // trash folder is gone (an operator removed it). Only the first means the claim is lost.
+            if failure.errno != ENOENT || lock.names(claimed) {
+                if failure.errno == ENOENT, (try? layout.create()) != nil,  // the trash, recreated
+                   (try? Syscall.rename(claimed, trashed)) != nil {
+                    lock.release()
+                    return
+                }
                 // Record the outcome first, file it later: a rename within active/ needs no
                 // other folder (it works when the trash is full, read-only or elsewhere), and
                 // an entry under this name is moved to the trash by recovery (at the next
@@ -297,8 +304,10 @@ public final class FileQueue: QueueStore {
     /// - Throws: `SystemError` only when a folder cannot be listed.
     @discardableResult
     public func recoverClaims(lockedOlderThan timeout: TimeInterval? = nil, now: Date = Date()) throws -> Int {
-        for folder in [layout.queue, layout.deadLetter] {
-            for name in try Syscall.listDirectory(folder) where AtomicFile.isTemporary(name) {
+        // A folder an operator removed comes back (postfix's queue manager recreates its own).
+        try layout.create()
+        for folder in layout.renameFolders {
+            for name in (try? Syscall.listDirectory(folder)) ?? [] where AtomicFile.isTemporary(name) {
                 let file = folder + "/" + name
                 if let written = Syscall.modificationTime(file), now.timeIntervalSince(written) > 60 {
                     _ = try? Syscall.unlink(file)
@@ -306,7 +315,7 @@ public final class FileQueue: QueueStore {
             }
         }
         var recovered = 0
-        for name in try Syscall.listDirectory(layout.active) {
+        for name in try Syscall.listDirectory(layout.active) where !AtomicFile.isTemporary(name) {
             do {
                 if try recoverEntry(name, lockedOlderThan: timeout, now: now) { recovered += 1 }
                 forget(name)
@@ -416,8 +425,20 @@ public final class FileQueue: QueueStore {
         let claimedName = QueueLayout.claimedName(base)
         let claimed = path(claimedName)
         // Gone: claimed by someone else. Exists: its previous claim is still being closed.
-        guard try Self.renameNoReplace(path(QueueLayout.pendingName(base)), claimed, tolerating: [ENOENT, EEXIST])
-        else { return nil }
+        let pending = path(QueueLayout.pendingName(base))
+        guard try Self.renameNoReplace(pending, claimed, tolerating: [ENOENT, EEXIST]) else {
+            // ENOENT with the pending file still there: queue/active/ itself is missing.
+            guard Syscall.entryStatus(pending) != nil, Syscall.entryStatus(layout.active) == nil else { return nil }
+            try layout.create()
+            guard try Self.renameNoReplace(pending, claimed, tolerating: [ENOENT, EEXIST]) else { return nil }
+            return try finishTake(base, claimedName: claimedName, at: now)
+        }
+        return try finishTake(base, claimedName: claimedName, at: now)
+    }
+
+    /// `take` after the rename into `queue/active/`: open, lock, check, read.
+    private func finishTake(_ base: String, claimedName: String, at now: Date) throws -> (QueuedEmail, ClaimLock)? {
+        let claimed = path(claimedName)
         // Gap (crash point `claim.after-rename`): an unlocked claim, put back by recovery.
         CrashPoint.reach("claim.after-rename")
         let fd: Int32

@@ -56,7 +56,8 @@ public final class QueueCensus: Sendable {
         for entry in try Syscall.listDirectoryEntries(layout.queue) {
             if let base = QueueLayout.pendingBase(entry.name) { pendingNames.append((base, entry.inode)) }
         }
-        claimed = try Syscall.listDirectory(layout.active).compactMap(QueueLayout.claimedBase)
+        // Delivered-but-unfiled entries (`B.sent.json`) still occupy the active folder.
+        claimed = try Syscall.listDirectory(layout.active).compactMap { QueueLayout.claimedBase($0) ?? QueueLayout.sentBase($0) }
         report.processing = claimed.count
         report.deadLetter = try Syscall.listDirectory(layout.deadLetter).filter { !AtomicFile.isTemporary($0) }.count
         report.trash = try Syscall.listDirectory(layout.trash).count

@@ -56,7 +56,8 @@ public struct QueueLayout: Sendable {
     ///   or `SystemError` from stat(2), open(2), rename(2) or unlink(2).
     public func checkSingleFilesystem() throws {
         let device = try Syscall.device(of: queue)
-        let probeName = AtomicFile.temporaryPrefix + "rename-probe-\(getpid())"
+        // Unique across processes and PID namespaces; one a kill leaves is removed by recovery.
+        let probeName = AtomicFile.temporaryPrefix + "rename-probe-" + RequestID.make()
         let probe = queue + "/" + probeName
         try Syscall.close(try Syscall.open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0o600), path: probe)
         defer { _ = Self.removeIgnoringErrors(probe) }

@@ -97,6 +97,12 @@ struct HealthRoute: Sendable {
         guard (info.st_mode & S_IFMT) == S_IFDIR else { return "unhealthy: \(path) is not a directory" }
         guard access(path, W_OK | X_OK) == 0 else { return "unhealthy: \(path) is not writable" }
         var findings = problems.prefix(5).map { "cannot handle \($0)" }
+        for folder in layout.renameFolders {
+            let type = Syscall.entryStatus(folder).map { $0.st_mode & S_IFMT }
+            if type == nil || (type != S_IFDIR && Syscall.entryStatus(folder + "/.") == nil) {
+                findings.append("\(folder) is missing (mailworkerd recreates it at its next sweep)")
+            }
+        }
         let corrupt = ((try? Syscall.listDirectory(layout.corrupt)) ?? []).filter { !AtomicFile.isTemporary($0) }.sorted()
         if !corrupt.isEmpty {
             let shown = corrupt.prefix(5).joined(separator: ", ") + (corrupt.count > 5 ? ", ..." : "")
