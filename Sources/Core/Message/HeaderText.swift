@@ -111,20 +111,14 @@ public enum HeaderText {
     /// Folds ASCII text at spaces so lines stay within 78 characters where a space allows.
     /// Each fold is CRLF inserted before an existing space, so unfolding restores the text.
     static func fold(_ text: String, firstLineUsed: Int) -> String {
-        var out = ""
-        var lineLength = firstLineUsed
-        for (index, word) in text.split(separator: " ", omittingEmptySubsequences: false).enumerated() {
-            if index > 0 {
-                if lineLength + 1 + word.count > 78, lineLength > 1 {
-                    out += "\r\n"
-                    lineLength = 0
-                }
-                out += " "
-                lineLength += 1
-            }
-            out += word
-            lineLength += word.count
-        }
-        return out
+        foldTokens(text.split(separator: " ", omittingEmptySubsequences: false).map(String.init),
+                   firstLineUsed: firstLineUsed)
+    }
+
+    /// An address list (`Cc`), as it follows `name: `: comma-separated, folded between
+    /// addresses by the same rule as every other header.
+    public static func addressList(_ addresses: [String], headerName: String) -> String {
+        let tokens = addresses.enumerated().map { $0.offset < addresses.count - 1 ? $0.element + "," : $0.element }
+        return foldTokens(tokens, firstLineUsed: headerName.count + 2)
     }
 }

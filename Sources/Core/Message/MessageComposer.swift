@@ -29,15 +29,18 @@ public struct MessageComposer: Sendable {
     }
 
     /// Composes `email`. Does not validate addresses: the responder does that on acceptance.
+    /// Every header it writes is folded by `HeaderText` (no line over 78 where a space allows).
     public func compose(_ email: QueuedEmail) -> OutgoingMessage {
         var headers: [(String, String)] = [
             ("Date", Self.rfc5322Date(email.createdAt)),
             ("Message-ID", email.messageID),
             ("From", HeaderText.mailbox(sender.address, displayName: sender.name, headerName: "From")),
-            ("To", email.toEmail),
+            ("To", HeaderText.mailbox(email.toEmail, displayName: nil, headerName: "To")),
         ]
-        if !email.cc.isEmpty { headers.append(("Cc", email.cc.joined(separator: ",\r\n "))) }
-        if let replyTo = email.replyTo { headers.append(("Reply-To", replyTo)) }
+        if !email.cc.isEmpty { headers.append(("Cc", HeaderText.addressList(email.cc, headerName: "Cc"))) }
+        if let replyTo = email.replyTo {
+            headers.append(("Reply-To", HeaderText.mailbox(replyTo, displayName: nil, headerName: "Reply-To")))
+        }
         headers.append(("Subject", HeaderText.unstructured(email.subject, headerName: "Subject")))
         if email.priority != 2, let level = Self.priorityHeaders[email.priority] {
             headers.append(("X-Priority", level.xPriority))

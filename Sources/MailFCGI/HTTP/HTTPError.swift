@@ -41,16 +41,16 @@ struct HTTPError: Error {
     /// `Retry-After` for any other storage failure. The detail says what happened without
     /// paths; the full error goes to the log. Nothing was accepted in either case.
     static func storage(_ error: any Error, logger: Logger) -> HTTPError {
-        let full: Bool
-        switch error {
-        case let error as SystemError: full = error.errno == ENOSPC || error.errno == EDQUOT
-        case QueueError.insufficientStorage: full = true
-        default: full = false
-        }
         logger.error("cannot store an email", metadata: ["error": "\(error)"])
-        if full {
+        switch error {
+        case let error as SystemError where error.errno == ENOSPC || error.errno == EDQUOT:
             return HTTPError(507, "Insufficient storage: the queue's disk is full, so the email was not accepted; retry later",
                              headers: [("Retry-After", "60")])
+        case QueueError.insufficientStorage:
+            return HTTPError(507, "Insufficient storage: free space on the queue's disk is below the reserve "
+                             + "(MIN_FREE_BYTES, MIN_FREE_INODES), so the email was not accepted; retry later",
+                             headers: [("Retry-After", "60")])
+        default: break
         }
         let cause = (error as? SystemError).map { String(cString: strerror($0.errno)) } ?? "an unexpected error"
         return HTTPError(503, "The queue cannot store emails right now (\(cause)), so the email was not accepted; retry later",

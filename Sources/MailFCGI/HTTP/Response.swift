@@ -42,6 +42,7 @@ struct Response: Sendable {
         case 431: "Request Header Fields Too Large"
         case 500: "Internal Server Error"
         case 503: "Service Unavailable"
+        case 507: "Insufficient Storage"
         default: "Status \(status)"
         }
     }

@@ -106,7 +106,7 @@ struct HealthRoute: Sendable {
         let corrupt = ((try? Syscall.listDirectory(layout.corrupt)) ?? []).filter { !AtomicFile.isTemporary($0) }.sorted()
         if !corrupt.isEmpty {
             let shown = corrupt.prefix(5).joined(separator: ", ") + (corrupt.count > 5 ? ", ..." : "")
-            findings.append("\(corrupt.count) entries set aside in \(layout.corrupt) (\(shown))")
+            findings.append("\(corrupt.count) \(corrupt.count == 1 ? "entry" : "entries") set aside in \(layout.corrupt) (\(shown))")
         }
         return findings.isEmpty ? "healthy" : "unhealthy: " + findings.joined(separator: "; ")
     }
