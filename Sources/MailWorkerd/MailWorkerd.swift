@@ -31,7 +31,8 @@ struct MailWorkerd: AsyncParsableCommand {
         try LogSetup.bootstrap(settings, fileName: "mailworkerd\(suffix).log")
         let logger = Logger(label: "mailworkerd")
 
-        let queue = try FileQueue(layout: settings.layout, retry: settings.retry, logger: logger)
+        let queue = try FileQueue(
+            layout: settings.layout, retry: settings.retry, messageIDDomain: settings.sender.domain, logger: logger)
         if instance.isPrimary { WorkerStatus.removeStale(from: settings.layout) }
         let recovered = try queue.recoverClaims()
         if recovered > 0 { logger.notice("claims from an earlier run put back", metadata: ["count": "\(recovered)"]) }

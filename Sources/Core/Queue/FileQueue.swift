@@ -41,6 +41,9 @@ public final class FileQueue: QueueStore {
     /// less than this free (`MIN_FREE_BYTES`, `MIN_FREE_INODES`), so that the worker's own
     /// bookkeeping (deferrals, dead letters, status) still finds room. Zero turns it off.
     public let minimumFree: (bytes: UInt64, inodes: UInt64)
+    /// The right side of Message-IDs given to emails converted from the Python service's
+    /// queue files (the sender's domain).
+    public let messageIDDomain: String
     private let logger: Logger
     /// Entries recovery or a claim could not handle, nor set aside: name to reason.
     private let unhandled = Mutex<[String: String]>([:])
@@ -61,11 +64,12 @@ public final class FileQueue: QueueStore {
     /// - Throws: `SystemError` if the folders cannot be created or examined,
     ///   `QueueLayoutError.crossesFilesystems` if they are not on one filesystem.
     public init(layout: QueueLayout, retry: RetryPolicy = RetryPolicy(),
-                minimumFree: (bytes: UInt64, inodes: UInt64) = (0, 0),
+                minimumFree: (bytes: UInt64, inodes: UInt64) = (0, 0), messageIDDomain: String = "localhost",
                 logger: Logger = Logger(label: "queue")) throws {
         self.layout = layout
         self.retry = retry
         self.minimumFree = minimumFree
+        self.messageIDDomain = messageIDDomain
         self.logger = logger
         try layout.create()
         try layout.checkSingleFilesystem()
@@ -315,6 +319,15 @@ public final class FileQueue: QueueStore {
             }
         }
         var recovered = 0
+        // The Python service claimed files in place (`queue/B.processing.json`); it no longer
+        // runs (the README's switch-over stops it first), so its claims go back to pending.
+        for name in try Syscall.listDirectory(layout.queue) {
+            guard let base = QueueLayout.claimedBase(name) else { continue }
+            if (try? Syscall.renameNoReplace(path(name), path(QueueLayout.pendingName(base)))) != nil {
+                recovered += 1
+                logger.notice("claim of the Python service put back to pending", metadata: ["file": "\(base)"])
+            }
+        }
         for name in try Syscall.listDirectory(layout.active) where !AtomicFile.isTemporary(name) {
             do {
                 if try recoverEntry(name, lockedOlderThan: timeout, now: now) { recovered += 1 }
@@ -462,7 +475,12 @@ public final class FileQueue: QueueStore {
             } else if info.st_size > QueueLayout.maxEntryBytes {
                 (reason, detail) = (.tooLarge, "\(info.st_size) bytes, over \(QueueLayout.maxEntryBytes)")
             } else {
-                let email = try Self.decodeEntry(try Syscall.readAll(fd, path: claimed))
+                let bytes = try Syscall.readAll(fd, path: claimed)
+                if let batch = try? QueueCoding.decoder().decode(LegacyBatch.self, from: Data(bytes)) {
+                    try importLegacy(batch, from: base, claimedName: claimedName, lock: lock, at: now)
+                    return nil
+                }
+                let email = try Self.decodeEntry(bytes)
                 guard let problem = email.deliveryProblem else { return (email, lock) }
                 (reason, detail) = (.invalidAddress, problem)
             }
@@ -476,6 +494,37 @@ public final class FileQueue: QueueStore {
         try setAside(claimedName, in: layout.queue, reason: reason, detail: detail, at: now)
         lock.release()
         return nil
+    }
+
+    /// Converts a claimed queue file of the Python service into one queue file per email,
+    /// then removes it. Names are derived from the file's name and each email's index, and
+    /// an email whose name is already anywhere in the queue (converted before a crash, and
+    /// maybe claimed or delivered since) is not written again: a conversion that is redone
+    /// after a crash between writes (crash point `legacy.before-unlink`) sends nothing twice.
+    private func importLegacy(_ batch: LegacyBatch, from base: String, claimedName: String, lock: ClaimLock,
+                              at now: Date) throws {
+        let trash = (try? Syscall.listDirectory(layout.trash)) ?? []
+        var written = 0
+        for (index, legacy) in batch.emails.enumerated() {
+            let name = LegacyEmail.convertedName(base, index: index)
+            let places = [path(QueueLayout.pendingName(name)), path(QueueLayout.claimedName(name)),
+                          path(QueueLayout.sentName(name)), layout.deadLetter + "/" + QueueLayout.pendingName(name)]
+            if places.contains(where: { Syscall.entryStatus($0) != nil }) || trash.contains(where: { $0.hasPrefix(name + ".") }) {
+                continue
+            }
+            let email = legacy.queued(messageIDDomain: messageIDDomain, now: now)
+            try AtomicFile.write(try QueueCoding.encoder().encode(email), to: QueueLayout.pendingName(name),
+                                 in: layout.queue, syncDirectory: false)
+            state.withLock { $0.index.insert(name, priority: email.priority, notBefore: email.nextAttemptAt) }
+            written += 1
+        }
+        try Syscall.fsyncDirectory(layout.queue)
+        CrashPoint.reach("legacy.before-unlink")
+        let claimed = path(claimedName)
+        if lock.names(claimed) { try Syscall.unlink(claimed) }
+        lock.release()
+        logger.notice("queue file of the Python service converted", metadata: [
+            "file": "\(base)", "emails": "\(batch.emails.count)", "written": "\(written)"])
     }
 
     private static func decodeEntry(_ bytes: [UInt8]) throws -> QueuedEmail {
