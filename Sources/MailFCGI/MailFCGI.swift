@@ -30,6 +30,7 @@ struct MailFCGI: AsyncParsableCommand {
             layout: settings.layout, templates: templates,
             minimumFree: (settings.minFreeBytes, settings.minFreeInodes))
         let status = StatusRoute(census: QueueCensus(layout: settings.layout))
+        router.add("GET", "/", RootRoute().handle)
         router.add("POST", "/email", email.handle)
         router.add("GET", "/health", health.handle)
         router.add("GET", "/status", status.handle)

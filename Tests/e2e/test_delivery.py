@@ -105,7 +105,7 @@ def test_health_is_healthy(stack):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "healthy"
-    assert body["components"]["queue"] == "healthy"
+    assert body["components"]["queue_manager"] == "healthy"
 
 
 @pytest.mark.parametrize("body", [

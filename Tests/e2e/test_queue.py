@@ -83,7 +83,7 @@ def test_corrupt_empty_and_truncated_files_are_set_aside_and_delivery_goes_on(st
     assert stack.log("mailworkerd").count("set aside in corrupt/") == 4
     health = stack.request("GET", "/health", auth=False)
     assert health.status_code == 503
-    assert "4 entries set aside" in health.json()["components"]["queue"]
+    assert "4 entries set aside" in health.json()["components"]["queue_manager"]
 
 
 def test_status_counts_the_queue_and_describes_at_most_limit_files(stack, smtp):

@@ -232,7 +232,7 @@ def test_a_full_disk_refuses_with_507_keeps_the_retry_claimed_and_recovers_in_se
         assert health.status_code == 503
         components = health.json()["components"]
         assert "mailworkerd" in components["storage"]
-        assert "not running" not in components["sender"]
+        assert "not running" not in components["email_sender"]
 
         os.unlink(data / "filler")
         wait_until(lambda: deliveries(smtp, first) == 1, timeout=15, what="the deferred email once space returned")
@@ -273,7 +273,7 @@ def test_a_heartbeat_from_the_future_is_not_taken_for_a_running_worker(stack):
     old = time.time() - 3600
     os.utime(status_file, (old, old))
     body = stack.request("GET", "/health", auth=False).json()
-    assert "in the future" in body["components"]["sender"]
+    assert "in the future" in body["components"]["email_sender"]
     assert body["status"] == "degraded"
 
 

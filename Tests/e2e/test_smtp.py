@@ -129,7 +129,7 @@ def test_refused_authentication_keeps_the_email_and_marks_the_sender_degraded(tm
     try:
         assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
         wait_until(lambda: stack.request("GET", "/health").status_code == 503, what="/health 503")
-        assert "535" in stack.request("GET", "/health").json()["components"]["sender"]
+        assert "535" in stack.request("GET", "/health").json()["components"]["email_sender"]
         entry = wait_until(lambda: queued_entry(stack), what="the pending email")
         assert entry["retry_count"] >= 1 and stack.files("dead_letter") == []
         assert "wrong-password" not in stack.log("mailworkerd")

@@ -157,7 +157,7 @@ def test_broken_template_is_reported_not_crashing(stack):
     assert "broken.txt line 3" in detail and "not closed" in detail and "ParserError" not in detail
     health = stack.request("GET", "/health")
     assert health.status_code == 503
-    assert "broken" in health.json()["components"]["templates"]
+    assert "broken" in health.json()["components"]["template_engine"]
 
 
 def test_templates_listing(stack):
@@ -180,7 +180,7 @@ def test_partials_that_include_themselves_are_refused_not_crashing(stack):
     assert response.status_code == 400
     assert "include themselves" in response.json()["detail"]
     health = stack.request("GET", "/health")
-    assert health.status_code == 503 and "tree" in health.json()["components"]["templates"]
+    assert health.status_code == 503 and "tree" in health.json()["components"]["template_engine"]
     assert stack.request("GET", "/templates").status_code == 200  # still answering
 
 

@@ -166,7 +166,7 @@ def test_a_storage_failure_is_503_with_retry_after_and_no_internals(stack):
         assert "Syscall" not in response.text and "errno" not in response.text and str(stack.data) not in response.text
         assert "cannot store an email" in stack.log("mailfcgi")  # the log tells what happened
         health = stack.request("GET", "/health")
-        assert health.status_code == 503 and "queue" in health.json()["components"]["queue"]
+        assert health.status_code == 503 and "queue" in health.json()["components"]["queue_manager"]
     finally:
         queue.unlink()
         (stack.data / "queue.moved").rename(queue)

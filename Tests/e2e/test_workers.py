@@ -35,7 +35,7 @@ def test_killed_worker_makes_health_503_within_three_heartbeats_and_back(stack):
     wait_until(lambda: stack.request("GET", "/health").status_code == 503, timeout=10, what="/health 503")
     assert time.monotonic() - killed <= 4.5  # three 1-second heartbeats, plus scheduling slack
     health = stack.request("GET", "/health").json()
-    assert health["status"] == "degraded" and "not running" in health["components"]["sender"]
+    assert health["status"] == "degraded" and "not running" in health["components"]["email_sender"]
     workers = stack.request("GET", "/workers/status").json()
     assert workers["worker_pool_status"] == "not_running" and workers["status"]["active_workers"] == 0
     stack.start_daemon("mailworkerd")
@@ -50,7 +50,7 @@ def test_stopped_smtp_server_leaves_the_email_pending_and_health_degraded(tmp_pa
         assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
         wait_until(lambda: stack.request("GET", "/health").status_code == 503, timeout=10, what="/health 503")
         health = stack.request("GET", "/health").json()
-        assert "delivery failing" in health["components"]["sender"]
+        assert "delivery failing" in health["components"]["email_sender"]
         assert stack.files("dead_letter") == [] and len(stack.files("queue")) == 1
         controller, handler = start_smtp_server(smtp.port)
         try:

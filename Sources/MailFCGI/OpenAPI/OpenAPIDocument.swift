@@ -2,6 +2,9 @@
 
 /// The OpenAPI 3.1 description of the API, served at `GET /openapi.json`.
 enum OpenAPIDocument {
+    /// The API's version (`info.version`), also answered by `GET /`.
+    static let version = "1.0.0"
+
     static let json = #"""
 {
  "components": {
@@ -165,6 +168,26 @@ enum OpenAPIDocument {
       "additionalProperties": {
        "type": "string"
       },
+      "properties": {
+       "email_sender": {
+        "type": "string"
+       },
+       "queue_manager": {
+        "type": "string"
+       },
+       "storage": {
+        "type": "string"
+       },
+       "template_engine": {
+        "type": "string"
+       }
+      },
+      "required": [
+       "queue_manager",
+       "template_engine",
+       "email_sender",
+       "storage"
+      ],
       "type": "object"
      },
      "status": {
@@ -311,6 +334,39 @@ enum OpenAPIDocument {
    },
    "QueueStatus": {
     "properties": {
+     "batch_size": {
+      "description": "Emails per queue file: always 1",
+      "type": "integer"
+     },
+     "batches": {
+      "items": {
+       "properties": {
+        "batch_id": {
+         "type": "string"
+        },
+        "created_at": {
+         "type": [
+          "string",
+          "null"
+         ]
+        },
+        "email_count": {
+         "type": "integer"
+        },
+        "status": {
+         "type": "string"
+        }
+       },
+       "required": [
+        "batch_id",
+        "email_count",
+        "status",
+        "created_at"
+       ],
+       "type": "object"
+      },
+      "type": "array"
+     },
      "files": {
       "items": {
        "$ref": "#/components/schemas/QueueFile"
@@ -355,6 +411,14 @@ enum OpenAPIDocument {
      "timestamp": {
       "type": "string"
      },
+     "total_batches": {
+      "description": "Queue files waiting or being sent",
+      "type": "integer"
+     },
+     "total_emails": {
+      "description": "Emails waiting or being sent (one per file)",
+      "type": "integer"
+     },
      "total_files": {
       "type": "integer"
      }
@@ -367,6 +431,36 @@ enum OpenAPIDocument {
      "queue",
      "limit",
      "files"
+    ],
+    "type": "object"
+   },
+   "ServiceInfo": {
+    "properties": {
+     "description": {
+      "type": "string"
+     },
+     "documentation": {
+      "type": "string"
+     },
+     "endpoints": {
+      "additionalProperties": {
+       "type": "string"
+      },
+      "type": "object"
+     },
+     "name": {
+      "type": "string"
+     },
+     "version": {
+      "type": "string"
+     }
+    },
+    "required": [
+     "name",
+     "version",
+     "description",
+     "endpoints",
+     "documentation"
     ],
     "type": "object"
    },
@@ -550,6 +644,50 @@ enum OpenAPIDocument {
  },
  "openapi": "3.1.0",
  "paths": {
+  "/": {
+   "get": {
+    "operationId": "root",
+    "responses": {
+     "200": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/ServiceInfo"
+        }
+       }
+      },
+      "description": "Name, version, description, routes"
+     },
+     "401": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      },
+      "description": "Not authenticated (answered by nginx)"
+     },
+     "500": {
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/InternalError"
+        }
+       }
+      },
+      "description": "Internal error, with an id to find it in the logs"
+     }
+    },
+    "security": [
+     {},
+     {
+      "basicAuth": []
+     }
+    ],
+    "summary": "The service's description and its routes (a readiness probe)"
+   }
+  },
   "/email": {
    "post": {
     "operationId": "send_email",

@@ -23,12 +23,12 @@ struct HealthRoute: Sendable {
         let touched = WorkerStatus.lastTouched(in: layout).map { WorkerStatus.isFresh($0, at: now) } ?? false
         let current = status?.isFresh(at: now) == true ? status : nil
         var components: [String: String] = [:]
-        components["queue"] = Self.queueHealth(layout, problems: current?.queueProblems ?? [])
+        components["queue_manager"] = Self.queueHealth(layout, problems: current?.queueProblems ?? [])
         components["storage"] = Self.storageHealth(
             layout.root, minimumFree: minimumFree, workerError: current?.storageError,
             statusUnwritable: current == nil && touched)
-        components["templates"] = Self.templateHealth(templates)
-        components["sender"] = Self.senderHealth(status, now: now, aliveByTouch: touched)
+        components["template_engine"] = Self.templateHealth(templates)
+        components["email_sender"] = Self.senderHealth(status, now: now, aliveByTouch: touched)
         let healthy = components.values.allSatisfy { $0 == "healthy" }
         return Response.json(
             Body(status: healthy ? "healthy" : "degraded", timestamp: Timestamp.iso8601(now), components: components),

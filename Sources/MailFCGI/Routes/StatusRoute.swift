@@ -17,7 +17,21 @@ struct StatusRoute: Sendable {
         let corrupt: Int
     }
 
+    /// One queue file as the Python service lists it (one email per file here).
+    struct Batch: Encodable {
+        let batch_id: String
+        let email_count: Int
+        let status: String
+        let created_at: String?
+    }
+
     struct Body: Encodable {
+        /// The Python service's fields first, for its clients: queue files and emails waiting
+        /// (pending, deferred and being sent), one email per file, and the first files.
+        let total_batches: Int
+        let total_emails: Int
+        let batch_size: Int
+        let batches: [Batch]
         let status: String
         let timestamp: String
         /// The seed's two top-level figures, kept for its clients.
@@ -35,7 +49,12 @@ struct StatusRoute: Sendable {
             total_files: report.total, pending: report.pending, deferred: report.deferred,
             processing: report.processing, dead_letter: report.deadLetter, trash: report.trash,
             corrupt: report.corrupt)
+        let batches = report.files.map { file in
+            Batch(batch_id: String(file.file.split(separator: "/").last!.split(separator: ".").first!), email_count: 1,
+                  status: file.state, created_at: file.created_at)
+        }
         return Response.json(Body(
+            total_batches: report.total, total_emails: report.total, batch_size: 1, batches: batches,
             status: "ok", timestamp: Timestamp.iso8601(Date()), total_files: report.total,
             pending_emails: report.pending + report.deferred, queue: counts, limit: limit, files: report.files))
     }
