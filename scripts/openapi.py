@@ -73,7 +73,7 @@ doc = {
             "operationId": "list_templates",
             "parameters": [{"name": "detailed", "in": "query", "required": False,
                             "schema": {"type": "boolean", "default": False}}],
-            "responses": {"200": json_body({"oneOf": [ref("TemplateNames"), ref("TemplateDetails")]}, "Templates"),
+            "responses": {"200": json_body({"anyOf": [ref("TemplateNames"), ref("TemplateDetails")]}, "Templates (with manifest when detailed)"),
                           "422": VALIDATION, **ERRORS},
         }},
         "/workers/status": {"get": {
@@ -201,13 +201,25 @@ doc = {
                               "properties": {"templates": {"type": "array", "items": {"type": "string"}},
                                              "count": {"type": "integer"}}},
             "TemplateDetails": {
-                "type": "object", "required": ["templates", "count"],
-                "properties": {"count": {"type": "integer"}, "templates": {"type": "array", "items": {
-                    "type": "object", "required": ["name", "description", "files", "placeholders"],
-                    "properties": {"name": {"type": "string"}, "description": {"type": "string"},
-                                   "files": {"type": "object", "properties": {"text": {"type": "string"},
-                                                                               "html": {"type": "string"}}},
-                                   "placeholders": {"type": "array", "items": {"type": "string"}}}}}},
+                "type": "object", "required": ["templates", "count", "manifest"],
+                "properties": {
+                    "templates": {"type": "array", "items": {"type": "string"}},
+                    "count": {"type": "integer"},
+                    "manifest": {
+                        "type": "object", "required": ["templates", "generated_at", "total_templates"],
+                        "properties": {
+                            "generated_at": {"type": "string", "format": "date-time"},
+                            "total_templates": {"type": "integer"},
+                            "templates": {"type": "array", "items": {
+                                "type": "object",
+                                "required": ["name", "file_path", "html_file_path", "placeholders", "description", "files"],
+                                "properties": {
+                                    "name": {"type": "string"}, "description": {"type": "string"},
+                                    "file_path": {"type": "string"},
+                                    "html_file_path": {"type": ["string", "null"]},
+                                    "files": {"type": "object", "properties": {"text": {"type": "string"},
+                                                                                "html": {"type": "string"}}},
+                                    "placeholders": {"type": "array", "items": {"type": "string"}}}}}}}},
             },
             "Worker": {
                 "type": "object",

@@ -146,7 +146,8 @@ def test_edited_and_new_templates_are_used_without_a_restart(stack, smtp):
     entry = next(t for t in manifest["templates"] if t["name"] == "notification")
     assert entry["placeholders"] == ["title", "message"]
     listed = stack.request("GET", "/templates?detailed=true").json()
-    assert next(t for t in listed["templates"] if t["name"] == "notification")["placeholders"] == ["title", "message"]
+    entries = listed["manifest"]["templates"]
+    assert next(t for t in entries if t["name"] == "notification")["placeholders"] == ["title", "message"]
 
 
 def test_broken_template_is_reported_not_crashing(stack):
@@ -164,7 +165,12 @@ def test_templates_listing(stack):
     names = stack.request("GET", "/templates").json()
     assert names == {"templates": sorted(DEFAULTS), "count": 4}
     detailed = stack.request("GET", "/templates?detailed=true").json()
-    verify = next(t for t in detailed["templates"] if t["name"] == "verify")
+    # As the Python service: `templates` stays the names, `manifest` holds the entries.
+    assert detailed["templates"] == sorted(DEFAULTS) and detailed["count"] == 4
+    manifest = detailed["manifest"]
+    assert manifest["total_templates"] == 4 and manifest["generated_at"]
+    verify = next(t for t in manifest["templates"] if t["name"] == "verify")
+    assert verify["file_path"].endswith("/verify.txt") and verify["html_file_path"].endswith("/verify.html")
     assert verify["files"] == {"text": "verify.txt", "html": "verify.html"}
     assert sorted(verify["placeholders"]) == ["app_name", "code", "expiry_minutes"]
     assert verify["description"]

@@ -469,47 +469,82 @@ enum OpenAPIDocument {
      "count": {
       "type": "integer"
      },
-     "templates": {
-      "items": {
-       "properties": {
-        "description": {
-         "type": "string"
-        },
-        "files": {
+     "manifest": {
+      "properties": {
+       "generated_at": {
+        "format": "date-time",
+        "type": "string"
+       },
+       "templates": {
+        "items": {
          "properties": {
-          "html": {
+          "description": {
            "type": "string"
           },
-          "text": {
+          "file_path": {
            "type": "string"
+          },
+          "files": {
+           "properties": {
+            "html": {
+             "type": "string"
+            },
+            "text": {
+             "type": "string"
+            }
+           },
+           "type": "object"
+          },
+          "html_file_path": {
+           "type": [
+            "string",
+            "null"
+           ]
+          },
+          "name": {
+           "type": "string"
+          },
+          "placeholders": {
+           "items": {
+            "type": "string"
+           },
+           "type": "array"
           }
          },
+         "required": [
+          "name",
+          "file_path",
+          "html_file_path",
+          "placeholders",
+          "description",
+          "files"
+         ],
          "type": "object"
         },
-        "name": {
-         "type": "string"
-        },
-        "placeholders": {
-         "items": {
-          "type": "string"
-         },
-         "type": "array"
-        }
+        "type": "array"
        },
-       "required": [
-        "name",
-        "description",
-        "files",
-        "placeholders"
-       ],
-       "type": "object"
+       "total_templates": {
+        "type": "integer"
+       }
+      },
+      "required": [
+       "templates",
+       "generated_at",
+       "total_templates"
+      ],
+      "type": "object"
+     },
+     "templates": {
+      "items": {
+       "type": "string"
       },
       "type": "array"
      }
     },
     "required": [
      "templates",
-     "count"
+     "count",
+     "manifest"
     ],
     "type": "object"
    },
@@ -997,7 +1032,7 @@ enum OpenAPIDocument {
       "content": {
        "application/json": {
         "schema": {
-         "oneOf": [
+         "anyOf": [
           {
            "$ref": "#/components/schemas/TemplateNames"
           },
@@ -1008,7 +1043,7 @@ enum OpenAPIDocument {
         }
        }
       },
-      "description": "Templates"
+      "description": "Templates (with manifest when detailed)"
      },
      "401": {
       "content": {
