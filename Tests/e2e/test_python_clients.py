@@ -32,3 +32,57 @@ def test_health_names_its_components_as_the_python_service(stack):
     components = stack.request("GET", "/health", auth=False).json()["components"]
     assert {"queue_manager", "template_engine", "email_sender"} <= set(components)
     assert components["queue_manager"] == components["template_engine"] == components["email_sender"] == "healthy"
+
+
+def test_input_the_python_service_accepts_is_accepted_and_converted(stack, smtp):
+    from email import policy
+    import email as email_parser
+    cases = [({"priority": "1"}, "1"), ({"priority": True}, "1"), ({"priority": 3.0}, "5"),
+             ({"format": "HTML", "body": "<p>hi</p>"}, None)]
+    for extra, x_priority in cases:
+        r = stack.post_email({"to_email": "u@example.com", "subject": "s", "body": "b", **extra})
+        assert r.status_code == 200, (extra, r.text)
+    messages = smtp.wait_for(len(cases))
+    parsed = [email_parser.message_from_bytes(m.data, policy=policy.default) for m in messages]
+    priorities = sorted(str(m["X-Priority"])[0] for m in parsed if m["X-Priority"])
+    assert priorities == ["1", "1", "5"]
+    assert any(m.get_content_type() == "text/html" for m in parsed)
+
+
+def test_name_addr_addresses_put_the_name_in_the_header_and_the_address_in_the_envelope(stack, smtp):
+    from email import policy
+    import email as email_parser
+    r = stack.post_email({"to_email": "  John Doe <john@example.com> ", "subject": "s", "body": "b",
+                          "cc": ["\"Doe, Jane\" <jane@example.com>", "Zoë Ünïcode <zoe@example.com>"],
+                          "bcc": ["Secret Person <secret@example.com>"], "reply_to": "Help Desk <help@example.com>"})
+    assert r.status_code == 200, r.text
+    (received,) = smtp.wait_for(1)
+    assert sorted(received.rcpt_tos) == ["jane@example.com", "john@example.com", "secret@example.com",
+                                         "zoe@example.com"]
+    message = email_parser.message_from_bytes(received.data, policy=policy.default)
+    assert message["To"].addresses[0].display_name == "John Doe"
+    assert message["To"].addresses[0].addr_spec == "john@example.com"
+    cc = {a.addr_spec: a.display_name for a in message["Cc"].addresses}
+    assert cc == {"jane@example.com": "Doe, Jane", "zoe@example.com": "Zoë Ünïcode"}
+    assert message["Reply-To"].addresses[0].display_name == "Help Desk"
+    assert b"Secret" not in received.data and message["Bcc"] is None
+    assert b"=?UTF-8?B?" in received.data  # the non-ASCII name as an encoded-word
+
+
+def test_address_errors_say_what_is_wrong_and_carry_input_and_ctx(stack):
+    r = stack.post_email({"to_email": "a@example.com, b@example.com", "subject": "s", "body": "b", "priority": 4})
+    assert r.status_code == 422
+    detail = {tuple(e["loc"]): e for e in r.json()["detail"]}
+    two = detail[("body", "to_email")]
+    assert "more than one address" in two["msg"] and two["input"] == "a@example.com, b@example.com"
+    assert detail[("body", "priority")]["ctx"] == {"le": 3} and detail[("body", "priority")]["input"] == 4
+    missing = stack.post_email({"subject": "s", "body": "b"}).json()["detail"][0]
+    assert missing["type"] == "missing" and missing["input"] == {"subject": "s", "body": "b"}
+
+
+def test_malformed_json_says_where_as_fastapi_does(stack):
+    r = stack.request("POST", "/email", data=b'{"to_email": x}', headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    (error,) = r.json()["detail"]
+    assert error["type"] == "json_invalid" and error["loc"] == ["body", 13]  # Python's json says char 13
+    assert error["input"] == {} and "error" in error["ctx"]

@@ -21,8 +21,9 @@ def assert_nothing_written(stack):
     ({"to_email": "a@example.com", "subject": "s"}, "body", "missing"),
     ({**VALID, "priority": 0}, "priority", "greater_than_equal"),
     ({**VALID, "priority": 4}, "priority", "less_than_equal"),
-    ({**VALID, "priority": True}, "priority", "int_type"),
-    ({**VALID, "priority": 1.5}, "priority", "int_type"),
+    ({**VALID, "priority": "high"}, "priority", "int_parsing"),
+    ({**VALID, "priority": 1.5}, "priority", "int_from_float"),
+    ({**VALID, "priority": False}, "priority", "greater_than_equal"),  # false is 0, as pydantic reads it
     ({**VALID, "format": "rtf"}, "format", "enum"),
     ({**VALID, "cc": ["ok@example.com", "bad"]}, "cc", "value_error"),
     ({**VALID, "reply_to": "x"}, "reply_to", "value_error"),

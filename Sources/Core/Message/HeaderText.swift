@@ -115,10 +115,12 @@ public enum HeaderText {
                    firstLineUsed: firstLineUsed)
     }
 
-    /// An address list (`Cc`), as it follows `name: `: comma-separated, folded between
-    /// addresses by the same rule as every other header.
-    public static func addressList(_ addresses: [String], headerName: String) -> String {
-        let tokens = addresses.enumerated().map { $0.offset < addresses.count - 1 ? $0.element + "," : $0.element }
-        return foldTokens(tokens, firstLineUsed: headerName.count + 2)
+    /// An address list (`Cc`), as it follows `name: `: comma-separated mailboxes, one per
+    /// line, each folded by the same rule as every other header.
+    public static func addressList(_ addresses: [String], displayNames: [String: String] = [:], headerName: String) -> String {
+        addresses.enumerated().map { index, address in
+            // The first mailbox follows "Cc: "; each further one starts a folded line of its own.
+            mailbox(address, displayName: displayNames[address], headerName: index == 0 ? headerName : "")
+        }.joined(separator: ",\r\n ")
     }
 }

@@ -35,11 +35,13 @@ public struct MessageComposer: Sendable {
             ("Date", Self.rfc5322Date(email.createdAt)),
             ("Message-ID", email.messageID),
             ("From", HeaderText.mailbox(sender.address, displayName: sender.name, headerName: "From")),
-            ("To", HeaderText.mailbox(email.toEmail, displayName: nil, headerName: "To")),
+            ("To", HeaderText.mailbox(email.toEmail, displayName: email.displayNames?[email.toEmail], headerName: "To")),
         ]
-        if !email.cc.isEmpty { headers.append(("Cc", HeaderText.addressList(email.cc, headerName: "Cc"))) }
+        if !email.cc.isEmpty {
+            headers.append(("Cc", HeaderText.addressList(email.cc, displayNames: email.displayNames ?? [:], headerName: "Cc")))
+        }
         if let replyTo = email.replyTo {
-            headers.append(("Reply-To", HeaderText.mailbox(replyTo, displayName: nil, headerName: "Reply-To")))
+            headers.append(("Reply-To", HeaderText.mailbox(replyTo, displayName: email.displayNames?[replyTo], headerName: "Reply-To")))
         }
         headers.append(("Subject", HeaderText.unstructured(email.subject, headerName: "Subject")))
         if email.priority != 2, let level = Self.priorityHeaders[email.priority] {

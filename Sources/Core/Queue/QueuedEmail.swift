@@ -38,6 +38,9 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
     public var lastError: String?
     /// Every failed attempt, oldest first.
     public var attempts: [DeliveryAttempt]
+    /// Display names for the To, Cc and Reply-To headers, by address (name-addr input,
+    /// `John Doe <john@example.com>`); absent when none was given.
+    public var displayNames: [String: String]?
 
     public init(
         requestID: String, messageID: String, createdAt: Date, toEmail: String,
@@ -63,6 +66,7 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         self.nextAttemptAt = nil
         self.lastError = nil
         self.attempts = []
+        self.displayNames = nil
     }
 
     /// Why this entry cannot be sent as it is, or nil. The responder checks every field
@@ -78,6 +82,9 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         for (field, text) in [("message_id", messageID), ("subject", subject)] {
             if let problem = HeaderText.controlCharacterProblem(text) { return "\(field) \(problem)" }
         }
+        for (address, name) in displayNames ?? [:] {
+            if let problem = HeaderText.controlCharacterProblem(name) { return "display name for \(address) \(problem)" }
+        }
         if !(1...3).contains(priority) { return "priority \(priority) is not 1, 2 or 3" }
         return nil
     }
@@ -88,6 +95,7 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         case htmlBody = "html_body", format, priority, templateName = "template_name"
         case submittedBy = "submitted_by", retryCount = "retry_count"
         case nextAttemptAt = "next_attempt_at", lastError = "last_error", attempts
+        case displayNames = "display_names"
     }
 }
 

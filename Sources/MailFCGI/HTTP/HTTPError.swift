@@ -63,13 +63,17 @@ struct HTTPError: Error {
     }
 }
 
-/// One entry of a 422 `detail` list, in the shape FastAPI (pydantic) gives.
+/// One entry of a 422 `detail` list, in the shape FastAPI (pydantic v2) gives: `loc`, `msg`,
+/// `type`, and, where pydantic gives them, `input` (the offending value) and `ctx` (the
+/// constraint, e.g. `{"le": 3}`).
 struct FieldError: Encodable, Equatable {
     /// Where: `["body", "to_email"]`, or `["body", "cc", 1]` for list items.
     var loc: [LocationPart]
     var msg: String
     /// pydantic's error type: `missing`, `string_type`, `value_error`, `json_invalid`, ...
     var type: String
+    var input: JSONValue?
+    var ctx: [String: JSONValue]?
 
     enum LocationPart: Encodable, Equatable {
         case key(String)
@@ -84,14 +88,30 @@ struct FieldError: Encodable, Equatable {
         }
     }
 
-    init(_ loc: [LocationPart], _ msg: String, type: String) {
+    init(_ loc: [LocationPart], _ msg: String, type: String, input: JSONValue? = nil, ctx: [String: JSONValue]? = nil) {
         self.loc = loc
         self.msg = msg
         self.type = type
+        self.input = input
+        self.ctx = ctx
     }
 
     /// An error at `body.field` (or `body.field[index]`).
-    static func body(_ field: String, index: Int? = nil, _ msg: String, type: String) -> FieldError {
-        FieldError([.key("body"), .key(field)] + (index.map { [.index($0)] } ?? []), msg, type: type)
+    static func body(_ field: String, index: Int? = nil, _ msg: String, type: String, input: JSONValue? = nil,
+                     ctx: [String: JSONValue]? = nil) -> FieldError {
+        FieldError([.key("body"), .key(field)] + (index.map { [.index($0)] } ?? []), msg, type: type,
+                   input: input, ctx: ctx)
+    }
+
+    enum CodingKeys: String, CodingKey { case loc, msg, type, input, ctx }
+
+    /// `input` and `ctx` only when known (pydantic leaves `ctx` out when there is none).
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(type, forKey: .type)
+        try container.encode(loc, forKey: .loc)
+        try container.encode(msg, forKey: .msg)
+        try container.encodeIfPresent(input, forKey: .input)
+        try container.encodeIfPresent(ctx, forKey: .ctx)
     }
 }

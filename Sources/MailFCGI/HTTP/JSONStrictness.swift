@@ -9,6 +9,11 @@ enum JSONStrictness {
 
     /// The first problem found, as a sentence, or nil.
     static func problem(_ bytes: [UInt8]) -> String? {
+        problemAndOffset(bytes)?.problem
+    }
+
+    /// The first problem found and the byte offset where it was seen, or nil.
+    static func problemAndOffset(_ bytes: [UInt8]) -> (problem: String, offset: Int)? {
         var depth = 0
         var inString = false, escaped = false
         var stringStart = 0
@@ -31,16 +36,16 @@ enum JSONStrictness {
                 stringStart = i + 1
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 depth += 1
-                if depth > maxDepth { return "nested deeper than \(maxDepth) levels" }
+                if depth > maxDepth { return ("nested deeper than \(maxDepth) levels", i) }
                 keys.append([])
             case UInt8(ascii: "]"), UInt8(ascii: "}"):
-                if previous == UInt8(ascii: ",") { return "trailing comma at byte \(i)" }
+                if previous == UInt8(ascii: ",") { return ("trailing comma at byte \(i)", i) }
                 depth -= 1
                 if !keys.isEmpty { keys.removeLast() }
             case UInt8(ascii: ":"):
                 if let key = lastString, previous == UInt8(ascii: "\""), !keys.isEmpty {
                     if !keys[keys.count - 1].insert(key).inserted {
-                        return "duplicate key \"\(String(decoding: key, as: UTF8.self))\""
+                        return ("duplicate key \"\(String(decoding: key, as: UTF8.self))\"", i)
                     }
                 }
             default:

@@ -16,6 +16,8 @@ struct EmailRequest {
     var cc: [String]
     var bcc: [String]
     var replyTo: String?
+    /// Display names given in name-addr form (`John Doe <john@example.com>`), by address.
+    var displayNames: [String: String]
 
     /// Most Cc plus Bcc recipients in one email.
     static let maxRecipients = 100
@@ -35,7 +37,7 @@ struct EmailRequest {
         let templateVars = fields.object("template_vars")
         // A template request, even one whose name is invalid, needs no subject or body.
         let raw = object["template_name"] == nil || object["template_name"] == .null
-        let toEmail = fields.address("to_email", required: true)
+        let to = fields.address("to_email", required: true)
         let subject = fields.headerText("subject", required: raw, maxLength: HeaderText.maxSubject)
         let body = fields.string("body", required: raw)
         let htmlBody = fields.string("html_body", required: false)
@@ -44,19 +46,25 @@ struct EmailRequest {
         let cc = fields.addressList("cc")
         let bcc = fields.addressList("bcc")
         let replyTo = fields.address("reply_to", required: false)
+        var displayNames: [String: String] = [:]
+        for mailbox in [to, replyTo].compactMap({ $0 }) + cc {  // Bcc never reaches a header
+            if let name = mailbox.displayName { displayNames[mailbox.address] = name }
+        }
         if htmlBody != nil, format != .multipart {
-            fields.errors.append(.body("html_body", "html_body is only used with format 'multipart'", type: "value_error"))
+            fields.errors.append(.body("html_body", "html_body is only used with format 'multipart'", type: "value_error",
+                                       input: object["html_body"]))
         }
         if cc.count + bcc.count > maxRecipients {
             fields.errors.append(.body("cc", "at most \(maxRecipients) Cc and Bcc recipients together", type: "too_long"))
         }
-        guard fields.errors.isEmpty, let toEmail else {
+        guard fields.errors.isEmpty, let to else {
             throw HTTPError.validation(fields.errors)
         }
         return EmailRequest(
-            toEmail: toEmail, subject: subject, body: body, templateName: templateName,
+            toEmail: to.address, subject: subject, body: body, templateName: templateName,
             templateVars: templateVars, htmlBody: htmlBody, format: format,
-            priority: priority, cc: cc, bcc: bcc, replyTo: replyTo)
+            priority: priority, cc: cc.map(\.address), bcc: bcc.map(\.address), replyTo: replyTo?.address,
+            displayNames: displayNames)
     }
 
     /// The body must be UTF-8 JSON as sent: `application/json` (charset, if given, utf-8)

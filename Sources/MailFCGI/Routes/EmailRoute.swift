@@ -21,12 +21,13 @@ struct EmailRoute: Sendable {
         let content = try Self.content(of: fields, templates: templates)
         let now = Date()
         let requestID = RequestID.make(at: now)
-        let email = QueuedEmail(
+        var email = QueuedEmail(
             requestID: requestID, messageID: composer.makeMessageID(requestID: requestID),
             createdAt: now, toEmail: fields.toEmail, cc: fields.cc, bcc: fields.bcc,
             replyTo: fields.replyTo, subject: content.subject, body: content.body,
             htmlBody: content.html, format: content.format, priority: fields.priority,
             templateName: fields.templateName, submittedBy: request.remoteUser)
+        if !fields.displayNames.isEmpty { email.displayNames = fields.displayNames }
         do {
             try queue.enqueue(email)
         } catch let error as SystemError {

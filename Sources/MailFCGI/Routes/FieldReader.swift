@@ -14,7 +14,7 @@ struct FieldReader {
     /// A present, non-null value, or nil (recording `missing` when `required`).
     private mutating func value(_ name: String, required: Bool) -> JSONValue? {
         guard let value = object[name], value != .null else {
-            if required { errors.append(.body(name, "Field required", type: "missing")) }
+            if required { errors.append(.body(name, "Field required", type: "missing", input: .object(object))) }
             return nil
         }
         return value
@@ -23,7 +23,7 @@ struct FieldReader {
     mutating func string(_ name: String, required: Bool) -> String? {
         guard let value = value(name, required: required) else { return nil }
         guard case .string(let text) = value else {
-            errors.append(.body(name, "Input should be a valid string", type: "string_type"))
+            errors.append(.body(name, "Input should be a valid string", type: "string_type", input: value))
             return nil
         }
         return text
@@ -33,49 +33,58 @@ struct FieldReader {
     mutating func headerText(_ name: String, required: Bool, maxLength: Int) -> String? {
         guard let text = string(name, required: required) else { return nil }
         if let problem = HeaderText.controlCharacterProblem(text) {
-            errors.append(.body(name, problem, type: "value_error"))
+            errors.append(.body(name, problem, type: "value_error", input: .string(text), ctx: ["error": .string(problem)]))
             return nil
         }
         if text.unicodeScalars.count > maxLength {
-            errors.append(.body(name, "String should have at most \(maxLength) characters", type: "string_too_long"))
+            errors.append(.body(name, "String should have at most \(maxLength) characters", type: "string_too_long",
+                                input: .string(text), ctx: ["max_length": .int(maxLength)]))
             return nil
         }
         return text
     }
 
-    mutating func address(_ name: String, required: Bool) -> String? {
+    /// An address, bare (`john@example.com`) or in name-addr form (`John Doe
+    /// <john@example.com>`, RFC 5322 §3.4), surrounding spaces trimmed; the display name, if
+    /// any, is returned beside it for the header.
+    mutating func address(_ name: String, required: Bool) -> (address: String, displayName: String?)? {
         guard let text = string(name, required: required) else { return nil }
-        if let problem = Mailbox.problem(text) {
-            errors.append(.body(name, "value is not a valid email address: \(problem)", type: "value_error"))
-            return nil
-        }
-        return text
+        return checkedAddress(text, field: name, index: nil)
     }
 
     /// A list of addresses; a single string is taken as a list of one.
-    mutating func addressList(_ name: String) -> [String] {
+    mutating func addressList(_ name: String) -> [(address: String, displayName: String?)] {
         guard let value = value(name, required: false) else { return [] }
         let items: [JSONValue]
         switch value {
         case .array(let array): items = array
         case .string: items = [value]
         default:
-            errors.append(.body(name, "Input should be a valid list", type: "list_type"))
+            errors.append(.body(name, "Input should be a valid list", type: "list_type", input: value))
             return []
         }
-        var addresses: [String] = []
+        var addresses: [(address: String, displayName: String?)] = []
         for (index, item) in items.enumerated() {
             guard case .string(let text) = item else {
-                errors.append(.body(name, index: index, "Input should be a valid string", type: "string_type"))
+                errors.append(.body(name, index: index, "Input should be a valid string", type: "string_type", input: item))
                 continue
             }
-            if let problem = Mailbox.problem(text) {
-                errors.append(.body(name, index: index, "value is not a valid email address: \(problem)", type: "value_error"))
-            } else {
-                addresses.append(text)
+            if let address = checkedAddress(text, field: name, index: index) {
+                addresses.append(address)
             }
         }
         return addresses
+    }
+
+    private mutating func checkedAddress(_ text: String, field: String, index: Int?) -> (address: String, displayName: String?)? {
+        switch MailboxInput.parse(text) {
+        case .success(let mailbox):
+            return (mailbox.address, mailbox.displayName)
+        case .failure(let failure):
+            errors.append(.body(field, index: index, "value is not a valid email address: \(failure.reason)",
+                                type: "value_error", input: .string(text), ctx: ["reason": .string(failure.reason)]))
+            return nil
+        }
     }
 
     /// A template name: letters, digits, "_" and "-" (it names a file, so no paths).
@@ -83,7 +92,8 @@ struct FieldReader {
         guard let text = string(name, required: false) else { return nil }
         // Names starting with "_" are partials, usable only from inside a template.
         guard TemplateStore.isUsableName(text), !text.hasPrefix("_") else {
-            errors.append(.body(name, "Template names are letters, digits, _ and - (not starting with _)", type: "value_error"))
+            errors.append(.body(name, "Template names are letters, digits, _ and - (not starting with _)", type: "value_error",
+                                input: .string(text)))
             return nil
         }
         return text
@@ -93,34 +103,56 @@ struct FieldReader {
     mutating func object(_ name: String) -> [String: JSONValue] {
         guard let value = value(name, required: false) else { return [:] }
         guard case .object(let members) = value else {
-            errors.append(.body(name, "Input should be a valid dictionary", type: "dict_type"))
+            errors.append(.body(name, "Input should be a valid dictionary", type: "dict_type", input: value))
             return [:]
         }
         return members
     }
 
+    /// An integer, converted as pydantic's lax mode converts: an integer, a float with no
+    /// fractional part, a string of an integer (`"1"`), or a boolean (`true` is 1); within `range`.
     mutating func int(_ name: String, default defaultValue: Int, range: ClosedRange<Int>) -> Int {
         guard let value = value(name, required: false) else { return defaultValue }
-        guard case .int(let number) = value else {
-            errors.append(.body(name, "Input should be a valid integer", type: "int_type"))
+        let number: Int
+        switch value {
+        case .int(let n): number = n
+        case .bool(let flag): number = flag ? 1 : 0
+        case .double(let d) where d.rounded() == d && abs(d) < 1e15: number = Int(d)
+        case .double:
+            errors.append(.body(name, "Input should be a valid integer, got a number with a fractional part",
+                                type: "int_from_float", input: value))
+            return defaultValue
+        case .string(let text):
+            guard let parsed = Int(text.trimmingCharacters(in: .whitespaces)) else {
+                errors.append(.body(name, "Input should be a valid integer, unable to parse string as an integer",
+                                    type: "int_parsing", input: value))
+                return defaultValue
+            }
+            number = parsed
+        default:
+            errors.append(.body(name, "Input should be a valid integer", type: "int_type", input: value))
             return defaultValue
         }
         guard range.contains(number) else {
-            let (msg, type) = number < range.lowerBound
-                ? ("Input should be greater than or equal to \(range.lowerBound)", "greater_than_equal")
-                : ("Input should be less than or equal to \(range.upperBound)", "less_than_equal")
-            errors.append(.body(name, msg, type: type))
+            let (msg, type, ctx): (String, String, [String: JSONValue]) = number < range.lowerBound
+                ? ("Input should be greater than or equal to \(range.lowerBound)", "greater_than_equal",
+                   ["ge": .int(range.lowerBound)])
+                : ("Input should be less than or equal to \(range.upperBound)", "less_than_equal", ["le": .int(range.upperBound)])
+            errors.append(.body(name, msg, type: type, input: value, ctx: ctx))
             return defaultValue
         }
         return number
     }
 
+    /// One of an enum's raw values, in any letter case (`"HTML"`).
     mutating func choice<T: RawRepresentable & CaseIterable>(_ name: String, default defaultValue: T) -> T
     where T.RawValue == String {
         guard let text = string(name, required: false) else { return defaultValue }
-        guard let value = T(rawValue: text) else {
-            let allowed = T.allCases.map { "'\($0.rawValue)'" }.joined(separator: ", ")
-            errors.append(.body(name, "Input should be \(allowed)", type: "enum"))
+        guard let value = T(rawValue: text.lowercased()) else {
+            let names = T.allCases.map { "'\($0.rawValue)'" }
+            let expected = names.dropLast().joined(separator: ", ") + " or " + (names.last ?? "")
+            errors.append(.body(name, "Input should be \(expected)", type: "enum", input: .string(text),
+                                ctx: ["expected": .string(expected)]))
             return defaultValue
         }
         return value
