@@ -24,6 +24,8 @@ email_address = {"type": "string", "format": "email", "minLength": 3, "maxLength
                  "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused"}
 address_list = {"oneOf": [{"type": "array", "items": email_address, "maxItems": 100}, email_address]}
 
+# Operation ids and schema names are those FastAPI generated for the Python service this one
+# replaces ({function}{path}_{method}), so client code generated from its spec keeps compiling.
 doc = {
     "openapi": "3.1.0",
     "info": {
@@ -39,10 +41,10 @@ doc = {
     "paths": {
         "/email": {"post": {
             "summary": "Queue an email",
-            "operationId": "send_email",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": ref("EmailRequest")}}},
+            "operationId": "send_email_email_post",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref("EmailRequestModel")}}},
             "responses": {
-                "200": json_body(ref("EmailAccepted"), "Stored durably; delivery follows"),
+                "200": json_body(ref("EmailResponse"), "Stored durably; delivery follows"),
                 "400": json_body(ref("Error"), "Template error: unknown template, missing variables"),
                 "413": json_body(ref("Error"), "Body larger than MAX_BODY_BYTES"),
                 "415": json_body(ref("Error"), "Not UTF-8 JSON"),
@@ -56,21 +58,21 @@ doc = {
         }},
         "/status": {"get": {
             "summary": "Queue statistics and the first queue files",
-            "operationId": "queue_status",
+            "operationId": "get_status_status_get",
             "parameters": [{"name": "limit", "in": "query", "required": False,
                             "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100}}],
             "responses": {"200": json_body(ref("QueueStatus"), "Counts and files"), "422": VALIDATION, **ERRORS},
         }},
         "/health": {"get": {
             "summary": "Health of the queue, the templates and delivery",
-            "operationId": "health",
+            "operationId": "health_check_health_get",
             "security": [{}, {"basicAuth": []}],
             "responses": {"200": json_body(ref("Health"), "Healthy"),
                           "503": json_body(ref("Health"), "Degraded: a component is unhealthy"), **ERRORS},
         }},
         "/templates": {"get": {
             "summary": "List the templates",
-            "operationId": "list_templates",
+            "operationId": "list_templates_templates_get",
             "parameters": [{"name": "detailed", "in": "query", "required": False,
                             "schema": {"type": "boolean", "default": False}}],
             "responses": {"200": json_body({"anyOf": [ref("TemplateNames"), ref("TemplateDetails")]}, "Templates (with manifest when detailed)"),
@@ -78,17 +80,17 @@ doc = {
         }},
         "/workers/status": {"get": {
             "summary": "Delivery worker pool and per-worker metrics",
-            "operationId": "workers_status",
+            "operationId": "get_workers_status_workers_status_get",
             "responses": {"200": json_body(ref("WorkersStatus"), "Pool state"), **ERRORS},
         }},
         "/process-batch": {"post": {
             "summary": "Deliver the next due email now",
-            "operationId": "process_batch",
+            "operationId": "process_batch_process_batch_post",
             "responses": {"200": json_body(ref("ProcessBatch"), "Whether one was processed, and how"), **ERRORS},
         }},
         "/": {"get": {
             "summary": "The service's description and its routes (a readiness probe)",
-            "operationId": "root",
+            "operationId": "root__get",
             "security": [{}, {"basicAuth": []}],
             "responses": {"200": json_body(ref("ServiceInfo"), "Name, version, description, routes"), **ERRORS},
         }},
@@ -103,7 +105,7 @@ doc = {
     "components": {
         "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
         "schemas": {
-            "EmailRequest": {
+            "EmailRequestModel": {
                 "type": "object",
                 "required": ["to_email"],
                 "description": "subject and body are required unless template_name is given.",
@@ -124,7 +126,7 @@ doc = {
                     "reply_to": email_address,
                 },
             },
-            "EmailAccepted": {
+            "EmailResponse": {
                 "type": "object",
                 "required": ["request_id", "message", "status", "timestamp"],
                 "properties": {

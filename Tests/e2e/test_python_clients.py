@@ -86,3 +86,18 @@ def test_malformed_json_says_where_as_fastapi_does(stack):
     (error,) = r.json()["detail"]
     assert error["type"] == "json_invalid" and error["loc"] == ["body", 13]  # Python's json says char 13
     assert error["input"] == {} and "error" in error["ctx"]
+
+
+def test_openapi_names_are_those_fastapi_generated_for_the_python_service(stack):
+    spec = stack.request("GET", "/openapi.json").json()
+    ids = {(path, method): op["operationId"] for path, ops in spec["paths"].items() for method, op in ops.items()}
+    assert ids[("/email", "post")] == "send_email_email_post"
+    assert ids[("/status", "get")] == "get_status_status_get"
+    assert ids[("/health", "get")] == "health_check_health_get"
+    assert ids[("/templates", "get")] == "list_templates_templates_get"
+    assert ids[("/workers/status", "get")] == "get_workers_status_workers_status_get"
+    assert ids[("/process-batch", "post")] == "process_batch_process_batch_post"
+    schemas = spec["components"]["schemas"]
+    assert {"EmailRequestModel", "EmailResponse", "HTTPValidationError", "ValidationError"} <= set(schemas)
+    body = spec["paths"]["/email"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/EmailRequestModel"}

@@ -9,33 +9,7 @@ enum OpenAPIDocument {
 {
  "components": {
   "schemas": {
-   "EmailAccepted": {
-    "properties": {
-     "message": {
-      "type": "string"
-     },
-     "request_id": {
-      "format": "uuid",
-      "type": "string"
-     },
-     "status": {
-      "const": "queued",
-      "type": "string"
-     },
-     "timestamp": {
-      "format": "date-time",
-      "type": "string"
-     }
-    },
-    "required": [
-     "request_id",
-     "message",
-     "status",
-     "timestamp"
-    ],
-    "type": "object"
-   },
-   "EmailRequest": {
+   "EmailRequestModel": {
     "description": "subject and body are required unless template_name is given.",
     "properties": {
      "bcc": {
@@ -134,6 +108,32 @@ enum OpenAPIDocument {
     },
     "required": [
      "to_email"
+    ],
+    "type": "object"
+   },
+   "EmailResponse": {
+    "properties": {
+     "message": {
+      "type": "string"
+     },
+     "request_id": {
+      "format": "uuid",
+      "type": "string"
+     },
+     "status": {
+      "const": "queued",
+      "type": "string"
+     },
+     "timestamp": {
+      "format": "date-time",
+      "type": "string"
+     }
+    },
+    "required": [
+     "request_id",
+     "message",
+     "status",
+     "timestamp"
     ],
     "type": "object"
    },
@@ -681,7 +681,7 @@ enum OpenAPIDocument {
  "paths": {
   "/": {
    "get": {
-    "operationId": "root",
+    "operationId": "root__get",
     "responses": {
      "200": {
       "content": {
@@ -725,12 +725,12 @@ enum OpenAPIDocument {
   },
   "/email": {
    "post": {
-    "operationId": "send_email",
+    "operationId": "send_email_email_post",
     "requestBody": {
      "content": {
       "application/json": {
        "schema": {
-        "$ref": "#/components/schemas/EmailRequest"
+        "$ref": "#/components/schemas/EmailRequestModel"
        }
       }
      },
@@ -741,7 +741,7 @@ enum OpenAPIDocument {
       "content": {
        "application/json": {
         "schema": {
-         "$ref": "#/components/schemas/EmailAccepted"
+         "$ref": "#/components/schemas/EmailResponse"
         }
        }
       },
@@ -833,7 +833,7 @@ enum OpenAPIDocument {
   },
   "/health": {
    "get": {
-    "operationId": "health",
+    "operationId": "health_check_health_get",
     "responses": {
      "200": {
       "content": {
@@ -916,7 +916,7 @@ enum OpenAPIDocument {
   },
   "/process-batch": {
    "post": {
-    "operationId": "process_batch",
+    "operationId": "process_batch_process_batch_post",
     "responses": {
      "200": {
       "content": {
@@ -954,7 +954,7 @@ enum OpenAPIDocument {
   },
   "/status": {
    "get": {
-    "operationId": "queue_status",
+    "operationId": "get_status_status_get",
     "parameters": [
      {
       "in": "query",
@@ -1015,7 +1015,7 @@ enum OpenAPIDocument {
   },
   "/templates": {
    "get": {
-    "operationId": "list_templates",
+    "operationId": "list_templates_templates_get",
     "parameters": [
      {
       "in": "query",
@@ -1081,7 +1081,7 @@ enum OpenAPIDocument {
   },
   "/workers/status": {
    "get": {
-    "operationId": "workers_status",
+    "operationId": "get_workers_status_workers_status_get",
     "responses": {
      "200": {
       "content": {
