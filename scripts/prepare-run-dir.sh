@@ -36,6 +36,9 @@ fi
 # Swagger UI for /docs (a download from PyPI the first time; the stack runs without it).
 "$(dirname "$0")/install-swagger-ui.sh" "$run_dir/swagger-ui" \
     || echo "warning: Swagger UI could not be installed; /docs will be missing" >&2
+# ReDoc for /redoc, the same way.
+"$(dirname "$0")/install-redoc.sh" "$run_dir/redoc" \
+    || echo "warning: ReDoc could not be installed; /redoc will be missing" >&2
 
 sed -e "s|@RUN_DIR@|$run_dir|g" -e "s|@PORT@|$port|g" -e "s|@SOCKET@|$socket|g" \
     -e "s|@MAX_BODY_BYTES@|$max_body|g" -e "s|@DEPLOY_DIR@|$deploy_dir|g" \

@@ -87,3 +87,19 @@ def test_headless_chromium_shows_the_email_operation_with_no_network(stack):
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'data-path="/email"' in result.stdout, result.stdout[-2000:]
+
+
+def test_redoc_is_served_locally_and_renders_the_api_with_no_network(stack):
+    page = stack.request("GET", "/redoc", auth=False)  # open, like /docs
+    assert page.status_code == 200 and "<redoc" in page.text and 'spec-url="/openapi.json"' in page.text
+    assert not re.search(r"https?://", page.text), "the page must load nothing from the internet"
+    bundle = stack.request("GET", "/redoc/redoc.standalone.js", auth=False)
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000
+    assert "javascript" in bundle.headers["Content-Type"]
+    result = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
+         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=15000",
+         "--dump-dom", stack.url("/redoc")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "send_email_email_post" in result.stdout or "Queue an email" in result.stdout, result.stdout[-2000:]
