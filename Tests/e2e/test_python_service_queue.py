@@ -78,3 +78,28 @@ def test_mail_queued_by_the_python_service_is_delivered_once(tmp_path, smtp, cra
         assert "converted" in stack.log("mailworkerd")
     finally:
         stack.stop()
+
+
+def test_one_bad_email_in_a_python_queue_file_costs_the_others_nothing(tmp_path, smtp):
+    env = {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none", "WORKER_POLLING_INTERVAL": "1"}
+    stack = Stack(tmp_path, env)
+    start_without_worker(stack)
+    try:
+        queue = stack.data / "queue"
+        good = [legacy_email(0, priority="1", subject="Grüße 😀"), legacy_email(2, extra_field="ignored")]
+        bad = legacy_email(1)
+        del bad["to_email"]
+        write_legacy(queue, [good[0], bad, good[1]])
+        write_legacy(queue, [])  # an empty batch is simply removed
+        stack.start_daemon("mailworkerd")
+        expected = {f"<{e['request_id']}@example.org>" for e in good}
+        wait_until(lambda: set(smtp.message_ids()) >= expected, timeout=30, what="the good emails")
+        wait_until(lambda: [n for n in stack.files("queue") if not n.startswith(".tmp-")] == [], what="the queue")
+        time.sleep(1)
+        assert sorted(smtp.message_ids()) == sorted(expected)
+        corrupt = stack.files("corrupt")
+        assert len(corrupt) == 1 and ".email-1.json.invalid_entry." in corrupt[0]
+        kept = json.loads((stack.data / "corrupt" / corrupt[0]).read_text())
+        assert kept["request_id"] == bad["request_id"]  # the bad email is kept whole, not dropped
+    finally:
+        stack.stop()

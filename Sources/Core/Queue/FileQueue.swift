@@ -505,8 +505,19 @@ public final class FileQueue: QueueStore {
                               at now: Date) throws {
         let trash = (try? Syscall.listDirectory(layout.trash)) ?? []
         var written = 0
-        for (index, legacy) in batch.emails.enumerated() {
+        for (index, entry) in batch.emails.enumerated() {
             let name = LegacyEmail.convertedName(base, index: index)
+            guard case .success(let legacy) = entry else {
+                if case .failure(let unreadable) = entry {
+                    // Kept for the operator, like any entry that cannot be handled.
+                    let file = QueueLayout.corruptName("\(base).email-\(index).json", reason: .invalidEntry, at: now)
+                    try AtomicFile.write(try JSONEncoder().encode(unreadable.json), to: file, in: layout.corrupt,
+                                         syncDirectory: false)
+                    logger.error("an email of a Python service queue file set aside in corrupt/", metadata: [
+                        "file": "\(base)", "index": "\(index)", "detail": "\(unreadable.reason)"])
+                }
+                continue
+            }
             let places = [path(QueueLayout.pendingName(name)), path(QueueLayout.claimedName(name)),
                           path(QueueLayout.sentName(name)), layout.deadLetter + "/" + QueueLayout.pendingName(name)]
             if places.contains(where: { Syscall.entryStatus($0) != nil }) || trash.contains(where: { $0.hasPrefix(name + ".") }) {

@@ -5,7 +5,30 @@ import Foundation
 /// `{batch_id, created_at, emails: [...]}`. mailworkerd converts each such file into one of
 /// its own queue files per email (`FileQueue`), so mail queued by the old service is kept.
 struct LegacyBatch: Decodable {
-    var emails: [LegacyEmail]
+    /// Each email, or, for one that is not a valid email, its JSON as it was: one bad email
+    /// must not cost the others, and is itself kept (in `corrupt/`), not dropped.
+    var emails: [Result<LegacyEmail, Unreadable>]
+
+    struct Unreadable: Error {
+        var json: JSONValue
+        var reason: String
+    }
+
+    private enum CodingKeys: String, CodingKey { case emails }
+
+    init(from decoder: any Decoder) throws {
+        var list = try decoder.container(keyedBy: CodingKeys.self).nestedUnkeyedContainer(forKey: .emails)
+        emails = []
+        while !list.isAtEnd {
+            let json = try list.decode(JSONValue.self)
+            do {
+                let data = try JSONEncoder().encode(json)
+                emails.append(.success(try QueueCoding.decoder().decode(LegacyEmail.self, from: data)))
+            } catch {
+                emails.append(.failure(Unreadable(json: json, reason: "\(error)")))
+            }
+        }
+    }
 }
 
 /// One email of a `LegacyBatch`, as the Python service stored it: rendered (templates were
