@@ -37,7 +37,7 @@ def test_health_names_its_components_as_the_python_service(stack):
 def test_input_the_python_service_accepts_is_accepted_and_converted(stack, smtp):
     from email import policy
     import email as email_parser
-    cases = [({"priority": "1"}, "1"), ({"priority": True}, "1"), ({"priority": 3.0}, "5"),
+    cases = [({"priority": "1"}, "1"), ({"priority": True}, "1"), ({"priority": 3.0}, "5"), ({"priority": "3.0"}, "5"),
              ({"format": "HTML", "body": "<p>hi</p>"}, None)]
     for extra, x_priority in cases:
         r = stack.post_email({"to_email": "u@example.com", "subject": "s", "body": "b", **extra})
@@ -45,7 +45,7 @@ def test_input_the_python_service_accepts_is_accepted_and_converted(stack, smtp)
     messages = smtp.wait_for(len(cases))
     parsed = [email_parser.message_from_bytes(m.data, policy=policy.default) for m in messages]
     priorities = sorted(str(m["X-Priority"])[0] for m in parsed if m["X-Priority"])
-    assert priorities == ["1", "1", "5"]
+    assert priorities == ["1", "1", "5", "5"]
     assert any(m.get_content_type() == "text/html" for m in parsed)
 
 
@@ -85,7 +85,20 @@ def test_malformed_json_says_where_as_fastapi_does(stack):
     assert r.status_code == 422
     (error,) = r.json()["detail"]
     assert error["type"] == "json_invalid" and error["loc"] == ["body", 13]  # Python's json says char 13
-    assert error["input"] == {} and "error" in error["ctx"]
+    assert error["input"] == {} and "error" in error["ctx"] and error["msg"] == "JSON decode error"
+    # The offset counts characters, as Python's json does, not UTF-8 bytes.
+    wide = stack.request("POST", "/email", data='{"subject": "日本語", x}'.encode(),
+                         headers={"Content-Type": "application/json"})
+    assert wide.json()["detail"][0]["loc"] == ["body", 19]
+
+
+def test_templates_detailed_takes_pydantic_booleans(stack):
+    for word in ("yes", "on", "t", "1", "true"):
+        assert "manifest" in stack.request("GET", f"/templates?detailed={word}").json()
+    for word in ("no", "off", "f", "0", "false"):
+        assert "manifest" not in stack.request("GET", f"/templates?detailed={word}").json()
+    bad = stack.request("GET", "/templates?detailed=maybe").json()["detail"][0]
+    assert bad["type"] == "bool_parsing" and bad["input"] == "maybe"
 
 
 def test_openapi_names_are_those_fastapi_generated_for_the_python_service(stack):

@@ -3,14 +3,21 @@ import Foundation
 
 extension JSONValue {
     /// Parses `bytes` as one JSON document (RFC 8259, checked strictly by `JSONStrictness`).
-    /// - Throws: `HTTPError` 422 of type `json_invalid`, as FastAPI answers malformed JSON.
+    /// - Throws: `HTTPError` 422 of type `json_invalid` (the reason in `ctx.error`, where in
+    /// `loc`), or `missing` for an empty body, as FastAPI answers them.
     static func parse(_ bytes: [UInt8]) throws -> JSONValue {
         // As FastAPI: `loc: ["body", OFFSET]` (where the parser stopped), `input: {}`, and
         // the reason in `ctx.error`.
+        // The offset counts characters, as Python's `json` does, not bytes.
         func invalid(_ reason: String, at offset: Int? = nil) -> HTTPError {
-            HTTPError.validation([FieldError(
-                [.key("body")] + (offset.map { [.index($0)] } ?? []), "JSON decode error: \(reason)",
+            let position = offset.map { String(decoding: bytes.prefix($0), as: UTF8.self).unicodeScalars.count }
+            return HTTPError.validation([FieldError(
+                [.key("body")] + (position.map { [.index($0)] } ?? []), "JSON decode error",
                 type: "json_invalid", input: .object([:]), ctx: ["error": .string(reason)])])
+        }
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) {
+            // No body at all: FastAPI reports the body as a missing field.
+            throw HTTPError.validation([FieldError([.key("body")], "Field required", type: "missing", input: .null)])
         }
         guard String(validating: bytes, as: UTF8.self) != nil else {
             throw invalid("the body is not valid UTF-8 (RFC 8259 §8.1)")

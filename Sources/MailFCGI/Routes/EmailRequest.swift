@@ -27,10 +27,11 @@ struct EmailRequest {
     /// - Throws: `HTTPError` 415 (not JSON), 422 (invalid fields or malformed JSON).
     static func parse(_ request: Request) throws -> EmailRequest {
         try requireJSON(request)
-        guard case .object(let object) = try JSONValue.parse(request.body) else {
+        let document = try JSONValue.parse(request.body)
+        guard case .object(let object) = document else {
             throw HTTPError.validation([FieldError(
                 [.key("body")], "Input should be a valid dictionary or object to extract fields from",
-                type: "model_attributes_type")])
+                type: "model_attributes_type", input: document)])
         }
         var fields = FieldReader(object)
         let templateName = fields.templateName("template_name")
@@ -67,13 +68,16 @@ struct EmailRequest {
             displayNames: displayNames)
     }
 
-    /// The body must be UTF-8 JSON as sent: `application/json` (charset, if given, utf-8)
-    /// and no content coding. - Throws: `HTTPError` 415 naming what was wrong.
+    /// The body must be UTF-8 JSON as sent: `application/json` or a `+json` type (charset,
+    /// if given, utf-8), or no Content-Type at all (read as JSON, as FastAPI does), and no
+    /// content coding. - Throws: `HTTPError` 415 naming what was wrong.
     static func requireJSON(_ request: Request) throws {
         let parameters = (request.contentType ?? "").split(separator: ";").map {
             $0.trimmingCharacters(in: .whitespaces).lowercased()
         }
-        guard parameters.first == "application/json" else {
+        let type = parameters.first ?? ""
+        guard type.isEmpty || type == "application/json" || (type.hasPrefix("application/") && type.hasSuffix("+json"))
+        else {
             throw HTTPError(415, "Content-Type must be application/json")
         }
         for parameter in parameters.dropFirst() where parameter.hasPrefix("charset=") {

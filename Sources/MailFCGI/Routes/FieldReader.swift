@@ -123,7 +123,10 @@ struct FieldReader {
                                 type: "int_from_float", input: value))
             return defaultValue
         case .string(let text):
-            guard let parsed = Int(text.trimmingCharacters(in: .whitespaces)) else {
+            let trimmed = text.trimmingCharacters(in: .whitespaces)
+            // pydantic also takes a string of a whole float ("2.0").
+            guard let parsed = Int(trimmed) ?? Double(trimmed).flatMap({ $0.rounded() == $0 && abs($0) < 1e15 ? Int($0) : nil })
+            else {
                 errors.append(.body(name, "Input should be a valid integer, unable to parse string as an integer",
                                     type: "int_parsing", input: value))
                 return defaultValue

@@ -36,11 +36,12 @@ struct TemplatesRoute: Sendable {
     }
 
     func handle(_ request: Request, _ logger: Logger) throws -> Response {
+        // pydantic's lax booleans.
         switch request.queryItems["detailed"]?.lowercased() {
-        case nil, "false", "0":
+        case nil, "false", "0", "f", "n", "no", "off":
             let names = try templates.names()
             return Response.json(Names(templates: names, count: names.count))
-        case "true", "1":
+        case "true", "1", "t", "y", "yes", "on":
             let described = try templates.describe()
             let folder = templates.directory
             let entries = described.map { t in
@@ -54,7 +55,8 @@ struct TemplatesRoute: Sendable {
                                    total_templates: entries.count)))
         case let other?:
             throw HTTPError.validation([FieldError(
-                [.key("query"), .key("detailed")], "Input should be a valid boolean, not '\(other)'", type: "bool_parsing")])
+                [.key("query"), .key("detailed")], "Input should be a valid boolean, unable to interpret input",
+                type: "bool_parsing", input: .string(other))])
         }
     }
 }
