@@ -12,9 +12,7 @@ dest=$1
 if [ ! -s "$cache/redoc.standalone.js" ]; then
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
-    python3 -m pip download --quiet --no-deps --disable-pip-version-check \
-        -d "$tmp" "fastapi-offline==$version"
-    python3 -m zipfile -e "$tmp"/fastapi_offline-*.whl "$tmp/wheel"
+    "$root/scripts/unpack-wheel.sh" "fastapi-offline==$version" "$tmp/wheel"
     mkdir -p "$cache.partial"
     cp "$tmp/wheel/fastapi_offline/static/redoc.standalone.js" "$cache.partial/"
     cp "$tmp/wheel/fastapi_offline-$version.dist-info/licenses/LICENSE" "$cache.partial/LICENSE-fastapi-offline.txt"

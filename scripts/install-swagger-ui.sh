@@ -12,9 +12,7 @@ dest=$1
 if [ ! -s "$cache/swagger-ui-bundle.js" ]; then
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
-    python3 -m pip download --quiet --no-deps --disable-pip-version-check \
-        -d "$tmp" "swagger-ui-bundle-v2==$version"
-    python3 -m zipfile -e "$tmp"/swagger_ui_bundle_v2-*.whl "$tmp/wheel"
+    "$root/scripts/unpack-wheel.sh" "swagger-ui-bundle-v2==$version" "$tmp/wheel"
     mkdir -p "$cache.partial"
     cp "$tmp/wheel/swagger_ui_bundle/vendor/swagger-ui-$version"/{index.html,index.css,swagger-ui.css,swagger-ui-bundle.js,swagger-ui-standalone-preset.js,favicon-16x16.png,favicon-32x32.png} "$cache.partial/"
     cat > "$cache.partial/swagger-initializer.js" <<'JS'
