@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 
-.PHONY: all build release run test unit e2e deps venv bench clean
+.PHONY: all build release run test unit e2e deps venv bench clean format format-check
 
 all: release
 
@@ -31,7 +31,14 @@ unit: build
 e2e: build venv
 	BIN_DIR=$$($(SWIFT) build --show-bin-path) .venv/bin/pytest -q Tests/e2e
 
-test: unit e2e
+# The committed .swift-format is the style; `make format` applies it, `make test` checks it.
+format:
+	$(SWIFT) format -i -r Sources Tests bench Package.swift
+
+format-check:
+	$(SWIFT) format lint --strict -r Sources Tests bench Package.swift
+
+test: format-check unit e2e
 
 # Benchmarks: release builds (with the benchmark executables, in .build-bench), figures
 # beside ceilings measured in the same run.

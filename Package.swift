@@ -84,6 +84,6 @@ if Context.environment["MAIL_BENCH"] != nil {
             name: "durable-file-bench",
             dependencies: ["Core"],
             path: "bench/DurableFileBench"
-        )
+        ),
     ]
 }

@@ -10,7 +10,8 @@ struct MailFCGI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mailfcgi",
         abstract: "Answer the email API over FastCGI on a unix socket (FCGI_SOCKET).",
-        discussion: "Settings come from the environment and the --env-file; see .env.example.")
+        discussion: "Settings come from the environment and the --env-file; see .env.example."
+    )
 
     @OptionGroup var options: DaemonOptions
 
@@ -20,15 +21,20 @@ struct MailFCGI: AsyncParsableCommand {
         let logger = Logger(label: "mailfcgi")
 
         let queue = try FileQueue(
-            layout: settings.layout, retry: settings.retry,
-            minimumFree: (settings.minFreeBytes, settings.minFreeInodes), logger: logger)
+            layout: settings.layout,
+            retry: settings.retry,
+            minimumFree: (settings.minFreeBytes, settings.minFreeInodes),
+            logger: logger
+        )
         let composer = MessageComposer(sender: settings.sender)
         var router = Router()
         let templates = try TemplateStore(directory: settings.templatesDirectory, logger: logger)
         let email = EmailRoute(queue: queue, composer: composer, templates: templates)
         let health = HealthRoute(
-            layout: settings.layout, templates: templates,
-            minimumFree: (settings.minFreeBytes, settings.minFreeInodes))
+            layout: settings.layout,
+            templates: templates,
+            minimumFree: (settings.minFreeBytes, settings.minFreeInodes)
+        )
         let status = StatusRoute(census: QueueCensus(layout: settings.layout))
         router.add("GET", "/", RootRoute().handle)
         router.add("POST", "/email", email.handle)
@@ -36,8 +42,12 @@ struct MailFCGI: AsyncParsableCommand {
         router.add("GET", "/status", status.handle)
         router.add("GET", "/templates", TemplatesRoute(templates: templates).handle)
         router.add("GET", "/workers/status", WorkersRoute(layout: settings.layout).handle)
-        let processBatch = ProcessBatchRoute(queue: queue, composer: composer, smtp: settings.smtp,
-                                             outbox: settings.layout.outbox)
+        let processBatch = ProcessBatchRoute(
+            queue: queue,
+            composer: composer,
+            smtp: settings.smtp,
+            outbox: settings.layout.outbox
+        )
         router.add("POST", "/process-batch", processBatch.handle)
         let openAPI = Array(OpenAPIDocument.json.utf8)
         router.add("GET", "/openapi.json") { _, _ in
@@ -46,9 +56,12 @@ struct MailFCGI: AsyncParsableCommand {
 
         let routes = router
         let server = FastCGIServer(
-            socketPath: settings.fcgiSocket, threads: settings.fcgiThreads,
+            socketPath: settings.fcgiSocket,
+            threads: settings.fcgiThreads,
             maxBodyBytes: settings.maxBodyBytes,
-            drainTimeout: settings.shutdownTimeout, idleTimeout: settings.fcgiIdleTimeout, logger: logger
+            drainTimeout: settings.shutdownTimeout,
+            idleTimeout: settings.fcgiIdleTimeout,
+            logger: logger
         ) { request in
             routes.respond(to: request, logger: logger)
         }

@@ -32,7 +32,10 @@ struct Router: Sendable {
             // Our UUIDv7 (getrandom(2)): Foundation's UUID() gave all zeros when out of descriptors.
             let errorID = RequestID.make()
             logger.error("internal error", metadata: ["error_id": "\(errorID)", "error": "\(error)"])
-            struct Body: Encodable { let detail: String; let error_id: String }
+            struct Body: Encodable {
+                let detail: String
+                let error_id: String
+            }
             return Response.json(Body(detail: "Internal server error", error_id: errorID), status: 500)
         }
     }

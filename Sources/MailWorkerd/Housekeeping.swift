@@ -37,7 +37,9 @@ final class Housekeeping: Sendable {
 
     private func run() {
         let claimSweep = min(60, settings.claimTimeout / 4)
-        var nextPoll = Date(), nextSweep = Date(), nextPrune = Date()
+        var nextPoll = Date()
+        var nextSweep = Date()
+        var nextPrune = Date()
         while !stopping.load(ordering: .relaxed) {
             let now = Date()
             if now >= nextPoll {

@@ -1,5 +1,6 @@
 import Core
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -11,7 +11,8 @@ struct MailWorkerd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mailworkerd",
         abstract: "Deliver queued emails over SMTP, with retries, backoff and dead letters.",
-        discussion: "Settings come from the environment and the --env-file; see .env.example.")
+        discussion: "Settings come from the environment and the --env-file; see .env.example."
+    )
 
     @OptionGroup var options: DaemonOptions
 
@@ -32,7 +33,11 @@ struct MailWorkerd: AsyncParsableCommand {
         let logger = Logger(label: "mailworkerd")
 
         let queue = try FileQueue(
-            layout: settings.layout, retry: settings.retry, messageIDDomain: settings.sender.domain, logger: logger)
+            layout: settings.layout,
+            retry: settings.retry,
+            messageIDDomain: settings.sender.domain,
+            logger: logger
+        )
         if instance.isPrimary { WorkerStatus.removeStale(from: settings.layout) }
         let recovered = try queue.recoverClaims()
         if recovered > 0 { logger.notice("claims from an earlier run put back", metadata: ["count": "\(recovered)"]) }
@@ -41,7 +46,10 @@ struct MailWorkerd: AsyncParsableCommand {
         let smtp = settings.smtp
         let outbox = settings.layout.outbox
         if let smtp {
-            logger.info("delivering over SMTP", metadata: ["server": "\(smtp.host):\(smtp.port)", "tls": "\(smtp.tls)"])
+            logger.info(
+                "delivering over SMTP",
+                metadata: ["server": "\(smtp.host):\(smtp.port)", "tls": "\(smtp.tls)"]
+            )
             if !smtp.verifyCertificate {
                 logger.warning("SMTP_TLS_VERIFY=false: the server's certificate is not checked")
             }
@@ -49,7 +57,9 @@ struct MailWorkerd: AsyncParsableCommand {
             logger.info("no SMTP_SERVER: writing messages to \(outbox)")
         }
         let pool = WorkerPool(
-            queue: queue, count: settings.workers, pollingInterval: settings.pollingInterval,
+            queue: queue,
+            count: settings.workers,
+            pollingInterval: settings.pollingInterval,
             logger: logger
         ) { metrics in
             let transport: any Transport = try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
@@ -64,8 +74,14 @@ struct MailWorkerd: AsyncParsableCommand {
         queue.useChangeNotifications()
 
         let housekeeping = Housekeeping(queue: queue, settings: settings, pool: pool, logger: logger)
-        let status = StatusPublisher(layout: settings.layout, fileName: "workers\(suffix).json", queue: queue,
-                                     metrics: pool.metrics, autoProcessing: settings.autoProcessing, logger: logger)
+        let status = StatusPublisher(
+            layout: settings.layout,
+            fileName: "workers\(suffix).json",
+            queue: queue,
+            metrics: pool.metrics,
+            autoProcessing: settings.autoProcessing,
+            logger: logger
+        )
 
         watcher.start()
         housekeeping.start()
@@ -87,7 +103,9 @@ struct MailWorkerd: AsyncParsableCommand {
         watcher.stop()
         status.stop()
         for name in unfinished {
-            do { try queue.abandonClaim(name) } catch { logger.error("cannot put a claim back", metadata: ["file": "\(name)", "error": "\(error)"]) }
+            do { try queue.abandonClaim(name) } catch {
+                logger.error("cannot put a claim back", metadata: ["file": "\(name)", "error": "\(error)"])
+            }
         }
         status.publish(state: settings.autoProcessing ? "stopped" : "disabled")
         if !instance.isPrimary { unlink(settings.layout.status + "/workers\(suffix).json") }

@@ -15,8 +15,12 @@ final class PoolMetrics: Sendable {
     private let state: Mutex<State>
 
     init(workers: Int) {
-        state = Mutex(State(workers: (1...max(1, workers)).map { WorkerMetrics(workerID: $0) },
-                            totalSeconds: Array(repeating: 0, count: max(1, workers))))
+        state = Mutex(
+            State(
+                workers: (1...max(1, workers)).map { WorkerMetrics(workerID: $0) },
+                totalSeconds: Array(repeating: 0, count: max(1, workers))
+            )
+        )
     }
 
     func setRunning(_ worker: Int, _ running: Bool) {

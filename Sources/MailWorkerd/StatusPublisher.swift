@@ -20,7 +20,14 @@ final class StatusPublisher: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let thread = Mutex<pthread_t?>(nil)
 
-    init(layout: QueueLayout, fileName: String, queue: FileQueue, metrics: PoolMetrics, autoProcessing: Bool, logger: Logger) {
+    init(
+        layout: QueueLayout,
+        fileName: String,
+        queue: FileQueue,
+        metrics: PoolMetrics,
+        autoProcessing: Bool,
+        logger: Logger
+    ) {
         self.layout = layout
         self.fileName = fileName
         self.queue = queue
@@ -66,10 +73,18 @@ final class StatusPublisher: Sendable {
         let (workers, sender) = metrics.snapshot
         let counts = queue.indexCounts
         let status = WorkerStatus(
-            heartbeat: Date(), pid: getpid(), startedAt: startedAt, autoProcessingEnabled: autoProcessing,
-            poolState: state, workers: workers, sender: sender,
-            queuePending: counts.pending, queueDeferred: counts.deferred,
-            queueProblems: queue.problems, storageError: metrics.recordingTrouble)
+            heartbeat: Date(),
+            pid: getpid(),
+            startedAt: startedAt,
+            autoProcessingEnabled: autoProcessing,
+            poolState: state,
+            workers: workers,
+            sender: sender,
+            queuePending: counts.pending,
+            queueDeferred: counts.deferred,
+            queueProblems: queue.problems,
+            storageError: metrics.recordingTrouble
+        )
         do {
             try status.write(to: layout, fileName: fileName)
             pool.failedWrites = 0

@@ -17,8 +17,13 @@ final class WorkerPool: Sendable {
     private let stopping = Atomic<Bool>(false)
     let metrics: PoolMetrics
 
-    init(queue: FileQueue, count: Int, pollingInterval: Double, logger: Logger,
-         makeAgent: @escaping @Sendable (PoolMetrics) throws -> DeliveryAgent) {
+    init(
+        queue: FileQueue,
+        count: Int,
+        pollingInterval: Double,
+        logger: Logger,
+        makeAgent: @escaping @Sendable (PoolMetrics) throws -> DeliveryAgent
+    ) {
         self.queue = queue
         self.count = count
         self.pollingInterval = pollingInterval
@@ -56,8 +61,10 @@ final class WorkerPool: Sendable {
             for thread in threads.withLock({ $0 }) { pthread_join(thread, nil) }
             logger.info("worker pool stopped")
         } else {
-            logger.warning("sends still in flight at SHUTDOWN_TIMEOUT; their emails go back to the queue",
-                           metadata: ["files": "\(unfinished.joined(separator: ","))"])
+            logger.warning(
+                "sends still in flight at SHUTDOWN_TIMEOUT; their emails go back to the queue",
+                metadata: ["files": "\(unfinished.joined(separator: ","))"]
+            )
         }
         return unfinished
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+
 @testable import Core
 
 @Suite struct FileQueueTests {
@@ -12,13 +13,22 @@ import Testing
 
     func email(_ n: Int = 0, at date: Date = Date(), priority: Int = 2) -> QueuedEmail {
         let id = RequestID.make(at: date)
-        return QueuedEmail(requestID: id, messageID: "<\(id)@example.org>", createdAt: date,
-                           toEmail: "u\(n)@example.com", subject: "s\(n)", body: "b\(n)", priority: priority)
+        return QueuedEmail(
+            requestID: id,
+            messageID: "<\(id)@example.org>",
+            createdAt: date,
+            toEmail: "u\(n)@example.com",
+            subject: "s\(n)",
+            body: "b\(n)",
+            priority: priority
+        )
     }
 
     func setModificationTime(_ name: String, secondsAgo: Double) throws {
         try FileManager.default.setAttributes(
-            [.modificationDate: Date(timeIntervalSinceNow: -secondsAgo)], ofItemAtPath: dir.path + "/queue/" + name)
+            [.modificationDate: Date(timeIntervalSinceNow: -secondsAgo)],
+            ofItemAtPath: dir.path + "/queue/" + name
+        )
     }
 
     /// Equal but for `createdAt`, which the file keeps to the millisecond.
@@ -114,7 +124,14 @@ import Testing
         var delays: [TimeInterval] = []
         for _ in 0..<2 {
             let claim = try #require(try queue.claim(now: now))
-            guard case .deferred(let until) = try queue.markFailed(claim, error: "451 try later", permanent: false, at: now) else {
+            guard
+                case .deferred(let until) = try queue.markFailed(
+                    claim,
+                    error: "451 try later",
+                    permanent: false,
+                    at: now
+                )
+            else {
                 Issue.record("expected a deferral")
                 return
             }
@@ -129,7 +146,10 @@ import Testing
         #expect(try queue.markFailed(last, error: "451 still", permanent: false, at: now) == .deadLettered)
         #expect(dir.names("queue").isEmpty)
         let letterPath = dir.path + "/dead_letter/" + dir.names("dead_letter")[0]
-        let letter = try QueueCoding.decoder().decode(DeadLetter.self, from: Data(contentsOf: URL(fileURLWithPath: letterPath)))
+        let letter = try QueueCoding.decoder().decode(
+            DeadLetter.self,
+            from: Data(contentsOf: URL(fileURLWithPath: letterPath))
+        )
         #expect(letter.kind == "retries_exhausted")
         #expect(letter.attempts.map(\.error) == ["451 try later", "451 try later", "451 still"])
         #expect(letter.email.toEmail == "u0@example.com")
@@ -155,8 +175,10 @@ import Testing
         #expect(second.email.toEmail == "u1@example.com")
     }
 
-    @Test(arguments: [("{not json", "invalid_json"), ("", "invalid_json"), ("{\"to_email\": 5}", "invalid_entry"),
-                      ("{\"request_id\":", "invalid_json")])
+    @Test(arguments: [
+        ("{not json", "invalid_json"), ("", "invalid_json"), ("{\"to_email\": 5}", "invalid_entry"),
+        ("{\"request_id\":", "invalid_json"),
+    ])
     func badFilesAreSetAsideAndTheRestIsDelivered(_ content: String, _ status: String) throws {
         let queue = try makeQueue()
         let bad = "batch_1000000000000_deadbeef.json"
@@ -205,7 +227,9 @@ import Testing
         let fresh = try #require(try queue.claim(now: Date()))
         // A claim's age is its inode change time, which the claiming rename set.
         let oldClaimed = try #require(Syscall.changeTime(dir.path + "/queue/active/" + old.name + ".processing.json"))
-        let freshClaimed = try #require(Syscall.changeTime(dir.path + "/queue/active/" + fresh.name + ".processing.json"))
+        let freshClaimed = try #require(
+            Syscall.changeTime(dir.path + "/queue/active/" + fresh.name + ".processing.json")
+        )
         let timeout = freshClaimed.timeIntervalSince(oldClaimed) / 2
         #expect(try queue.recoverClaims(lockedOlderThan: timeout, now: freshClaimed) == 1)
         #expect(dir.names("queue").contains(old.name + ".json"))
@@ -226,7 +250,9 @@ import Testing
         let queue = try makeQueue()
         let start = Date()
         let plan = [(0, 3), (1, 2), (2, 1), (3, 2), (4, 1), (5, 3)]
-        for (n, priority) in plan { try queue.enqueue(email(n, at: start.addingTimeInterval(Double(n) / 1000), priority: priority)) }
+        for (n, priority) in plan {
+            try queue.enqueue(email(n, at: start.addingTimeInterval(Double(n) / 1000), priority: priority))
+        }
         let fresh = try makeQueue()  // reads the directory, not the enqueuer's index
         var order: [String] = []
         while let claim = try fresh.claim(now: Date()) {

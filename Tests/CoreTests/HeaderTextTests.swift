@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Core
 
 @Suite struct HeaderTextTests {
@@ -33,12 +34,17 @@ import Testing
     /// Decodes what `unstructured` wrote (unfold, then decode each encoded-word).
     func decode(_ header: String) -> String {
         let words = header.components(separatedBy: "\r\n ")
-        guard words.allSatisfy({ $0.hasPrefix("=?UTF-8?B?") }) else { return header.replacingOccurrences(of: "\r\n", with: "") }
-        return words.map { String(data: Data(base64Encoded: String($0.dropFirst(10).dropLast(2)))!, encoding: .utf8)! }.joined()
+        guard words.allSatisfy({ $0.hasPrefix("=?UTF-8?B?") }) else {
+            return header.replacingOccurrences(of: "\r\n", with: "")
+        }
+        return words.map { String(data: Data(base64Encoded: String($0.dropFirst(10).dropLast(2)))!, encoding: .utf8)! }
+            .joined()
     }
 
-    @Test(arguments: [String(repeating: "x", count: 998), String(repeating: " ", count: 300), "  two  spaces ",
-                      "e" + String(repeating: "\u{301}", count: 3000), String(repeating: "a", count: 78) + " b"])
+    @Test(arguments: [
+        String(repeating: "x", count: 998), String(repeating: " ", count: 300), "  two  spaces ",
+        "e" + String(repeating: "\u{301}", count: 3000), String(repeating: "a", count: 78) + " b",
+    ])
     func everyLineFitsAndTheTextComesBackExactly(_ subject: String) {
         let header = HeaderText.unstructured(subject, headerName: "Subject")
         let lines = ("Subject: " + header).components(separatedBy: "\r\n")
@@ -52,13 +58,17 @@ import Testing
     }
 
     @Test func displayNameIsQuotedOrEncoded() {
-        #expect(HeaderText.mailbox("a@example.com", displayName: "Acme \"Mail\"", headerName: "From")
-            == #""Acme \"Mail\"" <a@example.com>"#)
+        #expect(
+            HeaderText.mailbox("a@example.com", displayName: "Acme \"Mail\"", headerName: "From")
+                == #""Acme \"Mail\"" <a@example.com>"#
+        )
         #expect(HeaderText.mailbox("a@example.com", displayName: "Café", headerName: "From").hasPrefix("=?UTF-8?B?"))
         #expect(HeaderText.mailbox("a@example.com", displayName: nil, headerName: "From") == "a@example.com")
     }
 
-    @Test(arguments: [String(repeating: "Acme Mail ", count: 120) + "Team", String(repeating: "Café ünïcødé 😀 ", count: 80)])
+    @Test(arguments: [
+        String(repeating: "Acme Mail ", count: 120) + "Team", String(repeating: "Café ünïcødé 😀 ", count: 80),
+    ])
     func longDisplayNamesAreFoldedWithin78(_ name: String) {
         let header = "From: " + HeaderText.mailbox("noreply@example.com", displayName: name, headerName: "From")
         let lines = header.components(separatedBy: "\r\n")

@@ -1,8 +1,11 @@
 import Testing
+
 @testable import Core
 
 @Suite struct MailboxTests {
-    @Test(arguments: ["a@example.com", "first.last+tag@sub.example.co.uk", "x_y-z@localhost", "o'neil@example.com", "A@EXAMPLE.COM"])
+    @Test(arguments: [
+        "a@example.com", "first.last+tag@sub.example.co.uk", "x_y-z@localhost", "o'neil@example.com", "A@EXAMPLE.COM",
+    ])
     func accepts(_ address: String) {
         #expect(Mailbox.problem(address) == nil)
     }
@@ -21,7 +24,10 @@ import Testing
     }
 
     @Test func enforcesRFC5321Lengths() {
-        #expect(Mailbox.problem(String(repeating: "a", count: 65) + "@example.com") == "the part before the @ is longer than 64 characters")
+        #expect(
+            Mailbox.problem(String(repeating: "a", count: 65) + "@example.com")
+                == "the part before the @ is longer than 64 characters"
+        )
         let longDomain = (0..<5).map { _ in String(repeating: "d", count: 60) }.joined(separator: ".")
         #expect(Mailbox.problem("a@" + longDomain) == "the domain is longer than 255 characters")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Core
 
 @Suite struct MessageComposerTests {
@@ -7,10 +8,20 @@ import Testing
 
     func email(format: EmailFormat = .plain, html: String? = nil, priority: Int = 2) -> QueuedEmail {
         let id = RequestID.make()
-        return QueuedEmail(requestID: id, messageID: composer.makeMessageID(requestID: id),
-                           createdAt: Date(timeIntervalSince1970: 1_796_020_531), toEmail: "to@example.com",
-                           cc: ["cc@example.com"], bcc: ["bcc@example.com"], replyTo: "help@example.org",
-                           subject: "Hi", body: "Text", htmlBody: html, format: format, priority: priority)
+        return QueuedEmail(
+            requestID: id,
+            messageID: composer.makeMessageID(requestID: id),
+            createdAt: Date(timeIntervalSince1970: 1_796_020_531),
+            toEmail: "to@example.com",
+            cc: ["cc@example.com"],
+            bcc: ["bcc@example.com"],
+            replyTo: "help@example.org",
+            subject: "Hi",
+            body: "Text",
+            htmlBody: html,
+            format: format,
+            priority: priority
+        )
     }
 
     func headers(_ data: [UInt8]) -> [String] {
@@ -34,7 +45,9 @@ import Testing
     }
 
     @Test func everyLineEndsInCRLFAndFitsSMTPLimits() {
-        let message = composer.compose(email(format: .multipart, html: "<p>" + String(repeating: "é", count: 2000) + "</p>"))
+        let message = composer.compose(
+            email(format: .multipart, html: "<p>" + String(repeating: "é", count: 2000) + "</p>")
+        )
         let text = String(decoding: message.data, as: UTF8.self)
         #expect(!text.replacingOccurrences(of: "\r\n", with: "").contains("\n"))
         #expect(text.components(separatedBy: "\r\n").allSatisfy { $0.utf8.count <= 78 })
@@ -42,9 +55,13 @@ import Testing
     }
 
     @Test func multipartAlternativeHasTextThenHTML() {
-        let text = String(decoding: composer.compose(email(format: .multipart, html: "<b>HTML</b>")).data, as: UTF8.self)
+        let text = String(
+            decoding: composer.compose(email(format: .multipart, html: "<b>HTML</b>")).data,
+            as: UTF8.self
+        )
         #expect(text.contains("Content-Type: multipart/alternative;\r\n boundary="))
-        let plain = text.range(of: "Content-Type: text/plain")!, html = text.range(of: "Content-Type: text/html")!
+        let plain = text.range(of: "Content-Type: text/plain")!
+        let html = text.range(of: "Content-Type: text/html")!
         #expect(plain.lowerBound < html.lowerBound)
         #expect(text.contains("<b>HTML</b>"))
     }

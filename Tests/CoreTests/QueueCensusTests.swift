@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Core
 
 @Suite struct QueueCensusTests {
@@ -7,8 +8,14 @@ import Testing
 
     func email(_ n: Int, at date: Date) -> QueuedEmail {
         let id = RequestID.make(at: date)
-        return QueuedEmail(requestID: id, messageID: "<\(id)@x.org>", createdAt: date,
-                           toEmail: "u\(n)@example.com", subject: "s", body: "b")
+        return QueuedEmail(
+            requestID: id,
+            messageID: "<\(id)@x.org>",
+            createdAt: date,
+            toEmail: "u\(n)@example.com",
+            subject: "s",
+            body: "b"
+        )
     }
 
     @Test func countsEveryStateAndNoticesDeferralsOfKnownFiles() throws {

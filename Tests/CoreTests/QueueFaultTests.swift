@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Core
 
 /// What a crash between two steps leaves, and the entries that are not what they seem:
@@ -13,8 +14,14 @@ import Testing
 
     func email(_ n: Int = 0, at date: Date = Date()) -> QueuedEmail {
         let id = RequestID.make(at: date)
-        return QueuedEmail(requestID: id, messageID: "<\(id)@example.org>", createdAt: date,
-                           toEmail: "u\(n)@example.com", subject: "s\(n)", body: "b\(n)")
+        return QueuedEmail(
+            requestID: id,
+            messageID: "<\(id)@example.org>",
+            createdAt: date,
+            toEmail: "u\(n)@example.com",
+            subject: "s\(n)",
+            body: "b\(n)"
+        )
     }
 
     /// Every entry of `sub`, directories and links included, sorted.
@@ -42,15 +49,20 @@ import Testing
             var deferred = claim.email
             deferred.retryCount = 1
             deferred.nextAttemptAt = Date().addingTimeInterval(60)
-            try AtomicFile.write(try QueueCoding.encoder().encode(deferred), to: claim.name + ".json",
-                                 in: dir.path + "/queue")
+            try AtomicFile.write(
+                try QueueCoding.encoder().encode(deferred),
+                to: claim.name + ".json",
+                in: dir.path + "/queue"
+            )
         }
         let restarted = try makeQueue()
         #expect(try restarted.recoverClaims() == 0)
         #expect(entries("queue/active") == [])
         #expect(entries("queue").contains(claim.name + ".json"))
         let kept = try QueueCoding.decoder().decode(
-            QueuedEmail.self, from: Data(contentsOf: URL(fileURLWithPath: dir.path + "/queue/" + claim.name + ".json")))
+            QueuedEmail.self,
+            from: Data(contentsOf: URL(fileURLWithPath: dir.path + "/queue/" + claim.name + ".json"))
+        )
         #expect(kept.retryCount == 1)
         #expect(restarted.problems == [])
     }
@@ -58,9 +70,18 @@ import Testing
     @Test func aCrashAfterTheDeadLetterWasWrittenRemovesTheClaim() throws {
         let queue = try makeQueue()
         let claim = try deadClaim(queue) { claim in
-            let letter = DeadLetter(reason: "550", kind: "permanent", failedAt: Date(), attempts: [], email: claim.email)
-            try AtomicFile.write(try QueueCoding.encoder().encode(letter), to: claim.name + ".json",
-                                 in: dir.path + "/dead_letter")
+            let letter = DeadLetter(
+                reason: "550",
+                kind: "permanent",
+                failedAt: Date(),
+                attempts: [],
+                email: claim.email
+            )
+            try AtomicFile.write(
+                try QueueCoding.encoder().encode(letter),
+                to: claim.name + ".json",
+                in: dir.path + "/dead_letter"
+            )
         }
         #expect(try makeQueue().recoverClaims() == 0)
         #expect(entries("queue/active") == [])
@@ -96,7 +117,10 @@ import Testing
         claim.lock?.release()
         #expect(try makeQueue().recoverClaims() == 1)
         #expect(entries("queue/active") == [])
-        let restored = try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(contentsOf: URL(fileURLWithPath: pending)))
+        let restored = try QueueCoding.decoder().decode(
+            QueuedEmail.self,
+            from: Data(contentsOf: URL(fileURLWithPath: pending))
+        )
         #expect(restored.requestID == claim.email.requestID)
     }
 
@@ -106,7 +130,9 @@ import Testing
         let orphan = try #require(try queue.claim(now: Date()))
         orphan.lock?.release()
         try FileManager.default.createDirectory(
-            atPath: dir.path + "/queue/active/batch_1_00000000.processing.json", withIntermediateDirectories: false)
+            atPath: dir.path + "/queue/active/batch_1_00000000.processing.json",
+            withIntermediateDirectories: false
+        )
         try write("x", to: "queue/active/notes.txt")
         #expect(try makeQueue().recoverClaims() == 1)
         #expect(entries("queue").contains(orphan.name + ".json"))
@@ -124,7 +150,9 @@ import Testing
         let past = Date(timeIntervalSince1970: 1_000_000_000)
         try FileManager.default.setAttributes([.modificationDate: past], ofItemAtPath: outside)
         try FileManager.default.createSymbolicLink(
-            atPath: dir.path + "/queue/batch_1_00000001.json", withDestinationPath: outside)
+            atPath: dir.path + "/queue/batch_1_00000001.json",
+            withDestinationPath: outside
+        )
         try queue.enqueue(email(0))
         let claim = try #require(try queue.claim(now: Date()))
         #expect(claim.email.toEmail == "u0@example.com")
@@ -137,7 +165,9 @@ import Testing
     @Test func aDirectoryOrFIFONamedLikeAQueueFileIsSetAsideWithoutBlocking() throws {
         let queue = try makeQueue()
         try FileManager.default.createDirectory(
-            atPath: dir.path + "/queue/batch_1_00000002.json", withIntermediateDirectories: false)
+            atPath: dir.path + "/queue/batch_1_00000002.json",
+            withIntermediateDirectories: false
+        )
         #expect(mkfifo(dir.path + "/queue/batch_1_00000003.json", 0o644) == 0)
         #expect(try queue.claim(now: Date()) == nil)
         let corrupt = entries("corrupt")
@@ -151,7 +181,8 @@ import Testing
         var bad = email(0)
         bad.cc = [address]
         try Data(try QueueCoding.encoder().encode(bad)).write(
-            to: URL(fileURLWithPath: dir.path + "/queue/" + RequestID.fileBaseName(for: bad.requestID)! + ".json"))
+            to: URL(fileURLWithPath: dir.path + "/queue/" + RequestID.fileBaseName(for: bad.requestID)! + ".json")
+        )
         #expect(try queue.claim(now: Date()) == nil)
         #expect(entries("corrupt").count == 1)
         #expect(entries("corrupt").first?.contains(".invalid_address.") == true)
@@ -206,8 +237,14 @@ import Testing
 
     func email(at date: Date = Date()) -> QueuedEmail {
         let id = RequestID.make(at: date)
-        return QueuedEmail(requestID: id, messageID: "<\(id)@example.org>", createdAt: date,
-                           toEmail: "u@example.com", subject: "s", body: "b")
+        return QueuedEmail(
+            requestID: id,
+            messageID: "<\(id)@example.org>",
+            createdAt: date,
+            toEmail: "u@example.com",
+            subject: "s",
+            body: "b"
+        )
     }
 
     func entries(_ sub: String) -> [String] {
@@ -221,14 +258,18 @@ import Testing
         let claim = try #require(try queue.claim(now: Date()))
         let pending = dir.path + "/queue/" + claim.name + ".json"
         switch kind {
-        case "symlink": try FileManager.default.createSymbolicLink(atPath: pending, withDestinationPath: "/etc/hostname")
+        case "symlink":
+            try FileManager.default.createSymbolicLink(atPath: pending, withDestinationPath: "/etc/hostname")
         case "directory": try FileManager.default.createDirectory(atPath: pending, withIntermediateDirectories: false)
         case "garbage": try Data("not json".utf8).write(to: URL(fileURLWithPath: pending))
         default: try Data(try QueueCoding.encoder().encode(email())).write(to: URL(fileURLWithPath: pending))
         }
         claim.lock?.release()
         #expect(try makeQueue().recoverClaims() == 1)
-        let restored = try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(contentsOf: URL(fileURLWithPath: pending)))
+        let restored = try QueueCoding.decoder().decode(
+            QueuedEmail.self,
+            from: Data(contentsOf: URL(fileURLWithPath: pending))
+        )
         #expect(restored.requestID == claim.email.requestID)
         #expect(entries("corrupt").count == 1)
     }
@@ -288,7 +329,9 @@ import Testing
         var e = email()
         let later = Date().addingTimeInterval(3600)
         e.nextAttemptAt = later
-        try Data(try QueueCoding.encoder().encode(e)).write(to: URL(fileURLWithPath: dir.path + "/queue/batch_restored.json"))
+        try Data(try QueueCoding.encoder().encode(e)).write(
+            to: URL(fileURLWithPath: dir.path + "/queue/batch_restored.json")
+        )
         #expect(try queue.claim(now: Date()) == nil)
         #expect(try queue.claim(now: Date()) == nil)
         #expect(abs((queue.nextDue ?? .distantPast).timeIntervalSince(later)) < 0.001)

@@ -1,24 +1,30 @@
 import Foundation
 import Testing
+
 @testable import Core
 
 @Suite struct QueueIndexTests {
     @Test func dueEntriesComeByPriorityThenName() {
         var index = QueueIndex()
-        let a = "batch_100_0000000a", b = "batch_200_0000000b", c = "batch_300_0000000c"
+        let a = "batch_100_0000000a"
+        let b = "batch_200_0000000b"
+        let c = "batch_300_0000000c"
         index.insert(b, priority: 2, notBefore: nil)
         index.insert(c, priority: 1, notBefore: nil)
         index.insert(a, priority: 2, notBefore: nil)
         index.insert(a, priority: 1, notBefore: nil)  // already known: ignored
         let now = Date()
-        #expect([index.popNext(now: now), index.popNext(now: now), index.popNext(now: now), index.popNext(now: now)]
-                == [c, a, b, nil])
+        #expect(
+            [index.popNext(now: now), index.popNext(now: now), index.popNext(now: now), index.popNext(now: now)]
+                == [c, a, b, nil]
+        )
     }
 
     @Test func deferredEntriesWaitForTheirTime() {
         var index = QueueIndex()
         let now = Date()
-        let late = "batch_100_0000000a", soon = "batch_200_0000000b"
+        let late = "batch_100_0000000a"
+        let soon = "batch_200_0000000b"
         index.insert(late, priority: 1, notBefore: now.addingTimeInterval(10))
         index.insert(soon, priority: 3, notBefore: nil)
         #expect(index.deferredCount == 1)
@@ -36,7 +42,10 @@ import Testing
         #expect(try #require(FileKey(name)).name == name)
     }
 
-    @Test(arguments: ["batch_x_d4a4016b", "batch_01_d4a4016b", "batch_1_D4A4016B", "batch_1_d4a4016", "batch__d4a4016b", "other_1_d4a4016b"])
+    @Test(arguments: [
+        "batch_x_d4a4016b", "batch_01_d4a4016b", "batch_1_D4A4016B", "batch_1_d4a4016", "batch__d4a4016b",
+        "other_1_d4a4016b",
+    ])
     func otherNamesAreNotKeys(_ name: String) {
         #expect(FileKey(name) == nil)
     }

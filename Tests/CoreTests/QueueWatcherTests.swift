@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+
 @testable import Core
 
 @Suite struct QueueWatcherTests {
@@ -24,7 +25,8 @@ import Testing
             return le(1) + le(mask) + le(0) + le(UInt32(name.isEmpty ? 0 : padded.count)) + (name.isEmpty ? [] : padded)
         }
         var names: [String] = []
-        let bytes = record(mask: UInt32(IN_MOVED_TO), name: "a.json") + record(mask: UInt32(IN_Q_OVERFLOW), name: "")
+        let bytes =
+            record(mask: UInt32(IN_MOVED_TO), name: "a.json") + record(mask: UInt32(IN_Q_OVERFLOW), name: "")
             + record(mask: UInt32(IN_MOVED_TO), name: "batch_2_bbbbbbbb.json")
         #expect(QueueWatcher.parse(bytes[...], into: &names))
         #expect(names == ["a.json", "batch_2_bbbbbbbb.json"])

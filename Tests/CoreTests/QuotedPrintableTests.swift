@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Core
 
 @Suite struct QuotedPrintableTests {
@@ -55,8 +56,9 @@ import Testing
         while i < bytes.count {
             if bytes[i] == UInt8(ascii: "=") {
                 guard i + 2 < bytes.count,
-                      Character(UnicodeScalar(bytes[i + 1])).isHexDigit,
-                      Character(UnicodeScalar(bytes[i + 2])).isHexDigit else { return false }
+                    Character(UnicodeScalar(bytes[i + 1])).isHexDigit,
+                    Character(UnicodeScalar(bytes[i + 2])).isHexDigit
+                else { return false }
                 i += 3
             } else {
                 i += 1
@@ -72,7 +74,10 @@ import Testing
         var i = 0
         while i < input.count {
             if input[i] == UInt8(ascii: "=") {
-                if i + 2 < input.count, input[i + 1] == 0x0D, input[i + 2] == 0x0A { i += 3; continue }
+                if i + 2 < input.count, input[i + 1] == 0x0D, input[i + 2] == 0x0A {
+                    i += 3
+                    continue
+                }
                 bytes.append(UInt8(String(decoding: input[(i + 1)...(i + 2)], as: UTF8.self), radix: 16)!)
                 i += 3
             } else if input[i] == 0x0D, i + 1 < input.count, input[i + 1] == 0x0A {
@@ -109,8 +114,10 @@ import Testing
 
     @Test func aCharacterIsNeverSplitAcrossASoftBreak() {
         for column in 60...80 {
-            let encoded = String(decoding: QuotedPrintable.encode(String(repeating: "a", count: column) + "€€€€"),
-                                 as: UTF8.self)
+            let encoded = String(
+                decoding: QuotedPrintable.encode(String(repeating: "a", count: column) + "€€€€"),
+                as: UTF8.self
+            )
             for line in encoded.components(separatedBy: "=\r\n") {
                 #expect(line.components(separatedBy: "=E2").count == line.components(separatedBy: "=AC").count)
             }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Core
 
 @Suite struct RequestIDTests {
@@ -18,7 +19,9 @@ import Testing
         #expect(Set(ids).count == ids.count)
     }
 
-    @Test(arguments: ["", "not-a-uuid", "01a22b2a-6f46-41e2-8a0f-f71ad4a4016b", "../../etc/passwd-aaaa-bbbb-cccc-dddddddd"])
+    @Test(arguments: [
+        "", "not-a-uuid", "01a22b2a-6f46-41e2-8a0f-f71ad4a4016b", "../../etc/passwd-aaaa-bbbb-cccc-dddddddd",
+    ])
     func refusesWhatIsNotAUUIDv7(_ id: String) {
         #expect(RequestID.fileBaseName(for: id) == nil)
     }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Core
 
 @Suite struct SettingsTests {
@@ -22,7 +23,9 @@ import Testing
             "PORT": "587", "AUTO_PROCESSING_ENABLED": "False", "NUM_WORKERS": "8", "WORKER_POLLING_INTERVAL": "2",
         ])
         #expect(s.sender.address == "me@example.org")
-        #expect(s.smtp == SMTPSettings(host: "smtp.example.org", port: 587, username: "me@example.org", password: "secret"))
+        #expect(
+            s.smtp == SMTPSettings(host: "smtp.example.org", port: 587, username: "me@example.org", password: "secret")
+        )
         #expect(!s.autoProcessing)
         #expect(s.workers == 8)
         #expect(s.pollingInterval == 2)
@@ -41,13 +44,19 @@ import Testing
     }
 
     @Test func everyBadValueIsReportedAtOnce() {
-        #expect { try settings(["NUM_WORKERS": "x", "PORT": "0", "LOG_LEVEL": "loud", "SENDER_NAME": "a\nb"]) } throws: {
-            Set(($0 as? ConfigError)?.problems.map(\.variable) ?? []) == ["NUM_WORKERS", "PORT", "LOG_LEVEL", "SENDER_NAME"]
+        #expect {
+            try settings(["NUM_WORKERS": "x", "PORT": "0", "LOG_LEVEL": "loud", "SENDER_NAME": "a\nb"])
+        } throws: {
+            Set(($0 as? ConfigError)?.problems.map(\.variable) ?? []) == [
+                "NUM_WORKERS", "PORT", "LOG_LEVEL", "SENDER_NAME",
+            ]
         }
     }
 
-    @Test(arguments: [("SMTP_PORT", "PORT"), ("NUM_WORKER", "NUM_WORKERS"), ("WORKERS", "NUM_WORKERS"),
-                      ("smtp_server", "SMTP_SERVER"), ("RETRY_DELAY", "RETRY_BASE_DELAY"), ("COMPLETELY_ELSE", nil)])
+    @Test(arguments: [
+        ("SMTP_PORT", "PORT"), ("NUM_WORKER", "NUM_WORKERS"), ("WORKERS", "NUM_WORKERS"),
+        ("smtp_server", "SMTP_SERVER"), ("RETRY_DELAY", "RETRY_BASE_DELAY"), ("COMPLETELY_ELSE", nil),
+    ])
     func unreadNamesInTheFileGetTheClosestKnownName(_ typo: String, _ closest: String?) throws {
         let env = EnvironmentReader(variables: [:], fileNames: [typo, "DATA_DIR"])
         _ = try MailSettings(env)
@@ -57,6 +66,8 @@ import Testing
     }
 
     @Test func dotenvNamesSkipCommentsAndExport() {
-        #expect(EnvironmentReader.names(inDotenv: "# A=1\nB=2\n  export C=3\n\nD = 4\nnot a line\n") == ["B", "C", "D"])
+        #expect(
+            EnvironmentReader.names(inDotenv: "# A=1\nB=2\n  export C=3\n\nD = 4\nnot a line\n") == ["B", "C", "D"]
+        )
     }
 }

@@ -1,17 +1,25 @@
 import Foundation
 import Testing
+
 @testable import Core
 
 @Suite struct SimpleSendTests {
     let dir = TemporaryDirectory()
 
     var settings: MailSettings {
-        get throws { try MailSettings(EnvironmentReader(variables: ["DATA_DIR": dir.path, "SENDER_EMAIL": "me@example.org"])) }
+        get throws {
+            try MailSettings(EnvironmentReader(variables: ["DATA_DIR": dir.path, "SENDER_EMAIL": "me@example.org"]))
+        }
     }
 
     @Test func sendsOneMessageAndSaysSo() throws {
-        let outcome = SimpleSend.send(subject: "Test", body: "<p>Hello</p>", to: "user@example.com",
-                                      format: .multipart, settings: try settings)
+        let outcome = SimpleSend.send(
+            subject: "Test",
+            body: "<p>Hello</p>",
+            to: "user@example.com",
+            format: .multipart,
+            settings: try settings
+        )
         #expect(outcome.sent)
         let files = dir.names("outbox")
         #expect(files.count == 1)
@@ -21,9 +29,16 @@ import Testing
     }
 
     @Test func badInputIsRefusedAndNothingIsSent() throws {
-        let outcome = SimpleSend.send(subject: "a\r\nBcc: x@y.z", body: "b", to: "user@example.com", settings: try settings)
+        let outcome = SimpleSend.send(
+            subject: "a\r\nBcc: x@y.z",
+            body: "b",
+            to: "user@example.com",
+            settings: try settings
+        )
         #expect(outcome.error?.kind == .permanent)
-        #expect(SimpleSend.send(subject: "s", body: "b", to: "nobody", settings: try settings).error?.kind == .permanent)
+        #expect(
+            SimpleSend.send(subject: "s", body: "b", to: "nobody", settings: try settings).error?.kind == .permanent
+        )
         #expect(dir.names("outbox").isEmpty)
     }
 }

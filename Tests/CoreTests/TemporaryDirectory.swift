@@ -18,7 +18,8 @@ final class TemporaryDirectory {
         let folder = path + "/" + sub
         return ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter {
             var isDirectory: ObjCBool = false
-            return FileManager.default.fileExists(atPath: folder + "/" + $0, isDirectory: &isDirectory) && !isDirectory.boolValue
+            return FileManager.default.fileExists(atPath: folder + "/" + $0, isDirectory: &isDirectory)
+                && !isDirectory.boolValue
         }.sorted()
     }
 }

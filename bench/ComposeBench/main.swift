@@ -29,7 +29,8 @@ let variables: [String: JSONValue] = [
 
 /// Messages per second over `seconds`, making one with `body` each time.
 func rate(seconds: Double, _ body: () throws -> Int) rethrows -> Double {
-    var count = 0, bytes = 0
+    var count = 0
+    var bytes = 0
     let start = Date()
     while Date().timeIntervalSince(start) < seconds {
         for _ in 0..<100 { bytes &+= try body() }
@@ -41,20 +42,35 @@ func rate(seconds: Double, _ body: () throws -> Int) rethrows -> Double {
 
 @MainActor func email(subject: String, body: String, html: String?) -> QueuedEmail {
     let id = RequestID.make()
-    return QueuedEmail(requestID: id, messageID: composer.makeMessageID(requestID: id), createdAt: Date(),
-                       toEmail: "elodie@example.com", subject: subject, body: body, htmlBody: html,
-                       format: html == nil ? .plain : .multipart)
+    return QueuedEmail(
+        requestID: id,
+        messageID: composer.makeMessageID(requestID: id),
+        createdAt: Date(),
+        toEmail: "elodie@example.com",
+        subject: subject,
+        body: body,
+        htmlBody: html,
+        format: html == nil ? .plain : .multipart
+    )
 }
 
-var templated: [Double] = [], raw: [Double] = []
+var templated: [Double] = []
+var raw: [Double] = []
 for _ in 0..<rounds {
-    templated.append(try rate(seconds: seconds) {
-        let rendered = try store.render("welcome", variables: variables)
-        return composer.compose(email(subject: rendered.subject, body: rendered.text, html: rendered.html)).data.count
-    })
-    raw.append(rate(seconds: seconds) {
-        composer.compose(email(subject: "Your code", body: "Your code is 123456.\nIt expires in 30 minutes.", html: nil)).data.count
-    })
+    templated.append(
+        try rate(seconds: seconds) {
+            let rendered = try store.render("welcome", variables: variables)
+            return composer.compose(email(subject: rendered.subject, body: rendered.text, html: rendered.html)).data
+                .count
+        }
+    )
+    raw.append(
+        rate(seconds: seconds) {
+            composer.compose(
+                email(subject: "Your code", body: "Your code is 123456.\nIt expires in 30 minutes.", html: nil)
+            ).data.count
+        }
+    )
 }
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 let report: [String: Any] = [
@@ -64,4 +80,9 @@ let report: [String: Any] = [
     "template_rendered_and_composed_per_second": median(templated).rounded(),
     "raw_composed_per_second": median(raw).rounded(),
 ]
-print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+print(
+    String(
+        decoding: try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys]),
+        as: UTF8.self
+    )
+)

@@ -50,6 +50,13 @@ var results: [String: Double] = [:]
 for threads in threadCounts {
     results["\(threads)"] = rate(threads: threads, seconds: seconds, directory: directory, payload: payload).rounded()
 }
-let report: [String: Any] = ["benchmark": "durable_file_creation", "files_per_second_by_threads": results,
-                             "seconds": seconds, "bytes": size]
-print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+let report: [String: Any] = [
+    "benchmark": "durable_file_creation", "files_per_second_by_threads": results,
+    "seconds": seconds, "bytes": size,
+]
+print(
+    String(
+        decoding: try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys]),
+        as: UTF8.self
+    )
+)

@@ -43,14 +43,21 @@ func median(_ values: [Double]) -> Double {
 
 /// Writes pending files until the queue holds `depth` of them (plain writes: setup only).
 func fill(_ layout: QueueLayout, to depth: Int, start: inout Date) throws {
-    let existing = try FileManager.default.contentsOfDirectory(atPath: layout.queue).filter { $0.hasPrefix("batch_") }.count
+    let existing = try FileManager.default.contentsOfDirectory(atPath: layout.queue).filter { $0.hasPrefix("batch_") }
+        .count
     let encoder = QueueCoding.encoder()
     for n in existing..<depth {
         start.addTimeInterval(0.001)
         let id = RequestID.make(at: start)
-        let email = QueuedEmail(requestID: id, messageID: "<\(id)@bench>", createdAt: start,
-                                toEmail: "user\(n)@example.com", subject: "bench \(n)",
-                                body: String(repeating: "x", count: 400), priority: 1 + n % 3)
+        let email = QueuedEmail(
+            requestID: id,
+            messageID: "<\(id)@bench>",
+            createdAt: start,
+            toEmail: "user\(n)@example.com",
+            subject: "bench \(n)",
+            body: String(repeating: "x", count: 400),
+            priority: 1 + n % 3
+        )
         let name = RequestID.fileBaseName(for: id)! + ".json"
         try encoder.encode(email).write(to: URL(fileURLWithPath: layout.queue + "/" + name))
     }
@@ -126,14 +133,16 @@ for _ in 0..<options.runs {
         try round(layouts[i], depth: depth, options: options, clock: &clock, into: &samples[i])
     }
 }
-let results: [[String: Any]] = options.depths.enumerated().map { i, depth in [
-    "depth": depth,
-    "claims_per_second": median(samples[i].claimRate).rounded(),
-    "scan_per_claim_per_second": median(samples[i].scanRate).rounded(),
-    "index_build_seconds": (median(samples[i].indexBuild) * 1000).rounded() / 1000,
-    "status_census_seconds": (median(samples[i].census) * 1000).rounded() / 1000,
-    "claim_and_end_per_second": median(samples[i].cycleRate).rounded(),
-] }
+let results: [[String: Any]] = options.depths.enumerated().map { i, depth in
+    [
+        "depth": depth,
+        "claims_per_second": median(samples[i].claimRate).rounded(),
+        "scan_per_claim_per_second": median(samples[i].scanRate).rounded(),
+        "index_build_seconds": (median(samples[i].indexBuild) * 1000).rounded() / 1000,
+        "status_census_seconds": (median(samples[i].census) * 1000).rounded() / 1000,
+        "claim_and_end_per_second": median(samples[i].cycleRate).rounded(),
+    ]
+}
 let rates = results.map { $0["claims_per_second"] as! Double }
 let cycles = results.map { $0["claim_and_end_per_second"] as! Double }
 let report: [String: Any] = [

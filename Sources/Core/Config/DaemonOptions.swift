@@ -27,8 +27,10 @@ public struct DaemonOptions: ParsableArguments {
             settings = try MailSettings(env)
         } catch let error as ConfigError {
             let count = error.problems.count
-            Self.printError("configuration: \(count) invalid setting\(count == 1 ? "" : "s"):\n"
-                + error.problems.map { "  \($0.variable): \($0.problem)" }.joined(separator: "\n"))
+            Self.printError(
+                "configuration: \(count) invalid setting\(count == 1 ? "" : "s"):\n"
+                    + error.problems.map { "  \($0.variable): \($0.problem)" }.joined(separator: "\n")
+            )
             throw ExitCode.failure
         }
         if checkConfig {
@@ -40,8 +42,10 @@ public struct DaemonOptions: ParsableArguments {
 
     private func warnAboutUnreadNames(_ env: EnvironmentReader) {
         for (name, closest) in env.unreadNames(besides: Self.runScriptNames) {
-            Self.printError("warning: \(envFile) sets \(name), which no setting reads"
-                + (closest.map { "; did you mean \($0)?" } ?? ""))
+            Self.printError(
+                "warning: \(envFile) sets \(name), which no setting reads"
+                    + (closest.map { "; did you mean \($0)?" } ?? "")
+            )
         }
     }
 

@@ -26,10 +26,15 @@ public struct EnvironmentReader: Sendable {
     public init(envFile: String = ".env") async throws {
         do {
             let file = try await EnvironmentVariablesProvider(
-                environmentFilePath: FilePath(envFile), allowMissing: true,
-                secretsSpecifier: .specific(["PASSWORD"]))
-            reader = ConfigReader(providers: [EnvironmentVariablesProvider(
-                secretsSpecifier: .specific(["PASSWORD"])), file])
+                environmentFilePath: FilePath(envFile),
+                allowMissing: true,
+                secretsSpecifier: .specific(["PASSWORD"])
+            )
+            reader = ConfigReader(providers: [
+                EnvironmentVariablesProvider(
+                    secretsSpecifier: .specific(["PASSWORD"])
+                ), file,
+            ])
         } catch {
             throw ConfigError("ENV_FILE", "cannot read \(envFile): \(error)")
         }

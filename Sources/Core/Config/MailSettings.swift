@@ -88,14 +88,16 @@ public struct MailSettings: Sendable {
             caFile: env.string("SMTP_CA_FILE"),
             verifyCertificate: env.bool("SMTP_TLS_VERIFY", default: true),
             connectTimeout: env.int("SMTP_CONNECT_TIMEOUT", default: 10, range: 1...600),
-            timeout: env.int("SMTP_TIMEOUT", default: 60, range: 1...3600))
+            timeout: env.int("SMTP_TIMEOUT", default: 60, range: 1...3600)
+        )
         smtp = smtpServer == nil ? nil : relay
         autoProcessing = env.bool("AUTO_PROCESSING_ENABLED", default: true)
         workers = env.int("NUM_WORKERS", default: 3, range: 1...256)
         pollingInterval = env.seconds("WORKER_POLLING_INTERVAL", default: 5, range: 0.01...3600)
         retry = RetryPolicy(
             maxRetries: env.int("MAX_RETRIES", default: 3, range: 0...100),
-            baseDelay: env.seconds("RETRY_BASE_DELAY", default: 1, range: 0...86400))
+            baseDelay: env.seconds("RETRY_BASE_DELAY", default: 1, range: 0...86400)
+        )
         claimTimeout = env.seconds("CLAIM_TIMEOUT", default: 3600, range: 1...(7 * 86400))
         trashRetentionDays = env.int("TRASH_RETENTION_DAYS", default: 7, range: 0...3650)
         shutdownTimeout = env.seconds("SHUTDOWN_TIMEOUT", default: 30, range: 0...3600)
@@ -110,7 +112,10 @@ public struct MailSettings: Sendable {
         }
         fcgiSocket = env.string("FCGI_SOCKET") ?? "run/mailfcgi.sock"
         fcgiThreads = env.int(
-            "FCGI_THREADS", default: 2 * ProcessInfo.processInfo.activeProcessorCount, range: 1...1024)
+            "FCGI_THREADS",
+            default: 2 * ProcessInfo.processInfo.activeProcessorCount,
+            range: 1...1024
+        )
         logLevel = env.choice("LOG_LEVEL", default: .info)
         maxBodyBytes = env.int("MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20))
         minFreeBytes = UInt64(env.int("MIN_FREE_BYTES", default: 64 << 20, range: 0...(1 << 50)))

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,9 +43,14 @@ public final class DeliveryAgent {
     ///   - recordingPatience: seconds to keep retrying an outcome that cannot be recorded
     ///     (mailworkerd: for ever; a request handler: a few seconds).
     ///   - recordingTrouble: called with the reason while recording fails, nil when it works again.
-    public init(queue: any QueueStore, composer: MessageComposer, transport: any Transport, logger: Logger,
-                recordingPatience: TimeInterval = .infinity,
-                recordingTrouble: @escaping @Sendable (String?) -> Void = { _ in }) {
+    public init(
+        queue: any QueueStore,
+        composer: MessageComposer,
+        transport: any Transport,
+        logger: Logger,
+        recordingPatience: TimeInterval = .infinity,
+        recordingTrouble: @escaping @Sendable (String?) -> Void = { _ in }
+    ) {
         self.queue = queue
         self.composer = composer
         self.transport = transport
@@ -63,8 +69,13 @@ public final class DeliveryAgent {
         let started = Date()
         onClaim(claim.name)
         let (outcome, error) = try deliver(claim)
-        return Attempt(requestID: claim.email.requestID, file: claim.name, outcome: outcome, error: error,
-                       seconds: Date().timeIntervalSince(started))
+        return Attempt(
+            requestID: claim.email.requestID,
+            file: claim.name,
+            outcome: outcome,
+            error: error,
+            seconds: Date().timeIntervalSince(started)
+        )
     }
 
     private func deliver(_ claim: QueueClaim) throws -> (Outcome, DeliveryError?) {
@@ -80,9 +91,13 @@ public final class DeliveryAgent {
             }
             switch disposition {
             case .deferred(let until):
-                log.warning("delivery deferred", metadata: [
-                    "error": "\(error)", "retry": "\(claim.email.retryCount + 1)",
-                    "next_attempt_at": "\(Timestamp.iso8601(until))"])
+                log.warning(
+                    "delivery deferred",
+                    metadata: [
+                        "error": "\(error)", "retry": "\(claim.email.retryCount + 1)",
+                        "next_attempt_at": "\(Timestamp.iso8601(until))",
+                    ]
+                )
                 return (.deferred(until: until, error: error.description), error)
             case .deadLettered:
                 log.error("delivery failed; moved to dead letters", metadata: ["error": "\(error)"])
@@ -91,8 +106,12 @@ public final class DeliveryAgent {
         }
         let sentAt = Date()
         try record("the delivery", log) { try queue.markSent(claim, at: sentAt) }
-        log.info("delivered", metadata: [
-            "message_id": "\(message.messageID)", "recipients": "\(message.recipients.count)"])
+        log.info(
+            "delivered",
+            metadata: [
+                "message_id": "\(message.messageID)", "recipients": "\(message.recipients.count)",
+            ]
+        )
         return (.sent, nil)
     }
 
@@ -103,7 +122,8 @@ public final class DeliveryAgent {
     /// - Throws: the last error once `recordingPatience` has passed.
     private func record<T>(_ what: String, _ log: Logger, _ body: () throws -> T) throws -> T {
         let started = Date()
-        var delay = 0.25, failures = 0
+        var delay = 0.25
+        var failures = 0
         while true {
             do {
                 let result = try body()
@@ -120,8 +140,10 @@ public final class DeliveryAgent {
                 failures += 1
                 recordingTrouble("cannot record \(what): \(error)")
                 if failures == 1 || failures % 60 == 0 {
-                    log.error("cannot record \(what); the claim is kept and recording retried",
-                              metadata: ["error": "\(error)", "tries": "\(failures)"])
+                    log.error(
+                        "cannot record \(what); the claim is kept and recording retried",
+                        metadata: ["error": "\(error)", "tries": "\(failures)"]
+                    )
                 }
                 if Date().timeIntervalSince(started) + delay > recordingPatience { throw error }
                 usleep(UInt32(delay * 1_000_000))

@@ -10,7 +10,8 @@ public final class FileTransport: Transport {
     }
 
     public func send(_ message: OutgoingMessage) throws(DeliveryError) {
-        let name = message.messageID.trimmingPrefix("<").split(separator: "@").first.map(String.init)
+        let name =
+            message.messageID.trimmingPrefix("<").split(separator: "@").first.map(String.init)
             ?? "message"
         do {
             try AtomicFile.write(message.data, to: name + ".eml", in: directory)

@@ -28,9 +28,15 @@ public struct SMTPSettings: Sendable, Equatable {
     public var timeout: Int
 
     public init(
-        host: String, port: Int, tls: TLSMode = .auto, username: String? = nil,
-        password: String? = nil, caFile: String? = nil, verifyCertificate: Bool = true,
-        connectTimeout: Int = 10, timeout: Int = 60
+        host: String,
+        port: Int,
+        tls: TLSMode = .auto,
+        username: String? = nil,
+        password: String? = nil,
+        caFile: String? = nil,
+        verifyCertificate: Bool = true,
+        connectTimeout: Int = 10,
+        timeout: Int = 60
     ) {
         self.host = host
         self.port = port

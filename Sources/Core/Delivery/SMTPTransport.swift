@@ -1,5 +1,6 @@
-import Foundation
 import CCurl
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,15 +53,21 @@ public final class SMTPTransport: Transport {
         let unmanagedUpload = Unmanaged.passUnretained(upload).toOpaque()
         let unmanagedSession = Unmanaged.passUnretained(session).toOpaque()
         var code = withExtendedLifetime((upload, session)) { () -> CURLcode in
-            if let failed = configure(handle, message: message, recipients: recipients,
-                                      upload: unmanagedUpload, session: unmanagedSession) {
+            if let failed = configure(
+                handle,
+                message: message,
+                recipients: recipients,
+                upload: unmanagedUpload,
+                session: unmanagedSession
+            ) {
                 return failed
             }
             return curl_easy_perform(handle)
         }
         // A cached connection the server closed while idle: nothing was said, try a new one.
         if code != CURLE_OK, session.lastReply == nil, reusedConnection(handle),
-           Self.networkErrors.contains(code.rawValue) {
+            Self.networkErrors.contains(code.rawValue)
+        {
             upload.offset = 0
             session.reset()
             code = withExtendedLifetime((upload, session)) { () -> CURLcode in
@@ -112,9 +119,11 @@ public final class SMTPTransport: Transport {
 
     /// Sets every option for one send; returns the first failing option's code.
     private func configure(
-        _ handle: UnsafeMutableRawPointer, message: OutgoingMessage,
+        _ handle: UnsafeMutableRawPointer,
+        message: OutgoingMessage,
         recipients: UnsafeMutablePointer<curl_slist>?,
-        upload: UnsafeMutableRawPointer, session: UnsafeMutableRawPointer
+        upload: UnsafeMutableRawPointer,
+        session: UnsafeMutableRawPointer
     ) -> CURLcode? {
         let s = settings
         var codes: [CURLcode] = [

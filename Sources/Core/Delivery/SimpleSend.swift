@@ -17,8 +17,13 @@ public enum SimpleSend {
     /// `.multipart` (the body is HTML; a text part is derived from it).
     /// Bad input (an invalid recipient, a subject with a line break) is a permanent
     /// `DeliveryError`, nothing is sent.
-    public static func send(subject: String, body: String, to recipient: String, format: EmailFormat = .plain,
-                            settings: MailSettings) -> Outcome {
+    public static func send(
+        subject: String,
+        body: String,
+        to recipient: String,
+        format: EmailFormat = .plain,
+        settings: MailSettings
+    ) -> Outcome {
         let id = RequestID.make()
         let composer = MessageComposer(sender: settings.sender)
         let messageID = composer.makeMessageID(requestID: id)
@@ -26,13 +31,25 @@ public enum SimpleSend {
             return Outcome(messageID: messageID, error: DeliveryError(.permanent, "invalid recipient: \(problem)"))
         }
         if subject.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
-            return Outcome(messageID: messageID, error: DeliveryError(.permanent, "the subject contains a control character"))
+            return Outcome(
+                messageID: messageID,
+                error: DeliveryError(.permanent, "the subject contains a control character")
+            )
         }
         let (text, html) = format == .multipart ? (HTMLText.plainText(body), body) : (body, nil as String?)
-        let email = QueuedEmail(requestID: id, messageID: messageID, createdAt: Date(), toEmail: recipient,
-                                subject: subject, body: text, htmlBody: html, format: format)
+        let email = QueuedEmail(
+            requestID: id,
+            messageID: messageID,
+            createdAt: Date(),
+            toEmail: recipient,
+            subject: subject,
+            body: text,
+            htmlBody: html,
+            format: format
+        )
         do {
-            let transport: any Transport = try settings.smtp.map(SMTPTransport.init)
+            let transport: any Transport =
+                try settings.smtp.map(SMTPTransport.init)
                 ?? FileTransport(directory: settings.layout.outbox)
             defer { transport.close() }
             try transport.send(composer.compose(email))

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,7 +16,10 @@ public enum LogSetup {
     public static func bootstrap(_ settings: MailSettings, fileName: String) throws {
         try Syscall.makeDirectories(settings.logDirectory)
         let file = try RotatingLogFile(
-            path: settings.logDirectory + "/" + fileName, maxBytes: settings.logMaxBytes, backups: settings.logBackups)
+            path: settings.logDirectory + "/" + fileName,
+            maxBytes: settings.logMaxBytes,
+            backups: settings.logBackups
+        )
         let toStderr = settings.logToStderr ?? (isatty(STDERR_FILENO) == 1)
         let level = settings.logLevel
         LoggingSystem.bootstrap { label in

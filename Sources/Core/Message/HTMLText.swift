@@ -10,7 +10,8 @@ public enum HTMLText {
         let normalized = text.replacingOccurrences(of: "\r\n", with: "\n").replacingOccurrences(of: "\r", with: "\n")
         let paragraphs = normalized.components(separatedBy: "\n\n").filter { !$0.isEmpty }
         return paragraphs.map { paragraph in
-            "<p>" + paragraph.split(separator: "\n", omittingEmptySubsequences: false).map { escape(String($0)) }
+            "<p>"
+                + paragraph.split(separator: "\n", omittingEmptySubsequences: false).map { escape(String($0)) }
                 .joined(separator: "<br>\n") + "</p>"
         }.joined(separator: "\n")
     }
@@ -45,7 +46,9 @@ public enum HTMLText {
         func emit(_ text: Substring) {
             for character in text {
                 // HTML white space (not &nbsp;, which stays).
-                if character == " " || character == "\t" || character == "\n" || character == "\r\n" || character == "\r" {
+                if character == " " || character == "\t" || character == "\n" || character == "\r\n"
+                    || character == "\r"
+                {
                     pendingSpace = !out.isEmpty && out.last != "\n"
                 } else {
                     if pendingSpace { out.append(" ") }
@@ -68,7 +71,10 @@ public enum HTMLText {
                 i = next
                 continue
             }
-            guard let close = html[i...].firstIndex(of: ">") else { emit(html[i...]); break }
+            guard let close = html[i...].firstIndex(of: ">") else {
+                emit(html[i...])
+                break
+            }
             let tag = html[html.index(after: i)..<close]
             let name = tag.drop { $0 == "/" }.prefix { $0.isLetter || $0.isNumber }.lowercased()
             let closing = tag.hasPrefix("/")

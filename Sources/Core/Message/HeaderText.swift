@@ -12,8 +12,10 @@ public enum HeaderText {
     /// Why `text` cannot go into a header (a C0 or C1 control character, DEL, or a Unicode
     /// line or paragraph separator), or nil.
     public static func controlCharacterProblem(_ text: String) -> String? {
-        for scalar in text.unicodeScalars where scalar.value < 0x20 || scalar.value == 0x7F
-            || (0x80...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}" {
+        for scalar in text.unicodeScalars
+        where scalar.value < 0x20 || scalar.value == 0x7F
+            || (0x80...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}"
+        {
             let name = scalar == "\r" ? "CR" : scalar == "\n" ? "LF" : String(format: "U+%04X", scalar.value)
             return "must not contain control characters (found \(name))"
         }
@@ -68,7 +70,8 @@ public enum HeaderText {
     /// Joins `tokens` with single spaces, folding (CRLF before the space) where the next
     /// token would take the line past 78 characters.
     static func foldTokens(_ tokens: [String], firstLineUsed: Int) -> String {
-        var out = "", lineLength = firstLineUsed
+        var out = ""
+        var lineLength = firstLineUsed
         for (index, token) in tokens.enumerated() {
             if index > 0 {
                 if lineLength + 1 + token.utf8.count > 78 {
@@ -89,7 +92,8 @@ public enum HeaderText {
     /// (RFC 2047 §2): the first word after `firstLineUsed` characters, the others after the
     /// one space of folding.
     static func encodedWords(_ text: String, firstLineUsed: Int) -> [String] {
-        let prefix = "=?UTF-8?B?", suffix = "?="
+        let prefix = "=?UTF-8?B?"
+        let suffix = "?="
         /// UTF-8 bytes that fit in a word of at most `length` characters.
         func capacity(_ length: Int) -> Int { max(3, (length - prefix.count - suffix.count) / 4 * 3) }
         var maxBytes = capacity(76 - firstLineUsed)
@@ -111,13 +115,19 @@ public enum HeaderText {
     /// Folds ASCII text at spaces so lines stay within 78 characters where a space allows.
     /// Each fold is CRLF inserted before an existing space, so unfolding restores the text.
     static func fold(_ text: String, firstLineUsed: Int) -> String {
-        foldTokens(text.split(separator: " ", omittingEmptySubsequences: false).map(String.init),
-                   firstLineUsed: firstLineUsed)
+        foldTokens(
+            text.split(separator: " ", omittingEmptySubsequences: false).map(String.init),
+            firstLineUsed: firstLineUsed
+        )
     }
 
     /// An address list (`Cc`), as it follows `name: `: comma-separated mailboxes, one per
     /// line, each folded by the same rule as every other header.
-    public static func addressList(_ addresses: [String], displayNames: [String: String] = [:], headerName: String) -> String {
+    public static func addressList(
+        _ addresses: [String],
+        displayNames: [String: String] = [:],
+        headerName: String
+    ) -> String {
         addresses.enumerated().map { index, address in
             // The first mailbox follows "Cc: "; each further one starts a folded line of its own.
             mailbox(address, displayName: displayNames[address], headerName: index == 0 ? headerName : "")

@@ -17,12 +17,15 @@ public enum Mailbox {
         if bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) { return "it contains a control character" }
         if bytes.contains(where: { $0 >= 0x80 }) { return "it contains non-ASCII characters" }
         guard let at = address.lastIndex(of: "@") else { return "there is no @" }
-        let local = address[..<at], domain = address[address.index(after: at)...]
+        let local = address[..<at]
+        let domain = address[address.index(after: at)...]
         if local.isEmpty { return "the part before the @ is empty" }
         if local.utf8.count > 64 { return "the part before the @ is longer than 64 characters" }
         if domain.utf8.count > 255 { return "the domain is longer than 255 characters" }
         if bytes.count + 2 > 256 { return "it is longer than 254 characters" }
-        if !isDotAtom(local, allowed: atext) { return "the part before the @ has a character or dot that is not allowed" }
+        if !isDotAtom(local, allowed: atext) {
+            return "the part before the @ has a character or dot that is not allowed"
+        }
         let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
         if labels.contains(where: { !isLabel($0) }) { return "the domain is not a valid host name" }
         // A single-label domain cannot be reached on the Internet; localhost is for development.
@@ -31,7 +34,9 @@ public enum Mailbox {
     }
 
     /// RFC 5322 §3.2.3 atext.
-    private static let atext = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~".utf8)
+    private static let atext = Set(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~".utf8
+    )
 
     private static func isDotAtom(_ text: Substring, allowed: Set<UInt8>) -> Bool {
         text.split(separator: ".", omittingEmptySubsequences: false)
@@ -41,6 +46,8 @@ public enum Mailbox {
     /// RFC 5321 §4.1.2 sub-domain: letters, digits and inner hyphens, at most 63 octets.
     private static func isLabel(_ label: Substring) -> Bool {
         guard !label.isEmpty, label.utf8.count <= 63, label.first != "-", label.last != "-" else { return false }
-        return label.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D }
+        return label.utf8.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D
+        }
     }
 }

@@ -16,15 +16,22 @@ public struct MailboxInput: Equatable, Sendable {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         guard trimmed.hasSuffix(">"), let open = trimmed.lastIndex(of: "<") else {
             if looksLikeSeveral(trimmed) { return .failure(several) }
-            return Mailbox.problem(trimmed).map { .failure(Failure(reason: $0)) } ?? .success(MailboxInput(address: trimmed))
+            return Mailbox.problem(trimmed).map { .failure(Failure(reason: $0)) }
+                ?? .success(MailboxInput(address: trimmed))
         }
         let address = String(trimmed[trimmed.index(after: open)..<trimmed.index(before: trimmed.endIndex)])
             .trimmingCharacters(in: .whitespaces)
         var name = trimmed[..<open].trimmingCharacters(in: .whitespaces)
         if name.count >= 2, name.hasPrefix("\""), name.hasSuffix("\"") {
-            var unquoted = "", escaped = false
+            var unquoted = ""
+            var escaped = false
             for character in name.dropFirst().dropLast() {
-                if escaped { unquoted.append(character); escaped = false } else if character == "\\" { escaped = true } else {
+                if escaped {
+                    unquoted.append(character)
+                    escaped = false
+                } else if character == "\\" {
+                    escaped = true
+                } else {
                     unquoted.append(character)
                 }
             }
@@ -41,7 +48,8 @@ public struct MailboxInput: Equatable, Sendable {
     }
 
     private static let several = Failure(
-        reason: "it holds more than one address; send each as its own item of a list")
+        reason: "it holds more than one address; send each as its own item of a list"
+    )
 
     /// Two @ signs with a separator between: `a@x.com, b@y.com`, `a@x.com b@y.com`.
     private static func looksLikeSeveral(_ text: String) -> Bool {

@@ -35,13 +35,23 @@ public struct MessageComposer: Sendable {
             ("Date", Self.rfc5322Date(email.createdAt)),
             ("Message-ID", email.messageID),
             ("From", HeaderText.mailbox(sender.address, displayName: sender.name, headerName: "From")),
-            ("To", HeaderText.mailbox(email.toEmail, displayName: email.displayNames?[email.toEmail], headerName: "To")),
+            (
+                "To",
+                HeaderText.mailbox(email.toEmail, displayName: email.displayNames?[email.toEmail], headerName: "To")
+            ),
         ]
         if !email.cc.isEmpty {
-            headers.append(("Cc", HeaderText.addressList(email.cc, displayNames: email.displayNames ?? [:], headerName: "Cc")))
+            headers.append(
+                ("Cc", HeaderText.addressList(email.cc, displayNames: email.displayNames ?? [:], headerName: "Cc"))
+            )
         }
         if let replyTo = email.replyTo {
-            headers.append(("Reply-To", HeaderText.mailbox(replyTo, displayName: email.displayNames?[replyTo], headerName: "Reply-To")))
+            headers.append(
+                (
+                    "Reply-To",
+                    HeaderText.mailbox(replyTo, displayName: email.displayNames?[replyTo], headerName: "Reply-To")
+                )
+            )
         }
         headers.append(("Subject", HeaderText.unstructured(email.subject, headerName: "Subject")))
         if email.priority != 2, let level = Self.priorityHeaders[email.priority] {
@@ -73,13 +83,16 @@ public struct MessageComposer: Sendable {
             envelopeFrom: sender.address,
             recipients: [email.toEmail] + email.cc + email.bcc,
             data: data,
-            messageID: email.messageID)
+            messageID: email.messageID
+        )
     }
 
     /// Part headers and a quoted-printable body ending in CRLF. Text without a final line
     /// break ends in a soft break (`=` CRLF), so the decoded text has no line break added.
     static func textPart(_ text: String, subtype: String) -> [UInt8] {
-        var part = Array("Content-Type: text/\(subtype); charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".utf8)
+        var part = Array(
+            "Content-Type: text/\(subtype); charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".utf8
+        )
         part += QuotedPrintable.encode(text, softBreakAtEnd: true)
         return part
     }

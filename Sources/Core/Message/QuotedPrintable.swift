@@ -65,10 +65,10 @@ public enum QuotedPrintable {
     private static func literal(_ character: ArraySlice<UInt8>, atLineEnd: Bool) -> [UInt8] {
         guard character.count == 1, let byte = character.first else { return escaped(character) }
         switch byte {
-        case 0x3D: return escaped(character)                          // "="
+        case 0x3D: return escaped(character)  // "="
         case 0x20, 0x09: return atLineEnd ? escaped(character) : [byte]  // trailing white space
         case 0x21...0x7E: return [byte]
-        default: return escaped(character)                            // controls and 8-bit
+        default: return escaped(character)  // controls and 8-bit
         }
     }
 

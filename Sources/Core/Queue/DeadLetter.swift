@@ -12,6 +12,8 @@ public struct DeadLetter: Codable, Equatable, Sendable {
     public var email: QueuedEmail
 
     enum CodingKeys: String, CodingKey {
-        case reason, kind, failedAt = "failed_at", attempts, email
+        case reason, kind
+        case failedAt = "failed_at"
+        case attempts, email
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -63,9 +64,13 @@ public final class FileQueue: QueueStore {
     /// - Throws: `SystemError` if the folders cannot be created.
     /// - Throws: `SystemError` if the folders cannot be created or examined,
     ///   `QueueLayoutError.crossesFilesystems` if they are not on one filesystem.
-    public init(layout: QueueLayout, retry: RetryPolicy = RetryPolicy(),
-                minimumFree: (bytes: UInt64, inodes: UInt64) = (0, 0), messageIDDomain: String = "localhost",
-                logger: Logger = Logger(label: "queue")) throws {
+    public init(
+        layout: QueueLayout,
+        retry: RetryPolicy = RetryPolicy(),
+        minimumFree: (bytes: UInt64, inodes: UInt64) = (0, 0),
+        messageIDDomain: String = "localhost",
+        logger: Logger = Logger(label: "queue")
+    ) throws {
         self.layout = layout
         self.retry = retry
         self.minimumFree = minimumFree
@@ -169,7 +174,8 @@ public final class FileQueue: QueueStore {
         // one disk flush per email, which capped delivery at the disk's sync rate.
         CrashPoint.reach("sent.before-trash")
         let trashed = layout.trash + "/" + QueueLayout.trashName(claim.name, status: "sent", at: date)
-        let claimed = path(QueueLayout.claimedName(claim.name)), unfiled = path(QueueLayout.sentName(claim.name))
+        let claimed = path(QueueLayout.claimedName(claim.name))
+        let unfiled = path(QueueLayout.sentName(claim.name))
         guard let lock = claim.lock else {
             try Syscall.rename(claimed, trashed)
             return
@@ -180,7 +186,8 @@ public final class FileQueue: QueueStore {
             return
         }
         if lock.names(claimed) {
-            guard let failure = Self.failure(of: { () throws(SystemError) in try Syscall.rename(claimed, trashed) }) else {
+            guard let failure = Self.failure(of: { () throws(SystemError) in try Syscall.rename(claimed, trashed) })
+            else {
                 lock.release()
                 return
             }
@@ -188,7 +195,8 @@ public final class FileQueue: QueueStore {
             // trash folder is gone (an operator removed it). Only the first means the claim is lost.
             if failure.errno != ENOENT || lock.names(claimed) {
                 if failure.errno == ENOENT, (try? layout.create()) != nil,  // the trash, recreated
-                   (try? Syscall.rename(claimed, trashed)) != nil {
+                    (try? Syscall.rename(claimed, trashed)) != nil
+                {
                     lock.release()
                     return
                 }
@@ -198,8 +206,10 @@ public final class FileQueue: QueueStore {
                 // sweep or start, once the lock is dropped here), never resent.
                 guard (try? Syscall.rename(claimed, unfiled)) != nil else { throw failure }
                 lock.release()
-                logger.warning("delivered email kept in queue/active/ as sent until the trash takes it",
-                               metadata: ["file": "\(claim.name)", "error": "\(failure)"])
+                logger.warning(
+                    "delivered email kept in queue/active/ as sent until the trash takes it",
+                    metadata: ["file": "\(claim.name)", "error": "\(failure)"]
+                )
                 return
             }
         }
@@ -224,15 +234,25 @@ public final class FileQueue: QueueStore {
     private func claimLost(_ claim: QueueClaim, lock: ClaimLock, sentAt: Date?) -> QueueError {
         let pending = path(QueueLayout.pendingName(claim.name))
         if let sentAt, lock.names(pending) {
-            _ = try? Syscall.rename(pending, layout.trash + "/" + QueueLayout.trashName(claim.name, status: "sent", at: sentAt))
+            _ = try? Syscall.rename(
+                pending,
+                layout.trash + "/" + QueueLayout.trashName(claim.name, status: "sent", at: sentAt)
+            )
         }
         lock.release()
-        logger.warning("claim was put back while it was being attempted (CLAIM_TIMEOUT); its outcome is not recorded",
-                       metadata: ["file": "\(claim.name)"])
+        logger.warning(
+            "claim was put back while it was being attempted (CLAIM_TIMEOUT); its outcome is not recorded",
+            metadata: ["file": "\(claim.name)"]
+        )
         return QueueError.claimLost(claim.name)
     }
 
-    public func markFailed(_ claim: QueueClaim, error: String, permanent: Bool, at date: Date) throws -> FailureDisposition {
+    public func markFailed(
+        _ claim: QueueClaim,
+        error: String,
+        permanent: Bool,
+        at date: Date
+    ) throws -> FailureDisposition {
         if let lock = claim.lock, !lock.names(path(QueueLayout.claimedName(claim.name))) {
             throw claimLost(claim, lock: lock, sentAt: nil)
         }
@@ -243,8 +263,12 @@ public final class FileQueue: QueueStore {
         // the attempt is counted once, and both writes below replace what a failed call left.
         if permanent || email.retryCount >= retry.maxRetries {
             let letter = DeadLetter(
-                reason: error, kind: permanent ? "permanent" : "retries_exhausted",
-                failedAt: date, attempts: email.attempts, email: email)
+                reason: error,
+                kind: permanent ? "permanent" : "retries_exhausted",
+                failedAt: date,
+                attempts: email.attempts,
+                email: email
+            )
             // Gaps (crash points `dead-letter.*`): before the rename, the claim alone (a
             // synced temp file in dead_letter/ is removed by recovery); after it, the dead
             // letter and the claim: recovery sees a dead letter newer than the claim and
@@ -252,7 +276,10 @@ public final class FileQueue: QueueStore {
             // a power cut for the same reason.
             try AtomicFile.write(
                 try QueueCoding.encoder().encode(letter),
-                to: QueueLayout.pendingName(claim.name), in: layout.deadLetter, crashPoint: "dead-letter")
+                to: QueueLayout.pendingName(claim.name),
+                in: layout.deadLetter,
+                crashPoint: "dead-letter"
+            )
             CrashPoint.reach("dead-letter.before-unlink-claim")
             try unlinkClaim(claim)
             return .deadLettered
@@ -268,8 +295,11 @@ public final class FileQueue: QueueStore {
         // it, the new pending copy and the claim: the pending copy is newer and wins, the
         // claim is removed. So the unlink needs no directory sync.
         try AtomicFile.write(
-            try QueueCoding.encoder().encode(email), to: QueueLayout.pendingName(claim.name), in: layout.queue,
-            crashPoint: "defer")
+            try QueueCoding.encoder().encode(email),
+            to: QueueLayout.pendingName(claim.name),
+            in: layout.queue,
+            crashPoint: "defer"
+        )
         CrashPoint.reach("defer.before-unlink-claim")
         try unlinkClaim(claim)
         state.withLock { $0.index.insert(claim.name, priority: email.priority, notBefore: due) }
@@ -354,7 +384,8 @@ public final class FileQueue: QueueStore {
         for name in try Syscall.listDirectory(layout.trash) {
             let file = layout.trash + "/" + name
             if let changed = Syscall.changeTime(file), now.timeIntervalSince(changed) > age,
-               (try? Syscall.unlink(file)) != nil {
+                (try? Syscall.unlink(file)) != nil
+            {
                 pruned += 1
             }
         }
@@ -402,8 +433,13 @@ public final class FileQueue: QueueStore {
                 logger.notice("claim removed: its dead letter was already written", metadata: ["file": "\(base)"])
                 return false
             }
-            try setAside(QueueLayout.pendingName(base), in: layout.deadLetter, reason: .invalidEntry,
-                         detail: "not a dead letter of this email", at: now)
+            try setAside(
+                QueueLayout.pendingName(base),
+                in: layout.deadLetter,
+                reason: .invalidEntry,
+                detail: "not a dead letter of this email",
+                at: now
+            )
         }
         let pendingName = QueueLayout.pendingName(base)
         let pending = path(pendingName)
@@ -419,7 +455,13 @@ public final class FileQueue: QueueStore {
                 logger.notice("claim put back over an older pending copy", metadata: ["file": "\(base)"])
                 return true
             }
-            try setAside(pendingName, in: layout.queue, reason: .invalidEntry, detail: "not a copy of this email", at: now)
+            try setAside(
+                pendingName,
+                in: layout.queue,
+                reason: .invalidEntry,
+                detail: "not a copy of this email",
+                at: now
+            )
         }
         guard try putBackUnlessGone(base) else { return false }
         logger.notice("claim put back to pending", metadata: ["file": "\(base)"])
@@ -459,7 +501,13 @@ public final class FileQueue: QueueStore {
             fd = try Syscall.openRegular(claimed, followSymlinks: false)
         } catch {
             if error.errno == ENOENT { return nil }  // a recovery took it back meanwhile
-            try setAside(claimedName, in: layout.queue, reason: Self.reason(openFailure: error), detail: "\(error)", at: now)
+            try setAside(
+                claimedName,
+                in: layout.queue,
+                reason: Self.reason(openFailure: error),
+                detail: "\(error)",
+                at: now
+            )
             return nil
         }
         let lock = ClaimLock(fd: fd)
@@ -467,7 +515,8 @@ public final class FileQueue: QueueStore {
             lock.release()
             return nil  // a recovery or a newer claimant holds it
         }
-        let reason: CorruptReason, detail: String
+        let reason: CorruptReason
+        let detail: String
         do {
             let info = try Syscall.fileStatus(fd, path: claimed)
             if info.st_nlink > 1 {
@@ -501,8 +550,13 @@ public final class FileQueue: QueueStore {
     /// an email whose name is already anywhere in the queue (converted before a crash, and
     /// maybe claimed or delivered since) is not written again: a conversion that is redone
     /// after a crash between writes (crash point `legacy.before-unlink`) sends nothing twice.
-    private func importLegacy(_ batch: LegacyBatch, from base: String, claimedName: String, lock: ClaimLock,
-                              at now: Date) throws {
+    private func importLegacy(
+        _ batch: LegacyBatch,
+        from base: String,
+        claimedName: String,
+        lock: ClaimLock,
+        at now: Date
+    ) throws {
         let trash = (try? Syscall.listDirectory(layout.trash)) ?? []
         var written = 0
         for (index, entry) in batch.emails.enumerated() {
@@ -511,21 +565,37 @@ public final class FileQueue: QueueStore {
                 if case .failure(let unreadable) = entry {
                     // Kept for the operator, like any entry that cannot be handled.
                     let file = QueueLayout.corruptName("\(base).email-\(index).json", reason: .invalidEntry, at: now)
-                    try AtomicFile.write(try JSONEncoder().encode(unreadable.json), to: file, in: layout.corrupt,
-                                         syncDirectory: false)
-                    logger.error("an email of a Python service queue file set aside in corrupt/", metadata: [
-                        "file": "\(base)", "index": "\(index)", "detail": "\(unreadable.reason)"])
+                    try AtomicFile.write(
+                        try JSONEncoder().encode(unreadable.json),
+                        to: file,
+                        in: layout.corrupt,
+                        syncDirectory: false
+                    )
+                    logger.error(
+                        "an email of a Python service queue file set aside in corrupt/",
+                        metadata: [
+                            "file": "\(base)", "index": "\(index)", "detail": "\(unreadable.reason)",
+                        ]
+                    )
                 }
                 continue
             }
-            let places = [path(QueueLayout.pendingName(name)), path(QueueLayout.claimedName(name)),
-                          path(QueueLayout.sentName(name)), layout.deadLetter + "/" + QueueLayout.pendingName(name)]
-            if places.contains(where: { Syscall.entryStatus($0) != nil }) || trash.contains(where: { $0.hasPrefix(name + ".") }) {
+            let places = [
+                path(QueueLayout.pendingName(name)), path(QueueLayout.claimedName(name)),
+                path(QueueLayout.sentName(name)), layout.deadLetter + "/" + QueueLayout.pendingName(name),
+            ]
+            if places.contains(where: { Syscall.entryStatus($0) != nil })
+                || trash.contains(where: { $0.hasPrefix(name + ".") })
+            {
                 continue
             }
             let email = legacy.queued(messageIDDomain: messageIDDomain, now: now)
-            try AtomicFile.write(try QueueCoding.encoder().encode(email), to: QueueLayout.pendingName(name),
-                                 in: layout.queue, syncDirectory: false)
+            try AtomicFile.write(
+                try QueueCoding.encoder().encode(email),
+                to: QueueLayout.pendingName(name),
+                in: layout.queue,
+                syncDirectory: false
+            )
             state.withLock { $0.index.insert(name, priority: email.priority, notBefore: email.nextAttemptAt) }
             written += 1
         }
@@ -534,8 +604,12 @@ public final class FileQueue: QueueStore {
         let claimed = path(claimedName)
         if lock.names(claimed) { try Syscall.unlink(claimed) }
         lock.release()
-        logger.notice("queue file of the Python service converted", metadata: [
-            "file": "\(base)", "emails": "\(batch.emails.count)", "written": "\(written)"])
+        logger.notice(
+            "queue file of the Python service converted",
+            metadata: [
+                "file": "\(base)", "emails": "\(batch.emails.count)", "written": "\(written)",
+            ]
+        )
     }
 
     private static func decodeEntry(_ bytes: [UInt8]) throws -> QueuedEmail {
@@ -549,9 +623,11 @@ public final class FileQueue: QueueStore {
         guard let fd = try? Syscall.openRegular(path, followSymlinks: false) else { return false }
         defer { _ = Glibc.close(fd) }
         guard let info = try? Syscall.fileStatus(fd, path: path), info.st_nlink == 1,
-              info.st_size <= QueueLayout.maxEntryBytes,
-              let bytes = try? Syscall.readAll(fd, path: path) else { return false }
-        let email = deadLetter
+            info.st_size <= QueueLayout.maxEntryBytes,
+            let bytes = try? Syscall.readAll(fd, path: path)
+        else { return false }
+        let email =
+            deadLetter
             ? (try? QueueCoding.decoder().decode(DeadLetter.self, from: Data(bytes)))?.email
             : try? Self.decodeEntry(bytes)
         return email.flatMap { RequestID.fileBaseName(for: $0.requestID) } == base
@@ -560,7 +636,8 @@ public final class FileQueue: QueueStore {
     /// Moves `name` (relative to `folder`) into `corrupt/` under a name that says why, with
     /// one rename (not fsynced: if it is undone by a power cut, it is set aside again).
     /// - Throws: `SystemError` from the rename; the entry is then kept in `problems`.
-    private func setAside(_ name: String, in folder: String, reason: CorruptReason, detail: String, at now: Date) throws {
+    private func setAside(_ name: String, in folder: String, reason: CorruptReason, detail: String, at now: Date) throws
+    {
         let fileName = name.split(separator: "/").last.map(String.init) ?? name
         let target = layout.corrupt + "/" + QueueLayout.corruptName(fileName, reason: reason, at: now)
         do {
@@ -570,8 +647,12 @@ public final class FileQueue: QueueStore {
             throw error
         }
         forget(fileName)
-        logger.error("queue entry set aside in corrupt/", metadata: [
-            "file": "\(fileName)", "reason": "\(reason.rawValue)", "detail": "\(detail)"])
+        logger.error(
+            "queue entry set aside in corrupt/",
+            metadata: [
+                "file": "\(fileName)", "reason": "\(reason.rawValue)", "detail": "\(detail)",
+            ]
+        )
     }
 
     /// The reason for an entry that could not be opened as a regular file.
@@ -613,7 +694,11 @@ public final class FileQueue: QueueStore {
 
     /// Renames claimed -> pending without replacing; false when the claim is gone.
     private func putBackUnlessGone(_ base: String) throws -> Bool {
-        try Self.renameNoReplace(path(QueueLayout.claimedName(base)), path(QueueLayout.pendingName(base)), tolerating: [ENOENT])
+        try Self.renameNoReplace(
+            path(QueueLayout.claimedName(base)),
+            path(QueueLayout.pendingName(base)),
+            tolerating: [ENOENT]
+        )
     }
 
     /// `Syscall.renameNoReplace`, returning false instead of throwing for the `tolerated` errnos.
@@ -661,7 +746,10 @@ public final class FileQueue: QueueStore {
         let bytes: [UInt8]
         do {
             bytes = try Syscall.readFile(
-                path(QueueLayout.pendingName(base)), followSymlinks: false, maxBytes: QueueLayout.maxEntryBytes)
+                path(QueueLayout.pendingName(base)),
+                followSymlinks: false,
+                maxBytes: QueueLayout.maxEntryBytes
+            )
         } catch {
             if error.errno == ENOENT { return }  // claimed meanwhile
             bytes = []  // a stranger: due now, so the claim that reads it sets it aside

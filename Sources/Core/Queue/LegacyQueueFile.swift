@@ -50,9 +50,18 @@ struct LegacyEmail: Decodable {
     var lastError: String?
 
     enum CodingKeys: String, CodingKey {
-        case requestID = "request_id", subject, body, htmlBody = "html_body", format, toEmail = "to_email", cc, bcc
-        case replyTo = "reply_to", templateName = "template_name", priority, createdAt = "created_at"
-        case retryCount = "retry_count", lastError = "last_error"
+        case requestID = "request_id"
+        case subject, body
+        case htmlBody = "html_body"
+        case format
+        case toEmail = "to_email"
+        case cc, bcc
+        case replyTo = "reply_to"
+        case templateName = "template_name"
+        case priority
+        case createdAt = "created_at"
+        case retryCount = "retry_count"
+        case lastError = "last_error"
     }
 
     init(from decoder: any Decoder) throws {
@@ -68,7 +77,8 @@ struct LegacyEmail: Decodable {
         replyTo = try? c.decodeIfPresent(String.self, forKey: .replyTo)
         templateName = try? c.decodeIfPresent(String.self, forKey: .templateName)
         // pydantic kept an int; a hand-edited file may hold "1".
-        priority = (try? c.decodeIfPresent(Int.self, forKey: .priority))
+        priority =
+            (try? c.decodeIfPresent(Int.self, forKey: .priority))
             ?? (try? c.decodeIfPresent(String.self, forKey: .priority)).flatMap { $0.flatMap(Int.init) }
         createdAt = try? c.decodeIfPresent(String.self, forKey: .createdAt)
         retryCount = try? c.decodeIfPresent(Int.self, forKey: .retryCount)
@@ -82,10 +92,20 @@ struct LegacyEmail: Decodable {
         let created = createdAt.flatMap(Self.parseLocalTime) ?? now
         let kind = format.flatMap { EmailFormat(rawValue: $0.lowercased()) } ?? (htmlBody == nil ? .plain : .multipart)
         var email = QueuedEmail(
-            requestID: requestID, messageID: "<\(requestID)@\(domain)>", createdAt: created, toEmail: toEmail,
-            cc: cc ?? [], bcc: bcc ?? [], replyTo: replyTo, subject: subject ?? "", body: body ?? "",
-            htmlBody: kind == .multipart ? htmlBody : nil, format: kind, priority: priority ?? 2,
-            templateName: templateName)
+            requestID: requestID,
+            messageID: "<\(requestID)@\(domain)>",
+            createdAt: created,
+            toEmail: toEmail,
+            cc: cc ?? [],
+            bcc: bcc ?? [],
+            replyTo: replyTo,
+            subject: subject ?? "",
+            body: body ?? "",
+            htmlBody: kind == .multipart ? htmlBody : nil,
+            format: kind,
+            priority: priority ?? 2,
+            templateName: templateName
+        )
         email.retryCount = max(0, retryCount ?? 0)
         email.lastError = lastError
         return email
@@ -94,7 +114,9 @@ struct LegacyEmail: Decodable {
     /// `2026-11-30T06:35:46` or `2026-11-30T06:35:46.278123` (Python's `isoformat()` of a
     /// naive local time) in this machine's time zone; a time with a zone is parsed as such.
     static func parseLocalTime(_ text: String) -> Date? {
-        if let zoned = Timestamp.parseISO8601(text), text.hasSuffix("Z") || text.dropFirst(19).contains(where: { $0 == "+" || $0 == "-" }) {
+        if let zoned = Timestamp.parseISO8601(text),
+            text.hasSuffix("Z") || text.dropFirst(19).contains(where: { $0 == "+" || $0 == "-" })
+        {
             return zoned
         }
         let parts = text.split(separator: "T", maxSplits: 1)
@@ -102,9 +124,16 @@ struct LegacyEmail: Decodable {
         let day = parts[0].split(separator: "-").compactMap { Int($0) }
         let clock = parts[1].split(separator: ":")
         guard day.count == 3, clock.count == 3, let hour = Int(clock[0]), let minute = Int(clock[1]),
-              let seconds = Double(clock[2]) else { return nil }
-        var components = DateComponents(year: day[0], month: day[1], day: day[2], hour: hour, minute: minute,
-                                        second: Int(seconds))
+            let seconds = Double(clock[2])
+        else { return nil }
+        var components = DateComponents(
+            year: day[0],
+            month: day[1],
+            day: day[2],
+            hour: hour,
+            minute: minute,
+            second: Int(seconds)
+        )
         components.nanosecond = Int((seconds - seconds.rounded(.down)) * 1e9)
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = .current

@@ -57,11 +57,14 @@ public final class QueueCensus: Sendable {
             if let base = QueueLayout.pendingBase(entry.name) { pendingNames.append((base, entry.inode)) }
         }
         // Delivered-but-unfiled entries (`B.sent.json`) still occupy the active folder.
-        claimed = try Syscall.listDirectory(layout.active).compactMap { QueueLayout.claimedBase($0) ?? QueueLayout.sentBase($0) }
+        claimed = try Syscall.listDirectory(layout.active).compactMap {
+            QueueLayout.claimedBase($0) ?? QueueLayout.sentBase($0)
+        }
         report.processing = claimed.count
         report.deadLetter = try Syscall.listDirectory(layout.deadLetter).filter { !AtomicFile.isTemporary($0) }.count
         report.trash = try Syscall.listDirectory(layout.trash).count
-        report.corrupt = ((try? Syscall.listDirectory(layout.corrupt)) ?? []).filter { !AtomicFile.isTemporary($0) }.count
+        report.corrupt =
+            ((try? Syscall.listDirectory(layout.corrupt)) ?? []).filter { !AtomicFile.isTemporary($0) }.count
 
         var fresh: [String: Entry] = [:]
         let known = cache.withLock { $0 }
@@ -84,22 +87,41 @@ public final class QueueCensus: Sendable {
         }
         for (base, _) in pendingNames.sorted(by: { $0.base < $1.base }).prefix(max(0, limit - report.files.count)) {
             let deferred = fresh[base]?.notBefore.map { $0 > now } ?? false
-            report.files.append(describe(base, fileName: QueueLayout.pendingName(base), state: deferred ? "deferred" : "pending"))
+            report.files.append(
+                describe(base, fileName: QueueLayout.pendingName(base), state: deferred ? "deferred" : "pending")
+            )
         }
         return report
     }
 
     private func read(_ base: String) -> QueuedEmail? {
-        guard let bytes = try? Syscall.readFile(layout.queue + "/" + QueueLayout.pendingName(base), followSymlinks: false, maxBytes: QueueLayout.maxEntryBytes) else { return nil }
+        guard
+            let bytes = try? Syscall.readFile(
+                layout.queue + "/" + QueueLayout.pendingName(base),
+                followSymlinks: false,
+                maxBytes: QueueLayout.maxEntryBytes
+            )
+        else { return nil }
         return try? QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
     }
 
     private func describe(_ base: String, fileName: String, state: String) -> FileInfo {
-        let bytes = (try? Syscall.readFile(layout.queue + "/" + fileName, followSymlinks: false, maxBytes: QueueLayout.maxEntryBytes)) ?? []
+        let bytes =
+            (try? Syscall.readFile(
+                layout.queue + "/" + fileName,
+                followSymlinks: false,
+                maxBytes: QueueLayout.maxEntryBytes
+            )) ?? []
         let email = try? QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
         return FileInfo(
-            file: fileName, request_id: email?.requestID, state: state, priority: email?.priority,
-            retry_count: email?.retryCount, next_attempt_at: email?.nextAttemptAt.map(Timestamp.iso8601),
-            created_at: email.map { Timestamp.iso8601($0.createdAt) }, size_bytes: bytes.count)
+            file: fileName,
+            request_id: email?.requestID,
+            state: state,
+            priority: email?.priority,
+            retry_count: email?.retryCount,
+            next_attempt_at: email?.nextAttemptAt.map(Timestamp.iso8601),
+            created_at: email.map { Timestamp.iso8601($0.createdAt) },
+            size_bytes: bytes.count
+        )
     }
 }

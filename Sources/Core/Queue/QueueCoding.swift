@@ -20,7 +20,9 @@ public enum QueueCoding {
             let text = try container.decode(String.self)
             guard let date = Timestamp.parseISO8601(text) else {
                 throw DecodingError.dataCorruptedError(
-                    in: container, debugDescription: "not an ISO 8601 timestamp: \(text)")
+                    in: container,
+                    debugDescription: "not an ISO 8601 timestamp: \(text)"
+                )
             }
             return date
         }

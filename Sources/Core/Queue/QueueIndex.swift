@@ -66,7 +66,8 @@ struct QueueIndex {
     private mutating func makeDue(_ entry: Due) {
         let lane = Int(min(max(entry.priority, 1), 3)) - 1
         if let last = due[lane].last, entry.key < last {
-            var low = 0, high = due[lane].count  // first position whose key is greater
+            var low = 0
+            var high = due[lane].count  // first position whose key is greater
             while low < high {
                 let mid = (low + high) / 2
                 if due[lane][mid] < entry.key { low = mid + 1 } else { high = mid }
@@ -104,13 +105,16 @@ struct FileKey: Hashable, Comparable {
     init?(_ name: String) {
         let utf8 = Array(name.utf8)
         guard utf8.count >= 6 + 1 + 1 + 8, utf8.starts(with: Array("batch_".utf8)),
-              utf8[utf8.count - 9] == UInt8(ascii: "_") else { return nil }
-        let digits = utf8[6..<(utf8.count - 9)], hex = utf8[(utf8.count - 8)...]
+            utf8[utf8.count - 9] == UInt8(ascii: "_")
+        else { return nil }
+        let digits = utf8[6..<(utf8.count - 9)]
+        let hex = utf8[(utf8.count - 8)...]
         guard digits.count <= 18, digits.first != UInt8(ascii: "0") || digits.count == 1,
-              digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-              hex.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }),
-              let timestamp = Int64(String(decoding: digits, as: UTF8.self)),
-              let tag = UInt32(String(decoding: hex, as: UTF8.self), radix: 16) else { return nil }
+            digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+            hex.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }),
+            let timestamp = Int64(String(decoding: digits, as: UTF8.self)),
+            let tag = UInt32(String(decoding: hex, as: UTF8.self), radix: 16)
+        else { return nil }
         self.timestamp = timestamp
         self.tag = tag
     }

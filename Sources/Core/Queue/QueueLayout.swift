@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -90,7 +91,8 @@ public struct QueueLayout: Sendable {
     /// The base name of a pending file, or nil for claims, temp files and strangers.
     static func pendingBase(_ fileName: String) -> String? {
         guard fileName.hasPrefix("batch_"), fileName.hasSuffix(pendingSuffix),
-              !fileName.hasSuffix(claimedSuffix) else { return nil }
+            !fileName.hasSuffix(claimedSuffix)
+        else { return nil }
         return String(fileName.dropLast(pendingSuffix.count))
     }
 

@@ -1,4 +1,5 @@
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,7 +18,8 @@ public final class QueueWatcher: Sendable {
     private let onChange: @Sendable (_ names: [String], _ overflowed: Bool) -> Void
 
     /// - Throws: `SystemError` from inotify_init1(2) or inotify_add_watch(2).
-    public init(directory: String, onChange: @escaping @Sendable (_ names: [String], _ overflowed: Bool) -> Void) throws {
+    public init(directory: String, onChange: @escaping @Sendable (_ names: [String], _ overflowed: Bool) -> Void) throws
+    {
         self.directory = directory
         self.onChange = onChange
         fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
@@ -71,11 +73,13 @@ public final class QueueWatcher: Sendable {
             func word(_ at: Int) -> UInt32 {
                 (0..<4).reduce(0) { $0 | UInt32(bytes[offset + at + $1]) << (8 * UInt32($1)) }
             }
-            let mask = word(4), length = Int(word(12))
+            let mask = word(4)
+            let length = Int(word(12))
             if mask & UInt32(IN_Q_OVERFLOW) != 0 { overflowed = true }
             let nameBytes = bytes[(offset + header)..<min(offset + header + length, bytes.endIndex)]
             if let end = nameBytes.firstIndex(of: 0) ?? (nameBytes.isEmpty ? nil : nameBytes.endIndex),
-               end > nameBytes.startIndex {
+                end > nameBytes.startIndex
+            {
                 names.append(String(decoding: nameBytes[nameBytes.startIndex..<end], as: UTF8.self))
             }
             offset += header + length

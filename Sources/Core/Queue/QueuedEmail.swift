@@ -43,10 +43,20 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
     public var displayNames: [String: String]?
 
     public init(
-        requestID: String, messageID: String, createdAt: Date, toEmail: String,
-        cc: [String] = [], bcc: [String] = [], replyTo: String? = nil,
-        subject: String, body: String, htmlBody: String? = nil, format: EmailFormat = .plain,
-        priority: Int = 2, templateName: String? = nil, submittedBy: String? = nil
+        requestID: String,
+        messageID: String,
+        createdAt: Date,
+        toEmail: String,
+        cc: [String] = [],
+        bcc: [String] = [],
+        replyTo: String? = nil,
+        subject: String,
+        body: String,
+        htmlBody: String? = nil,
+        format: EmailFormat = .plain,
+        priority: Int = 2,
+        templateName: String? = nil,
+        submittedBy: String? = nil
     ) {
         self.requestID = requestID
         self.messageID = messageID
@@ -74,7 +84,8 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
     /// could smuggle into the SMTP envelope or a header (a CR or LF in an address reached
     /// `RCPT TO` before).
     public var deliveryProblem: String? {
-        let addresses = [("to_email", toEmail)] + cc.map { ("cc", $0) } + bcc.map { ("bcc", $0) }
+        let addresses =
+            [("to_email", toEmail)] + cc.map { ("cc", $0) } + bcc.map { ("bcc", $0) }
             + (replyTo.map { [("reply_to", $0)] } ?? [])
         for (field, address) in addresses {
             if let problem = Mailbox.problem(address) { return "\(field) \"\(address)\": \(problem)" }
@@ -83,18 +94,30 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
             if let problem = HeaderText.controlCharacterProblem(text) { return "\(field) \(problem)" }
         }
         for (address, name) in displayNames ?? [:] {
-            if let problem = HeaderText.controlCharacterProblem(name) { return "display name for \(address) \(problem)" }
+            if let problem = HeaderText.controlCharacterProblem(name) {
+                return "display name for \(address) \(problem)"
+            }
         }
         if !(1...3).contains(priority) { return "priority \(priority) is not 1, 2 or 3" }
         return nil
     }
 
     enum CodingKeys: String, CodingKey {
-        case requestID = "request_id", messageID = "message_id", createdAt = "created_at"
-        case toEmail = "to_email", cc, bcc, replyTo = "reply_to", subject, body
-        case htmlBody = "html_body", format, priority, templateName = "template_name"
-        case submittedBy = "submitted_by", retryCount = "retry_count"
-        case nextAttemptAt = "next_attempt_at", lastError = "last_error", attempts
+        case requestID = "request_id"
+        case messageID = "message_id"
+        case createdAt = "created_at"
+        case toEmail = "to_email"
+        case cc, bcc
+        case replyTo = "reply_to"
+        case subject, body
+        case htmlBody = "html_body"
+        case format, priority
+        case templateName = "template_name"
+        case submittedBy = "submitted_by"
+        case retryCount = "retry_count"
+        case nextAttemptAt = "next_attempt_at"
+        case lastError = "last_error"
+        case attempts
         case displayNames = "display_names"
     }
 }

@@ -15,8 +15,10 @@ public enum RequestID {
         bytes[6] = (bytes[6] & 0x0F) | 0x70  // version 7
         bytes[8] = (bytes[8] & 0x3F) | 0x80  // variant 10
         let hex = bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined()
-        let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4),
-                     hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
+        let parts = [
+            hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4),
+            hex.dropFirst(16).prefix(4), hex.dropFirst(20),
+        ]
         return parts.joined(separator: "-")
     }
 
@@ -25,8 +27,9 @@ public enum RequestID {
     public static func fileBaseName(for id: String) -> String? {
         let hex = id.lowercased().filter { $0 != "-" }
         guard id.count == 36, hex.count == 32, hex.allSatisfy(\.isHexDigit),
-              hex[hex.index(hex.startIndex, offsetBy: 12)] == "7",
-              let ms = UInt64(hex.prefix(12), radix: 16) else { return nil }
+            hex[hex.index(hex.startIndex, offsetBy: 12)] == "7",
+            let ms = UInt64(hex.prefix(12), radix: 16)
+        else { return nil }
         return "batch_\(ms)_\(hex.suffix(8))"
     }
 }

@@ -28,9 +28,19 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
     /// heartbeat from the future says nothing about whether its writer still runs.
     public static let clockSkewAllowed: TimeInterval = 5
 
-    public init(heartbeat: Date, pid: Int32, startedAt: Date, autoProcessingEnabled: Bool, poolState: String,
-                workers: [WorkerMetrics], sender: SenderHealth, queuePending: Int, queueDeferred: Int,
-                queueProblems: [String] = [], storageError: String? = nil) {
+    public init(
+        heartbeat: Date,
+        pid: Int32,
+        startedAt: Date,
+        autoProcessingEnabled: Bool,
+        poolState: String,
+        workers: [WorkerMetrics],
+        sender: SenderHealth,
+        queuePending: Int,
+        queueDeferred: Int,
+        queueProblems: [String] = [],
+        storageError: String? = nil
+    ) {
         self.heartbeat = heartbeat
         self.pid = pid
         self.startedAt = startedAt
@@ -45,9 +55,15 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case heartbeat, pid, startedAt = "started_at", autoProcessingEnabled = "auto_processing_enabled"
-        case poolState = "pool_state", workers, sender, queuePending = "queue_pending", queueDeferred = "queue_deferred"
-        case queueProblems = "queue_problems", storageError = "storage_error"
+        case heartbeat, pid
+        case startedAt = "started_at"
+        case autoProcessingEnabled = "auto_processing_enabled"
+        case poolState = "pool_state"
+        case workers, sender
+        case queuePending = "queue_pending"
+        case queueDeferred = "queue_deferred"
+        case queueProblems = "queue_problems"
+        case storageError = "storage_error"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -87,8 +103,13 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
     /// further instances); no directory fsync: it is rewritten every second.
     /// - Throws: `SystemError`, `EncodingError`.
     public func write(to layout: QueueLayout, fileName: String = "workers.json") throws {
-        try AtomicFile.write(try QueueCoding.encoder().encode(self), to: fileName, in: layout.status,
-                             syncDirectory: false, mode: 0o644)
+        try AtomicFile.write(
+            try QueueCoding.encoder().encode(self),
+            to: fileName,
+            in: layout.status,
+            syncDirectory: false,
+            mode: 0o644
+        )
     }
 
     /// The primary instance's status file (`workers.json`), or nil when missing or unreadable.
@@ -121,8 +142,14 @@ public struct WorkerMetrics: Codable, Equatable, Sendable {
     /// Mean milliseconds from claim to recorded outcome over this worker's attempts.
     public var avgLatencyMs: Double
 
-    public init(workerID: Int, running: Bool = false, currentBatch: String? = nil,
-                emailsSent: Int = 0, emailsFailed: Int = 0, avgLatencyMs: Double = 0) {
+    public init(
+        workerID: Int,
+        running: Bool = false,
+        currentBatch: String? = nil,
+        emailsSent: Int = 0,
+        emailsFailed: Int = 0,
+        avgLatencyMs: Double = 0
+    ) {
         self.workerID = workerID
         self.running = running
         self.currentBatch = currentBatch
@@ -132,8 +159,12 @@ public struct WorkerMetrics: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case workerID = "worker_id", running, currentBatch = "current_batch", emailsSent = "emails_sent"
-        case emailsFailed = "emails_failed", avgLatencyMs = "avg_latency_ms"
+        case workerID = "worker_id"
+        case running
+        case currentBatch = "current_batch"
+        case emailsSent = "emails_sent"
+        case emailsFailed = "emails_failed"
+        case avgLatencyMs = "avg_latency_ms"
     }
 
     /// Every key is written, `current_batch` as null when idle (the seed's shape).
@@ -156,7 +187,8 @@ public struct SenderHealth: Codable, Equatable, Sendable {
     public var lastSuccessAt: Date?
     public var lastError: String?
 
-    public init(healthy: Bool = true, lastAttemptAt: Date? = nil, lastSuccessAt: Date? = nil, lastError: String? = nil) {
+    public init(healthy: Bool = true, lastAttemptAt: Date? = nil, lastSuccessAt: Date? = nil, lastError: String? = nil)
+    {
         self.healthy = healthy
         self.lastAttemptAt = lastAttemptAt
         self.lastSuccessAt = lastSuccessAt
@@ -164,7 +196,10 @@ public struct SenderHealth: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case healthy, lastAttemptAt = "last_attempt_at", lastSuccessAt = "last_success_at", lastError = "last_error"
+        case healthy
+        case lastAttemptAt = "last_attempt_at"
+        case lastSuccessAt = "last_success_at"
+        case lastError = "last_error"
     }
 
     /// Every key is written, null when unknown.

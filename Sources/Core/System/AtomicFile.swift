@@ -27,8 +27,12 @@ public enum AtomicFile {
     ///     the final name is in place but its directory entry may not survive a power cut).
     /// - Throws: `SystemError` from open, write, fsync or rename; the temp file is removed.
     public static func write(
-        _ contents: some Collection<UInt8>, to name: String, in directory: String,
-        syncDirectory: Bool = true, mode: mode_t = 0o640, crashPoint: String? = nil
+        _ contents: some Collection<UInt8>,
+        to name: String,
+        in directory: String,
+        syncDirectory: Bool = true,
+        mode: mode_t = 0o640,
+        crashPoint: String? = nil
     ) throws {
         let final = directory + "/" + name
         let temp = directory + "/" + temporaryPrefix + name

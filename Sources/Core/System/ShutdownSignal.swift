@@ -1,4 +1,5 @@
 import Dispatch
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,7 +18,7 @@ public enum ShutdownSignal {
                 let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
                 source.setEventHandler {
                     guard resumed.set() else { return }
-                    sources.forEach { $0.cancel() }
+                    for source in sources { source.cancel() }
                     continuation.resume(returning: name)
                 }
                 source.resume()

@@ -1,5 +1,6 @@
 import CLinux
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -84,7 +85,8 @@ public enum Syscall {
 
     /// Whether `path` names the file open as `fd` (same device and inode, fstat(2)/stat(2)).
     public static func names(_ path: String, file fd: Int32) -> Bool {
-        var open = stat(), named = stat()
+        var open = stat()
+        var named = stat()
         guard fstat(fd, &open) == 0, stat(path, &named) == 0 else { return false }
         return open.st_dev == named.st_dev && open.st_ino == named.st_ino
     }
@@ -130,7 +132,11 @@ public enum Syscall {
     ///   for other non-regular files.
     /// - Parameter maxBytes: a larger file is not read (`EFBIG`), so a stranger cannot
     ///   exhaust memory.
-    public static func readFile(_ path: String, followSymlinks: Bool = true, maxBytes: Int = .max) throws(SystemError) -> [UInt8] {
+    public static func readFile(
+        _ path: String,
+        followSymlinks: Bool = true,
+        maxBytes: Int = .max
+    ) throws(SystemError) -> [UInt8] {
         let fd = try openRegular(path, followSymlinks: followSymlinks)
         defer { _ = Glibc.close(fd) }
         if maxBytes < .max, try fileStatus(fd, path: path).st_size > maxBytes {

@@ -14,7 +14,13 @@ struct EmailTemplate: Sendable {
     /// The pragma that turns off HTML escaping: text parts and the subject are not HTML.
     static let textPragma = "{{% CONTENT_TYPE: TEXT}}"
 
-    init(name: String, subject: MustacheTemplate, text: MustacheTemplate, html: MustacheTemplate?, placeholders: Placeholders) {
+    init(
+        name: String,
+        subject: MustacheTemplate,
+        text: MustacheTemplate,
+        html: MustacheTemplate?,
+        placeholders: Placeholders
+    ) {
         self.name = name
         self.subject = subject
         self.text = text

@@ -70,7 +70,8 @@ public final class TemplateStore: Sendable {
         return RenderedTemplate(
             subject: subject,
             text: template.text.render(context, library: snapshot.textLibrary),
-            html: template.html?.render(context, library: snapshot.htmlLibrary))
+            html: template.html?.render(context, library: snapshot.htmlLibrary)
+        )
     }
 
     /// What `GET /templates?detailed=true` and `manifest.json` say of each template.
@@ -94,7 +95,8 @@ public final class TemplateStore: Sendable {
                 name: template.name,
                 description: descriptions[template.name] ?? DefaultTemplates.descriptions[template.name] ?? "",
                 files: .init(text: template.name + ".txt", html: template.html == nil ? nil : template.name + ".html"),
-                placeholders: template.placeholders.all)
+                placeholders: template.placeholders.all
+            )
         }
     }
 
@@ -119,9 +121,10 @@ public final class TemplateStore: Sendable {
 
     /// Template names the API accepts (`template_name`): letters, digits, "_" and "-".
     public static func isUsableName(_ name: String) -> Bool {
-        !name.isEmpty && name.count <= 100 && name.unicodeScalars.allSatisfy {
-            ($0.isASCII && CharacterSet.alphanumerics.contains($0)) || $0 == "_" || $0 == "-"
-        }
+        !name.isEmpty && name.count <= 100
+            && name.unicodeScalars.allSatisfy {
+                ($0.isASCII && CharacterSet.alphanumerics.contains($0)) || $0 == "_" || $0 == "-"
+            }
     }
 
     /// Regular files only (a FIFO or device would block the reader).
@@ -153,10 +156,18 @@ public final class TemplateStore: Sendable {
             guard let bytes = try? Syscall.readFile(directory + "/" + file) else { continue }
             // CRLF files work too: lines (the subject line first) are split on LF.
             let text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
-            if isHTML { sources[name, default: (nil, nil)].html = text } else { sources[name, default: (nil, nil)].text = text }
+            if isHTML {
+                sources[name, default: (nil, nil)].html = text
+            } else {
+                sources[name, default: (nil, nil)].text = text
+            }
             do {
                 let template = try MustacheTemplate(string: isHTML ? text : EmailTemplate.textPragma + text)
-                if isHTML { snapshot.htmlLibrary.register(template, named: name) } else { snapshot.textLibrary.register(template, named: name) }
+                if isHTML {
+                    snapshot.htmlLibrary.register(template, named: name)
+                } else {
+                    snapshot.textLibrary.register(template, named: name)
+                }
             } catch {
                 snapshot.problems[name] = MustacheErrorText.describe(error, file: file)
             }
@@ -174,7 +185,11 @@ public final class TemplateStore: Sendable {
                 template.includePartials(from: sources)
                 snapshot.templates[name] = template
             } catch {
-                if case .invalidTemplate(_, let reason) = error { snapshot.problems[name] = reason } else { snapshot.problems[name] = error.description }
+                if case .invalidTemplate(_, let reason) = error {
+                    snapshot.problems[name] = reason
+                } else {
+                    snapshot.problems[name] = error.description
+                }
             }
         }
         return snapshot
@@ -207,7 +222,8 @@ public final class TemplateStore: Sendable {
     /// Descriptions from the current manifest, kept across regenerations.
     private func readManifest() -> [String: String] {
         guard let bytes = try? Syscall.readFile(manifestPath),
-              let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(bytes)) else { return [:] }
+            let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(bytes))
+        else { return [:] }
         return Dictionary(manifest.templates.map { ($0.name, $0.description) }, uniquingKeysWith: { a, _ in a })
     }
 

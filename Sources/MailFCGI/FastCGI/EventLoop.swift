@@ -1,5 +1,6 @@
 import CLinux
 import Core
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -162,7 +162,9 @@ final class FastCGIConnection: @unchecked Sendable {
         case .getValues:
             if id == 0 { output += valuesReply(content) }  // a management record (§4.1)
         case .beginRequest:
-            guard content.count == 8 else { throw ProtocolError(description: "FCGI_BEGIN_REQUEST body of \(content.count) bytes") }
+            guard content.count == 8 else {
+                throw ProtocolError(description: "FCGI_BEGIN_REQUEST body of \(content.count) bytes")
+            }
             // Id 0 is for management records; an id still in use is not begun again (§3.3).
             guard id != 0, !active.contains(id) else { return }
             let role = UInt16(content[0]) << 8 | UInt16(content[1])
@@ -219,7 +221,8 @@ final class FastCGIConnection: @unchecked Sendable {
             }
             // The empty record ends the stream: the request is complete.
             let body = pending.removeValue(forKey: id)!.body
-            if case .some(.some(let length)) = Self.declaredLength(environment["CONTENT_LENGTH"]), length != body.count {
+            if case .some(.some(let length)) = Self.declaredLength(environment["CONTENT_LENGTH"]), length != body.count
+            {
                 // §6.2: a body shorter or longer than CONTENT_LENGTH is not the request sent.
                 return refuse(id, HTTPError(400, "Request body has \(body.count) bytes, CONTENT_LENGTH says \(length)"))
             }
@@ -247,9 +250,11 @@ final class FastCGIConnection: @unchecked Sendable {
 
     /// FCGI_GET_VALUES_RESULT (§4.1) for the variables we know, in the order asked.
     private func valuesReply(_ content: [UInt8]) -> [UInt8] {
-        let known = ["FCGI_MAX_CONNS": "\(limits.connections)",
-                     "FCGI_MAX_REQS": "\(limits.connections * limits.requests)",
-                     "FCGI_MPXS_CONNS": "1"]
+        let known = [
+            "FCGI_MAX_CONNS": "\(limits.connections)",
+            "FCGI_MAX_REQS": "\(limits.connections * limits.requests)",
+            "FCGI_MPXS_CONNS": "1",
+        ]
         var pairs: [(String, String)] = []
         for (name, _) in FastCGI.nameValuePairs(content) ?? [] where !pairs.contains(where: { $0.0 == name }) {
             if let value = known[name] { pairs.append((name, value)) }  // each once: the reply fits a record
@@ -269,7 +274,8 @@ final class FastCGIConnection: @unchecked Sendable {
             contentType: nonEmpty("CONTENT_TYPE"),
             contentEncoding: env["HTTP_CONTENT_ENCODING"],
             remoteUser: nonEmpty("REMOTE_USER"),
-            body: body)
+            body: body
+        )
     }
 
     // MARK: Answers and writing

@@ -10,8 +10,17 @@ enum FastCGI {
 
     /// Record types (§8).
     enum RecordType: UInt8 {
-        case beginRequest = 1, abortRequest, endRequest, params, stdin, stdout, stderr, data
-        case getValues, getValuesResult, unknownType
+        case beginRequest = 1
+        case abortRequest = 2
+        case endRequest = 3
+        case params = 4
+        case stdin = 5
+        case stdout = 6
+        case stderr = 7
+        case data = 8
+        case getValues = 9
+        case getValuesResult = 10
+        case unknownType = 11
     }
 
     /// Roles in FCGI_BeginRequestBody (§5.1); we play only the Responder (§6.2).
@@ -21,7 +30,10 @@ enum FastCGI {
 
     /// protocolStatus values in FCGI_EndRequestBody (§5.5).
     enum ProtocolStatus: UInt8 {
-        case requestComplete = 0, cannotMultiplex, overloaded, unknownRole
+        case requestComplete = 0
+        case cannotMultiplex = 1
+        case overloaded = 2
+        case unknownRole = 3
     }
 
     /// A parsed record header (§3.3).
@@ -43,13 +55,19 @@ enum FastCGI {
 
     /// Appends one record with `content` (at most 65,535 bytes), padded to a multiple of 8
     /// bytes as §3.3 recommends.
-    static func appendRecord(_ type: RecordType, _ requestID: UInt16, _ content: some Collection<UInt8>,
-                             to out: inout [UInt8]) {
+    static func appendRecord(
+        _ type: RecordType,
+        _ requestID: UInt16,
+        _ content: some Collection<UInt8>,
+        to out: inout [UInt8]
+    ) {
         let length = content.count
         precondition(length <= maxContentLength)
         let padding = (8 - length % 8) % 8
-        out += [version, type.rawValue, UInt8(requestID >> 8), UInt8(requestID & 0xFF),
-                UInt8(length >> 8), UInt8(length & 0xFF), UInt8(padding), 0]
+        out += [
+            version, type.rawValue, UInt8(requestID >> 8), UInt8(requestID & 0xFF),
+            UInt8(length >> 8), UInt8(length & 0xFF), UInt8(padding), 0,
+        ]
         out += content
         out += repeatElement(0, count: padding)
     }
@@ -88,7 +106,8 @@ enum FastCGI {
         }
         while i < bytes.count {
             guard let nameLength = length(), let valueLength = length(),
-                  nameLength <= bytes.count - i, valueLength <= bytes.count - i - nameLength else { return nil }
+                nameLength <= bytes.count - i, valueLength <= bytes.count - i - nameLength
+            else { return nil }
             let name = String(decoding: bytes[i..<i + nameLength], as: UTF8.self)
             let value = String(decoding: bytes[i + nameLength..<i + nameLength + valueLength], as: UTF8.self)
             pairs.append((name, value))
@@ -101,7 +120,9 @@ enum FastCGI {
     static func encodePairs(_ pairs: [(String, String)]) -> [UInt8] {
         var out: [UInt8] = []
         func appendLength(_ n: Int) {
-            if n < 0x80 { out.append(UInt8(n)) } else {
+            if n < 0x80 {
+                out.append(UInt8(n))
+            } else {
                 out += [UInt8(n >> 24 & 0x7F | 0x80), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)]
             }
         }

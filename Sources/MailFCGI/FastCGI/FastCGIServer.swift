@@ -32,9 +32,15 @@ final class FastCGIServer: Sendable {
     private let wake = Mutex<(read: Int32, write: Int32)>((-1, -1))
     private let threads = Mutex<(events: pthread_t?, workers: [pthread_t])>((nil, []))
 
-    init(socketPath: String, threads: Int, maxBodyBytes: Int, drainTimeout: Double = 30, idleTimeout: Double = 300,
-         logger: Logger,
-         respond: @escaping @Sendable (Request) -> Response) {
+    init(
+        socketPath: String,
+        threads: Int,
+        maxBodyBytes: Int,
+        drainTimeout: Double = 30,
+        idleTimeout: Double = 300,
+        logger: Logger,
+        respond: @escaping @Sendable (Request) -> Response
+    ) {
         self.socketPath = socketPath
         self.threadCount = threads
         var limits = FastCGIConnection.Limits(body: maxBodyBytes)
@@ -71,8 +77,13 @@ final class FastCGIServer: Sendable {
         let workers = (0..<threadCount).map { _ in Thread.spawn { [self] in work() } }
         let events = Thread.spawn { [self] in run(loop) }
         threads.withLock { $0 = (events, workers) }
-        logger.info("listening", metadata: ["socket": "\(socketPath)", "threads": "\(threadCount)",
-                                            "max_connections": "\(limits.connections)"])
+        logger.info(
+            "listening",
+            metadata: [
+                "socket": "\(socketPath)", "threads": "\(threadCount)",
+                "max_connections": "\(limits.connections)",
+            ]
+        )
     }
 
     /// Stops accepting, lets requests begun finish, joins the threads, removes the socket.
@@ -162,7 +173,10 @@ final class FastCGIServer: Sendable {
             if let deadline {
                 if connections.isEmpty { break }
                 if now() > deadline {
-                    logger.warning("stopping with connections still open", metadata: ["connections": "\(connections.count)"])
+                    logger.warning(
+                        "stopping with connections still open",
+                        metadata: ["connections": "\(connections.count)"]
+                    )
                     for fd in connections.keys { loop.close(fd) }
                     break
                 }
@@ -174,21 +188,27 @@ final class FastCGIServer: Sendable {
                     loop.close(connection.fd)
                     connections[connection.fd] = nil
                 }
-                if deadline == nil, acceptPausedUntil == nil { loop.setListening(connections.count < limits.connections) }
+                if deadline == nil, acceptPausedUntil == nil {
+                    loop.setListening(connections.count < limits.connections)
+                }
                 nextIdleSweep = now() + idleTimeout / 4
             }
             if let until = acceptPausedUntil, now() >= until, deadline == nil {
                 acceptPausedUntil = nil
                 loop.setListening(connections.count < limits.connections)
             }
-            let timeout: Int32 = deadline != nil || acceptPausedUntil != nil
+            let timeout: Int32 =
+                deadline != nil || acceptPausedUntil != nil
                 ? 100 : Int32(clamping: Int(max(0, nextIdleSweep - now()) * 1000) + 1)
             for event in loop.wait(timeoutMilliseconds: timeout) {
                 switch event {
                 case .wake:
                     var drained = drainPipe
                     while read(wake.withLock { $0.read }, &drained, drained.count) > 0 {}
-                    for completion in completions.withLock({ queue in defer { queue = [] }; return queue }) {
+                    for completion in completions.withLock({ queue in
+                        defer { queue = [] }
+                        return queue
+                    }) {
                         // A connection closed meanwhile (its peer gone) is no longer in the table.
                         guard connections[completion.connection.fd] === completion.connection else { continue }
                         completion.connection.complete(completion, now: now())
@@ -201,7 +221,10 @@ final class FastCGIServer: Sendable {
                             // loop spinning on a listener that stays readable.
                             if now() - lastDescriptorWarning > 60 {
                                 lastDescriptorWarning = now()
-                                logger.warning("out of file descriptors; accepting paused", metadata: ["connections": "\(connections.count)"])
+                                logger.warning(
+                                    "out of file descriptors; accepting paused",
+                                    metadata: ["connections": "\(connections.count)"]
+                                )
                             }
                             loop.setListening(false)
                             acceptPausedUntil = now() + 0.1

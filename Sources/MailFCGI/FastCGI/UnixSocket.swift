@@ -1,4 +1,5 @@
 import Core
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -44,17 +44,26 @@ struct HTTPError: Error {
         logger.error("cannot store an email", metadata: ["error": "\(error)"])
         switch error {
         case let error as SystemError where error.errno == ENOSPC || error.errno == EDQUOT:
-            return HTTPError(507, "Insufficient storage: the queue's disk is full, so the email was not accepted; retry later",
-                             headers: [("Retry-After", "60")])
+            return HTTPError(
+                507,
+                "Insufficient storage: the queue's disk is full, so the email was not accepted; retry later",
+                headers: [("Retry-After", "60")]
+            )
         case QueueError.insufficientStorage:
-            return HTTPError(507, "Insufficient storage: free space on the queue's disk is below the reserve "
-                             + "(MIN_FREE_BYTES, MIN_FREE_INODES), so the email was not accepted; retry later",
-                             headers: [("Retry-After", "60")])
+            return HTTPError(
+                507,
+                "Insufficient storage: free space on the queue's disk is below the reserve "
+                    + "(MIN_FREE_BYTES, MIN_FREE_INODES), so the email was not accepted; retry later",
+                headers: [("Retry-After", "60")]
+            )
         default: break
         }
         let cause = (error as? SystemError).map { String(cString: strerror($0.errno)) } ?? "an unexpected error"
-        return HTTPError(503, "The queue cannot store emails right now (\(cause)), so the email was not accepted; retry later",
-                         headers: [("Retry-After", "10")])
+        return HTTPError(
+            503,
+            "The queue cannot store emails right now (\(cause)), so the email was not accepted; retry later",
+            headers: [("Retry-After", "10")]
+        )
     }
 
     var response: Response {
@@ -97,10 +106,21 @@ struct FieldError: Encodable, Equatable {
     }
 
     /// An error at `body.field` (or `body.field[index]`).
-    static func body(_ field: String, index: Int? = nil, _ msg: String, type: String, input: JSONValue? = nil,
-                     ctx: [String: JSONValue]? = nil) -> FieldError {
-        FieldError([.key("body"), .key(field)] + (index.map { [.index($0)] } ?? []), msg, type: type,
-                   input: input, ctx: ctx)
+    static func body(
+        _ field: String,
+        index: Int? = nil,
+        _ msg: String,
+        type: String,
+        input: JSONValue? = nil,
+        ctx: [String: JSONValue]? = nil
+    ) -> FieldError {
+        FieldError(
+            [.key("body"), .key(field)] + (index.map { [.index($0)] } ?? []),
+            msg,
+            type: type,
+            input: input,
+            ctx: ctx
+        )
     }
 
     enum CodingKeys: String, CodingKey { case loc, msg, type, input, ctx }

@@ -15,14 +15,19 @@ enum JSONStrictness {
     /// The first problem found and the byte offset where it was seen, or nil.
     static func problemAndOffset(_ bytes: [UInt8]) -> (problem: String, offset: Int)? {
         var depth = 0
-        var inString = false, escaped = false
+        var inString = false
+        var escaped = false
         var stringStart = 0
         var lastString: ArraySlice<UInt8>? = nil
         var previous: UInt8 = 0  // last byte outside strings that is not white space
         var keys: [Set<ArraySlice<UInt8>>] = []  // per open container; arrays keep theirs empty
         for (i, byte) in bytes.enumerated() {
             if inString {
-                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") {
+                if escaped {
+                    escaped = false
+                } else if byte == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if byte == UInt8(ascii: "\"") {
                     inString = false
                     lastString = bytes[stringStart..<i]
                 }

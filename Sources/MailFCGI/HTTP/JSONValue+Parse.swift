@@ -11,9 +11,15 @@ extension JSONValue {
         // The offset counts characters, as Python's `json` does, not bytes.
         func invalid(_ reason: String, at offset: Int? = nil) -> HTTPError {
             let position = offset.map { String(decoding: bytes.prefix($0), as: UTF8.self).unicodeScalars.count }
-            return HTTPError.validation([FieldError(
-                [.key("body")] + (position.map { [.index($0)] } ?? []), "JSON decode error",
-                type: "json_invalid", input: .object([:]), ctx: ["error": .string(reason)])])
+            return HTTPError.validation([
+                FieldError(
+                    [.key("body")] + (position.map { [.index($0)] } ?? []),
+                    "JSON decode error",
+                    type: "json_invalid",
+                    input: .object([:]),
+                    ctx: ["error": .string(reason)]
+                )
+            ])
         }
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) {
             // No body at all: FastAPI reports the body as a missing field.

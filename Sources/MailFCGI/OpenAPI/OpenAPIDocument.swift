@@ -6,1128 +6,1128 @@ enum OpenAPIDocument {
     static let version = "1.0.0"
 
     static let json = #"""
-{
- "components": {
-  "schemas": {
-   "EmailRequestModel": {
-    "description": "subject and body are required unless template_name is given.",
-    "properties": {
-     "bcc": {
-      "oneOf": [
-       {
-        "items": {
-         "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
-         "format": "email",
-         "maxLength": 254,
-         "minLength": 3,
-         "type": "string"
-        },
-        "maxItems": 100,
-        "type": "array"
-       },
-       {
-        "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
-        "format": "email",
-        "maxLength": 254,
-        "minLength": 3,
-        "type": "string"
-       }
-      ]
-     },
-     "body": {
-      "description": "The text (with format html: the HTML). With format multipart and no html_body, the HTML part is derived from it: escaped, blank lines as paragraphs, other line breaks as <br>",
-      "type": "string"
-     },
-     "cc": {
-      "oneOf": [
-       {
-        "items": {
-         "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
-         "format": "email",
-         "maxLength": 254,
-         "minLength": 3,
-         "type": "string"
-        },
-        "maxItems": 100,
-        "type": "array"
-       },
-       {
-        "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
-        "format": "email",
-        "maxLength": 254,
-        "minLength": 3,
-        "type": "string"
-       }
-      ]
-     },
-     "format": {
-      "default": "plain",
-      "enum": [
-       "plain",
-       "html",
-       "multipart"
-      ],
-      "type": "string"
-     },
-     "html_body": {
-      "description": "The HTML part; only with format multipart (body is then the text part)",
-      "type": "string"
-     },
-     "priority": {
-      "default": 2,
-      "maximum": 3,
-      "minimum": 1,
-      "type": "integer"
-     },
-     "reply_to": {
-      "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
-      "format": "email",
-      "maxLength": 254,
-      "minLength": 3,
-      "type": "string"
-     },
-     "subject": {
-      "description": "Folded over several header lines when long (RFC 5322 limits a line, not a field); at most 16384 characters, no control characters",
-      "maxLength": 16384,
-      "type": "string"
-     },
-     "template_name": {
-      "pattern": "^[A-Za-z0-9-][A-Za-z0-9_-]{0,99}$",
-      "type": "string"
-     },
-     "template_vars": {
-      "type": "object"
-     },
-     "to_email": {
-      "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
-      "format": "email",
-      "maxLength": 254,
-      "minLength": 3,
-      "type": "string"
-     }
-    },
-    "required": [
-     "to_email"
-    ],
-    "type": "object"
-   },
-   "EmailResponse": {
-    "properties": {
-     "message": {
-      "type": "string"
-     },
-     "request_id": {
-      "format": "uuid",
-      "type": "string"
-     },
-     "status": {
-      "const": "queued",
-      "type": "string"
-     },
-     "timestamp": {
-      "format": "date-time",
-      "type": "string"
-     }
-    },
-    "required": [
-     "request_id",
-     "message",
-     "status",
-     "timestamp"
-    ],
-    "type": "object"
-   },
-   "Error": {
-    "properties": {
-     "detail": {
-      "type": "string"
-     }
-    },
-    "required": [
-     "detail"
-    ],
-    "type": "object"
-   },
-   "HTTPValidationError": {
-    "properties": {
-     "detail": {
-      "items": {
-       "$ref": "#/components/schemas/ValidationError"
-      },
-      "type": "array"
-     }
-    },
-    "required": [
-     "detail"
-    ],
-    "type": "object"
-   },
-   "Health": {
-    "properties": {
-     "components": {
-      "additionalProperties": {
-       "type": "string"
-      },
-      "properties": {
-       "email_sender": {
-        "type": "string"
-       },
-       "queue_manager": {
-        "type": "string"
-       },
-       "storage": {
-        "type": "string"
-       },
-       "template_engine": {
-        "type": "string"
-       }
-      },
-      "required": [
-       "queue_manager",
-       "template_engine",
-       "email_sender",
-       "storage"
-      ],
-      "type": "object"
-     },
-     "status": {
-      "enum": [
-       "healthy",
-       "degraded"
-      ],
-      "type": "string"
-     },
-     "timestamp": {
-      "type": "string"
-     }
-    },
-    "required": [
-     "status",
-     "timestamp",
-     "components"
-    ],
-    "type": "object"
-   },
-   "InternalError": {
-    "properties": {
-     "detail": {
-      "type": "string"
-     },
-     "error_id": {
-      "type": "string"
-     }
-    },
-    "required": [
-     "detail",
-     "error_id"
-    ],
-    "type": "object"
-   },
-   "ProcessBatch": {
-    "properties": {
-     "error": {
-      "type": [
-       "string",
-       "null"
-      ]
-     },
-     "file": {
-      "type": [
-       "string",
-       "null"
-      ]
-     },
-     "message": {
-      "type": "string"
-     },
-     "next_attempt_at": {
-      "type": [
-       "string",
-       "null"
-      ]
-     },
-     "outcome": {
-      "enum": [
-       "sent",
-       "deferred",
-       "dead_letter",
-       null
-      ],
-      "type": [
-       "string",
-       "null"
-      ]
-     },
-     "processed": {
-      "type": "boolean"
-     },
-     "request_id": {
-      "type": [
-       "string",
-       "null"
-      ]
-     },
-     "timestamp": {
-      "type": "string"
-     }
-    },
-    "required": [
-     "processed",
-     "message",
-     "timestamp"
-    ],
-    "type": "object"
-   },
-   "QueueFile": {
-    "properties": {
-     "created_at": {
-      "type": [
-       "string",
-       "null"
-      ]
-     },
-     "file": {
-      "type": "string"
-     },
-     "next_attempt_at": {
-      "type": [
-       "string",
-       "null"
-      ]
-     },
-     "priority": {
-      "type": [
-       "integer",
-       "null"
-      ]
-     },
-     "request_id": {
-      "type": [
-       "string",
-       "null"
-      ]
-     },
-     "retry_count": {
-      "type": [
-       "integer",
-       "null"
-      ]
-     },
-     "size_bytes": {
-      "type": "integer"
-     },
-     "state": {
-      "enum": [
-       "pending",
-       "deferred",
-       "processing"
-      ],
-      "type": "string"
-     }
-    },
-    "required": [
-     "file",
-     "state",
-     "size_bytes"
-    ],
-    "type": "object"
-   },
-   "QueueStatus": {
-    "properties": {
-     "batch_size": {
-      "description": "Emails per queue file: always 1",
-      "type": "integer"
-     },
-     "batches": {
-      "items": {
-       "properties": {
-        "batch_id": {
-         "type": "string"
-        },
-        "created_at": {
-         "type": [
-          "string",
-          "null"
-         ]
-        },
-        "email_count": {
-         "type": "integer"
-        },
-        "status": {
-         "type": "string"
-        }
-       },
-       "required": [
-        "batch_id",
-        "email_count",
-        "status",
-        "created_at"
-       ],
-       "type": "object"
-      },
-      "type": "array"
-     },
-     "files": {
-      "items": {
-       "$ref": "#/components/schemas/QueueFile"
-      },
-      "type": "array"
-     },
-     "limit": {
-      "type": "integer"
-     },
-     "pending_emails": {
-      "type": "integer"
-     },
-     "queue": {
-      "properties": {
-       "corrupt": {
-        "type": "integer"
-       },
-       "dead_letter": {
-        "type": "integer"
-       },
-       "deferred": {
-        "type": "integer"
-       },
-       "pending": {
-        "type": "integer"
-       },
-       "processing": {
-        "type": "integer"
-       },
-       "total_files": {
-        "type": "integer"
-       },
-       "trash": {
-        "type": "integer"
-       }
-      },
-      "type": "object"
-     },
-     "status": {
-      "type": "string"
-     },
-     "timestamp": {
-      "type": "string"
-     },
-     "total_batches": {
-      "description": "Queue files waiting or being sent",
-      "type": "integer"
-     },
-     "total_emails": {
-      "description": "Emails waiting or being sent (one per file)",
-      "type": "integer"
-     },
-     "total_files": {
-      "type": "integer"
-     }
-    },
-    "required": [
-     "status",
-     "timestamp",
-     "total_files",
-     "pending_emails",
-     "queue",
-     "limit",
-     "files"
-    ],
-    "type": "object"
-   },
-   "ServiceInfo": {
-    "properties": {
-     "description": {
-      "type": "string"
-     },
-     "documentation": {
-      "type": "string"
-     },
-     "endpoints": {
-      "additionalProperties": {
-       "type": "string"
-      },
-      "type": "object"
-     },
-     "name": {
-      "type": "string"
-     },
-     "version": {
-      "type": "string"
-     }
-    },
-    "required": [
-     "name",
-     "version",
-     "description",
-     "endpoints",
-     "documentation"
-    ],
-    "type": "object"
-   },
-   "TemplateDetails": {
-    "properties": {
-     "count": {
-      "type": "integer"
-     },
-     "manifest": {
-      "properties": {
-       "generated_at": {
-        "format": "date-time",
-        "type": "string"
-       },
-       "templates": {
-        "items": {
-         "properties": {
-          "description": {
-           "type": "string"
-          },
-          "file_path": {
-           "type": "string"
-          },
-          "files": {
-           "properties": {
-            "html": {
-             "type": "string"
+        {
+         "components": {
+          "schemas": {
+           "EmailRequestModel": {
+            "description": "subject and body are required unless template_name is given.",
+            "properties": {
+             "bcc": {
+              "oneOf": [
+               {
+                "items": {
+                 "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
+                 "format": "email",
+                 "maxLength": 254,
+                 "minLength": 3,
+                 "type": "string"
+                },
+                "maxItems": 100,
+                "type": "array"
+               },
+               {
+                "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
+                "format": "email",
+                "maxLength": 254,
+                "minLength": 3,
+                "type": "string"
+               }
+              ]
+             },
+             "body": {
+              "description": "The text (with format html: the HTML). With format multipart and no html_body, the HTML part is derived from it: escaped, blank lines as paragraphs, other line breaks as <br>",
+              "type": "string"
+             },
+             "cc": {
+              "oneOf": [
+               {
+                "items": {
+                 "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
+                 "format": "email",
+                 "maxLength": 254,
+                 "minLength": 3,
+                 "type": "string"
+                },
+                "maxItems": 100,
+                "type": "array"
+               },
+               {
+                "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
+                "format": "email",
+                "maxLength": 254,
+                "minLength": 3,
+                "type": "string"
+               }
+              ]
+             },
+             "format": {
+              "default": "plain",
+              "enum": [
+               "plain",
+               "html",
+               "multipart"
+              ],
+              "type": "string"
+             },
+             "html_body": {
+              "description": "The HTML part; only with format multipart (body is then the text part)",
+              "type": "string"
+             },
+             "priority": {
+              "default": 2,
+              "maximum": 3,
+              "minimum": 1,
+              "type": "integer"
+             },
+             "reply_to": {
+              "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
+              "format": "email",
+              "maxLength": 254,
+              "minLength": 3,
+              "type": "string"
+             },
+             "subject": {
+              "description": "Folded over several header lines when long (RFC 5322 limits a line, not a field); at most 16384 characters, no control characters",
+              "maxLength": 16384,
+              "type": "string"
+             },
+             "template_name": {
+              "pattern": "^[A-Za-z0-9-][A-Za-z0-9_-]{0,99}$",
+              "type": "string"
+             },
+             "template_vars": {
+              "type": "object"
+             },
+             "to_email": {
+              "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused",
+              "format": "email",
+              "maxLength": 254,
+              "minLength": 3,
+              "type": "string"
+             }
             },
-            "text": {
-             "type": "string"
-            }
+            "required": [
+             "to_email"
+            ],
+            "type": "object"
            },
-           "type": "object"
-          },
-          "html_file_path": {
-           "type": [
-            "string",
-            "null"
-           ]
-          },
-          "name": {
-           "type": "string"
-          },
-          "placeholders": {
-           "items": {
-            "type": "string"
+           "EmailResponse": {
+            "properties": {
+             "message": {
+              "type": "string"
+             },
+             "request_id": {
+              "format": "uuid",
+              "type": "string"
+             },
+             "status": {
+              "const": "queued",
+              "type": "string"
+             },
+             "timestamp": {
+              "format": "date-time",
+              "type": "string"
+             }
+            },
+            "required": [
+             "request_id",
+             "message",
+             "status",
+             "timestamp"
+            ],
+            "type": "object"
            },
-           "type": "array"
+           "Error": {
+            "properties": {
+             "detail": {
+              "type": "string"
+             }
+            },
+            "required": [
+             "detail"
+            ],
+            "type": "object"
+           },
+           "HTTPValidationError": {
+            "properties": {
+             "detail": {
+              "items": {
+               "$ref": "#/components/schemas/ValidationError"
+              },
+              "type": "array"
+             }
+            },
+            "required": [
+             "detail"
+            ],
+            "type": "object"
+           },
+           "Health": {
+            "properties": {
+             "components": {
+              "additionalProperties": {
+               "type": "string"
+              },
+              "properties": {
+               "email_sender": {
+                "type": "string"
+               },
+               "queue_manager": {
+                "type": "string"
+               },
+               "storage": {
+                "type": "string"
+               },
+               "template_engine": {
+                "type": "string"
+               }
+              },
+              "required": [
+               "queue_manager",
+               "template_engine",
+               "email_sender",
+               "storage"
+              ],
+              "type": "object"
+             },
+             "status": {
+              "enum": [
+               "healthy",
+               "degraded"
+              ],
+              "type": "string"
+             },
+             "timestamp": {
+              "type": "string"
+             }
+            },
+            "required": [
+             "status",
+             "timestamp",
+             "components"
+            ],
+            "type": "object"
+           },
+           "InternalError": {
+            "properties": {
+             "detail": {
+              "type": "string"
+             },
+             "error_id": {
+              "type": "string"
+             }
+            },
+            "required": [
+             "detail",
+             "error_id"
+            ],
+            "type": "object"
+           },
+           "ProcessBatch": {
+            "properties": {
+             "error": {
+              "type": [
+               "string",
+               "null"
+              ]
+             },
+             "file": {
+              "type": [
+               "string",
+               "null"
+              ]
+             },
+             "message": {
+              "type": "string"
+             },
+             "next_attempt_at": {
+              "type": [
+               "string",
+               "null"
+              ]
+             },
+             "outcome": {
+              "enum": [
+               "sent",
+               "deferred",
+               "dead_letter",
+               null
+              ],
+              "type": [
+               "string",
+               "null"
+              ]
+             },
+             "processed": {
+              "type": "boolean"
+             },
+             "request_id": {
+              "type": [
+               "string",
+               "null"
+              ]
+             },
+             "timestamp": {
+              "type": "string"
+             }
+            },
+            "required": [
+             "processed",
+             "message",
+             "timestamp"
+            ],
+            "type": "object"
+           },
+           "QueueFile": {
+            "properties": {
+             "created_at": {
+              "type": [
+               "string",
+               "null"
+              ]
+             },
+             "file": {
+              "type": "string"
+             },
+             "next_attempt_at": {
+              "type": [
+               "string",
+               "null"
+              ]
+             },
+             "priority": {
+              "type": [
+               "integer",
+               "null"
+              ]
+             },
+             "request_id": {
+              "type": [
+               "string",
+               "null"
+              ]
+             },
+             "retry_count": {
+              "type": [
+               "integer",
+               "null"
+              ]
+             },
+             "size_bytes": {
+              "type": "integer"
+             },
+             "state": {
+              "enum": [
+               "pending",
+               "deferred",
+               "processing"
+              ],
+              "type": "string"
+             }
+            },
+            "required": [
+             "file",
+             "state",
+             "size_bytes"
+            ],
+            "type": "object"
+           },
+           "QueueStatus": {
+            "properties": {
+             "batch_size": {
+              "description": "Emails per queue file: always 1",
+              "type": "integer"
+             },
+             "batches": {
+              "items": {
+               "properties": {
+                "batch_id": {
+                 "type": "string"
+                },
+                "created_at": {
+                 "type": [
+                  "string",
+                  "null"
+                 ]
+                },
+                "email_count": {
+                 "type": "integer"
+                },
+                "status": {
+                 "type": "string"
+                }
+               },
+               "required": [
+                "batch_id",
+                "email_count",
+                "status",
+                "created_at"
+               ],
+               "type": "object"
+              },
+              "type": "array"
+             },
+             "files": {
+              "items": {
+               "$ref": "#/components/schemas/QueueFile"
+              },
+              "type": "array"
+             },
+             "limit": {
+              "type": "integer"
+             },
+             "pending_emails": {
+              "type": "integer"
+             },
+             "queue": {
+              "properties": {
+               "corrupt": {
+                "type": "integer"
+               },
+               "dead_letter": {
+                "type": "integer"
+               },
+               "deferred": {
+                "type": "integer"
+               },
+               "pending": {
+                "type": "integer"
+               },
+               "processing": {
+                "type": "integer"
+               },
+               "total_files": {
+                "type": "integer"
+               },
+               "trash": {
+                "type": "integer"
+               }
+              },
+              "type": "object"
+             },
+             "status": {
+              "type": "string"
+             },
+             "timestamp": {
+              "type": "string"
+             },
+             "total_batches": {
+              "description": "Queue files waiting or being sent",
+              "type": "integer"
+             },
+             "total_emails": {
+              "description": "Emails waiting or being sent (one per file)",
+              "type": "integer"
+             },
+             "total_files": {
+              "type": "integer"
+             }
+            },
+            "required": [
+             "status",
+             "timestamp",
+             "total_files",
+             "pending_emails",
+             "queue",
+             "limit",
+             "files"
+            ],
+            "type": "object"
+           },
+           "ServiceInfo": {
+            "properties": {
+             "description": {
+              "type": "string"
+             },
+             "documentation": {
+              "type": "string"
+             },
+             "endpoints": {
+              "additionalProperties": {
+               "type": "string"
+              },
+              "type": "object"
+             },
+             "name": {
+              "type": "string"
+             },
+             "version": {
+              "type": "string"
+             }
+            },
+            "required": [
+             "name",
+             "version",
+             "description",
+             "endpoints",
+             "documentation"
+            ],
+            "type": "object"
+           },
+           "TemplateDetails": {
+            "properties": {
+             "count": {
+              "type": "integer"
+             },
+             "manifest": {
+              "properties": {
+               "generated_at": {
+                "format": "date-time",
+                "type": "string"
+               },
+               "templates": {
+                "items": {
+                 "properties": {
+                  "description": {
+                   "type": "string"
+                  },
+                  "file_path": {
+                   "type": "string"
+                  },
+                  "files": {
+                   "properties": {
+                    "html": {
+                     "type": "string"
+                    },
+                    "text": {
+                     "type": "string"
+                    }
+                   },
+                   "type": "object"
+                  },
+                  "html_file_path": {
+                   "type": [
+                    "string",
+                    "null"
+                   ]
+                  },
+                  "name": {
+                   "type": "string"
+                  },
+                  "placeholders": {
+                   "items": {
+                    "type": "string"
+                   },
+                   "type": "array"
+                  }
+                 },
+                 "required": [
+                  "name",
+                  "file_path",
+                  "html_file_path",
+                  "placeholders",
+                  "description",
+                  "files"
+                 ],
+                 "type": "object"
+                },
+                "type": "array"
+               },
+               "total_templates": {
+                "type": "integer"
+               }
+              },
+              "required": [
+               "templates",
+               "generated_at",
+               "total_templates"
+              ],
+              "type": "object"
+             },
+             "templates": {
+              "items": {
+               "type": "string"
+              },
+              "type": "array"
+             }
+            },
+            "required": [
+             "templates",
+             "count",
+             "manifest"
+            ],
+            "type": "object"
+           },
+           "TemplateNames": {
+            "properties": {
+             "count": {
+              "type": "integer"
+             },
+             "templates": {
+              "items": {
+               "type": "string"
+              },
+              "type": "array"
+             }
+            },
+            "required": [
+             "templates",
+             "count"
+            ],
+            "type": "object"
+           },
+           "ValidationError": {
+            "properties": {
+             "loc": {
+              "items": {
+               "type": [
+                "string",
+                "integer"
+               ]
+              },
+              "type": "array"
+             },
+             "msg": {
+              "type": "string"
+             },
+             "type": {
+              "type": "string"
+             }
+            },
+            "required": [
+             "loc",
+             "msg",
+             "type"
+            ],
+            "type": "object"
+           },
+           "Worker": {
+            "properties": {
+             "avg_latency_ms": {
+              "type": "number"
+             },
+             "current_batch": {
+              "type": [
+               "string",
+               "null"
+              ]
+             },
+             "emails_failed": {
+              "type": "integer"
+             },
+             "emails_sent": {
+              "type": "integer"
+             },
+             "running": {
+              "type": "boolean"
+             },
+             "worker_id": {
+              "type": "integer"
+             }
+            },
+            "required": [
+             "worker_id",
+             "running",
+             "emails_sent",
+             "emails_failed",
+             "avg_latency_ms"
+            ],
+            "type": "object"
+           },
+           "WorkersStatus": {
+            "properties": {
+             "auto_processing_enabled": {
+              "type": [
+               "boolean",
+               "null"
+              ]
+             },
+             "status": {
+              "properties": {
+               "active_workers": {
+                "type": "integer"
+               },
+               "total_workers": {
+                "type": "integer"
+               },
+               "workers": {
+                "items": {
+                 "$ref": "#/components/schemas/Worker"
+                },
+                "type": "array"
+               }
+              },
+              "required": [
+               "total_workers",
+               "active_workers",
+               "workers"
+              ],
+              "type": "object"
+             },
+             "worker_pool_status": {
+              "type": "string"
+             }
+            },
+            "required": [
+             "worker_pool_status",
+             "status"
+            ],
+            "type": "object"
+           }
+          },
+          "securitySchemes": {
+           "basicAuth": {
+            "scheme": "basic",
+            "type": "http"
+           }
           }
          },
-         "required": [
-          "name",
-          "file_path",
-          "html_file_path",
-          "placeholders",
-          "description",
-          "files"
-         ],
-         "type": "object"
-        },
-        "type": "array"
-       },
-       "total_templates": {
-        "type": "integer"
-       }
-      },
-      "required": [
-       "templates",
-       "generated_at",
-       "total_templates"
-      ],
-      "type": "object"
-     },
-     "templates": {
-      "items": {
-       "type": "string"
-      },
-      "type": "array"
-     }
-    },
-    "required": [
-     "templates",
-     "count",
-     "manifest"
-    ],
-    "type": "object"
-   },
-   "TemplateNames": {
-    "properties": {
-     "count": {
-      "type": "integer"
-     },
-     "templates": {
-      "items": {
-       "type": "string"
-      },
-      "type": "array"
-     }
-    },
-    "required": [
-     "templates",
-     "count"
-    ],
-    "type": "object"
-   },
-   "ValidationError": {
-    "properties": {
-     "loc": {
-      "items": {
-       "type": [
-        "string",
-        "integer"
-       ]
-      },
-      "type": "array"
-     },
-     "msg": {
-      "type": "string"
-     },
-     "type": {
-      "type": "string"
-     }
-    },
-    "required": [
-     "loc",
-     "msg",
-     "type"
-    ],
-    "type": "object"
-   },
-   "Worker": {
-    "properties": {
-     "avg_latency_ms": {
-      "type": "number"
-     },
-     "current_batch": {
-      "type": [
-       "string",
-       "null"
-      ]
-     },
-     "emails_failed": {
-      "type": "integer"
-     },
-     "emails_sent": {
-      "type": "integer"
-     },
-     "running": {
-      "type": "boolean"
-     },
-     "worker_id": {
-      "type": "integer"
-     }
-    },
-    "required": [
-     "worker_id",
-     "running",
-     "emails_sent",
-     "emails_failed",
-     "avg_latency_ms"
-    ],
-    "type": "object"
-   },
-   "WorkersStatus": {
-    "properties": {
-     "auto_processing_enabled": {
-      "type": [
-       "boolean",
-       "null"
-      ]
-     },
-     "status": {
-      "properties": {
-       "active_workers": {
-        "type": "integer"
-       },
-       "total_workers": {
-        "type": "integer"
-       },
-       "workers": {
-        "items": {
-         "$ref": "#/components/schemas/Worker"
-        },
-        "type": "array"
-       }
-      },
-      "required": [
-       "total_workers",
-       "active_workers",
-       "workers"
-      ],
-      "type": "object"
-     },
-     "worker_pool_status": {
-      "type": "string"
-     }
-    },
-    "required": [
-     "worker_pool_status",
-     "status"
-    ],
-    "type": "object"
-   }
-  },
-  "securitySchemes": {
-   "basicAuth": {
-    "scheme": "basic",
-    "type": "http"
-   }
-  }
- },
- "info": {
-  "description": "Queue transactional email (raw or from a template) for delivery over SMTP. Errors are JSON objects with a `detail` member. This document (`/openapi.json`) and its Swagger UI (`/docs/`) are open without credentials; `/health` is open to local probes.",
-  "title": "Mail dispatch API",
-  "version": "1.0.0"
- },
- "openapi": "3.1.0",
- "paths": {
-  "/": {
-   "get": {
-    "operationId": "root__get",
-    "responses": {
-     "200": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/ServiceInfo"
-        }
-       }
-      },
-      "description": "Name, version, description, routes"
-     },
-     "401": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "Not authenticated (answered by nginx)"
-     },
-     "500": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/InternalError"
-        }
-       }
-      },
-      "description": "Internal error, with an id to find it in the logs"
-     }
-    },
-    "security": [
-     {},
-     {
-      "basicAuth": []
-     }
-    ],
-    "summary": "The service's description and its routes (a readiness probe)"
-   }
-  },
-  "/email": {
-   "post": {
-    "operationId": "send_email_email_post",
-    "requestBody": {
-     "content": {
-      "application/json": {
-       "schema": {
-        "$ref": "#/components/schemas/EmailRequestModel"
-       }
-      }
-     },
-     "required": true
-    },
-    "responses": {
-     "200": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/EmailResponse"
-        }
-       }
-      },
-      "description": "Stored durably; delivery follows"
-     },
-     "400": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "Template error: unknown template, missing variables"
-     },
-     "401": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "Not authenticated (answered by nginx)"
-     },
-     "413": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "Body larger than MAX_BODY_BYTES"
-     },
-     "415": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "Not UTF-8 JSON"
-     },
-     "422": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/HTTPValidationError"
-        }
-       }
-      },
-      "description": "Validation error: every invalid field, FastAPI style"
-     },
-     "500": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/InternalError"
-        }
-       }
-      },
-      "description": "Internal error, with an id to find it in the logs"
-     },
-     "503": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "The queue cannot store emails right now (not accepted; Retry-After says when to retry)"
-     },
-     "507": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "Insufficient storage: the queue's disk is full or below MIN_FREE_BYTES / MIN_FREE_INODES (not accepted; Retry-After says when to retry)"
-     }
-    },
-    "summary": "Queue an email"
-   }
-  },
-  "/health": {
-   "get": {
-    "operationId": "health_check_health_get",
-    "responses": {
-     "200": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Health"
-        }
-       }
-      },
-      "description": "Healthy"
-     },
-     "401": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "Not authenticated (answered by nginx)"
-     },
-     "500": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/InternalError"
-        }
-       }
-      },
-      "description": "Internal error, with an id to find it in the logs"
-     },
-     "503": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Health"
-        }
-       }
-      },
-      "description": "Degraded: a component is unhealthy"
-     }
-    },
-    "security": [
-     {},
-     {
-      "basicAuth": []
-     }
-    ],
-    "summary": "Health of the queue, the templates and delivery"
-   }
-  },
-  "/openapi.json": {
-   "get": {
-    "operationId": "openapi",
-    "responses": {
-     "200": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "type": "object"
-        }
-       }
-      },
-      "description": "OpenAPI 3.1"
-     },
-     "500": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/InternalError"
-        }
-       }
-      },
-      "description": "Internal error, with an id to find it in the logs"
-     }
-    },
-    "security": [],
-    "summary": "This document"
-   }
-  },
-  "/process-batch": {
-   "post": {
-    "operationId": "process_batch_process_batch_post",
-    "responses": {
-     "200": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/ProcessBatch"
-        }
-       }
-      },
-      "description": "Whether one was processed, and how"
-     },
-     "401": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "Not authenticated (answered by nginx)"
-     },
-     "500": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/InternalError"
-        }
-       }
-      },
-      "description": "Internal error, with an id to find it in the logs"
-     }
-    },
-    "summary": "Deliver the next due email now"
-   }
-  },
-  "/status": {
-   "get": {
-    "operationId": "get_status_status_get",
-    "parameters": [
-     {
-      "in": "query",
-      "name": "limit",
-      "required": false,
-      "schema": {
-       "default": 100,
-       "maximum": 1000,
-       "minimum": 0,
-       "type": "integer"
-      }
-     }
-    ],
-    "responses": {
-     "200": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/QueueStatus"
-        }
-       }
-      },
-      "description": "Counts and files"
-     },
-     "401": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "Not authenticated (answered by nginx)"
-     },
-     "422": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/HTTPValidationError"
-        }
-       }
-      },
-      "description": "Validation error: every invalid field, FastAPI style"
-     },
-     "500": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/InternalError"
-        }
-       }
-      },
-      "description": "Internal error, with an id to find it in the logs"
-     }
-    },
-    "summary": "Queue statistics and the first queue files"
-   }
-  },
-  "/templates": {
-   "get": {
-    "operationId": "list_templates_templates_get",
-    "parameters": [
-     {
-      "in": "query",
-      "name": "detailed",
-      "required": false,
-      "schema": {
-       "default": false,
-       "type": "boolean"
-      }
-     }
-    ],
-    "responses": {
-     "200": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "anyOf": [
-          {
-           "$ref": "#/components/schemas/TemplateNames"
+         "info": {
+          "description": "Queue transactional email (raw or from a template) for delivery over SMTP. Errors are JSON objects with a `detail` member. This document (`/openapi.json`) and its Swagger UI (`/docs/`) are open without credentials; `/health` is open to local probes.",
+          "title": "Mail dispatch API",
+          "version": "1.0.0"
+         },
+         "openapi": "3.1.0",
+         "paths": {
+          "/": {
+           "get": {
+            "operationId": "root__get",
+            "responses": {
+             "200": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/ServiceInfo"
+                }
+               }
+              },
+              "description": "Name, version, description, routes"
+             },
+             "401": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "Not authenticated (answered by nginx)"
+             },
+             "500": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/InternalError"
+                }
+               }
+              },
+              "description": "Internal error, with an id to find it in the logs"
+             }
+            },
+            "security": [
+             {},
+             {
+              "basicAuth": []
+             }
+            ],
+            "summary": "The service's description and its routes (a readiness probe)"
+           }
           },
+          "/email": {
+           "post": {
+            "operationId": "send_email_email_post",
+            "requestBody": {
+             "content": {
+              "application/json": {
+               "schema": {
+                "$ref": "#/components/schemas/EmailRequestModel"
+               }
+              }
+             },
+             "required": true
+            },
+            "responses": {
+             "200": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/EmailResponse"
+                }
+               }
+              },
+              "description": "Stored durably; delivery follows"
+             },
+             "400": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "Template error: unknown template, missing variables"
+             },
+             "401": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "Not authenticated (answered by nginx)"
+             },
+             "413": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "Body larger than MAX_BODY_BYTES"
+             },
+             "415": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "Not UTF-8 JSON"
+             },
+             "422": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/HTTPValidationError"
+                }
+               }
+              },
+              "description": "Validation error: every invalid field, FastAPI style"
+             },
+             "500": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/InternalError"
+                }
+               }
+              },
+              "description": "Internal error, with an id to find it in the logs"
+             },
+             "503": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "The queue cannot store emails right now (not accepted; Retry-After says when to retry)"
+             },
+             "507": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "Insufficient storage: the queue's disk is full or below MIN_FREE_BYTES / MIN_FREE_INODES (not accepted; Retry-After says when to retry)"
+             }
+            },
+            "summary": "Queue an email"
+           }
+          },
+          "/health": {
+           "get": {
+            "operationId": "health_check_health_get",
+            "responses": {
+             "200": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Health"
+                }
+               }
+              },
+              "description": "Healthy"
+             },
+             "401": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "Not authenticated (answered by nginx)"
+             },
+             "500": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/InternalError"
+                }
+               }
+              },
+              "description": "Internal error, with an id to find it in the logs"
+             },
+             "503": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Health"
+                }
+               }
+              },
+              "description": "Degraded: a component is unhealthy"
+             }
+            },
+            "security": [
+             {},
+             {
+              "basicAuth": []
+             }
+            ],
+            "summary": "Health of the queue, the templates and delivery"
+           }
+          },
+          "/openapi.json": {
+           "get": {
+            "operationId": "openapi",
+            "responses": {
+             "200": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "type": "object"
+                }
+               }
+              },
+              "description": "OpenAPI 3.1"
+             },
+             "500": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/InternalError"
+                }
+               }
+              },
+              "description": "Internal error, with an id to find it in the logs"
+             }
+            },
+            "security": [],
+            "summary": "This document"
+           }
+          },
+          "/process-batch": {
+           "post": {
+            "operationId": "process_batch_process_batch_post",
+            "responses": {
+             "200": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/ProcessBatch"
+                }
+               }
+              },
+              "description": "Whether one was processed, and how"
+             },
+             "401": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "Not authenticated (answered by nginx)"
+             },
+             "500": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/InternalError"
+                }
+               }
+              },
+              "description": "Internal error, with an id to find it in the logs"
+             }
+            },
+            "summary": "Deliver the next due email now"
+           }
+          },
+          "/status": {
+           "get": {
+            "operationId": "get_status_status_get",
+            "parameters": [
+             {
+              "in": "query",
+              "name": "limit",
+              "required": false,
+              "schema": {
+               "default": 100,
+               "maximum": 1000,
+               "minimum": 0,
+               "type": "integer"
+              }
+             }
+            ],
+            "responses": {
+             "200": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/QueueStatus"
+                }
+               }
+              },
+              "description": "Counts and files"
+             },
+             "401": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "Not authenticated (answered by nginx)"
+             },
+             "422": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/HTTPValidationError"
+                }
+               }
+              },
+              "description": "Validation error: every invalid field, FastAPI style"
+             },
+             "500": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/InternalError"
+                }
+               }
+              },
+              "description": "Internal error, with an id to find it in the logs"
+             }
+            },
+            "summary": "Queue statistics and the first queue files"
+           }
+          },
+          "/templates": {
+           "get": {
+            "operationId": "list_templates_templates_get",
+            "parameters": [
+             {
+              "in": "query",
+              "name": "detailed",
+              "required": false,
+              "schema": {
+               "default": false,
+               "type": "boolean"
+              }
+             }
+            ],
+            "responses": {
+             "200": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "anyOf": [
+                  {
+                   "$ref": "#/components/schemas/TemplateNames"
+                  },
+                  {
+                   "$ref": "#/components/schemas/TemplateDetails"
+                  }
+                 ]
+                }
+               }
+              },
+              "description": "Templates (with manifest when detailed)"
+             },
+             "401": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "Not authenticated (answered by nginx)"
+             },
+             "422": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/HTTPValidationError"
+                }
+               }
+              },
+              "description": "Validation error: every invalid field, FastAPI style"
+             },
+             "500": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/InternalError"
+                }
+               }
+              },
+              "description": "Internal error, with an id to find it in the logs"
+             }
+            },
+            "summary": "List the templates"
+           }
+          },
+          "/workers/status": {
+           "get": {
+            "operationId": "get_workers_status_workers_status_get",
+            "responses": {
+             "200": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/WorkersStatus"
+                }
+               }
+              },
+              "description": "Pool state"
+             },
+             "401": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "Not authenticated (answered by nginx)"
+             },
+             "500": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/InternalError"
+                }
+               }
+              },
+              "description": "Internal error, with an id to find it in the logs"
+             }
+            },
+            "summary": "Delivery worker pool and per-worker metrics"
+           }
+          }
+         },
+         "security": [
           {
-           "$ref": "#/components/schemas/TemplateDetails"
+           "basicAuth": []
+          }
+         ],
+         "servers": [
+          {
+           "url": "/"
           }
          ]
         }
-       }
-      },
-      "description": "Templates (with manifest when detailed)"
-     },
-     "401": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "Not authenticated (answered by nginx)"
-     },
-     "422": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/HTTPValidationError"
-        }
-       }
-      },
-      "description": "Validation error: every invalid field, FastAPI style"
-     },
-     "500": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/InternalError"
-        }
-       }
-      },
-      "description": "Internal error, with an id to find it in the logs"
-     }
-    },
-    "summary": "List the templates"
-   }
-  },
-  "/workers/status": {
-   "get": {
-    "operationId": "get_workers_status_workers_status_get",
-    "responses": {
-     "200": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/WorkersStatus"
-        }
-       }
-      },
-      "description": "Pool state"
-     },
-     "401": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/Error"
-        }
-       }
-      },
-      "description": "Not authenticated (answered by nginx)"
-     },
-     "500": {
-      "content": {
-       "application/json": {
-        "schema": {
-         "$ref": "#/components/schemas/InternalError"
-        }
-       }
-      },
-      "description": "Internal error, with an id to find it in the logs"
-     }
-    },
-    "summary": "Delivery worker pool and per-worker metrics"
-   }
-  }
- },
- "security": [
-  {
-   "basicAuth": []
-  }
- ],
- "servers": [
-  {
-   "url": "/"
-  }
- ]
-}
-"""#
+        """#
 }

@@ -1,5 +1,5 @@
-import Foundation
 import Core
+import Foundation
 
 /// The body of `POST /email`, validated field by field. Every problem found is reported at
 /// once, each with its location, in the FastAPI 422 shape; unknown fields are ignored.
@@ -29,9 +29,14 @@ struct EmailRequest {
         try requireJSON(request)
         let document = try JSONValue.parse(request.body)
         guard case .object(let object) = document else {
-            throw HTTPError.validation([FieldError(
-                [.key("body")], "Input should be a valid dictionary or object to extract fields from",
-                type: "model_attributes_type", input: document)])
+            throw HTTPError.validation([
+                FieldError(
+                    [.key("body")],
+                    "Input should be a valid dictionary or object to extract fields from",
+                    type: "model_attributes_type",
+                    input: document
+                )
+            ])
         }
         var fields = FieldReader(object)
         let templateName = fields.templateName("template_name")
@@ -52,20 +57,37 @@ struct EmailRequest {
             if let name = mailbox.displayName { displayNames[mailbox.address] = name }
         }
         if htmlBody != nil, format != .multipart {
-            fields.errors.append(.body("html_body", "html_body is only used with format 'multipart'", type: "value_error",
-                                       input: object["html_body"]))
+            fields.errors.append(
+                .body(
+                    "html_body",
+                    "html_body is only used with format 'multipart'",
+                    type: "value_error",
+                    input: object["html_body"]
+                )
+            )
         }
         if cc.count + bcc.count > maxRecipients {
-            fields.errors.append(.body("cc", "at most \(maxRecipients) Cc and Bcc recipients together", type: "too_long"))
+            fields.errors.append(
+                .body("cc", "at most \(maxRecipients) Cc and Bcc recipients together", type: "too_long")
+            )
         }
         guard fields.errors.isEmpty, let to else {
             throw HTTPError.validation(fields.errors)
         }
         return EmailRequest(
-            toEmail: to.address, subject: subject, body: body, templateName: templateName,
-            templateVars: templateVars, htmlBody: htmlBody, format: format,
-            priority: priority, cc: cc.map(\.address), bcc: bcc.map(\.address), replyTo: replyTo?.address,
-            displayNames: displayNames)
+            toEmail: to.address,
+            subject: subject,
+            body: body,
+            templateName: templateName,
+            templateVars: templateVars,
+            htmlBody: htmlBody,
+            format: format,
+            priority: priority,
+            cc: cc.map(\.address),
+            bcc: bcc.map(\.address),
+            replyTo: replyTo?.address,
+            displayNames: displayNames
+        )
     }
 
     /// The body must be UTF-8 JSON as sent: `application/json` or a `+json` type (charset,

@@ -22,11 +22,21 @@ struct EmailRoute: Sendable {
         let now = Date()
         let requestID = RequestID.make(at: now)
         var email = QueuedEmail(
-            requestID: requestID, messageID: composer.makeMessageID(requestID: requestID),
-            createdAt: now, toEmail: fields.toEmail, cc: fields.cc, bcc: fields.bcc,
-            replyTo: fields.replyTo, subject: content.subject, body: content.body,
-            htmlBody: content.html, format: content.format, priority: fields.priority,
-            templateName: fields.templateName, submittedBy: request.remoteUser)
+            requestID: requestID,
+            messageID: composer.makeMessageID(requestID: requestID),
+            createdAt: now,
+            toEmail: fields.toEmail,
+            cc: fields.cc,
+            bcc: fields.bcc,
+            replyTo: fields.replyTo,
+            subject: content.subject,
+            body: content.body,
+            htmlBody: content.html,
+            format: content.format,
+            priority: fields.priority,
+            templateName: fields.templateName,
+            submittedBy: request.remoteUser
+        )
         if !fields.displayNames.isEmpty { email.displayNames = fields.displayNames }
         do {
             try queue.enqueue(email)
@@ -38,19 +48,29 @@ struct EmailRoute: Sendable {
         var log = logger
         log[metadataKey: "request_id"] = "\(requestID)"
         log.info("queued", metadata: ["user": "\(request.remoteUser ?? "-")", "priority": "\(fields.priority)"])
-        return Response.json(Accepted(
-            request_id: requestID, message: "Email queued successfully", status: "queued",
-            timestamp: Timestamp.iso8601(now)))
+        return Response.json(
+            Accepted(
+                request_id: requestID,
+                message: "Email queued successfully",
+                status: "queued",
+                timestamp: Timestamp.iso8601(now)
+            )
+        )
     }
 
     /// Subject, text, HTML and format: rendered from the template, or taken from the raw
     /// fields. `multipart` without `html_body` treats `body` as text, as its name says, and
     /// derives the HTML part from it (escaped, paragraphs and line breaks kept).
     /// - Throws: `HTTPError` 400 for template errors.
-    static func content(of fields: EmailRequest, templates: TemplateStore)
-        throws -> (subject: String, body: String, html: String?, format: EmailFormat) {
+    static func content(
+        of fields: EmailRequest,
+        templates: TemplateStore
+    )
+        throws -> (subject: String, body: String, html: String?, format: EmailFormat)
+    {
         guard let name = fields.templateName else {
-            let subject = fields.subject ?? "", body = fields.body ?? ""
+            let subject = fields.subject ?? ""
+            let body = fields.body ?? ""
             if fields.format == .multipart, fields.htmlBody == nil {
                 return (subject, body, HTMLText.fromPlainText(body), .multipart)
             }

@@ -1,5 +1,5 @@
-import Foundation
 import Core
+import Foundation
 
 /// Reads typed fields from a JSON object, collecting a `FieldError` for each problem
 /// (pydantic's error types and messages, so FastAPI clients read them unchanged).
@@ -33,12 +33,21 @@ struct FieldReader {
     mutating func headerText(_ name: String, required: Bool, maxLength: Int) -> String? {
         guard let text = string(name, required: required) else { return nil }
         if let problem = HeaderText.controlCharacterProblem(text) {
-            errors.append(.body(name, problem, type: "value_error", input: .string(text), ctx: ["error": .string(problem)]))
+            errors.append(
+                .body(name, problem, type: "value_error", input: .string(text), ctx: ["error": .string(problem)])
+            )
             return nil
         }
         if text.unicodeScalars.count > maxLength {
-            errors.append(.body(name, "String should have at most \(maxLength) characters", type: "string_too_long",
-                                input: .string(text), ctx: ["max_length": .int(maxLength)]))
+            errors.append(
+                .body(
+                    name,
+                    "String should have at most \(maxLength) characters",
+                    type: "string_too_long",
+                    input: .string(text),
+                    ctx: ["max_length": .int(maxLength)]
+                )
+            )
             return nil
         }
         return text
@@ -66,7 +75,9 @@ struct FieldReader {
         var addresses: [(address: String, displayName: String?)] = []
         for (index, item) in items.enumerated() {
             guard case .string(let text) = item else {
-                errors.append(.body(name, index: index, "Input should be a valid string", type: "string_type", input: item))
+                errors.append(
+                    .body(name, index: index, "Input should be a valid string", type: "string_type", input: item)
+                )
                 continue
             }
             if let address = checkedAddress(text, field: name, index: index) {
@@ -76,13 +87,25 @@ struct FieldReader {
         return addresses
     }
 
-    private mutating func checkedAddress(_ text: String, field: String, index: Int?) -> (address: String, displayName: String?)? {
+    private mutating func checkedAddress(
+        _ text: String,
+        field: String,
+        index: Int?
+    ) -> (address: String, displayName: String?)? {
         switch MailboxInput.parse(text) {
         case .success(let mailbox):
             return (mailbox.address, mailbox.displayName)
         case .failure(let failure):
-            errors.append(.body(field, index: index, "value is not a valid email address: \(failure.reason)",
-                                type: "value_error", input: .string(text), ctx: ["reason": .string(failure.reason)]))
+            errors.append(
+                .body(
+                    field,
+                    index: index,
+                    "value is not a valid email address: \(failure.reason)",
+                    type: "value_error",
+                    input: .string(text),
+                    ctx: ["reason": .string(failure.reason)]
+                )
+            )
             return nil
         }
     }
@@ -92,8 +115,14 @@ struct FieldReader {
         guard let text = string(name, required: false) else { return nil }
         // Names starting with "_" are partials, usable only from inside a template.
         guard TemplateStore.isUsableName(text), !text.hasPrefix("_") else {
-            errors.append(.body(name, "Template names are letters, digits, _ and - (not starting with _)", type: "value_error",
-                                input: .string(text)))
+            errors.append(
+                .body(
+                    name,
+                    "Template names are letters, digits, _ and - (not starting with _)",
+                    type: "value_error",
+                    input: .string(text)
+                )
+            )
             return nil
         }
         return text
@@ -119,16 +148,30 @@ struct FieldReader {
         case .bool(let flag): number = flag ? 1 : 0
         case .double(let d) where d.rounded() == d && abs(d) < 1e15: number = Int(d)
         case .double:
-            errors.append(.body(name, "Input should be a valid integer, got a number with a fractional part",
-                                type: "int_from_float", input: value))
+            errors.append(
+                .body(
+                    name,
+                    "Input should be a valid integer, got a number with a fractional part",
+                    type: "int_from_float",
+                    input: value
+                )
+            )
             return defaultValue
         case .string(let text):
             let trimmed = text.trimmingCharacters(in: .whitespaces)
             // pydantic also takes a string of a whole float ("2.0").
-            guard let parsed = Int(trimmed) ?? Double(trimmed).flatMap({ $0.rounded() == $0 && abs($0) < 1e15 ? Int($0) : nil })
+            guard
+                let parsed = Int(trimmed)
+                    ?? Double(trimmed).flatMap({ $0.rounded() == $0 && abs($0) < 1e15 ? Int($0) : nil })
             else {
-                errors.append(.body(name, "Input should be a valid integer, unable to parse string as an integer",
-                                    type: "int_parsing", input: value))
+                errors.append(
+                    .body(
+                        name,
+                        "Input should be a valid integer, unable to parse string as an integer",
+                        type: "int_parsing",
+                        input: value
+                    )
+                )
                 return defaultValue
             }
             number = parsed
@@ -137,10 +180,16 @@ struct FieldReader {
             return defaultValue
         }
         guard range.contains(number) else {
-            let (msg, type, ctx): (String, String, [String: JSONValue]) = number < range.lowerBound
-                ? ("Input should be greater than or equal to \(range.lowerBound)", "greater_than_equal",
-                   ["ge": .int(range.lowerBound)])
-                : ("Input should be less than or equal to \(range.upperBound)", "less_than_equal", ["le": .int(range.upperBound)])
+            let (msg, type, ctx): (String, String, [String: JSONValue]) =
+                number < range.lowerBound
+                ? (
+                    "Input should be greater than or equal to \(range.lowerBound)", "greater_than_equal",
+                    ["ge": .int(range.lowerBound)]
+                )
+                : (
+                    "Input should be less than or equal to \(range.upperBound)", "less_than_equal",
+                    ["le": .int(range.upperBound)]
+                )
             errors.append(.body(name, msg, type: type, input: value, ctx: ctx))
             return defaultValue
         }
@@ -154,8 +203,15 @@ struct FieldReader {
         guard let value = T(rawValue: text.lowercased()) else {
             let names = T.allCases.map { "'\($0.rawValue)'" }
             let expected = names.dropLast().joined(separator: ", ") + " or " + (names.last ?? "")
-            errors.append(.body(name, "Input should be \(expected)", type: "enum", input: .string(text),
-                                ctx: ["expected": .string(expected)]))
+            errors.append(
+                .body(
+                    name,
+                    "Input should be \(expected)",
+                    type: "enum",
+                    input: .string(text),
+                    ctx: ["expected": .string(expected)]
+                )
+            )
             return defaultValue
         }
         return value

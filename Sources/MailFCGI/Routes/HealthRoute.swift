@@ -25,19 +25,27 @@ struct HealthRoute: Sendable {
         var components: [String: String] = [:]
         components["queue_manager"] = Self.queueHealth(layout, problems: current?.queueProblems ?? [])
         components["storage"] = Self.storageHealth(
-            layout.root, minimumFree: minimumFree, workerError: current?.storageError,
-            statusUnwritable: current == nil && touched)
+            layout.root,
+            minimumFree: minimumFree,
+            workerError: current?.storageError,
+            statusUnwritable: current == nil && touched
+        )
         components["template_engine"] = Self.templateHealth(templates)
         components["email_sender"] = Self.senderHealth(status, now: now, aliveByTouch: touched)
         let healthy = components.values.allSatisfy { $0 == "healthy" }
         return Response.json(
             Body(status: healthy ? "healthy" : "degraded", timestamp: Timestamp.iso8601(now), components: components),
-            status: healthy ? 200 : 503)
+            status: healthy ? 200 : 503
+        )
     }
 
     /// Free space and inodes against the reserve, and whether mailworkerd can record.
-    static func storageHealth(_ path: String, minimumFree: (bytes: UInt64, inodes: UInt64), workerError: String?,
-                              statusUnwritable: Bool) -> String {
+    static func storageHealth(
+        _ path: String,
+        minimumFree: (bytes: UInt64, inodes: UInt64),
+        workerError: String?,
+        statusUnwritable: Bool
+    ) -> String {
         var problems: [String] = []
         do {
             let free = try Syscall.freeSpace(path)
@@ -59,7 +67,8 @@ struct HealthRoute: Sendable {
         do {
             let (names, problems) = try store.inventory()
             if !problems.isEmpty {
-                return "unhealthy: " + problems.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
+                return "unhealthy: "
+                    + problems.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
             }
             return names.isEmpty ? "unhealthy: no templates in \(store.directory)" : "healthy"
         } catch {
@@ -103,10 +112,13 @@ struct HealthRoute: Sendable {
                 findings.append("\(folder) is missing (mailworkerd recreates it at its next sweep)")
             }
         }
-        let corrupt = ((try? Syscall.listDirectory(layout.corrupt)) ?? []).filter { !AtomicFile.isTemporary($0) }.sorted()
+        let corrupt = ((try? Syscall.listDirectory(layout.corrupt)) ?? []).filter { !AtomicFile.isTemporary($0) }
+            .sorted()
         if !corrupt.isEmpty {
             let shown = corrupt.prefix(5).joined(separator: ", ") + (corrupt.count > 5 ? ", ..." : "")
-            findings.append("\(corrupt.count) \(corrupt.count == 1 ? "entry" : "entries") set aside in \(layout.corrupt) (\(shown))")
+            findings.append(
+                "\(corrupt.count) \(corrupt.count == 1 ? "entry" : "entries") set aside in \(layout.corrupt) (\(shown))"
+            )
         }
         return findings.isEmpty ? "healthy" : "unhealthy: " + findings.joined(separator: "; ")
     }

@@ -28,20 +28,46 @@ struct ProcessBatchRoute: Sendable {
         defer { transport.close() }
         // A request cannot wait for the disk to come back: after a few seconds the claim is
         // given up (and recovered by mailworkerd; a delivered email may then be sent again).
-        let agent = DeliveryAgent(queue: queue, composer: composer, transport: transport, logger: logger,
-                                  recordingPatience: 5)
+        let agent = DeliveryAgent(
+            queue: queue,
+            composer: composer,
+            transport: transport,
+            logger: logger,
+            recordingPatience: 5
+        )
         let now = Timestamp.iso8601(Date())
         guard let attempt = try agent.processNext() else {
-            return Response.json(Body(processed: false, message: "No email is due", request_id: nil, file: nil,
-                                      outcome: nil, error: nil, next_attempt_at: nil, timestamp: now))
+            return Response.json(
+                Body(
+                    processed: false,
+                    message: "No email is due",
+                    request_id: nil,
+                    file: nil,
+                    outcome: nil,
+                    error: nil,
+                    next_attempt_at: nil,
+                    timestamp: now
+                )
+            )
         }
-        let (outcome, message, error, next): (String, String, String?, String?) = switch attempt.outcome {
-        case .sent: ("sent", "Email sent", nil, nil)
-        case .deferred(let until, let error): ("deferred", "Delivery failed; will retry", error, Timestamp.iso8601(until))
-        case .deadLettered(let error): ("dead_letter", "Delivery failed; moved to dead letters", error, nil)
-        }
-        return Response.json(Body(processed: true, message: message, request_id: attempt.requestID,
-                                  file: attempt.file, outcome: outcome, error: error, next_attempt_at: next,
-                                  timestamp: now))
+        let (outcome, message, error, next): (String, String, String?, String?) =
+            switch attempt.outcome {
+            case .sent: ("sent", "Email sent", nil, nil)
+            case .deferred(let until, let error):
+                ("deferred", "Delivery failed; will retry", error, Timestamp.iso8601(until))
+            case .deadLettered(let error): ("dead_letter", "Delivery failed; moved to dead letters", error, nil)
+            }
+        return Response.json(
+            Body(
+                processed: true,
+                message: message,
+                request_id: attempt.requestID,
+                file: attempt.file,
+                outcome: outcome,
+                error: error,
+                next_attempt_at: next,
+                timestamp: now
+            )
+        )
     }
 }

@@ -26,10 +26,15 @@ struct RootRoute: Sendable {
     }
 
     func handle(_ request: Request, _ logger: Logger) -> Response {
-        Response.json(Body(
-            name: "Email Dispatch Service", version: OpenAPIDocument.version,
-            description: "Queues transactional email (raw or from a template) and delivers it over SMTP "
-                + "with retries and dead letters.",
-            endpoints: Self.endpoints, documentation: "/docs"))
+        Response.json(
+            Body(
+                name: "Email Dispatch Service",
+                version: OpenAPIDocument.version,
+                description: "Queues transactional email (raw or from a template) and delivers it over SMTP "
+                    + "with retries and dead letters.",
+                endpoints: Self.endpoints,
+                documentation: "/docs"
+            )
+        )
     }
 }

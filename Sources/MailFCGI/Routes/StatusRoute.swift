@@ -46,25 +46,50 @@ struct StatusRoute: Sendable {
         let limit = try Self.limit(request.queryItems["limit"])
         let report = try census.take(limit: limit)
         let counts = Counts(
-            total_files: report.total, pending: report.pending, deferred: report.deferred,
-            processing: report.processing, dead_letter: report.deadLetter, trash: report.trash,
-            corrupt: report.corrupt)
+            total_files: report.total,
+            pending: report.pending,
+            deferred: report.deferred,
+            processing: report.processing,
+            dead_letter: report.deadLetter,
+            trash: report.trash,
+            corrupt: report.corrupt
+        )
         let batches = report.files.map { file in
-            Batch(batch_id: String(file.file.split(separator: "/").last!.split(separator: ".").first!), email_count: 1,
-                  status: file.state, created_at: file.created_at)
+            Batch(
+                batch_id: String(file.file.split(separator: "/").last!.split(separator: ".").first!),
+                email_count: 1,
+                status: file.state,
+                created_at: file.created_at
+            )
         }
-        return Response.json(Body(
-            total_batches: report.total, total_emails: report.total, batch_size: 1, batches: batches,
-            status: "ok", timestamp: Timestamp.iso8601(Date()), total_files: report.total,
-            pending_emails: report.pending + report.deferred, queue: counts, limit: limit, files: report.files))
+        return Response.json(
+            Body(
+                total_batches: report.total,
+                total_emails: report.total,
+                batch_size: 1,
+                batches: batches,
+                status: "ok",
+                timestamp: Timestamp.iso8601(Date()),
+                total_files: report.total,
+                pending_emails: report.pending + report.deferred,
+                queue: counts,
+                limit: limit,
+                files: report.files
+            )
+        )
     }
 
     /// - Throws: `HTTPError` 422 when `limit` is not a whole number in 0...1000.
     static func limit(_ raw: String?) throws -> Int {
         guard let raw else { return 100 }
         guard let value = Int(raw), (0...1000).contains(value) else {
-            throw HTTPError.validation([FieldError(
-                [.key("query"), .key("limit")], "Input should be a whole number from 0 to 1000", type: "int_parsing")])
+            throw HTTPError.validation([
+                FieldError(
+                    [.key("query"), .key("limit")],
+                    "Input should be a whole number from 0 to 1000",
+                    type: "int_parsing"
+                )
+            ])
         }
         return value
     }

@@ -45,18 +45,35 @@ struct TemplatesRoute: Sendable {
             let described = try templates.describe()
             let folder = templates.directory
             let entries = described.map { t in
-                Entry(name: t.name, file_path: folder + "/" + t.files.text,
-                      html_file_path: t.files.html.map { folder + "/" + $0 }, placeholders: t.placeholders,
-                      description: t.description, files: t.files)
+                Entry(
+                    name: t.name,
+                    file_path: folder + "/" + t.files.text,
+                    html_file_path: t.files.html.map { folder + "/" + $0 },
+                    placeholders: t.placeholders,
+                    description: t.description,
+                    files: t.files
+                )
             }
-            return Response.json(Detailed(
-                templates: described.map(\.name), count: described.count,
-                manifest: Manifest(templates: entries, generated_at: Timestamp.iso8601(Date()),
-                                   total_templates: entries.count)))
+            return Response.json(
+                Detailed(
+                    templates: described.map(\.name),
+                    count: described.count,
+                    manifest: Manifest(
+                        templates: entries,
+                        generated_at: Timestamp.iso8601(Date()),
+                        total_templates: entries.count
+                    )
+                )
+            )
         case let other?:
-            throw HTTPError.validation([FieldError(
-                [.key("query"), .key("detailed")], "Input should be a valid boolean, unable to interpret input",
-                type: "bool_parsing", input: .string(other))])
+            throw HTTPError.validation([
+                FieldError(
+                    [.key("query"), .key("detailed")],
+                    "Input should be a valid boolean, unable to interpret input",
+                    type: "bool_parsing",
+                    input: .string(other)
+                )
+            ])
         }
     }
 }

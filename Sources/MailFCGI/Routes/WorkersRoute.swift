@@ -28,21 +28,48 @@ struct WorkersRoute: Sendable {
     func handle(_ request: Request, _ logger: Logger) -> Response {
         let now = Date()
         guard let file = WorkerStatus.read(from: layout) else {
-            return Response.json(Body(auto_processing_enabled: nil, worker_pool_status: "not_running", status: Pool(
-                total_workers: 0, active_workers: 0, workers: [], heartbeat: nil, pid: nil, sender: nil,
-                queue_pending: nil, queue_deferred: nil)))
+            return Response.json(
+                Body(
+                    auto_processing_enabled: nil,
+                    worker_pool_status: "not_running",
+                    status: Pool(
+                        total_workers: 0,
+                        active_workers: 0,
+                        workers: [],
+                        heartbeat: nil,
+                        pid: nil,
+                        sender: nil,
+                        queue_pending: nil,
+                        queue_deferred: nil
+                    )
+                )
+            )
         }
         let alive = file.isFresh(at: now)
         let workers = file.workers.map { worker -> WorkerMetrics in
             var worker = worker
-            if !alive { worker.running = false; worker.currentBatch = nil }
+            if !alive {
+                worker.running = false
+                worker.currentBatch = nil
+            }
             return worker
         }
         let state = alive ? file.poolState : (file.poolState == "stopped" ? "stopped" : "not_running")
-        return Response.json(Body(
-            auto_processing_enabled: file.autoProcessingEnabled, worker_pool_status: state,
-            status: Pool(total_workers: workers.count, active_workers: workers.filter(\.running).count,
-                         workers: workers, heartbeat: Timestamp.iso8601(file.heartbeat), pid: file.pid,
-                         sender: file.sender, queue_pending: file.queuePending, queue_deferred: file.queueDeferred)))
+        return Response.json(
+            Body(
+                auto_processing_enabled: file.autoProcessingEnabled,
+                worker_pool_status: state,
+                status: Pool(
+                    total_workers: workers.count,
+                    active_workers: workers.filter(\.running).count,
+                    workers: workers,
+                    heartbeat: Timestamp.iso8601(file.heartbeat),
+                    pid: file.pid,
+                    sender: file.sender,
+                    queue_pending: file.queuePending,
+                    queue_deferred: file.queueDeferred
+                )
+            )
+        )
     }
 }
