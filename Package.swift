@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "mail-dispatch",
-    platforms: [.macOS(.v15)],
+    // Linux only (inotify, epoll, renameat2, glibc): no Apple platform is listed, and none is built.
     products: [
         .executable(name: "mailfcgi", targets: ["MailFCGI"]),
         .executable(name: "mailworkerd", targets: ["MailWorkerd"]),
@@ -52,7 +52,7 @@ let package = Package(
         .executableTarget(
             name: "MailWorkerd",
             dependencies: [
-                "Core",
+                "Core", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -13,6 +13,6 @@ int clinux_accept_nonblocking(int listener) {
     return accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 }
 
-__attribute__((constructor)) static void clinux_limit_malloc_arenas(void) {
-    mallopt(M_ARENA_MAX, 2);
+int clinux_limit_malloc_arenas(int count) {
+    return mallopt(M_ARENA_MAX, count);
 }

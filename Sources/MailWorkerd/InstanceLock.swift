@@ -32,9 +32,13 @@ final class InstanceLock {
         fd = try Syscall.open(path, O_RDWR | O_CREAT, 0o644)
         isPrimary = try Syscall.tryLock(fd, path: path)
         if isPrimary {
+            // The pid is only for the message a second instance prints: a failure to write
+            // it is worth a line, not a refusal to start (the lock is what counts).
             let pid = Array("\(getpid())\n".utf8)
-            _ = ftruncate(fd, 0)
-            _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+            if ftruncate(fd, 0) != 0 || pid.withUnsafeBytes({ pwrite(fd, $0.baseAddress, $0.count, 0) }) != pid.count {
+                let reason = String(cString: strerror(errno))
+                FileHandle.standardError.write(Data("warning: cannot write the pid to \(path): \(reason)\n".utf8))
+            }
         } else if !shared {
             let holder = (try? Syscall.readFile(path)).map { String(decoding: $0, as: UTF8.self) } ?? "?"
             Glibc.close(fd)

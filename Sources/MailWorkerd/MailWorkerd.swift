@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLinux
 import Core
 import Dispatch
 import Foundation
@@ -17,6 +18,8 @@ struct MailWorkerd: AsyncParsableCommand {
     @OptionGroup var options: DaemonOptions
 
     func run() async throws {
+        // Before any thread of ours exists: 2 malloc arenas, not up to 8 per core (see clinux.h).
+        _ = clinux_limit_malloc_arenas(2)
         guard let settings = try await options.settings() else { return }
         try settings.layout.create()
         // Refuses a data directory whose folders are on different filesystems (EXDEV).

@@ -13,9 +13,11 @@ int clinux_rename_noreplace(const char *from, const char *to);
 /// Returns the descriptor, or -1 with errno set.
 int clinux_accept_nonblocking(int listener);
 
-// Every program linking this library starts with glibc's malloc arenas capped at 2
-// (mallopt(3) M_ARENA_MAX, set by a constructor in clinux.c before any thread exists). By
-// default each thread that allocates may get an arena of its own, up to 8 per core, each
-// keeping free pages resident: about 3 MiB with 16 delivery workers, for no measured speed.
+/// mallopt(3) M_ARENA_MAX: caps glibc's malloc arenas at `count`. By default each thread
+/// that allocates may get an arena of its own, up to 8 per core, each keeping free pages
+/// resident: about 3 MiB with 16 delivery workers, for no measured speed. Call it first
+/// thing, before any thread exists (both daemons do, with 2).
+/// Returns 1 on success, 0 on error (mallopt's convention).
+int clinux_limit_malloc_arenas(int count);
 
 #endif
