@@ -91,7 +91,7 @@ struct MailWorkerd: AsyncParsableCommand {
         status.start()
         if settings.autoProcessing {
             try pool.start()
-            status.publish(state: "running")
+            status.publish(state: .running)
         } else {
             logger.notice("AUTO_PROCESSING_ENABLED=false: not delivering")
         }
@@ -99,7 +99,7 @@ struct MailWorkerd: AsyncParsableCommand {
         logger.info("stopping", metadata: ["signal": "\(signal)"])
         var unfinished: [String] = []
         if settings.autoProcessing {
-            status.publish(state: "stopping")
+            status.publish(state: .stopping)
             unfinished = pool.stop(timeout: settings.shutdownTimeout)
         }
         housekeeping.stop()
@@ -110,7 +110,7 @@ struct MailWorkerd: AsyncParsableCommand {
                 logger.error("cannot put a claim back", metadata: ["file": "\(name)", "error": "\(error)"])
             }
         }
-        status.publish(state: settings.autoProcessing ? "stopped" : "disabled")
+        status.publish(state: settings.autoProcessing ? .stopped : .disabled)
         if !instance.isPrimary { unlink(settings.layout.status + "/workers\(suffix).json") }
         // Returning ends the process (exit(3)), also with threads still stuck in a send.
         logger.info("stopped")

@@ -15,7 +15,7 @@ final class StatusPublisher: Sendable {
     private let logger: Logger
     /// The pool state, held while writing so that the periodic and the immediate writes,
     /// which share one temp file name, never overlap.
-    private let poolState: Mutex<PoolState>
+    private let poolState: Mutex<Published>
     private let wakeup = Wakeup()
     private let stopping = Atomic<Bool>(false)
     private let thread = Mutex<pthread_t?>(nil)
@@ -34,7 +34,7 @@ final class StatusPublisher: Sendable {
         self.metrics = metrics
         self.autoProcessing = autoProcessing
         self.logger = logger
-        poolState = Mutex(PoolState(name: autoProcessing ? "starting" : "disabled"))
+        poolState = Mutex(Published(name: autoProcessing ? .starting : .disabled))
     }
 
     func start() {
@@ -48,7 +48,7 @@ final class StatusPublisher: Sendable {
     }
 
     /// Records a new pool state and writes the file now.
-    func publish(state: String) {
+    func publish(state: Core.PoolState) {
         poolState.withLock {
             $0.name = state
             write(&$0)
@@ -62,13 +62,13 @@ final class StatusPublisher: Sendable {
         if let running = thread.withLock({ $0 }) { pthread_join(running, nil) }
     }
 
-    private struct PoolState {
-        var name: String
+    private struct Published {
+        var name: Core.PoolState
         /// Consecutive failed writes, to log once a minute.
         var failedWrites = 0
     }
 
-    private func write(_ pool: inout PoolState) {
+    private func write(_ pool: inout Published) {
         let state = pool.name
         let (workers, sender) = metrics.snapshot
         let counts = queue.indexCounts

@@ -9,8 +9,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
     public var pid: Int32
     public var startedAt: Date
     public var autoProcessingEnabled: Bool
-    /// `running`, `stopping`, `stopped`, or `disabled` (AUTO_PROCESSING_ENABLED=false).
-    public var poolState: String
+    public var poolState: PoolState
     public var workers: [WorkerMetrics]
     public var sender: SenderHealth
     /// Pending and deferred emails in the worker's index.
@@ -33,7 +32,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         pid: Int32,
         startedAt: Date,
         autoProcessingEnabled: Bool,
-        poolState: String,
+        poolState: PoolState,
         workers: [WorkerMetrics],
         sender: SenderHealth,
         queuePending: Int,
@@ -72,7 +71,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         pid = try c.decode(Int32.self, forKey: .pid)
         startedAt = try c.decode(Date.self, forKey: .startedAt)
         autoProcessingEnabled = try c.decode(Bool.self, forKey: .autoProcessingEnabled)
-        poolState = try c.decode(String.self, forKey: .poolState)
+        poolState = try c.decode(PoolState.self, forKey: .poolState)
         workers = try c.decode([WorkerMetrics].self, forKey: .workers)
         sender = try c.decode(SenderHealth.self, forKey: .sender)
         queuePending = try c.decode(Int.self, forKey: .queuePending)
@@ -129,6 +128,24 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         guard let bytes = try? Syscall.readFile(path, followSymlinks: false) else { return nil }
         return try? QueueCoding.decoder().decode(WorkerStatus.self, from: Data(bytes))
     }
+}
+
+/// The state of mailworkerd's worker pool, as `/workers/status` answers it
+/// (`worker_pool_status`); the raw values are the strings the status file and the API use.
+public enum PoolState: String, Codable, Sendable, CaseIterable {
+    /// Started; the workers are being created.
+    case starting
+    /// Delivering.
+    case running
+    /// SIGTERM received: finishing the sends in flight.
+    case stopping
+    /// Exited after a stop.
+    case stopped
+    /// Running without delivering (`AUTO_PROCESSING_ENABLED=false`).
+    case disabled
+    /// Not written by mailworkerd: what `/workers/status` answers when its heartbeat is stale
+    /// and it did not say it stopped (it died), or when it never wrote a status file.
+    case notRunning = "not_running"
 }
 
 /// One worker thread's figures, named as the seed's `/workers/status` names them.

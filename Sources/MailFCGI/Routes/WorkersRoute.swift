@@ -10,7 +10,7 @@ struct WorkersRoute: Sendable {
 
     struct Body: Encodable {
         let auto_processing_enabled: Bool?
-        let worker_pool_status: String
+        let worker_pool_status: PoolState
         let status: Pool
     }
 
@@ -31,7 +31,7 @@ struct WorkersRoute: Sendable {
             return Response.json(
                 Body(
                     auto_processing_enabled: nil,
-                    worker_pool_status: "not_running",
+                    worker_pool_status: .notRunning,
                     status: Pool(
                         total_workers: 0,
                         active_workers: 0,
@@ -54,7 +54,7 @@ struct WorkersRoute: Sendable {
             }
             return worker
         }
-        let state = alive ? file.poolState : (file.poolState == "stopped" ? "stopped" : "not_running")
+        let state: PoolState = alive ? file.poolState : (file.poolState == .stopped ? .stopped : .notRunning)
         return Response.json(
             Body(
                 auto_processing_enabled: file.autoProcessingEnabled,
