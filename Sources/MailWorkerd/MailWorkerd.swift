@@ -22,8 +22,6 @@ struct MailWorkerd: AsyncParsableCommand {
         _ = clinux_limit_malloc_arenas(2)
         guard let settings = try await options.settings() else { return }
         try settings.layout.create()
-        // Refuses a data directory whose folders are on different filesystems (EXDEV).
-        try settings.layout.checkSingleFilesystem()
         let instance: InstanceLock
         do {
             instance = try InstanceLock(layout: settings.layout, shared: settings.workerdShared)
