@@ -11,19 +11,6 @@ import Testing
         try FileQueue(layout: QueueLayout(root: dir.path), retry: retry)
     }
 
-    func email(_ n: Int = 0, at date: Date = Date(), priority: Int = 2) -> QueuedEmail {
-        let id = RequestID.make(at: date)
-        return QueuedEmail(
-            requestID: id,
-            messageID: "<\(id)@example.org>",
-            createdAt: date,
-            toEmail: "u\(n)@example.com",
-            subject: "s\(n)",
-            body: "b\(n)",
-            priority: priority
-        )
-    }
-
     func setModificationTime(_ name: String, secondsAgo: Double) throws {
         try FileManager.default.setAttributes(
             [.modificationDate: Date(timeIntervalSinceNow: -secondsAgo)],
@@ -41,7 +28,7 @@ import Testing
 
     @Test func enqueueWritesOneFileNamedAfterTheRequestID() throws {
         let queue = try makeQueue()
-        let e = email()
+        let e = queuedEmail()
         try queue.enqueue(e)
         #expect(dir.names("queue") == [RequestID.fileBaseName(for: e.requestID)! + ".json"])
     }
@@ -49,7 +36,7 @@ import Testing
     @Test func claimIsFIFOAndRoundTripsTheEmail() throws {
         let queue = try makeQueue()
         let start = Date()
-        let emails = (0..<5).map { email($0, at: start.addingTimeInterval(Double($0) / 1000)) }
+        let emails = (0..<5).map { queuedEmail($0, at: start.addingTimeInterval(Double($0) / 1000)) }
         for e in emails.reversed() { try queue.enqueue(e) }
         var claimed: [QueuedEmail] = []
         while let claim = try queue.claim(now: Date()) {
@@ -66,7 +53,7 @@ import Testing
     @Test func aClaimIsExclusive() throws {
         let queue = try makeQueue()
         let other = try makeQueue()  // another process's view of the same directory
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         let first = try #require(try queue.claim(now: Date()))
         #expect(try other.claim(now: Date()) == nil)
         #expect(dir.names("queue").isEmpty)
@@ -76,7 +63,7 @@ import Testing
     @Test func concurrentClaimantsNeverShareAnEmail() async throws {
         let total = 400
         let writer = try makeQueue()
-        for n in 0..<total { try writer.enqueue(email(n)) }
+        for n in 0..<total { try writer.enqueue(queuedEmail(n)) }
         let counts = try await withThrowingTaskGroup(of: [String].self) { group in
             for _ in 0..<4 {
                 let queue = try makeQueue()
@@ -99,7 +86,7 @@ import Testing
     /// while another is still reading the directory (they would sleep until the next poll).
     @Test func workersStartingTogetherOnABacklogAllGetAnEmail() throws {
         let writer = try makeQueue()
-        for n in 0..<2_000 { try writer.enqueue(email(n)) }
+        for n in 0..<2_000 { try writer.enqueue(queuedEmail(n)) }
         let queue = try makeQueue()
         queue.useChangeNotifications()
         let claimants = 8
@@ -119,7 +106,7 @@ import Testing
 
     @Test func transientFailureDefersWithExponentialBackoffThenDeadLetters() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         var now = Date()
         var delays: [TimeInterval] = []
         for _ in 0..<2 {
@@ -157,7 +144,7 @@ import Testing
 
     @Test func permanentFailureDeadLettersAtOnce() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         let claim = try #require(try queue.claim(now: Date()))
         #expect(try queue.markFailed(claim, error: "550 no such user", permanent: true, at: Date()) == .deadLettered)
         #expect(dir.names("dead_letter").count == 1)
@@ -167,8 +154,8 @@ import Testing
     @Test func aDeferredEmailDoesNotBlockTheOnesBehindIt() throws {
         let queue = try makeQueue()
         let start = Date()
-        try queue.enqueue(email(0, at: start))
-        try queue.enqueue(email(1, at: start.addingTimeInterval(0.001)))
+        try queue.enqueue(queuedEmail(0, at: start))
+        try queue.enqueue(queuedEmail(1, at: start.addingTimeInterval(0.001)))
         let first = try #require(try queue.claim(now: start))
         _ = try queue.markFailed(first, error: "421 busy", permanent: false, at: start)
         let second = try #require(try queue.claim(now: start))
@@ -183,7 +170,7 @@ import Testing
         let queue = try makeQueue()
         let bad = "batch_1000000000000_deadbeef.json"
         try Data(content.utf8).write(to: URL(fileURLWithPath: dir.path + "/queue/" + bad))
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         let claim = try #require(try queue.claim(now: Date()))
         #expect(claim.email.toEmail == "u0@example.com")
         #expect(dir.names("trash") == [])
@@ -194,8 +181,8 @@ import Testing
 
     @Test func recoveryPutsBackOnlyClaimsWhoseOwnerIsGone() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email(0))
-        try queue.enqueue(email(1, at: Date().addingTimeInterval(0.002)))
+        try queue.enqueue(queuedEmail(0))
+        try queue.enqueue(queuedEmail(1, at: Date().addingTimeInterval(0.002)))
         let held = try #require(try queue.claim(now: Date()))
         let orphan = try #require(try queue.claim(now: Date()))
         orphan.lock?.release()  // what the kernel does when the owner dies
@@ -220,8 +207,8 @@ import Testing
 
     @Test func aLiveClaimHeldPastTheTimeoutIsPutBack() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email(0))
-        try queue.enqueue(email(1, at: Date().addingTimeInterval(0.002)))
+        try queue.enqueue(queuedEmail(0))
+        try queue.enqueue(queuedEmail(1, at: Date().addingTimeInterval(0.002)))
         let old = try #require(try queue.claim(now: Date()))
         usleep(300_000)
         let fresh = try #require(try queue.claim(now: Date()))
@@ -238,7 +225,7 @@ import Testing
 
     @Test func aClaimResetsTheFileAgeSoAnOldEmailIsNotTakenForAStaleClaim() throws {
         let queue = try makeQueue()
-        let e = email()
+        let e = queuedEmail()
         try queue.enqueue(e)
         try setModificationTime(RequestID.fileBaseName(for: e.requestID)! + ".json", secondsAgo: 7200)
         let claim = try #require(try queue.claim(now: Date()))
@@ -251,7 +238,7 @@ import Testing
         let start = Date()
         let plan = [(0, 3), (1, 2), (2, 1), (3, 2), (4, 1), (5, 3)]
         for (n, priority) in plan {
-            try queue.enqueue(email(n, at: start.addingTimeInterval(Double(n) / 1000), priority: priority))
+            try queue.enqueue(queuedEmail(n, at: start.addingTimeInterval(Double(n) / 1000), priority: priority))
         }
         let fresh = try makeQueue()  // reads the directory, not the enqueuer's index
         var order: [String] = []
@@ -267,7 +254,7 @@ import Testing
         queue.useChangeNotifications()
         #expect(try queue.claim(now: Date()) == nil)  // first claim reads the (empty) directory
         let other = try makeQueue()
-        let e = email()
+        let e = queuedEmail()
         try other.enqueue(e)
         #expect(try queue.claim(now: Date()) == nil, "no scan per claim: unseen until notified")
         queue.noteArrivals([RequestID.fileBaseName(for: e.requestID)! + ".json", ".tmp-x.json", "junk"])
@@ -276,7 +263,7 @@ import Testing
 
     @Test func pruneTrashDeletesOnlyOldEntries() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         try queue.markSent(try #require(try queue.claim(now: Date())), at: Date())
         #expect(try queue.pruneTrash(olderThan: 3600) == 0)
         #expect(try queue.pruneTrash(olderThan: 7 * 86400, now: Date().addingTimeInterval(8 * 86400)) == 1)
@@ -285,7 +272,7 @@ import Testing
 
     @Test func releaseGivesTheClaimBackUnchanged() throws {
         let queue = try makeQueue()
-        let e = email()
+        let e = queuedEmail()
         try queue.enqueue(e)
         let claim = try #require(try queue.claim(now: Date()))
         try queue.release(claim)

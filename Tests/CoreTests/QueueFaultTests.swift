@@ -12,30 +12,13 @@ import Testing
         try FileQueue(layout: QueueLayout(root: dir.path), retry: RetryPolicy(maxRetries: maxRetries, baseDelay: 60))
     }
 
-    func email(_ n: Int = 0, at date: Date = Date()) -> QueuedEmail {
-        let id = RequestID.make(at: date)
-        return QueuedEmail(
-            requestID: id,
-            messageID: "<\(id)@example.org>",
-            createdAt: date,
-            toEmail: "u\(n)@example.com",
-            subject: "s\(n)",
-            body: "b\(n)"
-        )
-    }
-
-    /// Every entry of `sub`, directories and links included, sorted.
-    func entries(_ sub: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path + "/" + sub)) ?? []).sorted()
-    }
-
     func write(_ text: String, to sub: String) throws {
         try Data(text.utf8).write(to: URL(fileURLWithPath: dir.path + "/" + sub))
     }
 
     /// A claimed email whose owner died (the kernel dropped its lock) with `body` done first.
     func deadClaim(_ queue: FileQueue, then body: (QueueClaim) throws -> Void) throws -> QueueClaim {
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         let claim = try #require(try queue.claim(now: Date()))
         try body(claim)
         claim.lock?.release()
@@ -57,8 +40,8 @@ import Testing
         }
         let restarted = try makeQueue()
         #expect(try restarted.recoverClaims() == 0)
-        #expect(entries("queue/active") == [])
-        #expect(entries("queue").contains(claim.name + ".json"))
+        #expect(dir.entries("queue/active") == [])
+        #expect(dir.entries("queue").contains(claim.name + ".json"))
         let kept = try QueueCoding.decoder().decode(
             QueuedEmail.self,
             from: Data(contentsOf: URL(fileURLWithPath: dir.path + "/queue/" + claim.name + ".json"))
@@ -84,14 +67,14 @@ import Testing
             )
         }
         #expect(try makeQueue().recoverClaims() == 0)
-        #expect(entries("queue/active") == [])
-        #expect(!entries("queue").contains(claim.name + ".json"))
-        #expect(entries("dead_letter") == [claim.name + ".json"])
+        #expect(dir.entries("queue/active") == [])
+        #expect(!dir.entries("queue").contains(claim.name + ".json"))
+        #expect(dir.entries("dead_letter") == [claim.name + ".json"])
     }
 
     @Test func aDeadLetterOlderThanTheClaimDoesNotStopItsRetry() throws {
         let queue = try makeQueue()
-        let e = email()
+        let e = queuedEmail()
         let base = RequestID.fileBaseName(for: e.requestID)!
         try write("{}", to: "dead_letter/" + base + ".json")  // an operator requeued it and kept this
         usleep(20_000)
@@ -99,12 +82,12 @@ import Testing
         let claim = try #require(try queue.claim(now: Date()))
         claim.lock?.release()
         #expect(try makeQueue().recoverClaims() == 1)
-        #expect(entries("queue").contains(base + ".json"))
+        #expect(dir.entries("queue").contains(base + ".json"))
     }
 
     @Test func aPendingCopyOlderThanTheClaimLosesToIt() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         let claim = try #require(try queue.claim(now: Date()))
         let active = dir.path + "/queue/active/" + claim.name + ".processing.json"
         let pending = dir.path + "/queue/" + claim.name + ".json"
@@ -116,7 +99,7 @@ import Testing
         try Syscall.rename(active + ".x", active)
         claim.lock?.release()
         #expect(try makeQueue().recoverClaims() == 1)
-        #expect(entries("queue/active") == [])
+        #expect(dir.entries("queue/active") == [])
         let restored = try QueueCoding.decoder().decode(
             QueuedEmail.self,
             from: Data(contentsOf: URL(fileURLWithPath: pending))
@@ -126,7 +109,7 @@ import Testing
 
     @Test func recoveryGoesOnPastAnEntryItCannotHandle() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email(0))
+        try queue.enqueue(queuedEmail(0))
         let orphan = try #require(try queue.claim(now: Date()))
         orphan.lock?.release()
         try FileManager.default.createDirectory(
@@ -135,8 +118,8 @@ import Testing
         )
         try write("x", to: "queue/active/notes.txt")
         #expect(try makeQueue().recoverClaims() == 1)
-        #expect(entries("queue").contains(orphan.name + ".json"))
-        let corrupt = entries("corrupt")
+        #expect(dir.entries("queue").contains(orphan.name + ".json"))
+        let corrupt = dir.entries("corrupt")
         #expect(corrupt.count == 2)
         #expect(corrupt.contains { $0.hasPrefix("batch_1_00000000.processing.json.not_regular.") })
         #expect(corrupt.contains { $0.hasPrefix("notes.txt.stray_entry.") })
@@ -145,7 +128,7 @@ import Testing
     @Test func aSymlinkIsSetAsideAndItsTargetIsNeitherSentNorTouched() throws {
         let queue = try makeQueue()
         let outside = dir.path + "/outside.json"
-        let target = email(9)
+        let target = queuedEmail(9)
         try Data(try QueueCoding.encoder().encode(target)).write(to: URL(fileURLWithPath: outside))
         let past = Date(timeIntervalSince1970: 1_000_000_000)
         try FileManager.default.setAttributes([.modificationDate: past], ofItemAtPath: outside)
@@ -153,11 +136,11 @@ import Testing
             atPath: dir.path + "/queue/batch_1_00000001.json",
             withDestinationPath: outside
         )
-        try queue.enqueue(email(0))
+        try queue.enqueue(queuedEmail(0))
         let claim = try #require(try queue.claim(now: Date()))
         #expect(claim.email.toEmail == "u0@example.com")
         #expect(try queue.claim(now: Date()) == nil)
-        #expect(entries("corrupt").contains { $0.hasPrefix("batch_1_00000001.processing.json.symlink.") })
+        #expect(dir.entries("corrupt").contains { $0.hasPrefix("batch_1_00000001.processing.json.symlink.") })
         let attributes = try FileManager.default.attributesOfItem(atPath: outside)
         #expect(attributes[.modificationDate] as? Date == past)
     }
@@ -170,29 +153,29 @@ import Testing
         )
         #expect(mkfifo(dir.path + "/queue/batch_1_00000003.json", 0o644) == 0)
         #expect(try queue.claim(now: Date()) == nil)
-        let corrupt = entries("corrupt")
+        let corrupt = dir.entries("corrupt")
         #expect(corrupt.filter { $0.contains(".not_regular.") }.count == 2)
-        #expect(entries("queue") == ["active"])
+        #expect(dir.entries("queue") == ["active"])
     }
 
     @Test(arguments: ["u@example.com\r\nRCPT TO:<x@evil.example>", "not an address"])
     func aHandWrittenFileWithABadAddressIsSetAside(_ address: String) throws {
         let queue = try makeQueue()
-        var bad = email(0)
+        var bad = queuedEmail(0)
         bad.cc = [address]
         try Data(try QueueCoding.encoder().encode(bad)).write(
             to: URL(fileURLWithPath: dir.path + "/queue/" + RequestID.fileBaseName(for: bad.requestID)! + ".json")
         )
         #expect(try queue.claim(now: Date()) == nil)
-        #expect(entries("corrupt").count == 1)
-        #expect(entries("corrupt").first?.contains(".invalid_address.") == true)
+        #expect(dir.entries("corrupt").count == 1)
+        #expect(dir.entries("corrupt").first?.contains(".invalid_address.") == true)
     }
 
     @Test func aDateOnlyNextAttemptIsMidnightUTC() throws {
         let date = try #require(Timestamp.parseISO8601("2026-11-30"))
         #expect(date == Date(timeIntervalSince1970: 1_795_996_800))
         let queue = try makeQueue()
-        var e = email()
+        var e = queuedEmail()
         e.nextAttemptAt = date
         var json = String(decoding: try QueueCoding.encoder().encode(e), as: UTF8.self)
         json = json.replacingOccurrences(of: Timestamp.iso8601(date), with: "2026-11-30")
@@ -214,8 +197,8 @@ import Testing
 
     @Test func intakeStopsBelowTheFreeSpaceReserve() throws {
         let queue = try FileQueue(layout: QueueLayout(root: dir.path), minimumFree: (UInt64.max, 0))
-        #expect(throws: QueueError.self) { try queue.enqueue(email()) }
-        #expect(entries("queue") == ["active"])
+        #expect(throws: QueueError.self) { try queue.enqueue(queuedEmail()) }
+        #expect(dir.entries("queue") == ["active"])
     }
 
     @Test func aHeartbeatFromTheFutureIsStale() {
@@ -235,26 +218,10 @@ import Testing
         try FileQueue(layout: QueueLayout(root: dir.path), retry: RetryPolicy(maxRetries: 2, baseDelay: 60))
     }
 
-    func email(at date: Date = Date()) -> QueuedEmail {
-        let id = RequestID.make(at: date)
-        return QueuedEmail(
-            requestID: id,
-            messageID: "<\(id)@example.org>",
-            createdAt: date,
-            toEmail: "u@example.com",
-            subject: "s",
-            body: "b"
-        )
-    }
-
-    func entries(_ sub: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path + "/" + sub)) ?? []).sorted()
-    }
-
     @Test(arguments: ["symlink", "directory", "garbage", "another email"])
     func aStrangerNewerThanTheClaimDoesNotReplaceIt(_ kind: String) throws {
         let queue = try makeQueue()
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         let claim = try #require(try queue.claim(now: Date()))
         let pending = dir.path + "/queue/" + claim.name + ".json"
         switch kind {
@@ -262,7 +229,7 @@ import Testing
             try FileManager.default.createSymbolicLink(atPath: pending, withDestinationPath: "/etc/hostname")
         case "directory": try FileManager.default.createDirectory(atPath: pending, withIntermediateDirectories: false)
         case "garbage": try Data("not json".utf8).write(to: URL(fileURLWithPath: pending))
-        default: try Data(try QueueCoding.encoder().encode(email())).write(to: URL(fileURLWithPath: pending))
+        default: try Data(try QueueCoding.encoder().encode(queuedEmail())).write(to: URL(fileURLWithPath: pending))
         }
         claim.lock?.release()
         #expect(try makeQueue().recoverClaims() == 1)
@@ -271,46 +238,46 @@ import Testing
             from: Data(contentsOf: URL(fileURLWithPath: pending))
         )
         #expect(restored.requestID == claim.email.requestID)
-        #expect(entries("corrupt").count == 1)
+        #expect(dir.entries("corrupt").count == 1)
     }
 
     @Test func aDeliveredEmailTheTrashRefusesIsKeptAsSentAndNeverPutBack() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         let claim = try #require(try queue.claim(now: Date()))
         let trash = dir.path + "/trash"
         try FileManager.default.moveItem(atPath: trash, toPath: trash + ".away")
         try Data().write(to: URL(fileURLWithPath: trash))  // renames into it fail (ENOTDIR)
         try queue.markSent(claim, at: Date())  // recorded, though not filed yet
-        #expect(entries("queue/active") == [claim.name + ".sent.json"])
+        #expect(dir.entries("queue/active") == [claim.name + ".sent.json"])
         #expect(try queue.recoverClaims() == 0)  // the trash still refuses: kept, named in problems
         #expect(queue.problems.count == 1)
         // What an orderly stop does with an unfinished claim: nothing to put back.
         try queue.abandonClaim(claim.name)
-        #expect(entries("queue") == ["active"])
+        #expect(dir.entries("queue") == ["active"])
         claim.lock?.release()
         try FileManager.default.removeItem(atPath: trash)
         try FileManager.default.moveItem(atPath: trash + ".away", toPath: trash)
         #expect(try makeQueue().recoverClaims() == 0)
-        #expect(entries("queue") == ["active"] && entries("queue/active") == [])
-        #expect(entries("trash").count == 1 && entries("trash")[0].contains(".sent."))
+        #expect(dir.entries("queue") == ["active"] && dir.entries("queue/active") == [])
+        #expect(dir.entries("trash").count == 1 && dir.entries("trash")[0].contains(".sent."))
     }
 
     @Test func aClaimTakenOverMidSendIsNotRetriedForEverAndNotSentAgain() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         let claim = try #require(try queue.claim(now: Date()))
         #expect(try queue.recoverClaims(lockedOlderThan: 0, now: Date().addingTimeInterval(1)) == 1)
         #expect(throws: QueueError.claimLost(claim.name)) { try queue.markSent(claim, at: Date()) }
-        #expect(entries("queue") == ["active"])  // still pending: filed as sent, nobody resends it
-        #expect(entries("trash").count == 1)
+        #expect(dir.entries("queue") == ["active"])  // still pending: filed as sent, nobody resends it
+        #expect(dir.entries("trash").count == 1)
         let other = try makeQueue()
         #expect(try other.claim(now: Date()) == nil)
     }
 
     @Test func aDeferralOfAClaimTakenOverIsNotWritten() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         let claim = try #require(try queue.claim(now: Date()))
         #expect(try queue.recoverClaims(lockedOlderThan: 0, now: Date().addingTimeInterval(1)) == 1)
         // The hung owner's lock is what keeps others off; here it lets go, and another claims.
@@ -320,13 +287,13 @@ import Testing
         #expect(throws: QueueError.claimLost(claim.name)) {
             _ = try queue.markFailed(stale, error: "451", permanent: false, at: Date())
         }
-        #expect(entries("queue") == ["active"])  // no second copy beside the new owner's claim
+        #expect(dir.entries("queue") == ["active"])  // no second copy beside the new owner's claim
         try makeQueue().markSent(taken, at: Date())
     }
 
     @Test func anOddlyNamedFileDeferredForLaterIsNotClaimedInALoop() throws {
         let queue = try makeQueue()
-        var e = email()
+        var e = queuedEmail()
         let later = Date().addingTimeInterval(3600)
         e.nextAttemptAt = later
         try Data(try QueueCoding.encoder().encode(e)).write(
@@ -340,7 +307,7 @@ import Testing
 
     @Test func hardLinksAndHugeFilesAreSetAsideUnread() throws {
         let queue = try makeQueue()
-        let e = email()
+        let e = queuedEmail()
         let name = RequestID.fileBaseName(for: e.requestID)! + ".json"
         let file = dir.path + "/queue/" + name
         try Data(try QueueCoding.encoder().encode(e)).write(to: URL(fileURLWithPath: file))
@@ -349,24 +316,24 @@ import Testing
         #expect(FileManager.default.createFile(atPath: huge, contents: Data("{".utf8)))
         #expect(truncate(huge, off_t(QueueLayout.maxEntryBytes) + 1) == 0)  // sparse: no disk used
         #expect(try queue.claim(now: Date()) == nil)
-        let corrupt = entries("corrupt")
+        let corrupt = dir.entries("corrupt")
         #expect(corrupt.filter { $0.contains(".hard_link.") }.count == 2)
         #expect(corrupt.filter { $0.contains(".too_large.") }.count == 1)
     }
 
     @Test func aTrashRemovedWhileSendingIsRecreatedAndTheEmailFiledOnce() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         let claim = try #require(try queue.claim(now: Date()))
         try FileManager.default.removeItem(atPath: dir.path + "/trash")
         try queue.markSent(claim, at: Date())
-        #expect(entries("trash").count == 1)
-        #expect(entries("queue") == ["active"] && entries("queue/active") == [])
+        #expect(dir.entries("trash").count == 1)
+        #expect(dir.entries("queue") == ["active"] && dir.entries("queue/active") == [])
     }
 
     @Test func aRemovedActiveFolderIsRecreatedByTheNextClaim() throws {
         let queue = try makeQueue()
-        try queue.enqueue(email())
+        try queue.enqueue(queuedEmail())
         try FileManager.default.removeItem(atPath: dir.path + "/queue/active")
         #expect(try queue.claim(now: Date()) != nil)
     }
@@ -376,8 +343,8 @@ import Testing
         try Data().write(to: URL(fileURLWithPath: dir.path + "/queue/active/.tmp-rename-probe-x"))
         try FileManager.default.removeItem(atPath: dir.path + "/dead_letter")
         #expect(try queue.recoverClaims() == 0)
-        #expect(entries("corrupt") == [])
-        #expect(entries("queue/active") == [".tmp-rename-probe-x"])
+        #expect(dir.entries("corrupt") == [])
+        #expect(dir.entries("queue/active") == [".tmp-rename-probe-x"])
         #expect(FileManager.default.fileExists(atPath: dir.path + "/dead_letter"))
     }
 }
