@@ -13,6 +13,10 @@ int clinux_accept_nonblocking(int listener) {
     return accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 }
 
+int clinux_accept_blocking(int listener) {
+    return accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+}
+
 int clinux_limit_malloc_arenas(int count) {
     return mallopt(M_ARENA_MAX, count);
 }

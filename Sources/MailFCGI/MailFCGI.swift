@@ -19,13 +19,12 @@ struct MailFCGI: AsyncParsableCommand {
     func run() async throws {
         // Before any thread of ours exists: 2 malloc arenas, not up to 8 per core (see clinux.h).
         _ = clinux_limit_malloc_arenas(2)
-        guard let settings = try await options.settings() else { return }
+        guard let settings = try await options.settings(for: .responder) else { return }
         try LogSetup.bootstrap(settings, fileName: "mailfcgi.log")
         let logger = Logger(label: "mailfcgi")
 
         let queue = try FileQueue(
             layout: settings.layout,
-            retry: settings.retry,
             minimumFree: (settings.minFreeBytes, settings.minFreeInodes),
             logger: logger
         )
@@ -45,12 +44,7 @@ struct MailFCGI: AsyncParsableCommand {
         router.add("GET", "/status", status.handle)
         router.add("GET", "/templates", TemplatesRoute(templates: templates).handle)
         router.add("GET", "/workers/status", WorkersRoute(layout: settings.layout).handle)
-        let processBatch = ProcessBatchRoute(
-            queue: queue,
-            composer: composer,
-            smtp: settings.smtp,
-            outbox: settings.layout.outbox
-        )
+        let processBatch = ProcessBatchRoute(socketPath: settings.layout.controlSocket)
         router.add("POST", "/process-batch", processBatch.handle)
         let openAPI = Array(OpenAPIDocument.json.utf8)
         router.add("GET", "/openapi.json") { _, _ in

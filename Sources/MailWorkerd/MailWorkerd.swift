@@ -20,7 +20,7 @@ struct MailWorkerd: AsyncParsableCommand {
     func run() async throws {
         // Before any thread of ours exists: 2 malloc arenas, not up to 8 per core (see clinux.h).
         _ = clinux_limit_malloc_arenas(2)
-        guard let settings = try await options.settings() else { return }
+        guard let settings = try await options.settings(for: .worker) else { return }
         try settings.layout.create()
         let instance: InstanceLock
         do {
@@ -35,7 +35,6 @@ struct MailWorkerd: AsyncParsableCommand {
 
         let queue = try FileQueue(
             layout: settings.layout,
-            retry: settings.retry,
             messageIDDomain: settings.sender.domain,
             logger: logger
         )
@@ -57,15 +56,48 @@ struct MailWorkerd: AsyncParsableCommand {
         } else {
             logger.info("no SMTP_SERVER: writing messages to \(outbox)")
         }
+        let policy = settings.delivery
+        let pause = DeliveryPause(maxDelay: settings.deliveryPauseMax)
         let pool = WorkerPool(
             queue: queue,
             count: settings.workers,
             pollingInterval: settings.pollingInterval,
+            pause: pause,
             logger: logger
         ) { metrics in
             let transport: any Transport = try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
-            return DeliveryAgent(queue: queue, composer: composer, transport: transport, logger: logger) {
+            return DeliveryAgent(queue: queue, composer: composer, transport: transport, policy: policy, logger: logger)
+            {
                 metrics.setRecordingTrouble($0)
+            }
+        }
+        // POST /process-batch, carried out here for mailfcgi; by the first instance only.
+        var control: ControlServer?
+        if instance.isPrimary {
+            do {
+                control = try ControlServer(
+                    path: settings.layout.controlSocket,
+                    pause: pause,
+                    logger: logger,
+                    resumed: { pool.notify() }
+                ) {
+                    let transport: any Transport = try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
+                    // A request cannot wait for the disk to come back: after a few seconds the
+                    // claim is given up (and recovered; a delivered email may then be sent again).
+                    return DeliveryAgent(
+                        queue: queue,
+                        composer: composer,
+                        transport: transport,
+                        policy: policy,
+                        logger: logger,
+                        recordingPatience: 5
+                    )
+                }
+            } catch {
+                logger.error(
+                    "no control socket: POST /process-batch will answer 503",
+                    metadata: ["path": "\(settings.layout.controlSocket)", "error": "\(error)"]
+                )
             }
         }
         let watcher = try QueueWatcher(directory: settings.layout.queue) { names, overflowed in
@@ -86,6 +118,7 @@ struct MailWorkerd: AsyncParsableCommand {
 
         watcher.start()
         housekeeping.start()
+        control?.start()
         status.start()
         if settings.autoProcessing {
             try pool.start()
@@ -100,6 +133,7 @@ struct MailWorkerd: AsyncParsableCommand {
             status.publish(state: .stopping)
             unfinished = pool.stop(timeout: settings.shutdownTimeout)
         }
+        control?.stop()
         housekeeping.stop()
         watcher.stop()
         status.stop()

@@ -3,18 +3,19 @@ import Foundation
 import Synchronization
 
 /// The figures the worker threads update and the status publisher reads: per-worker
-/// counters, and the sender's health from the latest attempts.
+/// counters, and the sender's health (`DeliveryPause`).
 final class PoolMetrics: Sendable {
     private struct State {
         var workers: [WorkerMetrics]
         var totalSeconds: [Double]
-        var sender = SenderHealth()
         var recordingTrouble: String?
     }
 
     private let state: Mutex<State>
+    let pause: DeliveryPause
 
-    init(workers: Int) {
+    init(workers: Int, pause: DeliveryPause) {
+        self.pause = pause
         state = Mutex(
             State(
                 workers: (1...max(1, workers)).map { WorkerMetrics(workerID: $0) },
@@ -43,18 +44,6 @@ final class PoolMetrics: Sendable {
             state.totalSeconds[i] += attempt.seconds
             let attempts = state.workers[i].emailsSent + state.workers[i].emailsFailed
             state.workers[i].avgLatencyMs = (state.totalSeconds[i] / Double(attempts) * 1000 * 1000).rounded() / 1000
-            let now = Date()
-            state.sender.lastAttemptAt = now
-            if let error = attempt.error {
-                if error.blamesSender {
-                    state.sender.healthy = false
-                    state.sender.lastError = error.description
-                }
-            } else {
-                state.sender.healthy = true
-                state.sender.lastSuccessAt = now
-                state.sender.lastError = nil
-            }
         }
     }
 
@@ -64,7 +53,7 @@ final class PoolMetrics: Sendable {
     }
 
     var snapshot: (workers: [WorkerMetrics], sender: SenderHealth) {
-        state.withLock { ($0.workers, $0.sender) }
+        (state.withLock { $0.workers }, pause.health)
     }
 
     var recordingTrouble: String? {

@@ -5,9 +5,11 @@ import Synchronization
 
 /// `NUM_WORKERS` threads, each with its own `DeliveryAgent` (and so its own SMTP
 /// connection), delivering until `stop()`. Idle workers sleep until the queue watcher
-/// reports a new file, or at most `WORKER_POLLING_INTERVAL` seconds.
+/// reports a new file, or at most `WORKER_POLLING_INTERVAL` seconds. After a failure on the
+/// sender's side they all wait while one probes the relay (`DeliveryPause`).
 final class WorkerPool: Sendable {
     private let queue: FileQueue
+    let pause: DeliveryPause
     private let makeAgent: @Sendable (PoolMetrics) throws -> DeliveryAgent
     private let count: Int
     private let pollingInterval: Double
@@ -21,6 +23,7 @@ final class WorkerPool: Sendable {
         queue: FileQueue,
         count: Int,
         pollingInterval: Double,
+        pause: DeliveryPause,
         logger: Logger,
         makeAgent: @escaping @Sendable (PoolMetrics) throws -> DeliveryAgent
     ) {
@@ -29,7 +32,8 @@ final class WorkerPool: Sendable {
         self.pollingInterval = pollingInterval
         self.logger = logger
         self.makeAgent = makeAgent
-        metrics = PoolMetrics(workers: count)
+        self.pause = pause
+        metrics = PoolMetrics(workers: count, pause: pause)
     }
 
     /// Wakes idle workers: something arrived in the queue.
@@ -79,9 +83,19 @@ final class WorkerPool: Sendable {
         }
         while !stopping.load(ordering: .relaxed) {
             let seen = wakeup.generation
+            switch pause.admit() {
+            case .deliver: break
+            case .wait(let until):
+                wakeup.wait(after: seen, timeout: min(pollingInterval, max(0.001, until.timeIntervalSinceNow)))
+                continue
+            case .probe:
+                probe(agent.transport, log)
+                continue
+            }
             do {
                 if let attempt = try agent.processNext(onClaim: { metrics.claimed(worker, file: $0) }) {
                     metrics.finished(worker, attempt)
+                    report(attempt, log)
                     continue
                 }
             } catch {
@@ -91,6 +105,42 @@ final class WorkerPool: Sendable {
             // Sleep until an arrival, the next deferred email's due time, or the poll.
             let untilDue = queue.nextDue.map { max(0.001, $0.timeIntervalSinceNow) } ?? pollingInterval
             wakeup.wait(after: seen, timeout: min(pollingInterval, untilDue))
+        }
+    }
+
+    /// Feeds an attempt's result to the pause: a sender-side failure starts one; any answer
+    /// from the relay ends one (and wakes the waiting workers).
+    private func report(_ attempt: DeliveryAgent.Attempt, _ log: Logger) {
+        guard attempt.attempted else { return }
+        if let error = attempt.error, error.scope == .sender {
+            let wasPaused = pause.health.pausedUntil != nil
+            pause.senderFailed(error, probe: false)
+            if !wasPaused {
+                log.warning(
+                    "relay unavailable; delivery paused for every worker, retries not spent",
+                    metadata: ["error": "\(error)"]
+                )
+            }
+        } else if pause.relayAnswered(delivered: attempt.error == nil) {
+            log.notice("the relay answers again; delivery resumes")
+            wakeup.signal()
+        }
+    }
+
+    /// One probe of the relay while delivery is paused.
+    private func probe(_ transport: any Transport, _ log: Logger) {
+        do {
+            try transport.probe()
+            pause.relayAnswered(delivered: false)
+            log.notice("the relay answers again; delivery resumes")
+            wakeup.signal()
+        } catch {
+            pause.senderFailed(error, probe: true)
+            let next = pause.health.pausedUntil.map { max(0, $0.timeIntervalSinceNow) } ?? 0
+            log.warning(
+                "relay still unavailable; delivery stays paused",
+                metadata: ["error": "\(error)", "next_probe_in_s": "\(Int(next.rounded()))"]
+            )
         }
     }
 }

@@ -7,8 +7,11 @@ import Testing
 @Suite struct FileQueueTests {
     let dir = TemporaryDirectory()
 
-    func makeQueue(retry: RetryPolicy = RetryPolicy(maxRetries: 2, baseDelay: 1)) throws -> FileQueue {
-        try FileQueue(layout: QueueLayout(root: dir.path), retry: retry)
+    /// The retry rules the failure tests apply (the store itself holds none).
+    let policy = DeliveryPolicy(retry: RetryPolicy(maxRetries: 2, baseDelay: 1))
+
+    func makeQueue() throws -> FileQueue {
+        try FileQueue(layout: QueueLayout(root: dir.path))
     }
 
     func setModificationTime(_ name: String, secondsAgo: Double) throws {
@@ -116,7 +119,8 @@ import Testing
                     claim,
                     error: "451 try later",
                     permanent: false,
-                    at: now
+                    at: now,
+                    policy: policy
                 )
             else {
                 Issue.record("expected a deferral")
@@ -130,7 +134,9 @@ import Testing
         let last = try #require(try queue.claim(now: now))
         #expect(last.email.retryCount == 2)
         #expect(last.email.lastError == "451 try later")
-        #expect(try queue.markFailed(last, error: "451 still", permanent: false, at: now) == .deadLettered)
+        #expect(
+            try queue.markFailed(last, error: "451 still", permanent: false, at: now, policy: policy) == .deadLettered
+        )
         #expect(dir.names("queue").isEmpty)
         let letterPath = dir.path + "/dead_letter/" + dir.names("dead_letter")[0]
         let letter = try QueueCoding.decoder().decode(
@@ -146,7 +152,10 @@ import Testing
         let queue = try makeQueue()
         try queue.enqueue(queuedEmail())
         let claim = try #require(try queue.claim(now: Date()))
-        #expect(try queue.markFailed(claim, error: "550 no such user", permanent: true, at: Date()) == .deadLettered)
+        #expect(
+            try queue.markFailed(claim, error: "550 no such user", permanent: true, at: Date(), policy: policy)
+                == .deadLettered
+        )
         #expect(dir.names("dead_letter").count == 1)
         #expect(dir.names("queue").isEmpty)
     }
@@ -157,7 +166,7 @@ import Testing
         try queue.enqueue(queuedEmail(0, at: start))
         try queue.enqueue(queuedEmail(1, at: start.addingTimeInterval(0.001)))
         let first = try #require(try queue.claim(now: start))
-        _ = try queue.markFailed(first, error: "421 busy", permanent: false, at: start)
+        _ = try queue.markFailed(first, error: "421 busy", permanent: false, at: start, policy: policy)
         let second = try #require(try queue.claim(now: start))
         #expect(second.email.toEmail == "u1@example.com")
     }

@@ -19,7 +19,8 @@ import Testing
     }
 
     @Test func countsEveryStateAndNoticesDeferralsOfKnownFiles() throws {
-        let queue = try FileQueue(layout: QueueLayout(root: dir.path), retry: RetryPolicy(maxRetries: 1, baseDelay: 60))
+        let queue = try FileQueue(layout: QueueLayout(root: dir.path))
+        let policy = DeliveryPolicy(retry: RetryPolicy(maxRetries: 1, baseDelay: 60))
         let census = QueueCensus(layout: queue.layout)
         let start = Date()
         let emails = (0..<5).map { email($0, at: start.addingTimeInterval(Double($0) / 1000)) }
@@ -30,9 +31,9 @@ import Testing
         let sent = try #require(try queue.claim(now: Date()))
         try queue.markSent(sent, at: Date())
         let failing = try #require(try queue.claim(now: Date()))
-        _ = try queue.markFailed(failing, error: "451", permanent: false, at: Date())  // rewritten: new inode
+        _ = try queue.markFailed(failing, error: "451", permanent: false, at: Date(), policy: policy)  // rewritten: new inode
         let dead = try #require(try queue.claim(now: Date()))
-        _ = try queue.markFailed(dead, error: "550", permanent: true, at: Date())
+        _ = try queue.markFailed(dead, error: "550", permanent: true, at: Date(), policy: policy)
         let held = try #require(try queue.claim(now: Date()))
 
         report = try census.take(limit: 100)

@@ -8,8 +8,8 @@ import Testing
 @Suite struct QueueFaultTests {
     let dir = TemporaryDirectory()
 
-    func makeQueue(maxRetries: Int = 2) throws -> FileQueue {
-        try FileQueue(layout: QueueLayout(root: dir.path), retry: RetryPolicy(maxRetries: maxRetries, baseDelay: 60))
+    func makeQueue() throws -> FileQueue {
+        try FileQueue(layout: QueueLayout(root: dir.path))
     }
 
     func write(_ text: String, to sub: String) throws {
@@ -215,7 +215,7 @@ import Testing
     let dir = TemporaryDirectory()
 
     func makeQueue() throws -> FileQueue {
-        try FileQueue(layout: QueueLayout(root: dir.path), retry: RetryPolicy(maxRetries: 2, baseDelay: 60))
+        try FileQueue(layout: QueueLayout(root: dir.path))
     }
 
     @Test(arguments: ["symlink", "directory", "garbage", "another email"])
@@ -285,7 +285,13 @@ import Testing
         claim.lock?.release()
         let taken = try #require(try makeQueue().claim(now: Date()))
         #expect(throws: QueueError.claimLost(claim.name)) {
-            _ = try queue.markFailed(stale, error: "451", permanent: false, at: Date())
+            _ = try queue.markFailed(
+                stale,
+                error: "451",
+                permanent: false,
+                at: Date(),
+                policy: DeliveryPolicy(retry: RetryPolicy(maxRetries: 2, baseDelay: 60))
+            )
         }
         #expect(dir.entries("queue") == ["active"])  // no second copy beside the new owner's claim
         try makeQueue().markSent(taken, at: Date())

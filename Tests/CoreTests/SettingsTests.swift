@@ -13,7 +13,10 @@ import Testing
         #expect(s.workers == 3)
         #expect(s.pollingInterval == 5)
         #expect(s.autoProcessing)
-        #expect(s.retry == RetryPolicy(maxRetries: 3, baseDelay: 1))
+        #expect(
+            s.delivery == DeliveryPolicy(retry: RetryPolicy(maxRetries: 3, baseDelay: 1), maxQueueLifetime: 432_000)
+        )
+        #expect(s.deliveryPauseMax == 300)
         #expect(s.maxBodyBytes == 1 << 20)
     }
 

@@ -12,6 +12,8 @@ int clinux_rename_noreplace(const char *from, const char *to);
 /// children, and a read finding nothing fails with EAGAIN instead of waiting.
 /// Returns the descriptor, or -1 with errno set.
 int clinux_accept_nonblocking(int listener);
+/// accept4(2) with SOCK_CLOEXEC only: a blocking descriptor for a thread that serves it alone.
+int clinux_accept_blocking(int listener);
 
 /// mallopt(3) M_ARENA_MAX: caps glibc's malloc arenas at `count`. By default each thread
 /// that allocates may get an arena of its own, up to 8 per core, each keeping free pages

@@ -19,12 +19,22 @@ public struct DaemonOptions: ParsableArguments {
     /// with the closest known name.
     /// - Throws: `ExitCode.failure` after printing every bad setting on standard error (no
     ///   usage text: the command line is not what is wrong).
-    public func settings() async throws -> MailSettings? {
+    /// mailfcgi (`.responder`) withholds the relay's settings: they are neither read nor kept,
+    /// and finding them in its process environment is warned about.
+    public func settings(for program: MailSettings.Program) async throws -> MailSettings? {
         let settings: MailSettings
+        let withheld = program == .responder ? SettingNames.relay : []
+        let exposed = ProcessInfo.processInfo.environment.keys.filter(withheld.contains).sorted()
+        if !exposed.isEmpty {
+            Self.printError(
+                "warning: the environment gives mailfcgi \(exposed.joined(separator: ", ")), which only mailworkerd "
+                    + "reads; ignored here. Keep relay settings out of mailfcgi's environment (see README, Security)"
+            )
+        }
         do {
-            let env = try await EnvironmentReader(envFile: envFile)
-            defer { warnAboutUnreadNames(env) }  // also when a value is bad: typos explain many
-            settings = try MailSettings(env)
+            let env = try await EnvironmentReader(envFile: envFile, withholding: withheld)
+            defer { warnAboutUnreadNames(env, besides: withheld) }  // also when a value is bad: typos explain many
+            settings = try MailSettings(env, program: program)
         } catch let error as ConfigError {
             let count = error.problems.count
             Self.printError(
@@ -40,8 +50,8 @@ public struct DaemonOptions: ParsableArguments {
         return settings
     }
 
-    private func warnAboutUnreadNames(_ env: EnvironmentReader) {
-        for (name, closest) in env.unreadNames(besides: Self.runScriptNames) {
+    private func warnAboutUnreadNames(_ env: EnvironmentReader, besides withheld: Set<String>) {
+        for (name, closest) in env.unreadNames(besides: Self.runScriptNames.union(withheld)) {
             Self.printError(
                 "warning: \(envFile) sets \(name), which no setting reads"
                     + (closest.map { "; did you mean \($0)?" } ?? "")

@@ -21,24 +21,41 @@ public struct EnvironmentReader: Sendable {
         let state = Mutex<(problems: [ConfigError.Problem], asked: Set<String>)>(([], []))
     }
 
-    /// - Parameter envFile: path of the dotenv file; a missing file is fine.
+    /// - Parameters:
+    ///   - envFile: path of the dotenv file; a missing file is fine.
+    ///   - withheld: names whose values this program must not hold (mailfcgi: the relay's
+    ///     settings, `SettingNames.relay`): dropped from the environment and the file as they
+    ///     are read, so no accessor can return them and no copy stays in the reader.
     /// - Throws: `ConfigError` (`ENV_FILE`) when the file exists but cannot be read.
-    public init(envFile: String = ".env") async throws {
+    public init(envFile: String = ".env", withholding withheld: Set<String> = []) async throws {
+        let fileNames = (try? String(contentsOfFile: envFile, encoding: .utf8)).map(Self.names(inDotenv:)) ?? []
+        let secrets = SecretsSpecifier<String, String>.specific(["PASSWORD"])
         do {
             let file = try await EnvironmentVariablesProvider(
                 environmentFilePath: FilePath(envFile),
                 allowMissing: true,
-                secretsSpecifier: .specific(["PASSWORD"])
+                secretsSpecifier: secrets
             )
-            reader = ConfigReader(providers: [
-                EnvironmentVariablesProvider(
-                    secretsSpecifier: .specific(["PASSWORD"])
-                ), file,
-            ])
+            if withheld.isEmpty {
+                reader = ConfigReader(providers: [EnvironmentVariablesProvider(secretsSpecifier: secrets), file])
+            } else {
+                // The file's values are copied name by name, less the withheld ones; the
+                // provider holding them all is dropped when this scope ends.
+                let fromFile = ConfigReader(provider: file)
+                var kept: [String: String] = [:]
+                for name in fileNames where !withheld.contains(name) {
+                    if let value = fromFile.string(forKey: Self.key(name)) { kept[name] = value }
+                }
+                let environment = ProcessInfo.processInfo.environment.filter { !withheld.contains($0.key) }
+                reader = ConfigReader(providers: [
+                    EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: secrets),
+                    EnvironmentVariablesProvider(environmentVariables: kept, secretsSpecifier: secrets),
+                ])
+            }
         } catch {
             throw ConfigError("ENV_FILE", "cannot read \(envFile): \(error)")
         }
-        fileNames = (try? String(contentsOfFile: envFile, encoding: .utf8)).map(Self.names(inDotenv:)) ?? []
+        self.fileNames = fileNames
     }
 
     /// A reader over exactly `variables` (tests); `fileNames` stands for a `.env` file's names.
@@ -79,14 +96,14 @@ public struct EnvironmentReader: Sendable {
 
     /// `NAME` as a config key: swift-configuration joins dotted components with "_" and
     /// upper-cases them, so the lowercase dotted form maps back to the variable exactly.
-    private func key(_ name: String) -> ConfigKey {
+    private static func key(_ name: String) -> ConfigKey {
         ConfigKey(name.lowercased().split(separator: "_").map(String.init))
     }
 
     /// The raw value, or nil when unset or empty.
     public func string(_ name: String, isSecret: Bool = false) -> String? {
         record.state.withLock { _ = $0.asked.insert(name) }
-        guard let value = reader.string(forKey: key(name), isSecret: isSecret), !value.isEmpty else { return nil }
+        guard let value = reader.string(forKey: Self.key(name), isSecret: isSecret), !value.isEmpty else { return nil }
         return value
     }
 

@@ -10,7 +10,8 @@ public struct MailSettings: Sendable {
     public var templatesDirectory: String
     /// `SENDER_EMAIL` and `SENDER_NAME`.
     public var sender: Sender
-    /// Set when `SMTP_SERVER` is; nil means the file transport into `data/outbox/`.
+    /// Set when `SMTP_SERVER` is; nil means the file transport into `data/outbox/`. Always
+    /// nil in mailfcgi, which reads no relay setting (`Program.responder`).
     public var smtp: SMTPSettings?
     /// `AUTO_PROCESSING_ENABLED` (default true): whether mailworkerd delivers.
     public var autoProcessing: Bool
@@ -19,8 +20,12 @@ public struct MailSettings: Sendable {
     /// `WORKER_POLLING_INTERVAL` seconds (default 5): the fallback re-scan when no change
     /// notification arrives.
     public var pollingInterval: Double
-    /// `MAX_RETRIES` and `RETRY_BASE_DELAY`.
-    public var retry: RetryPolicy
+    /// `MAX_RETRIES`, `RETRY_BASE_DELAY` (for failures about one email) and
+    /// `MAX_QUEUE_LIFETIME` seconds (default 5 days).
+    public var delivery: DeliveryPolicy
+    /// `DELIVERY_PAUSE_MAX` seconds (default 300): the longest pause between probes of a
+    /// relay that failed on the sender's side (the pause starts at 1 s and doubles).
+    public var deliveryPauseMax: Double
     /// `CLAIM_TIMEOUT` seconds (default 3600): an older claim is put back to pending.
     public var claimTimeout: Double
     /// `TRASH_RETENTION_DAYS` (default 7): trash older than this is deleted.
@@ -57,12 +62,20 @@ public struct MailSettings: Sendable {
     /// `LOG_LEVEL` (default info): trace, debug, info, notice, warning, error, critical.
     public var logLevel: Logger.Level
 
-    /// Reads and checks every setting.
+    /// Which program reads the settings.
+    public enum Program: Sendable {
+        /// mailfcgi: everything but the relay's settings, which it withholds.
+        case responder
+        /// mailworkerd: everything.
+        case worker
+    }
+
+    /// Reads and checks every setting `program` uses.
     /// - Throws: `ConfigError` naming every variable whose value cannot be used.
-    public init(_ env: EnvironmentReader) throws(ConfigError) {
+    public init(_ env: EnvironmentReader, program: Program = .worker) throws(ConfigError) {
         dataDirectory = env.string("DATA_DIR") ?? "data"
         templatesDirectory = env.string("TEMPLATES_DIR") ?? "templates"
-        let smtpServer = env.string("SMTP_SERVER")
+        let smtpServer = program == .worker ? env.string("SMTP_SERVER") : nil
         let address = env.string("SENDER_EMAIL")
         if smtpServer != nil, address == nil {
             env.report("SENDER_EMAIL", "required when SMTP_SERVER is set")
@@ -75,29 +88,18 @@ public struct MailSettings: Sendable {
         if !Mailbox.isValid(sender.address) {
             env.report("SENDER_EMAIL", "\"\(sender.address)\" is not an email address")
         }
-        // Read (and checked) with or without SMTP_SERVER, so that every name is known when
-        // the .env file is checked for names no program reads.
-        let password = env.string("PASSWORD", isSecret: true)
-        let username = env.string("SMTP_USERNAME")
-        let relay = SMTPSettings(
-            host: smtpServer ?? "",
-            port: env.int("PORT", default: 465, range: 1...65535),
-            tls: env.choice("SMTP_TLS", default: .auto),
-            username: password == nil ? nil : (username ?? sender.address),
-            password: password,
-            caFile: env.string("SMTP_CA_FILE"),
-            verifyCertificate: env.bool("SMTP_TLS_VERIFY", default: true),
-            connectTimeout: env.int("SMTP_CONNECT_TIMEOUT", default: 10, range: 1...600),
-            timeout: env.int("SMTP_TIMEOUT", default: 60, range: 1...3600)
-        )
-        smtp = smtpServer == nil ? nil : relay
+        smtp = program == .worker ? Self.relay(env, server: smtpServer, sender: sender) : nil
         autoProcessing = env.bool("AUTO_PROCESSING_ENABLED", default: true)
         workers = env.int("NUM_WORKERS", default: 3, range: 1...256)
         pollingInterval = env.seconds("WORKER_POLLING_INTERVAL", default: 5, range: 0.01...3600)
-        retry = RetryPolicy(
-            maxRetries: env.int("MAX_RETRIES", default: 3, range: 0...100),
-            baseDelay: env.seconds("RETRY_BASE_DELAY", default: 1, range: 0...86400)
+        delivery = DeliveryPolicy(
+            retry: RetryPolicy(
+                maxRetries: env.int("MAX_RETRIES", default: 3, range: 0...100),
+                baseDelay: env.seconds("RETRY_BASE_DELAY", default: 1, range: 0...86400)
+            ),
+            maxQueueLifetime: env.seconds("MAX_QUEUE_LIFETIME", default: 5 * 86_400, range: 1...(365 * 86_400))
         )
+        deliveryPauseMax = env.seconds("DELIVERY_PAUSE_MAX", default: 300, range: 1...86_400)
         claimTimeout = env.seconds("CLAIM_TIMEOUT", default: 3600, range: 1...(7 * 86400))
         trashRetentionDays = env.int("TRASH_RETENTION_DAYS", default: 7, range: 0...3650)
         shutdownTimeout = env.seconds("SHUTDOWN_TIMEOUT", default: 30, range: 0...3600)
@@ -122,6 +124,33 @@ public struct MailSettings: Sendable {
         minFreeInodes = UInt64(env.int("MIN_FREE_INODES", default: 1024, range: 0...(1 << 40)))
         fcgiIdleTimeout = env.seconds("FCGI_IDLE_TIMEOUT", default: 300, range: 1...86_400)
         try env.checked()
+    }
+
+    /// The relay's settings (read, and checked, also without SMTP_SERVER, so that every name
+    /// is known when the .env file is checked for names no program reads); nil without a server.
+    private static func relay(_ env: EnvironmentReader, server: String?, sender: Sender) -> SMTPSettings? {
+        let password = env.string("PASSWORD", isSecret: true)
+        let username = env.string("SMTP_USERNAME")
+        let relay = SMTPSettings(
+            host: server ?? "",
+            port: env.int("PORT", default: 465, range: 1...65535),
+            tls: env.choice("SMTP_TLS", default: .auto),
+            username: password == nil ? nil : (username ?? sender.address),
+            password: password,
+            caFile: env.string("SMTP_CA_FILE"),
+            verifyCertificate: env.bool("SMTP_TLS_VERIFY", default: true),
+            connectTimeout: env.int("SMTP_CONNECT_TIMEOUT", default: 10, range: 1...600),
+            timeout: env.int("SMTP_TIMEOUT", default: 60, range: 1...3600)
+        )
+        guard let server else { return nil }
+        if password != nil, relay.tls == .none, !SMTPSettings.isLoopback(server) {
+            env.report(
+                "PASSWORD",
+                "not sent in clear: SMTP_TLS=none is allowed with a password only to a relay on this host "
+                    + "(SMTP_SERVER=\(server) is not loopback); use SMTP_TLS=auto, starttls or implicit"
+            )
+        }
+        return relay
     }
 
     /// The queue folders under `dataDirectory`.

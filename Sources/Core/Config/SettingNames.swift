@@ -1,5 +1,11 @@
 /// Suggestions for setting names that no program reads (usually typos).
-enum SettingNames {
+public enum SettingNames {
+    /// The SMTP relay's settings: only mailworkerd reads them (mailfcgi withholds them).
+    public static let relay: Set<String> = [
+        "SMTP_SERVER", "PORT", "PASSWORD", "SMTP_USERNAME", "SMTP_TLS", "SMTP_CA_FILE", "SMTP_TLS_VERIFY",
+        "SMTP_CONNECT_TIMEOUT", "SMTP_TIMEOUT",
+    ]
+
     /// The known name an unknown `name` most likely meant, or nil when none is close.
     ///
     /// A known name made of some of the unknown one's words, or the other way round, wins

@@ -5,20 +5,25 @@ import Logging
 import Glibc
 #endif
 
-/// Delivers one queued email at a time: claim, compose, send, record the outcome.
-/// Used by each mailworkerd worker thread and by `POST /process-batch`.
+/// Delivers one queued email at a time: claim, compose, send, decide (`DeliveryPolicy`),
+/// record the outcome. Used by each mailworkerd worker thread and for `POST /process-batch`.
 ///
 /// Not thread-safe: each thread has its own agent (and so its own transport connection).
 public final class DeliveryAgent {
     public let queue: any QueueStore
     public let composer: MessageComposer
     public let transport: any Transport
+    public let policy: DeliveryPolicy
     private let logger: Logger
 
     /// What happened to the email `processNext` claimed.
     public enum Outcome: Equatable, Sendable {
-        case sent
-        case deferred(until: Date, error: String)
+        /// The relay accepted it for every recipient still pending; `partial`: some were
+        /// refused for good.
+        case sent(partial: Bool)
+        /// Back in the queue, due again at `until` (nil: at once). `counted`: the attempt
+        /// spent one of its retries (false for a failure on the sender's side).
+        case deferred(until: Date?, error: String, counted: Bool)
         case deadLettered(error: String)
     }
 
@@ -30,6 +35,11 @@ public final class DeliveryAgent {
         public let outcome: Outcome
         public let error: DeliveryError?
         public let seconds: TimeInterval
+        /// Whether the transport was used (false for an email that expired unattempted).
+        public let attempted: Bool
+        /// Each recipient's outcome after the attempt: its reply in this attempt, or what an
+        /// earlier attempt settled (empty for an expired email; all accepted when sent at once).
+        public let recipients: [RecipientOutcome]
     }
 
     /// Told why an outcome cannot be recorded (the disk is full, say) while the agent keeps
@@ -47,6 +57,7 @@ public final class DeliveryAgent {
         queue: any QueueStore,
         composer: MessageComposer,
         transport: any Transport,
+        policy: DeliveryPolicy = DeliveryPolicy(),
         logger: Logger,
         recordingPatience: TimeInterval = .infinity,
         recordingTrouble: @escaping @Sendable (String?) -> Void = { _ in }
@@ -54,6 +65,7 @@ public final class DeliveryAgent {
         self.queue = queue
         self.composer = composer
         self.transport = transport
+        self.policy = policy
         self.logger = logger
         self.recordingPatience = recordingPatience
         self.recordingTrouble = recordingTrouble
@@ -68,51 +80,102 @@ public final class DeliveryAgent {
         guard let claim = try queue.claim(now: now) else { return nil }
         let started = Date()
         onClaim(claim.name)
-        let (outcome, error) = try deliver(claim)
+        let (outcome, error, attempted, recipients) = try deliver(claim)
         return Attempt(
             requestID: claim.email.requestID,
             file: claim.name,
             outcome: outcome,
             error: error,
-            seconds: Date().timeIntervalSince(started)
+            seconds: Date().timeIntervalSince(started),
+            attempted: attempted,
+            recipients: recipients
         )
     }
 
-    private func deliver(_ claim: QueueClaim) throws -> (Outcome, DeliveryError?) {
+    private func deliver(_ claim: QueueClaim) throws -> (Outcome, DeliveryError?, attempted: Bool, [RecipientOutcome]) {
         var log = logger
         log[metadataKey: "request_id"] = "\(claim.email.requestID)"
-        let message = composer.compose(claim.email)
-        do {
-            try transport.send(message)
-        } catch {
-            let failedAt = Date()
-            let disposition = try record("the failed attempt", log) {
-                try queue.markFailed(claim, error: error.description, permanent: error.kind == .permanent, at: failedAt)
-            }
-            switch disposition {
-            case .deferred(let until):
-                log.warning(
-                    "delivery deferred",
-                    metadata: [
-                        "error": "\(error)", "retry": "\(claim.email.retryCount + 1)",
-                        "next_attempt_at": "\(Timestamp.iso8601(until))",
-                    ]
+        var email = claim.email
+        if policy.expired(email, at: Date()) {
+            // Whatever the cause, an email this old is not attempted again.
+            let reason = policy.expiryReason(email)
+            let at = Date()
+            try record("the expiry", log) {
+                try queue.markFailed(
+                    claim,
+                    updated: email,
+                    decision: .deadLetter(reason: reason, kind: "expired", at: at)
                 )
-                return (.deferred(until: until, error: error.description), error)
-            case .deadLettered:
-                log.error("delivery failed; moved to dead letters", metadata: ["error": "\(error)"])
-                return (.deadLettered(error: error.description), error)
+            }
+            log.error("undelivered for MAX_QUEUE_LIFETIME; moved to dead letters", metadata: ["error": "\(reason)"])
+            return (.deadLettered(error: reason), nil, false, [])
+        }
+        let message = composer.compose(email)
+        let result: Result<[RecipientReply], DeliveryError>
+        do {
+            result = .success(try transport.send(message))
+        } catch {
+            result = .failure(error)
+        }
+        let at = Date()
+        let decision = policy.decide(&email, result: result, at: at)
+        let failure: DeliveryError? = if case .failure(let error) = result { error } else { nil }
+        let recipients = Self.recipients(of: email, message: message, result: result, decision: decision, at: at)
+        switch decision {
+        case .sent(let partial):
+            let keep = email.recipients == nil ? nil : email
+            try record("the delivery", log) { try queue.markSent(claim, record: keep, at: at) }
+            log.info(
+                partial ? "delivered to some recipients; refused for the others" : "delivered",
+                metadata: [
+                    "message_id": "\(message.messageID)", "recipients": "\(message.recipients.count)",
+                ]
+                .merging(partial ? ["error": "\(email.lastError ?? "")"] : [:]) { a, _ in a }
+            )
+            return (.sent(partial: partial), failure, true, recipients)
+        case .retry(let notBefore, let counted):
+            try record("the failed attempt", log) {
+                try queue.markFailed(claim, updated: email, decision: .retry(notBefore: notBefore))
+            }
+            let error = email.lastError ?? ""
+            log.warning(
+                counted ? "delivery deferred" : "relay unavailable; email put back without spending a retry",
+                metadata: [
+                    "error": "\(error)", "retry": "\(email.retryCount)",
+                    "next_attempt_at": "\(notBefore.map(Timestamp.iso8601) ?? "when delivery resumes")",
+                ]
+            )
+            return (.deferred(until: notBefore, error: error, counted: counted), failure, true, recipients)
+        case .deadLetter(let kind, let reason):
+            try record("the failed attempt", log) {
+                try queue.markFailed(claim, updated: email, decision: .deadLetter(reason: reason, kind: kind, at: at))
+            }
+            log.error("delivery failed; moved to dead letters", metadata: ["error": "\(reason)", "kind": "\(kind)"])
+            return (.deadLettered(error: reason), failure, true, recipients)
+        }
+    }
+
+    /// Each recipient's outcome for the attempt's answer: what the email records, else (it
+    /// records none when all shared one fate) the same for every envelope recipient.
+    private static func recipients(
+        of email: QueuedEmail,
+        message: OutgoingMessage,
+        result: Result<[RecipientReply], DeliveryError>,
+        decision: DeliveryPolicy.Decision,
+        at: Date
+    ) -> [RecipientOutcome] {
+        if let recorded = email.recipients { return recorded }
+        switch result {
+        case .success(let replies):
+            return replies.map {
+                RecipientOutcome(address: $0.address, state: .sent, code: $0.code, reply: $0.reply, at: at)
+            }
+        case .failure(let error):
+            let state: RecipientOutcome.State = if case .deadLetter = decision { .failed } else { .deferred }
+            return message.recipients.map {
+                RecipientOutcome(address: $0, state: state, code: error.replyCode, reply: error.message, at: at)
             }
         }
-        let sentAt = Date()
-        try record("the delivery", log) { try queue.markSent(claim, at: sentAt) }
-        log.info(
-            "delivered",
-            metadata: [
-                "message_id": "\(message.messageID)", "recipients": "\(message.recipients.count)",
-            ]
-        )
-        return (.sent, nil)
     }
 
     /// Runs `body`, which records an outcome in the queue, until it succeeds: the claim stays

@@ -1,3 +1,9 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The embedded default transport: writes each message as `{outbox}/{request id}.eml`,
 /// atomically, for development and for running without an SMTP server.
 public final class FileTransport: Transport {
@@ -9,14 +15,22 @@ public final class FileTransport: Transport {
         try Syscall.makeDirectories(directory)
     }
 
-    public func send(_ message: OutgoingMessage) throws(DeliveryError) {
+    public func send(_ message: OutgoingMessage) throws(DeliveryError) -> [RecipientReply] {
         let name =
             message.messageID.trimmingPrefix("<").split(separator: "@").first.map(String.init)
             ?? "message"
         do {
             try AtomicFile.write(message.data, to: name + ".eml", in: directory)
         } catch {
-            throw DeliveryError(.transient, "cannot write \(directory)/\(name).eml: \(error)")
+            throw DeliveryError(.transient, scope: .sender, "cannot write \(directory)/\(name).eml: \(error)")
+        }
+        return message.recipients.map { RecipientReply(address: $0, status: .accepted, reply: "written to the outbox") }
+    }
+
+    /// The outbox can be written to.
+    public func probe() throws(DeliveryError) {
+        guard access(directory, W_OK | X_OK) == 0 else {
+            throw DeliveryError(.transient, scope: .sender, "cannot write to \(directory)")
         }
     }
 

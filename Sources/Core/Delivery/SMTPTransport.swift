@@ -9,15 +9,21 @@ import Glibc
 ///
 /// One instance per thread: its easy handle keeps the connection open between messages
 /// (libcurl's connection cache, which checks a cached connection is alive before reusing
-/// it), and `close()` ends it with QUIT via curl_easy_cleanup(3). A send that fails on a
-/// reused connection with a network error (the server dropped it while idle) is tried once
-/// more on a fresh connection.
-/// Failures are classed from the last reply: 5xx after MAIL FROM, RCPT TO or DATA is
-/// permanent; everything else (4xx, network, TLS, AUTH) is transient.
+/// it), and `close()` ends it with QUIT via curl_easy_cleanup(3). After any failed send the
+/// handle is dropped, so the next send opens a fresh connection: a session that timed out
+/// or broke is never written to again. A send that fails on a reused connection before the
+/// relay said anything (it dropped the connection while idle) is tried once more, fresh.
+///
+/// Every recipient the relay accepts gets the message (CURLOPT_MAIL_RCPT_ALLOWFAILS): one
+/// refused recipient does not cost the others, and each one's reply is returned.
+///
+/// Credentials never travel in clear: TLS is required in every mode but `none` (implicit on
+/// port 465, else STARTTLS), and with a password set, a relay that does not offer AUTH
+/// ends the session before MAIL FROM (libcurl would otherwise send without AUTH).
 public final class SMTPTransport: Transport {
     public let settings: SMTPSettings
     private var handle: UnsafeMutableRawPointer?
-    private let session = SessionLog()
+    private let session: SessionLog
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
 
     /// curl_global_init(3) must run once before any thread makes a handle.
@@ -26,6 +32,7 @@ public final class SMTPTransport: Transport {
     public init(settings: SMTPSettings) {
         Self.globalInit
         self.settings = settings
+        session = SessionLog(requiresAuthentication: settings.password != nil)
     }
 
     deinit {
@@ -38,21 +45,90 @@ public final class SMTPTransport: Transport {
         handle = nil
     }
 
-    public func send(_ message: OutgoingMessage) throws(DeliveryError) {
-        guard let handle = handle ?? curl_easy_init() else {
-            throw DeliveryError(.transient, "curl_easy_init failed")
-        }
-        self.handle = handle
+    public func send(_ message: OutgoingMessage) throws(DeliveryError) -> [RecipientReply] {
         var recipients: UnsafeMutablePointer<curl_slist>?
         for address in message.recipients { recipients = curl_slist_append(recipients, "<\(address)>") }
         defer { curl_slist_free_all(recipients) }
 
         let upload = Upload(message.data)
+        var code = perform(message, recipients: recipients, upload: upload)
+        // A cached connection the relay closed while idle: nothing was said, try a new one.
+        if code != CURLE_OK, session.lastReply == nil, session.reusedConnection,
+            Self.networkErrors.contains(code.rawValue)
+        {
+            close()
+            upload.offset = 0
+            code = perform(message, recipients: recipients, upload: upload)
+        }
+        let replies = session.recipientReplies(for: message.recipients)
+        if code == CURLE_OK, replies.contains(where: { $0.status == .accepted }) { return replies }
+        // Whatever happened to the session, it is not used again.
+        let error = classify(code, replies: replies)
+        close()
+        throw error
+    }
+
+    public func probe() throws(DeliveryError) {
         session.reset()
         errorBuffer[0] = 0
+        guard let handle = handle ?? curl_easy_init() else {
+            throw DeliveryError(.transient, scope: .sender, "curl_easy_init failed")
+        }
+        self.handle = handle
+        let unmanagedSession = Unmanaged.passUnretained(session).toOpaque()
+        let code = withExtendedLifetime(session) { () -> CURLcode in
+            let options = [
+                ccurl_setopt_string(handle, CURLOPT_URL, url),
+                ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1),
+                ccurl_setopt_long(handle, CURLOPT_USE_SSL, Int(useSSL.rawValue)),
+                ccurl_setopt_long(handle, CURLOPT_UPLOAD, 0),
+                ccurl_setopt_slist(handle, CURLOPT_MAIL_RCPT, nil),
+                ccurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, "NOOP"),
+                ccurl_setopt_write_function(handle, Self.discard),
+                ccurl_setopt_long(handle, CURLOPT_VERBOSE, 1),
+                ccurl_setopt_debug_function(handle, SessionLog.record),
+                ccurl_setopt_pointer(handle, CURLOPT_DEBUGDATA, unmanagedSession),
+                ccurl_setopt_prereq_function(handle, SessionLog.checkSession),
+                ccurl_setopt_pointer(handle, CURLOPT_PREREQDATA, unmanagedSession),
+                ccurl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer),
+                ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT, settings.connectTimeout),
+                ccurl_setopt_long(handle, CURLOPT_TIMEOUT, settings.timeout),
+                ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, settings.verifyCertificate ? 1 : 0),
+                ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, settings.verifyCertificate ? 2 : 0),
+            ]
+            var extra: [CURLcode] = []
+            if let caFile = settings.caFile { extra.append(ccurl_setopt_string(handle, CURLOPT_CAINFO, caFile)) }
+            if let username = settings.username, let password = settings.password {
+                extra.append(ccurl_setopt_string(handle, CURLOPT_USERNAME, username))
+                extra.append(ccurl_setopt_string(handle, CURLOPT_PASSWORD, password))
+            }
+            if let failed = (options + extra).first(where: { $0 != CURLE_OK }) { return failed }
+            return curl_easy_perform(handle)
+        }
+        _ = ccurl_setopt_pointer(handle, CURLOPT_CUSTOMREQUEST, nil)
+        if code == CURLE_OK { return }
+        var error = classify(code, replies: [])
+        error.scope = .sender  // whatever the relay said to NOOP, no email was involved
+        close()
+        throw error
+    }
+
+    /// CURLOPT_WRITEFUNCTION for the probe: the NOOP reply is read from the debug callback.
+    private static let discard: curl_write_callback = { _, size, count, _ in size * count }
+
+    /// One transfer on the current handle (a new one if there is none).
+    private func perform(
+        _ message: OutgoingMessage,
+        recipients: UnsafeMutablePointer<curl_slist>?,
+        upload: Upload
+    ) -> CURLcode {
+        session.reset()
+        errorBuffer[0] = 0
+        guard let handle = handle ?? curl_easy_init() else { return CURLE_FAILED_INIT }
+        self.handle = handle
         let unmanagedUpload = Unmanaged.passUnretained(upload).toOpaque()
         let unmanagedSession = Unmanaged.passUnretained(session).toOpaque()
-        var code = withExtendedLifetime((upload, session)) { () -> CURLcode in
+        let code = withExtendedLifetime((upload, session)) { () -> CURLcode in
             if let failed = configure(
                 handle,
                 message: message,
@@ -64,20 +140,10 @@ public final class SMTPTransport: Transport {
             }
             return curl_easy_perform(handle)
         }
-        // A cached connection the server closed while idle: nothing was said, try a new one.
-        if code != CURLE_OK, session.lastReply == nil, reusedConnection(handle),
-            Self.networkErrors.contains(code.rawValue)
-        {
-            upload.offset = 0
-            session.reset()
-            code = withExtendedLifetime((upload, session)) { () -> CURLcode in
-                _ = ccurl_setopt_long(handle, CURLOPT_FRESH_CONNECT, 1)
-                defer { _ = ccurl_setopt_long(handle, CURLOPT_FRESH_CONNECT, 0) }
-                return curl_easy_perform(handle)
-            }
-        }
-        if code == CURLE_OK { return }
-        throw classify(code)
+        var connects = 0
+        session.reusedConnection =
+            ccurl_getinfo_long(handle, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK && connects == 0
+        return code
     }
 
     /// Failures that mean the connection broke, not that the server refused.
@@ -85,30 +151,17 @@ public final class SMTPTransport: Transport {
         CURLE_SEND_ERROR.rawValue, CURLE_RECV_ERROR.rawValue, CURLE_GOT_NOTHING.rawValue,
     ].reduce(into: []) { $0.insert($1) }
 
-    /// Whether the last transfer ran on a cached connection (CURLINFO_NUM_CONNECTS is 0).
-    private func reusedConnection(_ handle: UnsafeMutableRawPointer) -> Bool {
-        var connects = 0
-        return ccurl_getinfo_long(handle, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK && connects == 0
-    }
-
     // MARK: - Options
 
     private var url: String {
         let host = settings.host.contains(":") ? "[\(settings.host)]" : settings.host
-        let scheme = implicitTLS ? "smtps" : "smtp"
+        let scheme = settings.implicitTLS ? "smtps" : "smtp"
         return "\(scheme)://\(host):\(settings.port)/\(Self.heloName)"
     }
 
-    private var implicitTLS: Bool {
-        settings.tls == .implicit || (settings.tls == .auto && settings.port == 465)
-    }
-
+    /// TLS is required unless `SMTP_TLS=none`: STARTTLS must be offered and must succeed.
     private var useSSL: curl_usessl {
-        switch settings.tls {
-        case .none: CURLUSESSL_NONE
-        case .implicit, .starttls: CURLUSESSL_ALL
-        case .auto: implicitTLS ? CURLUSESSL_ALL : CURLUSESSL_TRY
-        }
+        settings.tls == .none ? CURLUSESSL_NONE : CURLUSESSL_ALL
     }
 
     /// The EHLO name: this host's name.
@@ -132,6 +185,7 @@ public final class SMTPTransport: Transport {
             ccurl_setopt_long(handle, CURLOPT_USE_SSL, Int(useSSL.rawValue)),
             ccurl_setopt_string(handle, CURLOPT_MAIL_FROM, "<\(message.envelopeFrom)>"),
             ccurl_setopt_slist(handle, CURLOPT_MAIL_RCPT, recipients),
+            ccurl_setopt_long(handle, ccurl_mail_rcpt_allowfails, 1),
             ccurl_setopt_long(handle, CURLOPT_UPLOAD, 1),
             ccurl_setopt_long(handle, CURLOPT_INFILESIZE_LARGE, message.data.count),
             ccurl_setopt_read_function(handle, Upload.read),
@@ -139,6 +193,8 @@ public final class SMTPTransport: Transport {
             ccurl_setopt_long(handle, CURLOPT_VERBOSE, 1),  // feeds the debug callback
             ccurl_setopt_debug_function(handle, SessionLog.record),
             ccurl_setopt_pointer(handle, CURLOPT_DEBUGDATA, session),
+            ccurl_setopt_prereq_function(handle, SessionLog.checkSession),
+            ccurl_setopt_pointer(handle, CURLOPT_PREREQDATA, session),
             ccurl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer),
             ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT, s.connectTimeout),
             ccurl_setopt_long(handle, CURLOPT_TIMEOUT, s.timeout),
@@ -155,21 +211,51 @@ public final class SMTPTransport: Transport {
 
     // MARK: - Failure classes
 
-    private func classify(_ code: CURLcode) -> DeliveryError {
+    /// Reply codes that are about the session, not the message: 421 (closing), 454 (TLS or
+    /// AUTH unavailable for now), and the AUTH failures of RFC 4954 §6.
+    static let sessionReplyCodes: Set<Int> = [421, 454, 530, 534, 535, 538]
+
+    private func classify(_ code: CURLcode, replies: [RecipientReply]) -> DeliveryError {
         let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
-        guard let failure = session.failure else {
-            // No refusal from the server: network, TLS, timeout, or a dropped connection.
-            return DeliveryError(.transient, "\(detail)")
+        let saw = session.mailAnswered
+        if let reason = session.abortReason {
+            return DeliveryError(.transient, scope: .sender, reason)
         }
-        let message = "\(failure.reply) (\(detail))"
-        // A 5xx to the mail transaction refuses this message; authentication replies
-        // (530, 534, 535, 538, RFC 4954 §6) are the sender's setup, not this email's fault.
-        let transaction = ["MAIL", "RCPT", "DATA"].contains(failure.command)
-        let authentication = [530, 534, 535, 538].contains(failure.code) || code == CURLE_LOGIN_DENIED
-        if (500...599).contains(failure.code), transaction, !authentication {
-            return DeliveryError(.permanent, replyCode: failure.code, message)
+        if code == CURLE_USE_SSL_FAILED {
+            return DeliveryError(
+                .transient,
+                scope: .sender,
+                "the relay did not offer STARTTLS, which SMTP_TLS=\(settings.tls) requires (\(detail))"
+            )
         }
-        return DeliveryError(.transient, replyCode: failure.code, message)
+        if let failure = session.failure {
+            let message = "\(failure.reply) (\(detail))"
+            let setup = ["", "EHLO", "HELO", "STARTTLS", "AUTH"].contains(failure.command)
+            if setup || Self.sessionReplyCodes.contains(failure.code) || code == CURLE_LOGIN_DENIED {
+                return DeliveryError(.transient, scope: .sender, replyCode: failure.code, relaySaw: saw, message)
+            }
+            let kind: DeliveryError.Kind = (500...599).contains(failure.code) ? .permanent : .transient
+            return DeliveryError(kind, replyCode: failure.code, relaySaw: saw, recipients: replies, message)
+        }
+        if !replies.isEmpty, replies.allSatisfy({ $0.status != .accepted }) {
+            // Every recipient refused: the email's failure; permanent only if every one was.
+            let permanent = replies.allSatisfy { $0.status == .refused }
+            let last = replies.last { $0.code != nil }
+            return DeliveryError(
+                permanent ? .permanent : .transient,
+                replyCode: last?.code,
+                relaySaw: true,
+                recipients: replies,
+                "every recipient refused: "
+                    + replies.map { "\($0.address): \($0.reply ?? "no answer")" }.joined(separator: "; ")
+            )
+        }
+        if saw {
+            // The session broke or timed out after the relay took up this email.
+            return DeliveryError(.transient, relaySaw: true, recipients: replies, "\(detail) during the transaction")
+        }
+        // No refusal from the server: network, TLS, a timeout or a dropped connection.
+        return DeliveryError(.transient, scope: .sender, "\(detail)")
     }
 }
 
@@ -192,24 +278,73 @@ private final class Upload {
     }
 }
 
-/// What the session said, from libcurl's debug callback (CURLOPT_DEBUGFUNCTION): the first
-/// refusal (4xx or 5xx reply) and the command it answered, before QUIT's reply hides it.
+/// What one transfer's session said, from libcurl's debug callback (CURLOPT_DEBUGFUNCTION):
+/// the first refusal of a command other than RCPT and what it answered, each RCPT's reply,
+/// the reply to the end of the data, and whether the relay authenticated us.
 private final class SessionLog {
     struct Failure {
         let code: Int
         let reply: String
-        /// MAIL, RCPT, DATA, AUTH, EHLO, STARTTLS, ... ("" for the greeting).
+        /// MAIL, DATA, AUTH, EHLO, STARTTLS, ... ("" for the greeting).
         let command: String
     }
 
+    let requiresAuthentication: Bool
     var failure: Failure?
     var lastReply: String?
+    var reusedConnection = false
+    /// Whether the relay answered this transfer's MAIL FROM.
+    var mailAnswered = false
+    /// Why `checkSession` ended the transfer.
+    var abortReason: String?
     private var lastCommand = ""
+    /// Whether this transfer opened its connection (the relay greeted it).
+    private var greeted = false
+    private var authenticated = false
+    private var rcptAddresses: [String] = []
+    private var rcptReplies: [(code: Int, reply: String)] = []
+    private var dataStarted = false
+    private var dataReply: (code: Int, reply: String)?
+
+    init(requiresAuthentication: Bool) {
+        self.requiresAuthentication = requiresAuthentication
+    }
 
     func reset() {
         failure = nil
         lastReply = nil
+        reusedConnection = false
+        mailAnswered = false
+        abortReason = nil
         lastCommand = ""
+        greeted = false
+        authenticated = false
+        rcptAddresses = []
+        rcptReplies = []
+        dataStarted = false
+        dataReply = nil
+    }
+
+    /// Each envelope recipient's outcome: its RCPT reply, and for the accepted ones the
+    /// reply to the end of the data (none heard: deferred). Recipients the session never
+    /// reached are left out.
+    func recipientReplies(for envelope: [String]) -> [RecipientReply] {
+        zip(envelope, rcptReplies).map { address, rcpt in
+            guard (200...299).contains(rcpt.code) else {
+                return RecipientReply(
+                    address: address,
+                    status: rcpt.code >= 500 ? .refused : .deferred,
+                    code: rcpt.code,
+                    reply: rcpt.reply
+                )
+            }
+            guard let dataReply else {
+                return RecipientReply(address: address, status: .deferred, reply: "no answer to the end of the data")
+            }
+            let status: RecipientReply.Status =
+                (200...299).contains(dataReply.code) ? .accepted : dataReply.code >= 500 ? .refused : .deferred
+            return RecipientReply(address: address, status: status, code: dataReply.code, reply: dataReply.reply)
+        }
     }
 
     static let record: curl_debug_callback = { _, type, data, size, userdata in
@@ -218,15 +353,61 @@ private final class SessionLog {
         guard type == CURLINFO_HEADER_IN || type == CURLINFO_HEADER_OUT else { return 0 }
         let text = String(decoding: UnsafeRawBufferPointer(start: data, count: size), as: UTF8.self)
             .trimmingCharacters(in: .newlines)
-        if type == CURLINFO_HEADER_IN {
-            log.lastReply = text
-            if log.failure == nil, let code = Int(text.prefix(3)), code >= 400 {
-                log.failure = Failure(code: code, reply: text, command: log.lastCommand)
-            }
-        } else {
-            // Only the verb is kept: AUTH lines carry credentials.
-            log.lastCommand = String(text.prefix { $0 != " " }).uppercased()
-        }
+        if type == CURLINFO_HEADER_IN { log.heard(text) } else { log.said(text) }
         return 0
+    }
+
+    private func heard(_ text: String) {
+        lastReply = text
+        let code = Int(text.prefix(3)) ?? 0
+        // A multi-line reply's last line has a space after the code (RFC 5321 §4.2.1).
+        let final = text.count < 4 || text[text.index(text.startIndex, offsetBy: 3)] == " "
+        if lastCommand.isEmpty, code == 220 { greeted = true }
+        guard final else { return }
+        switch lastCommand {
+        case "MAIL": mailAnswered = true
+        case "AUTH": if code == 235 { authenticated = true }
+        case "RCPT":
+            if rcptReplies.count < rcptAddresses.count { rcptReplies.append((code, text)) }
+            return  // a refused recipient is not the transaction's failure
+        case "DATA":
+            if dataStarted {
+                dataReply = (code, text)
+            } else if code == 354 {
+                dataStarted = true
+            }
+        default: break
+        }
+        if failure == nil, code >= 400 { failure = Failure(code: code, reply: text, command: lastCommand) }
+    }
+
+    private func said(_ text: String) {
+        // Only the verb is kept, and RCPT's address: AUTH lines carry credentials, and the
+        // lines that answer an AUTH challenge (no verb) are not kept at all.
+        let verb = String(text.prefix { $0 != " " }).uppercased()
+        guard Self.verbs.contains(verb) else { return }
+        lastCommand = verb
+        if lastCommand == "RCPT", let open = text.firstIndex(of: "<"), let close = text.lastIndex(of: ">"),
+            open < close
+        {
+            rcptAddresses.append(String(text[text.index(after: open)..<close]))
+        }
+    }
+
+    static let verbs: Set<String> = [
+        "EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "RSET", "QUIT", "NOOP",
+    ]
+
+    /// CURLOPT_PREREQFUNCTION: the session is set up and MAIL FROM is next. With a password
+    /// set, a new session that did not authenticate (the relay offered no AUTH, or it was
+    /// stripped from its EHLO answer) ends here, so nothing is sent unauthenticated.
+    static let checkSession: curl_prereq_callback = { userdata, _, _, _, _ in
+        guard let userdata else { return CURL_PREREQFUNC_OK }
+        let log = Unmanaged<SessionLog>.fromOpaque(userdata).takeUnretainedValue()
+        if log.requiresAuthentication, log.greeted, !log.authenticated {
+            log.abortReason = "the relay did not offer AUTH, and PASSWORD is set: not sending unauthenticated"
+            return CURL_PREREQFUNC_ABORT
+        }
+        return CURL_PREREQFUNC_OK
     }
 }

@@ -52,7 +52,7 @@ public enum SimpleSend {
                 try settings.smtp.map(SMTPTransport.init)
                 ?? FileTransport(directory: settings.layout.outbox)
             defer { transport.close() }
-            try transport.send(composer.compose(email))
+            _ = try transport.send(composer.compose(email))
             return Outcome(messageID: messageID, error: nil)
         } catch let error as DeliveryError {
             return Outcome(messageID: messageID, error: error)

@@ -4,7 +4,7 @@ import Foundation
 public struct OutgoingMessage: Sendable {
     /// `MAIL FROM` address.
     public var envelopeFrom: String
-    /// `RCPT TO` addresses: To, Cc and Bcc.
+    /// `RCPT TO` addresses: To, Cc and Bcc, each once, less those an earlier attempt settled.
     public var recipients: [String]
     /// The whole message, headers and body, 7-bit with CRLF line ends.
     public var data: [UInt8]
@@ -81,7 +81,7 @@ public struct MessageComposer: Sendable {
         }
         return OutgoingMessage(
             envelopeFrom: sender.address,
-            recipients: [email.toEmail] + email.cc + email.bcc,
+            recipients: email.pendingRecipients,
             data: data,
             messageID: email.messageID
         )

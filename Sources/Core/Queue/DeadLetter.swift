@@ -5,7 +5,8 @@ import Foundation
 public struct DeadLetter: Codable, Equatable, Sendable {
     /// The last failure, e.g. `550 5.1.1 <x@example.com>: mailbox unavailable`.
     public var reason: String
-    /// `permanent` (the server refused it) or `retries_exhausted`.
+    /// `permanent` (the relay refused it), `retries_exhausted` (`MAX_RETRIES` spent on
+    /// temporary failures) or `expired` (undelivered after `MAX_QUEUE_LIFETIME`).
     public var kind: String
     public var failedAt: Date
     public var attempts: [DeliveryAttempt]

@@ -37,7 +37,6 @@ import Glibc
 /// every claim when no `QueueWatcher` reports arrivals (`useChangeNotifications()`).
 public final class FileQueue: QueueStore {
     public let layout: QueueLayout
-    public let retry: RetryPolicy
     /// Intake refuses new emails (`QueueError.insufficientStorage`) when the filesystem has
     /// less than this free (`MIN_FREE_BYTES`, `MIN_FREE_INODES`), so that the worker's own
     /// bookkeeping (deferrals, dead letters, status) still finds room. Zero turns it off.
@@ -66,13 +65,11 @@ public final class FileQueue: QueueStore {
     ///   `QueueLayoutError.crossesFilesystems` if they are not on one filesystem.
     public init(
         layout: QueueLayout,
-        retry: RetryPolicy = RetryPolicy(),
         minimumFree: (bytes: UInt64, inodes: UInt64) = (0, 0),
         messageIDDomain: String = "localhost",
         logger: Logger = Logger(label: "queue")
     ) throws {
         self.layout = layout
-        self.retry = retry
         self.minimumFree = minimumFree
         self.messageIDDomain = messageIDDomain
         self.logger = logger
@@ -162,7 +159,8 @@ public final class FileQueue: QueueStore {
         return nil
     }
 
-    public func markSent(_ claim: QueueClaim, at date: Date) throws {
+    public func markSent(_ claim: QueueClaim, record: QueuedEmail?, at date: Date) throws {
+        if let record { return try fileRecord(record, of: claim, at: date) }
         // Gap (crash point `sent.before-trash`): the relay has the email, the claim is still
         // in active/. Recovery puts it back and it is sent again, with the same Message-ID:
         // the one window in which an email can be sent twice. A failure of the rename itself
@@ -247,28 +245,15 @@ public final class FileQueue: QueueStore {
         return QueueError.claimLost(claim.name)
     }
 
-    public func markFailed(
-        _ claim: QueueClaim,
-        error: String,
-        permanent: Bool,
-        at date: Date
-    ) throws -> FailureDisposition {
+    public func markFailed(_ claim: QueueClaim, updated email: QueuedEmail, decision: FailureDecision) throws {
         if let lock = claim.lock, !lock.names(path(QueueLayout.claimedName(claim.name))) {
             throw claimLost(claim, lock: lock, sentAt: nil)
         }
-        var email = claim.email
-        email.attempts.append(DeliveryAttempt(at: date, error: error))
-        email.lastError = error
-        // Calling this again after it threw is safe: it starts from the claim's email, so
-        // the attempt is counted once, and both writes below replace what a failed call left.
-        if permanent || email.retryCount >= retry.maxRetries {
-            let letter = DeadLetter(
-                reason: error,
-                kind: permanent ? "permanent" : "retries_exhausted",
-                failedAt: date,
-                attempts: email.attempts,
-                email: email
-            )
+        // Calling this again after it threw is safe: both writes below replace what a failed
+        // call left, and the caller hands the same updated email again.
+        switch decision {
+        case .deadLetter(let reason, let kind, let date):
+            let letter = DeadLetter(reason: reason, kind: kind, failedAt: date, attempts: email.attempts, email: email)
             // Gaps (crash points `dead-letter.*`): before the rename, the claim alone (a
             // synced temp file in dead_letter/ is removed by recovery); after it, the dead
             // letter and the claim: recovery sees a dead letter newer than the claim and
@@ -282,28 +267,60 @@ public final class FileQueue: QueueStore {
             )
             CrashPoint.reach("dead-letter.before-unlink-claim")
             try unlinkClaim(claim)
-            return .deadLettered
+        case .retry(let due):
+            // The new version appears under the pending name while the locked claim still
+            // exists, so no other claimant can take it until the claim is unlinked (its rename
+            // into active/ fails with EEXIST).
+            // Gaps (crash points `defer.*`): before the rename, the claim alone, which recovery
+            // puts back with its old count (one attempt more than planned, never fewer); after
+            // it, the new pending copy and the claim: the pending copy is newer and wins, the
+            // claim is removed. So the unlink needs no directory sync.
+            try AtomicFile.write(
+                try QueueCoding.encoder().encode(email),
+                to: QueueLayout.pendingName(claim.name),
+                in: layout.queue,
+                crashPoint: "defer"
+            )
+            CrashPoint.reach("defer.before-unlink-claim")
+            try unlinkClaim(claim)
+            state.withLock { $0.index.insert(claim.name, priority: email.priority, notBefore: due) }
         }
-        let due = date.addingTimeInterval(retry.delay(beforeRetry: email.retryCount))
-        email.retryCount += 1
-        email.nextAttemptAt = due
-        // The new version appears under the pending name while the locked claim still
-        // exists, so no other claimant can take it until the claim is unlinked (its rename
-        // into active/ fails with EEXIST).
-        // Gaps (crash points `defer.*`): before the rename, the claim alone, which recovery
-        // puts back with its old count (one attempt more than planned, never fewer); after
-        // it, the new pending copy and the claim: the pending copy is newer and wins, the
-        // claim is removed. So the unlink needs no directory sync.
+    }
+
+    /// `markSent` with the recipients' outcomes to keep: the record is written as the "sent
+    /// but unfiled" entry `active/B.sent.json` beside the claim, the claim is removed, and
+    /// the entry moves to the trash.
+    /// Gaps (crash points `sent-record.*`): before the entry's rename, the claim alone,
+    /// which recovery puts back and which is sent again to the recipients it lists as pending
+    /// (the window `sent.before-trash` has too); after it, the entry and the claim: recovery
+    /// sees the entry newer than the claim, removes the claim and files the entry, so nobody
+    /// receives it twice. The entry is unlocked: a recovery sweep meanwhile may file it first.
+    private func fileRecord(_ record: QueuedEmail, of claim: QueueClaim, at date: Date) throws {
+        if let lock = claim.lock, !lock.names(path(QueueLayout.claimedName(claim.name))) {
+            throw claimLost(claim, lock: lock, sentAt: date)
+        }
+        let sentFile = QueueLayout.sentName(claim.name)
         try AtomicFile.write(
-            try QueueCoding.encoder().encode(email),
-            to: QueueLayout.pendingName(claim.name),
-            in: layout.queue,
-            crashPoint: "defer"
+            try QueueCoding.encoder().encode(record),
+            to: String(sentFile.dropFirst("active/".count)),
+            in: layout.active,
+            crashPoint: "sent-record"
         )
-        CrashPoint.reach("defer.before-unlink-claim")
+        CrashPoint.reach("sent-record.before-unlink-claim")
         try unlinkClaim(claim)
-        state.withLock { $0.index.insert(claim.name, priority: email.priority, notBefore: due) }
-        return .deferred(until: due)
+        let trashed = layout.trash + "/" + QueueLayout.trashName(claim.name, status: "sent", at: date)
+        do {
+            try Syscall.rename(path(sentFile), trashed)
+        } catch {
+            // Filed by a recovery sweep already (ENOENT), or the trash cannot take it now:
+            // the entry stays in active/ and the next sweep files it; never sent again.
+            if error.errno != ENOENT {
+                logger.warning(
+                    "delivered email kept in queue/active/ as sent until the trash takes it",
+                    metadata: ["file": "\(claim.name)", "error": "\(error)"]
+                )
+            }
+        }
     }
 
     public func release(_ claim: QueueClaim) throws {
@@ -418,6 +435,19 @@ public final class FileQueue: QueueStore {
         }
         guard Syscall.names(file, file: fd) else { return false }
         if sent != nil {
+            // A claim of the same email whose owner died after recording this delivery
+            // (`fileRecord`): removed first, so that it is not put back and sent again.
+            let claimFile = path(QueueLayout.claimedName(base))
+            if let claimFd = try? Syscall.openRegular(claimFile, followSymlinks: false) {
+                let claimLock = ClaimLock(fd: claimFd)
+                if (try? Syscall.tryLock(claimFd, path: claimFile)) == true, Syscall.names(claimFile, file: claimFd),
+                    let claimed = Syscall.changeTime(claimFile), claimed <= claimedAt
+                {
+                    try Syscall.unlink(claimFile)
+                    logger.notice("claim removed: its delivery was already recorded", metadata: ["file": "\(base)"])
+                }
+                claimLock.release()
+            }
             // Delivered, and the move into the trash failed before: file it now.
             try Syscall.rename(file, layout.trash + "/" + QueueLayout.trashName(base, status: "sent", at: now))
             logger.notice("delivered email moved to the trash", metadata: ["file": "\(base)"])
@@ -426,6 +456,12 @@ public final class FileQueue: QueueStore {
         // A crash after the outcome was written and before the claim was removed. Only a
         // valid copy of this very email counts as the outcome; anything else under the name
         // is a stranger, set aside, and the claim goes back.
+        let sentEntry = layout.active + "/" + String(QueueLayout.sentName(base).dropFirst("active/".count))
+        if let written = Syscall.changeTime(sentEntry), written >= claimedAt, holdsEntry(sentEntry, for: base) {
+            try Syscall.unlink(file)
+            logger.notice("claim removed: its delivery was already recorded", metadata: ["file": "\(base)"])
+            return false
+        }
         let letter = layout.deadLetter + "/" + QueueLayout.pendingName(base)
         if let written = Syscall.changeTime(letter), written >= claimedAt {
             if holdsEntry(letter, for: base, deadLetter: true) {

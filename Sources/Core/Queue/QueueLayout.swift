@@ -33,6 +33,9 @@ public struct QueueLayout: Sendable {
     public var corrupt: String { root + "/corrupt" }
     public var outbox: String { root + "/outbox" }
     public var status: String { root + "/status" }
+    /// mailworkerd's control socket, on which it carries out `POST /process-batch` for
+    /// mailfcgi (which holds no relay settings).
+    public var controlSocket: String { status + "/mailworkerd.sock" }
 
     public init(root: String) {
         self.root = root

@@ -19,12 +19,14 @@ public protocol QueueStore: Sendable {
     /// - Throws: `SystemError` when the queue directory cannot be read.
     func claim(now: Date) throws -> QueueClaim?
 
-    /// The claimed email was delivered: it leaves the queue for the trash.
-    func markSent(_ claim: QueueClaim, at date: Date) throws
+    /// The claimed email was delivered (to every recipient, or to some and refused for good
+    /// to the others): it leaves the queue for the trash. `record` is the email with its
+    /// recipients' outcomes, kept in the trash; nil moves the claimed file as it is.
+    func markSent(_ claim: QueueClaim, record: QueuedEmail?, at date: Date) throws
 
-    /// The claimed email failed. A transient failure with retries left is deferred with
-    /// exponential backoff; a permanent one, or the last retry, goes to the dead letters.
-    func markFailed(_ claim: QueueClaim, error: String, permanent: Bool, at date: Date) throws -> FailureDisposition
+    /// The claimed email was not delivered to everyone: `updated` is it with the attempt
+    /// recorded, and `decision` (from `DeliveryPolicy`, not the store) says where it goes.
+    func markFailed(_ claim: QueueClaim, updated: QueuedEmail, decision: FailureDecision) throws
 
     /// Gives an unfinished claim back, unchanged, to be claimed again.
     func release(_ claim: QueueClaim) throws
@@ -70,12 +72,54 @@ final class ClaimLock: @unchecked Sendable {
     }
 }
 
-/// What `markFailed` did with an email.
+/// Where `markFailed` puts an email.
+public enum FailureDecision: Equatable, Sendable {
+    /// Back to pending, not to be attempted before `notBefore` (nil: as soon as it is claimed).
+    case retry(notBefore: Date?)
+    /// To the dead letters, with the reason, its kind (`DeadLetter.kind`) and the time.
+    case deadLetter(reason: String, kind: String, at: Date)
+}
+
+/// What a failed attempt did with an email.
 public enum FailureDisposition: Equatable, Sendable {
     /// Back in the queue, not to be attempted before the given time.
     case deferred(until: Date)
     /// Moved to the dead letters.
     case deadLettered
+    /// Refused for good to the last pending recipients, received by earlier ones: done.
+    case partiallySent
+}
+
+extension QueueStore {
+    /// `markSent` for an email every recipient accepted at once: the file moves as it is.
+    public func markSent(_ claim: QueueClaim, at date: Date) throws {
+        try markSent(claim, record: nil, at: date)
+    }
+
+    /// Records a failure of the whole transaction, as `DeliveryAgent` does, with `policy`'s
+    /// rules: a transient failure with retries left is deferred, a permanent one or the last
+    /// retry goes to the dead letters. For tests and tools.
+    public func markFailed(
+        _ claim: QueueClaim,
+        error: String,
+        permanent: Bool,
+        at date: Date,
+        policy: DeliveryPolicy = DeliveryPolicy()
+    ) throws -> FailureDisposition {
+        var email = claim.email
+        let failure = DeliveryError(permanent ? .permanent : .transient, relaySaw: true, error)
+        switch policy.decide(&email, result: .failure(failure), at: date) {
+        case .retry(let notBefore, _):
+            try markFailed(claim, updated: email, decision: .retry(notBefore: notBefore))
+            return .deferred(until: notBefore ?? date)
+        case .deadLetter(let kind, let reason):
+            try markFailed(claim, updated: email, decision: .deadLetter(reason: reason, kind: kind, at: date))
+            return .deadLettered
+        case .sent:
+            try markSent(claim, record: email, at: date)
+            return .partiallySent
+        }
+    }
 }
 
 /// Retry policy: `MAX_RETRIES` attempts after the first, `RETRY_BASE_DELAY` x 2^n between them.

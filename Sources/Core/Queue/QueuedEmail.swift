@@ -36,8 +36,13 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
     /// Not to be attempted before this time (backoff after a transient failure).
     public var nextAttemptAt: Date?
     public var lastError: String?
-    /// Every failed attempt, oldest first.
+    /// Every attempt that did not deliver to everyone, oldest first (the latest
+    /// `DeliveryAttempt.keptAttempts`).
     public var attempts: [DeliveryAttempt]
+    /// What is known of each envelope recipient once an attempt did not go to all of them
+    /// (one refused, or deferred while others were accepted); nil while none has an outcome.
+    /// Later attempts go only to the recipients still pending (`pendingRecipients`).
+    public var recipients: [RecipientOutcome]?
     /// Display names for the To, Cc and Reply-To headers, by address (name-addr input,
     /// `John Doe <john@example.com>`); absent when none was given.
     public var displayNames: [String: String]?
@@ -76,7 +81,22 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         self.nextAttemptAt = nil
         self.lastError = nil
         self.attempts = []
+        self.recipients = nil
         self.displayNames = nil
+    }
+
+    /// The SMTP envelope's recipients: To, Cc and Bcc in that order, each address once
+    /// (compared without regard to case).
+    public var envelopeRecipients: [String] {
+        var seen: Set<String> = []
+        return ([toEmail] + cc + bcc).filter { seen.insert($0.lowercased()).inserted }
+    }
+
+    /// The envelope recipients that have neither received the email nor been refused it for
+    /// good: the next attempt's envelope.
+    public var pendingRecipients: [String] {
+        let done = Set((recipients ?? []).filter { $0.state != .deferred }.map { $0.address.lowercased() })
+        return envelopeRecipients.filter { !done.contains($0.lowercased()) }
     }
 
     /// Why this entry cannot be sent as it is, or nil. The responder checks every field
@@ -117,8 +137,36 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         case retryCount = "retry_count"
         case nextAttemptAt = "next_attempt_at"
         case lastError = "last_error"
-        case attempts
+        case attempts, recipients
         case displayNames = "display_names"
+    }
+}
+
+/// Where one envelope recipient stands: kept in the queue file once recipients differ.
+public struct RecipientOutcome: Codable, Equatable, Sendable {
+    public enum State: String, Codable, Sendable {
+        /// The relay accepted the email for this recipient.
+        case sent
+        /// Refused for good (a 5xx): not tried again.
+        case failed
+        /// Refused for now (a 4xx, or no answer): tried again with the email's retries.
+        case deferred
+    }
+
+    public var address: String
+    public var state: State
+    /// The relay's reply code and line that decided the state, when it gave one.
+    public var code: Int?
+    public var reply: String?
+    /// When the state was last set.
+    public var at: Date
+
+    public init(address: String, state: State, code: Int? = nil, reply: String? = nil, at: Date) {
+        self.address = address
+        self.state = state
+        self.code = code
+        self.reply = reply
+        self.at = at
     }
 }
 
@@ -132,13 +180,49 @@ public enum EmailFormat: String, Codable, Sendable, CaseIterable {
     case multipart
 }
 
-/// One failed delivery attempt, kept in the queue file and in the dead letter.
+/// One delivery attempt that did not go to every recipient, kept in the queue file and in
+/// the dead letter. The fields after `error` are absent in files written before they existed.
 public struct DeliveryAttempt: Codable, Equatable, Sendable {
     public var at: Date
+    /// What went wrong, with the relay's reply when there was one.
     public var error: String
+    /// `sender` (the relay could not be used: not counted against `MAX_RETRIES`) or `email`.
+    public var scope: String?
+    /// The SMTP reply code that decided the attempt, when there was one.
+    public var code: Int?
+    /// Whether the relay answered any command of this email's transaction: false when the
+    /// attempt never reached it (unreachable, a dead session), so it cannot have been delivered.
+    public var relaySaw: Bool?
+    /// Whether the attempt counted against the email's retries.
+    public var counted: Bool?
+    /// The relay's answer for each recipient tried, when it got that far.
+    public var recipients: [RecipientReply]?
 
-    public init(at: Date, error: String) {
+    /// How many attempts a queue file keeps: during a long relay outage the probes would
+    /// otherwise grow one email's file without bound.
+    public static let keptAttempts = 100
+
+    public init(
+        at: Date,
+        error: String,
+        scope: String? = nil,
+        code: Int? = nil,
+        relaySaw: Bool? = nil,
+        counted: Bool? = nil,
+        recipients: [RecipientReply]? = nil
+    ) {
         self.at = at
         self.error = error
+        self.scope = scope
+        self.code = code
+        self.relaySaw = relaySaw
+        self.counted = counted
+        self.recipients = recipients
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case at, error, scope, code
+        case relaySaw = "relay_saw"
+        case counted, recipients
     }
 }

@@ -196,20 +196,29 @@ public struct WorkerMetrics: Codable, Equatable, Sendable {
     }
 }
 
-/// Whether delivery works: unhealthy after a failure that blames the sender's side (relay
-/// unreachable, TLS, authentication) until a send succeeds.
+/// Whether delivery works: unhealthy after a failure on the sender's side (relay
+/// unreachable, TLS, authentication, 421), while delivery is paused, until a probe or an
+/// attempt reaches the relay again.
 public struct SenderHealth: Codable, Equatable, Sendable {
     public var healthy: Bool
     public var lastAttemptAt: Date?
     public var lastSuccessAt: Date?
     public var lastError: String?
+    /// While delivery is paused: when the next probe of the relay is due.
+    public var pausedUntil: Date?
 
-    public init(healthy: Bool = true, lastAttemptAt: Date? = nil, lastSuccessAt: Date? = nil, lastError: String? = nil)
-    {
+    public init(
+        healthy: Bool = true,
+        lastAttemptAt: Date? = nil,
+        lastSuccessAt: Date? = nil,
+        lastError: String? = nil,
+        pausedUntil: Date? = nil
+    ) {
         self.healthy = healthy
         self.lastAttemptAt = lastAttemptAt
         self.lastSuccessAt = lastSuccessAt
         self.lastError = lastError
+        self.pausedUntil = pausedUntil
     }
 
     enum CodingKeys: String, CodingKey {
@@ -217,6 +226,7 @@ public struct SenderHealth: Codable, Equatable, Sendable {
         case lastAttemptAt = "last_attempt_at"
         case lastSuccessAt = "last_success_at"
         case lastError = "last_error"
+        case pausedUntil = "paused_until"
     }
 
     /// Every key is written, null when unknown.
@@ -226,5 +236,6 @@ public struct SenderHealth: Codable, Equatable, Sendable {
         try container.encode(lastAttemptAt, forKey: .lastAttemptAt)
         try container.encode(lastSuccessAt, forKey: .lastSuccessAt)
         try container.encode(lastError, forKey: .lastError)
+        try container.encode(pausedUntil, forKey: .pausedUntil)
     }
 }

@@ -67,7 +67,12 @@ final class FastCGIServer: Sendable {
     func start() throws {
         let directory = (socketPath as NSString).deletingLastPathComponent
         if !directory.isEmpty { try Syscall.makeDirectories(directory) }
-        let listener = try UnixSocket.listen(socketPath, backlog: 1024)
+        let listener: Int32
+        do {
+            listener = try UnixSocket.listen(socketPath, backlog: 1024)
+        } catch let error as UnixSocket.InUse {
+            throw ServerError.socketInUse(error.path)
+        }
         var ends: [Int32] = [0, 0]
         guard pipe(&ends) == 0 else { throw SystemError(call: "pipe", path: socketPath, errno: errno) }
         for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }

@@ -49,7 +49,9 @@ struct Response: Sendable {
         case 422: "Unprocessable Content"
         case 431: "Request Header Fields Too Large"
         case 500: "Internal Server Error"
+        case 502: "Bad Gateway"
         case 503: "Service Unavailable"
+        case 504: "Gateway Timeout"
         case 507: "Insufficient Storage"
         default: "Status \(status)"
         }

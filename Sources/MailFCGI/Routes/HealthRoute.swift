@@ -76,8 +76,9 @@ struct HealthRoute: Sendable {
         }
     }
 
-    /// The delivery side, from mailworkerd's status file: its heartbeat is fresh, and its
-    /// last delivery attempt did not fail on the sender's side. With `aliveByTouch` (the
+    /// The delivery side, from mailworkerd's status file: its heartbeat is fresh, and delivery
+    /// is not paused after a failure on the sender's side (healthy again once a probe or an
+    /// attempt reaches the relay). With `aliveByTouch` (the
     /// file's time is fresh though its content is not) mailworkerd runs: storage is to blame,
     /// and `storageHealth` says so.
     static func senderHealth(_ status: WorkerStatus?, now: Date, aliveByTouch: Bool = false) -> String {
@@ -91,6 +92,11 @@ struct HealthRoute: Sendable {
             return "unhealthy: mailworkerd is not running (last heartbeat \(age) s ago)"
         }
         if !status.autoProcessingEnabled { return "healthy" }
+        if let until = status.sender.pausedUntil {
+            let next = max(0, Int(until.timeIntervalSince(now).rounded(.up)))
+            return "unhealthy: delivery paused, the relay failed on the sender's side (next probe in \(next) s; "
+                + "retries are not spent): \(status.sender.lastError ?? "unknown error")"
+        }
         guard status.sender.healthy else {
             return "unhealthy: delivery failing: \(status.sender.lastError ?? "unknown error")"
         }

@@ -2,72 +2,62 @@ import Core
 import Foundation
 import Logging
 
-/// `POST /process-batch`: claims the next due email and delivers it here, in the
-/// responder, then answers with what happened. Safe while mailworkerd runs: a claim is
-/// exclusive. Each call opens its own SMTP connection and closes it (QUIT) afterwards.
-struct ProcessBatchRoute: Sendable {
-    let queue: FileQueue
-    let composer: MessageComposer
-    let smtp: SMTPSettings?
-    let outbox: String
+#if canImport(Glibc)
+import Glibc
+#endif
 
-    struct Body: Encodable {
-        let processed: Bool
-        let message: String
-        let request_id: String?
-        let file: String?
-        /// `sent`, `deferred` or `dead_letter`.
-        let outcome: String?
-        let error: String?
-        let next_attempt_at: String?
-        let timestamp: String
-    }
+/// `POST /process-batch`: asks mailworkerd, over its control socket, to claim the next due
+/// email and deliver it now, and answers with what happened (`ProcessBatchAnswer`). The
+/// responder holds no relay settings, so it cannot send itself. Safe while mailworkerd's
+/// workers run: a claim is exclusive.
+struct ProcessBatchRoute: Sendable {
+    /// `QueueLayout.controlSocket`.
+    let socketPath: String
+
+    /// How long to wait for mailworkerd's answer: under nginx's default
+    /// `fastcgi_read_timeout` (60 s), so the client gets this route's 504, not nginx's.
+    static let answerTimeout = 55.0
 
     func handle(_ request: Request, _ logger: Logger) throws -> Response {
-        let transport: any Transport = try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
-        defer { transport.close() }
-        // A request cannot wait for the disk to come back: after a few seconds the claim is
-        // given up (and recovered by mailworkerd; a delivered email may then be sent again).
-        let agent = DeliveryAgent(
-            queue: queue,
-            composer: composer,
-            transport: transport,
-            logger: logger,
-            recordingPatience: 5
-        )
-        let now = Timestamp.iso8601(Date())
-        guard let attempt = try agent.processNext() else {
-            return Response.json(
-                Body(
-                    processed: false,
-                    message: "No email is due",
-                    request_id: nil,
-                    file: nil,
-                    outcome: nil,
-                    error: nil,
-                    next_attempt_at: nil,
-                    timestamp: now
-                )
+        let fd: Int32
+        do {
+            fd = try UnixSocket.connect(socketPath)
+        } catch {
+            logger.warning("process-batch: mailworkerd does not answer", metadata: ["error": "\(error)"])
+            throw HTTPError(
+                503,
+                "mailworkerd is not running (nothing answers on its control socket), so nothing was processed",
+                headers: [("Retry-After", "5")]
             )
         }
-        let (outcome, message, error, next): (String, String, String?, String?) =
-            switch attempt.outcome {
-            case .sent: ("sent", "Email sent", nil, nil)
-            case .deferred(let until, let error):
-                ("deferred", "Delivery failed; will retry", error, Timestamp.iso8601(until))
-            case .deadLettered(let error): ("dead_letter", "Delivery failed; moved to dead letters", error, nil)
-            }
-        return Response.json(
-            Body(
-                processed: true,
-                message: message,
-                request_id: attempt.requestID,
-                file: attempt.file,
-                outcome: outcome,
-                error: error,
-                next_attempt_at: next,
-                timestamp: now
+        defer { close(fd) }
+        UnixSocket.setTimeouts(fd, seconds: Self.answerTimeout)
+        let reply: [UInt8]
+        do {
+            try UnixSocket.sendAll(fd, Array((ProcessBatchAnswer.request + "\n").utf8), path: socketPath)
+            reply = try UnixSocket.receiveAll(fd, limit: 1 << 20, path: socketPath)
+        } catch  where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+            throw HTTPError(
+                504,
+                "mailworkerd did not answer within \(Int(Self.answerTimeout)) s; the attempt goes on there "
+                    + "and its outcome is recorded in the queue"
             )
+        } catch {
+            logger.warning("process-batch: the control socket failed", metadata: ["error": "\(error)"])
+            throw HTTPError(503, "mailworkerd closed the control connection without an answer")
+        }
+        // "<status>\n<JSON body>", from ControlServer.
+        guard let newline = reply.firstIndex(of: UInt8(ascii: "\n")),
+            let status = Int(String(decoding: reply[..<newline], as: UTF8.self)),
+            (200...599).contains(status),
+            (try? JSONSerialization.jsonObject(with: Data(reply[(newline + 1)...]))) is [String: Any]
+        else {
+            throw HTTPError(503, "mailworkerd closed the control connection without an answer")
+        }
+        return Response(
+            status: status,
+            headers: [("Content-Type", "application/json")],
+            body: Array(reply[(newline + 1)...])
         )
     }
 }

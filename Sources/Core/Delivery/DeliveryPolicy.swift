@@ -1,0 +1,161 @@
+import Foundation
+
+/// What happens to an email after an attempt: the retry and lifetime rules, kept outside the
+/// queue store, which is handed the decision (`FailureDecision`) and the updated email.
+///
+/// - Failures on the sender's side (`DeliveryError.Scope.sender`) are recorded but cost the
+///   email nothing: the pool pauses instead (`DeliveryPause`).
+/// - Failures about the email (a 4xx or 5xx to its MAIL, RCPT or DATA) count against
+///   `MAX_RETRIES`, with `RETRY_BASE_DELAY` x 2^n between attempts; a 5xx ends it at once.
+/// - Each recipient is settled on its own: the accepted ones are not tried again, the refused
+///   ones (5xx) are given up, the deferred ones (4xx) are retried.
+/// - An email still undelivered `MAX_QUEUE_LIFETIME` after it was accepted goes to the dead
+///   letters whatever the cause (postfix's `maximal_queue_lifetime`).
+public struct DeliveryPolicy: Sendable, Equatable {
+    public var retry: RetryPolicy
+    /// `MAX_QUEUE_LIFETIME` seconds (default 5 days).
+    public var maxQueueLifetime: TimeInterval
+
+    public init(retry: RetryPolicy = RetryPolicy(), maxQueueLifetime: TimeInterval = 5 * 86_400) {
+        self.retry = retry
+        self.maxQueueLifetime = maxQueueLifetime
+    }
+
+    /// What to do with an email after an attempt.
+    public enum Decision: Equatable, Sendable {
+        /// Done: every recipient is settled and at least one received it; `partial`: some were
+        /// refused. The email's `recipients` is nil when all accepted it at the first attempt
+        /// (the queue file needs no rewrite).
+        case sent(partial: Bool)
+        /// Back to the queue (`FailureDecision.retry`).
+        case retry(notBefore: Date?, counted: Bool)
+        /// To the dead letters (`FailureDecision.deadLetter`).
+        case deadLetter(kind: String, reason: String)
+    }
+
+    /// Whether `email` has outlived `maxQueueLifetime` at `now`.
+    public func expired(_ email: QueuedEmail, at now: Date) -> Bool {
+        now.timeIntervalSince(email.createdAt) >= maxQueueLifetime
+    }
+
+    /// The reason written to an expired email's dead letter.
+    public func expiryReason(_ email: QueuedEmail) -> String {
+        let days = maxQueueLifetime / 86_400
+        let lifetime = days >= 1 && days == days.rounded() ? "\(Int(days)) days" : "\(Int(maxQueueLifetime)) s"
+        return "undelivered after MAX_QUEUE_LIFETIME (\(lifetime))"
+            + (email.lastError.map { "; last error: \($0)" } ?? "")
+    }
+
+    /// Records the attempt in `email` (its recipients, attempts, retry count, next attempt)
+    /// and decides what happens next. `result`: the transport's replies, or its error.
+    public func decide(
+        _ email: inout QueuedEmail,
+        result: Result<[RecipientReply], DeliveryError>,
+        at now: Date
+    ) -> Decision {
+        switch result {
+        case .success(let replies):
+            let unsettled = replies.filter { $0.status != .accepted }
+            if unsettled.isEmpty, email.recipients == nil { return .sent(partial: false) }
+            settle(&email, replies, at: now)
+            let summary =
+                unsettled.isEmpty
+                ? "delivered to the remaining recipients"
+                : unsettled.map { "\($0.address): \($0.reply ?? "no answer")" }.joined(separator: "; ")
+            record(
+                &email,
+                DeliveryAttempt(at: now, error: summary, scope: "email", relaySaw: true, recipients: replies)
+            )
+            return afterRecipients(&email, error: summary, at: now)
+        case .failure(let error):
+            let counted = error.scope == .email
+            record(
+                &email,
+                DeliveryAttempt(
+                    at: now,
+                    error: error.message,
+                    scope: error.scope.rawValue,
+                    code: error.replyCode,
+                    relaySaw: error.relaySaw,
+                    counted: counted,
+                    recipients: error.recipients.isEmpty ? nil : error.recipients
+                )
+            )
+            email.lastError = error.message
+            guard counted else {
+                if expired(email, at: now) { return .deadLetter(kind: "expired", reason: expiryReason(email)) }
+                return .retry(notBefore: email.nextAttemptAt, counted: false)
+            }
+            settle(&email, error.recipients, at: now)
+            if error.kind == .permanent {
+                // Refused for everyone still pending, not only those the relay named.
+                let named = Set(error.recipients.map { $0.address.lowercased() })
+                for address in email.pendingRecipients where !named.contains(address.lowercased()) {
+                    setOutcome(
+                        &email,
+                        RecipientOutcome(
+                            address: address,
+                            state: .failed,
+                            code: error.replyCode,
+                            reply: error.message,
+                            at: now
+                        )
+                    )
+                }
+            }
+            return afterRecipients(&email, error: error.message, at: now)
+        }
+    }
+
+    /// After the recipients were settled: sent when none is pending, else a counted retry,
+    /// or the dead letters once the retries or the lifetime are spent.
+    private func afterRecipients(_ email: inout QueuedEmail, error: String, at now: Date) -> Decision {
+        let outcomes = email.recipients ?? []
+        if email.pendingRecipients.isEmpty {
+            if outcomes.contains(where: { $0.state == .sent }) {
+                return .sent(partial: outcomes.contains { $0.state == .failed })
+            }
+            return .deadLetter(kind: "permanent", reason: error)
+        }
+        email.lastError = error
+        if expired(email, at: now) { return .deadLetter(kind: "expired", reason: expiryReason(email)) }
+        if email.retryCount >= retry.maxRetries { return .deadLetter(kind: "retries_exhausted", reason: error) }
+        let due = now.addingTimeInterval(retry.delay(beforeRetry: email.retryCount))
+        email.retryCount += 1
+        email.nextAttemptAt = due
+        return .retry(notBefore: due, counted: true)
+    }
+
+    /// Records each reply as its recipient's outcome.
+    private func settle(_ email: inout QueuedEmail, _ replies: [RecipientReply], at now: Date) {
+        for reply in replies {
+            let state: RecipientOutcome.State =
+                switch reply.status {
+                case .accepted: .sent
+                case .refused: .failed
+                case .deferred: .deferred
+                }
+            setOutcome(
+                &email,
+                RecipientOutcome(address: reply.address, state: state, code: reply.code, reply: reply.reply, at: now)
+            )
+        }
+    }
+
+    private func setOutcome(_ email: inout QueuedEmail, _ outcome: RecipientOutcome) {
+        var outcomes = email.recipients ?? []
+        if let i = outcomes.firstIndex(where: { $0.address.lowercased() == outcome.address.lowercased() }) {
+            outcomes[i] = outcome
+        } else {
+            outcomes.append(outcome)
+        }
+        email.recipients = outcomes
+    }
+
+    private func record(_ email: inout QueuedEmail, _ attempt: DeliveryAttempt) {
+        email.attempts.append(attempt)
+        if email.attempts.count > DeliveryAttempt.keptAttempts {
+            email.attempts.removeFirst(email.attempts.count - DeliveryAttempt.keptAttempts)
+        }
+    }
+}

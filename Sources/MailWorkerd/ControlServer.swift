@@ -1,0 +1,112 @@
+import CLinux
+import Core
+import Foundation
+import Logging
+import Synchronization
+
+/// mailworkerd's control socket (`DATA_DIR/status/mailworkerd.sock`, mode 0660): it carries
+/// out `POST /process-batch` for mailfcgi, so that only this daemon holds the relay's
+/// settings. One request per connection: a line `process-batch`, answered with an HTTP
+/// status line (`200`, or `503` when the queue cannot be processed) and a JSON body (a
+/// `ProcessBatchAnswer`, or `{"detail": ...}`), then the connection is closed. Requests are served one at a
+/// time, each on its own SMTP connection (closed with QUIT afterwards), whether or not
+/// `AUTO_PROCESSING_ENABLED` is set; a claim is exclusive, so this never races the workers.
+final class ControlServer: Sendable {
+    private let path: String
+    private let listener: Int32
+    private let makeAgent: @Sendable () throws -> DeliveryAgent
+    private let pause: DeliveryPause
+    /// Called when an attempt here ended a pause of the pool (to wake its workers).
+    private let resumed: @Sendable () -> Void
+    private let logger: Logger
+    private let thread = Mutex<pthread_t?>(nil)
+    private let stopping = Atomic<Bool>(false)
+
+    /// Seconds a client may take to send its request line.
+    static let requestTimeout = 5.0
+
+    /// Listens on `path`.
+    /// - Throws: `UnixSocket.InUse` when another mailworkerd answers there, `SystemError`.
+    init(
+        path: String,
+        pause: DeliveryPause,
+        logger: Logger,
+        resumed: @escaping @Sendable () -> Void,
+        makeAgent: @escaping @Sendable () throws -> DeliveryAgent
+    ) throws {
+        self.path = path
+        self.pause = pause
+        self.resumed = resumed
+        self.logger = logger
+        self.makeAgent = makeAgent
+        listener = try UnixSocket.listen(path, backlog: 64)
+    }
+
+    func start() {
+        let started = Thread.spawn { [self] in
+            while !stopping.load(ordering: .relaxed) {
+                let client = clinux_accept_blocking(listener)
+                if client < 0 {
+                    if errno == EINTR || errno == ECONNABORTED { continue }
+                    if !stopping.load(ordering: .relaxed) {
+                        logger.error(
+                            "control socket: accept failed",
+                            metadata: ["error": "\(String(cString: strerror(errno)))"]
+                        )
+                        usleep(100_000)
+                    }
+                    continue
+                }
+                serve(client)
+                close(client)
+            }
+        }
+        thread.withLock { $0 = started }
+    }
+
+    /// Stops accepting (a request being served finishes first) and removes the socket file.
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        shutdown(listener, Int32(SHUT_RDWR))  // wakes accept(2) with EINVAL
+        if let running = thread.withLock({ $0 }) { pthread_join(running, nil) }
+        close(listener)
+        unlink(path)
+    }
+
+    private func serve(_ client: Int32) {
+        UnixSocket.setTimeouts(client, seconds: Self.requestTimeout)
+        let line = (try? UnixSocket.receiveLine(client, limit: 256, path: path)) ?? ""
+        let (status, body): (Int, Data?)
+        if line.trimmingCharacters(in: .whitespaces) != ProcessBatchAnswer.request {
+            (status, body) = (400, try? JSONEncoder().encode(["detail": "unknown control request"]))
+        } else {
+            do {
+                (status, body) = (200, try QueueCoding.encoder().encode(try processBatch()))
+            } catch {
+                logger.error("process-batch failed", metadata: ["error": "\(error)"])
+                (status, body) = (
+                    503, try? JSONEncoder().encode(["detail": "mailworkerd cannot process the queue: \(error)"])
+                )
+            }
+        }
+        do {
+            try UnixSocket.sendAll(client, Array("\(status)\n".utf8) + [UInt8](body ?? Data()), path: path)
+        } catch {
+            logger.warning("control socket: the answer could not be sent", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func processBatch() throws -> ProcessBatchAnswer {
+        let agent = try makeAgent()
+        defer { agent.transport.close() }
+        guard let attempt = try agent.processNext() else { return .idle(at: Date()) }
+        if attempt.attempted {
+            if let error = attempt.error, error.scope == .sender {
+                pause.senderFailed(error, probe: false)
+            } else if pause.relayAnswered(delivered: attempt.error == nil) {
+                resumed()
+            }
+        }
+        return ProcessBatchAnswer(attempt, at: Date())
+    }
+}
