@@ -32,8 +32,17 @@ run_dir=$(realpath -m "$(setting RUN_DIR run)")
 export MAIL_DEMO_PASSWORD=$(setting MAIL_DEMO_PASSWORD "")
 export FCGI_SOCKET=$(setting FCGI_SOCKET "$run_dir/mailfcgi.sock")
 
+# Only mailworkerd gets the relay's settings: mailfcgi, which nginx talks to, is started
+# without any of them in its environment (it also withholds them when reading .env).
+responder=(env)
+for name in SMTP_SERVER PORT PASSWORD SMTP_USERNAME SMTP_TLS SMTP_CA_FILE SMTP_TLS_VERIFY \
+    SMTP_CONNECT_TIMEOUT SMTP_TIMEOUT; do
+    responder+=(-u "$name")
+done
+responder+=("$bin_dir/mailfcgi")
+
 # Settings are checked before anything starts: a bad value stops here, naming it.
-"$bin_dir/mailfcgi" --check-config
+"${responder[@]}" --check-config
 "$bin_dir/mailworkerd" --check-config
 # A port another program answers on would only show as nginx failing to bind, after a retry.
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -68,7 +77,7 @@ trap 'stop 0' INT TERM HUP
 # which stops them in order; and each dies with this script (setpriv --pdeathsig) if it is
 # killed outright, so nothing outlives it.
 start() { setsid setpriv --pdeathsig TERM -- "$@" & pids+=($!); }
-start "$bin_dir/mailfcgi"
+start "${responder[@]}"
 start "$bin_dir/mailworkerd"
 # nginx answers 503 until the responder listens; wait for its socket (at most 10 s).
 for _ in $(seq 100); do [ -S "$FCGI_SOCKET" ] && break; sleep 0.1; done

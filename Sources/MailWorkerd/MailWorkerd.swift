@@ -79,20 +79,22 @@ struct MailWorkerd: AsyncParsableCommand {
                     path: settings.layout.controlSocket,
                     pause: pause,
                     logger: logger,
-                    resumed: { pool.notify() }
-                ) {
-                    let transport: any Transport = try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
-                    // A request cannot wait for the disk to come back: after a few seconds the
-                    // claim is given up (and recovered; a delivered email may then be sent again).
-                    return DeliveryAgent(
-                        queue: queue,
-                        composer: composer,
-                        transport: transport,
-                        policy: policy,
-                        logger: logger,
-                        recordingPatience: 5
-                    )
-                }
+                    resumed: { pool.notify() },
+                    makeAgent: {
+                        let transport: any Transport =
+                            try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
+                        // A request cannot wait for the disk to come back: after a few seconds the
+                        // claim is given up (and recovered; a delivered email may then be sent again).
+                        return DeliveryAgent(
+                            queue: queue,
+                            composer: composer,
+                            transport: transport,
+                            policy: policy,
+                            logger: logger,
+                            recordingPatience: 5
+                        )
+                    }
+                )
             } catch {
                 logger.error(
                     "no control socket: POST /process-batch will answer 503",

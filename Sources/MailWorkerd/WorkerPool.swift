@@ -89,7 +89,7 @@ final class WorkerPool: Sendable {
                 wakeup.wait(after: seen, timeout: min(pollingInterval, max(0.001, until.timeIntervalSinceNow)))
                 continue
             case .probe:
-                probe(agent.transport, log)
+                probe(agent, log)
                 continue
             }
             do {
@@ -127,15 +127,21 @@ final class WorkerPool: Sendable {
         }
     }
 
-    /// One probe of the relay while delivery is paused.
-    private func probe(_ transport: any Transport, _ log: Logger) {
+    /// One probe of the relay while delivery is paused; when it fails, emails past
+    /// `MAX_QUEUE_LIFETIME` still leave for the dead letters.
+    private func probe(_ agent: DeliveryAgent, _ log: Logger) {
         do {
-            try transport.probe()
+            try agent.transport.probe()
             pause.relayAnswered(delivered: false)
             log.notice("the relay answers again; delivery resumes")
             wakeup.signal()
         } catch {
             pause.senderFailed(error, probe: true)
+            do {
+                try agent.expireDue()
+            } catch {
+                log.error("queue error", metadata: ["error": "\(error)"])
+            }
             let next = pause.health.pausedUntil.map { max(0, $0.timeIntervalSinceNow) } ?? 0
             log.warning(
                 "relay still unavailable; delivery stays paused",

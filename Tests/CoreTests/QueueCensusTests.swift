@@ -31,7 +31,8 @@ import Testing
         let sent = try #require(try queue.claim(now: Date()))
         try queue.markSent(sent, at: Date())
         let failing = try #require(try queue.claim(now: Date()))
-        _ = try queue.markFailed(failing, error: "451", permanent: false, at: Date(), policy: policy)  // rewritten: new inode
+        // Rewritten: a new inode.
+        _ = try queue.markFailed(failing, error: "451", permanent: false, at: Date(), policy: policy)
         let dead = try #require(try queue.claim(now: Date()))
         _ = try queue.markFailed(dead, error: "550", permanent: true, at: Date(), policy: policy)
         let held = try #require(try queue.claim(now: Date()))

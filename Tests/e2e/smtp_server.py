@@ -21,13 +21,20 @@ class Received:
 class RecordingHandler:
     """Keeps every message the server accepted and counts SMTP sessions. Failures to
     produce: `rcpt_replies` are answered to the next RCPT commands in turn (e.g. a 451),
-    `drop_in_data` closes that many connections in the middle of DATA."""
+    `rcpt_by_address` to the next RCPTs for one address, `drop_in_data` closes that many
+    connections in the middle of DATA, `stall_data` leaves that many ends of DATA
+    unanswered for `stall_seconds` (then 451, nothing kept), and `strip_ehlo` removes EHLO
+    lines that start with one of its words (STARTTLS, AUTH), as an attacker on the path can."""
     messages: list = field(default_factory=list)
     session_ids: set = field(default_factory=set)
     delay: float = 0.0  # seconds to wait before answering DATA: keeps sends in flight
     rcpt_replies: list = field(default_factory=list)
     data_replies: list = field(default_factory=list)  # answered after `delay` instead of 250
     drop_in_data: int = 0
+    rcpt_by_address: dict = field(default_factory=dict)
+    stall_data: int = 0
+    stall_seconds: float = 0.0
+    strip_ehlo: tuple = ()
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -39,11 +46,18 @@ class RecordingHandler:
         with self.lock:
             self.session_ids.add(id(session))
         session.host_name = hostname
+        if self.strip_ehlo:
+            responses = [r for r in responses if not r[4:].upper().startswith(tuple(self.strip_ehlo))]
+            # The last line of a multi-line reply has a space after the code.
+            responses[-1] = responses[-1][:3] + " " + responses[-1][4:]
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self.lock:
             reply = self.rcpt_replies.pop(0) if self.rcpt_replies else None
+            queued = self.rcpt_by_address.get(address)
+            if reply is None and queued:
+                reply = queued.pop(0)
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
@@ -56,6 +70,12 @@ class RecordingHandler:
         if drop:
             server.transport.close()
             return "421 closing"
+        with self.lock:
+            stall = self.stall_data > 0
+            self.stall_data -= 1 if stall else 0
+        if stall:
+            await asyncio.sleep(self.stall_seconds)
+            return "451 4.3.0 answered too late"
         if self.delay:
             await asyncio.sleep(self.delay)
         with self.lock:
@@ -128,3 +148,66 @@ def start_smtp_server(port, tls=None, cert=None, key=None, auth=None, handler=No
                             server_hostname="localhost", **kwargs)
     controller.start()
     return controller, handler
+
+
+class WireProxy:
+    """A TCP proxy in front of an SMTP server that keeps every byte the client sent (the
+    transcript an eavesdropper on the path would see), and can refuse the first
+    `refuse_first` connections with a 421 greeting, as a relay at its connection limit does."""
+
+    def __init__(self, backend_port, refuse_first=0):
+        import socket
+        self.backend_port = backend_port
+        self.refuse_first = refuse_first
+        self.client_bytes = bytearray()
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                refuse = self.refuse_first > 0
+                self.refuse_first -= 1 if refuse else 0
+            if refuse:
+                client.sendall(b"421 4.7.0 Too many connections, try again later\r\n")
+                client.close()
+                continue
+            backend = socket.create_connection(("127.0.0.1", self.backend_port))
+            threading.Thread(target=self._pipe, args=(client, backend, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(backend, client, False), daemon=True).start()
+
+    def _pipe(self, source, sink, from_client):
+        try:
+            while chunk := source.recv(65536):
+                if from_client:
+                    with self.lock:
+                        self.client_bytes += chunk
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(2)
+                except OSError:
+                    pass
+
+    def transcript(self):
+        with self.lock:
+            return bytes(self.client_bytes)
+
+    def close(self):
+        self.closed = True
+        self.listener.close()

@@ -11,6 +11,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / ".build" / "debug"))
+# The relay's settings: given to mailworkerd only, as the units and `make run` do.
+RELAY_SETTINGS = {"SMTP_SERVER", "PORT", "PASSWORD", "SMTP_USERNAME", "SMTP_TLS", "SMTP_CA_FILE",
+                  "SMTP_TLS_VERIFY", "SMTP_CONNECT_TIMEOUT", "SMTP_TIMEOUT"}
 
 
 def free_port():
@@ -78,8 +81,10 @@ class Stack:
         key = f"{name}-{instance}" if instance else name
         log = open(self.base / f"{key}.log", "ab")
         as_user = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []} if user else {}
+        env = self.env if name == "mailworkerd" else {
+            k: v for k, v in self.env.items() if k not in RELAY_SETTINGS}
         self.procs[key] = subprocess.Popen(
-            [BIN_DIR / name, "--env-file", self.base / ".env"], cwd=self.base, env=self.env,
+            [BIN_DIR / name, "--env-file", self.base / ".env"], cwd=self.base, env=env,
             stdout=log, stderr=subprocess.STDOUT, **as_user)
 
     def stop_daemon(self, name, sig=signal.SIGTERM, timeout=30):

@@ -58,8 +58,11 @@ def test_untrusted_certificate_is_refused_until_the_ca_is_given(tmp_path, pki):
     stack = smtp_stack(tmp_path, port, "implicit")
     try:
         assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
-        entry = wait_until(lambda: (e := queued_entry(stack)) and e["retry_count"] >= 1 and e, what="a failed attempt")
+        entry = wait_until(lambda: (e := queued_entry(stack)) and e["attempts"] and e, what="a failed attempt")
         assert "certificate" in entry["last_error"].lower(), entry["last_error"]
+        # The sending side's fault: recorded, and no retry spent on it.
+        assert entry["retry_count"] == 0
+        assert entry["attempts"][-1]["scope"] == "sender" and entry["attempts"][-1]["relay_saw"] is False
         assert handler.messages == []
         stack.stop_daemon("mailworkerd")
         stack.env["SMTP_CA_FILE"] = str(ca)
@@ -125,13 +128,15 @@ def test_refused_authentication_keeps_the_email_and_marks_the_sender_degraded(tm
     port = free_port()
     controller, handler = start_smtp_server(port, tls="starttls", cert=cert, key=key, auth=LOGIN)
     stack = smtp_stack(tmp_path, port, "starttls", SMTP_CA_FILE=str(ca), PASSWORD="wrong-password",
-                       MAX_RETRIES="50")
+                       MAX_RETRIES="0")
     try:
         assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
         wait_until(lambda: stack.request("GET", "/health").status_code == 503, what="/health 503")
-        assert "535" in stack.request("GET", "/health").json()["components"]["email_sender"]
-        entry = wait_until(lambda: queued_entry(stack), what="the pending email")
-        assert entry["retry_count"] >= 1 and stack.files("dead_letter") == []
+        sender = stack.request("GET", "/health").json()["components"]["email_sender"]
+        assert "535" in sender and "paused" in sender, sender
+        entry = wait_until(lambda: (e := queued_entry(stack)) and e["attempts"] and e, what="the pending email")
+        # Refused AUTH is the sender's setup, not the email's: with no retries at all, it waits.
+        assert entry["retry_count"] == 0 and stack.files("dead_letter") == []
         assert "wrong-password" not in stack.log("mailworkerd")
     finally:
         stack.stop()

@@ -44,13 +44,14 @@ def test_killed_worker_makes_health_503_within_three_heartbeats_and_back(stack):
 
 def test_stopped_smtp_server_leaves_the_email_pending_and_health_degraded(tmp_path, smtp):
     stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
-                             "RETRY_BASE_DELAY": "0.5", "MAX_RETRIES": "50"}).start()
+                             "RETRY_BASE_DELAY": "0.5", "DELIVERY_PAUSE_MAX": "2"}).start()
     try:
         smtp.controller.stop()
         assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
         wait_until(lambda: stack.request("GET", "/health").status_code == 503, timeout=10, what="/health 503")
         health = stack.request("GET", "/health").json()
-        assert "delivery failing" in health["components"]["email_sender"]
+        assert "delivery paused" in health["components"]["email_sender"]
+        assert "next probe in" in health["components"]["email_sender"]
         assert stack.files("dead_letter") == [] and len(stack.files("queue")) == 1
         controller, handler = start_smtp_server(smtp.port)
         try:

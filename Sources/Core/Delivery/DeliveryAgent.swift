@@ -92,6 +92,26 @@ public final class DeliveryAgent {
         )
     }
 
+    /// While delivery is paused, the emails at the head of the queue that have outlived
+    /// `MAX_QUEUE_LIFETIME` still go to the dead letters: claims due emails in claim order
+    /// and dead-letters them until one is not expired (which is released unchanged), or
+    /// `limit` were handled. Later emails in claim order wait for the next call.
+    /// - Returns: how many were dead-lettered.
+    /// - Throws: `SystemError` from the queue.
+    @discardableResult
+    public func expireDue(now: Date = Date(), limit: Int = 100) throws -> Int {
+        var expired = 0
+        while expired < limit, let claim = try queue.claim(now: now) {
+            guard policy.expired(claim.email, at: now) else {
+                try queue.release(claim)
+                break
+            }
+            _ = try deliver(claim)  // an expired email is dead-lettered before any send
+            expired += 1
+        }
+        return expired
+    }
+
     private func deliver(_ claim: QueueClaim) throws -> (Outcome, DeliveryError?, attempted: Bool, [RecipientOutcome]) {
         var log = logger
         log[metadataKey: "request_id"] = "\(claim.email.requestID)"

@@ -237,7 +237,7 @@ public final class SMTPTransport: Transport {
             let kind: DeliveryError.Kind = (500...599).contains(failure.code) ? .permanent : .transient
             return DeliveryError(kind, replyCode: failure.code, relaySaw: saw, recipients: replies, message)
         }
-        if !replies.isEmpty, replies.allSatisfy({ $0.status != .accepted }) {
+        if !replies.isEmpty, !session.anyRecipientAccepted {
             // Every recipient refused: the email's failure; permanent only if every one was.
             let permanent = replies.allSatisfy { $0.status == .refused }
             let last = replies.last { $0.code != nil }
@@ -323,6 +323,11 @@ private final class SessionLog {
         rcptReplies = []
         dataStarted = false
         dataReply = nil
+    }
+
+    /// Whether the relay accepted any RCPT in this transfer.
+    var anyRecipientAccepted: Bool {
+        rcptReplies.contains { (200...299).contains($0.code) }
     }
 
     /// Each envelope recipient's outcome: its RCPT reply, and for the accepted ones the

@@ -36,8 +36,8 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
     /// Not to be attempted before this time (backoff after a transient failure).
     public var nextAttemptAt: Date?
     public var lastError: String?
-    /// Every attempt that did not deliver to everyone, oldest first (the latest
-    /// `DeliveryAttempt.keptAttempts`).
+    /// Every attempt since one failed, oldest first (the latest `DeliveryAttempt.keptAttempts`);
+    /// a first attempt that delivers to everyone leaves it empty (the file moves as it is).
     public var attempts: [DeliveryAttempt]
     /// What is known of each envelope recipient once an attempt did not go to all of them
     /// (one refused, or deferred while others were accepted); nil while none has an outcome.
@@ -180,8 +180,7 @@ public enum EmailFormat: String, Codable, Sendable, CaseIterable {
     case multipart
 }
 
-/// One delivery attempt that did not go to every recipient, kept in the queue file and in
-/// the dead letter. The fields after `error` are absent in files written before they existed.
+/// One delivery attempt, kept in the queue file and in the dead letter once an attempt failed. The fields after `error` are absent in files written before they existed.
 public struct DeliveryAttempt: Codable, Equatable, Sendable {
     public var at: Date
     /// What went wrong, with the relay's reply when there was one.

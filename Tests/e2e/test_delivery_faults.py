@@ -1,0 +1,388 @@
+"""Delivery against relays that misbehave on purpose: outages longer than every retry, a
+stall at the end of DATA, refused recipients, STARTTLS and AUTH missing from the EHLO answer,
+and the relay's credentials kept out of the responder."""
+import base64
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from certificates import make_ca_and_server_cert
+from smtp_server import RecordingHandler, WireProxy, start_smtp_server
+from stack import BIN_DIR, RELAY_SETTINGS, ROOT, Stack, free_port, wait_until
+from test_delivery import parse
+
+PASSWORD = "Relay-Pa55word-7"
+USER = "dispatch@example.org"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_ca_and_server_cert(tmp_path_factory.mktemp("pki"))
+
+
+def relay_stack(base, port, **env):
+    return Stack(base, {"SMTP_SERVER": "127.0.0.1", "PORT": str(port), "SMTP_TLS": "none", **env}).start()
+
+
+def post(stack, n, **fields):
+    ids = []
+    for i in range(n):
+        response = stack.post_email({"to_email": f"u{i}@example.com", "subject": f"s{i}", "body": "b", **fields})
+        assert response.status_code == 200, response.text
+        ids.append(response.json()["request_id"])
+    return ids
+
+
+def entries(stack, folder):
+    """The JSON of every entry in data/`folder` (temp files skipped)."""
+    found = []
+    for name in stack.files(folder):
+        if name.startswith("."):
+            continue
+        try:
+            found.append(json.loads((stack.data / folder / name).read_text()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+    return found
+
+
+def sender_health(stack):
+    return stack.request("GET", "/health").json()["components"]["email_sender"]
+
+
+# -- 1. Outages ------------------------------------------------------------------------
+
+
+def test_a_relay_down_longer_than_every_retry_dead_letters_nothing(tmp_path):
+    """All retries would take under 1 s (3 at 0.1 s doubling); the relay is away for 6 s."""
+    port = free_port()
+    stack = relay_stack(tmp_path, port, MAX_RETRIES="3", RETRY_BASE_DELAY="0.1", DELIVERY_PAUSE_MAX="1",
+                        SMTP_CONNECT_TIMEOUT="1")
+    controller = None
+    try:
+        ids = post(stack, 40)
+        health = wait_until(lambda: "paused" in (h := sender_health(stack)) and h, what="a paused sender")
+        assert "retries are not spent" in health and "next probe in" in health, health
+        time.sleep(6)
+        assert stack.files("dead_letter") == []
+        pending = entries(stack, "queue")
+        assert len(pending) == 40
+        assert all(e["retry_count"] == 0 for e in pending)
+        tried = [e for e in pending if e["attempts"]]
+        # One probe at a time while paused: only the emails in flight when the outage
+        # began carry an attempt, the rest waited untouched.
+        assert 1 <= len(tried) <= 3, len(tried)
+        assert all(a["scope"] == "sender" and a["counted"] is False and a["relay_saw"] is False
+                   for e in tried for a in e["attempts"])
+        controller, handler = start_smtp_server(port)
+        handler.wait_for(40, timeout=30)
+        wait_until(lambda: stack.files("queue") == [], what="the queue to drain")
+        assert sorted(handler.message_ids()) == sorted(f"<{i}@example.org>" for i in ids)
+        assert stack.files("dead_letter") == []
+        wait_until(lambda: sender_health(stack) == "healthy", what="the sender healthy again")
+    finally:
+        stack.stop()
+        if controller:
+            controller.stop()
+
+
+def test_421_too_many_connections_pauses_without_spending_retries(tmp_path, smtp):
+    proxy = WireProxy(smtp.port, refuse_first=4)
+    stack = relay_stack(tmp_path, proxy.port, MAX_RETRIES="0", DELIVERY_PAUSE_MAX="1")
+    try:
+        ids = post(stack, 5)
+        smtp.wait_for(5, timeout=30)
+        wait_until(lambda: stack.files("queue") == [], what="the queue to drain")
+        assert stack.files("dead_letter") == [], "MAX_RETRIES=0, yet no 421 at greeting cost an email"
+        assert sorted(smtp.message_ids()) == sorted(f"<{i}@example.org>" for i in ids)
+        assert proxy.connections >= 5
+        assert "421" in stack.log("mailworkerd")
+    finally:
+        stack.stop()
+        proxy.close()
+
+
+def test_an_email_older_than_max_queue_lifetime_is_dead_lettered_whatever_the_cause(tmp_path):
+    port = free_port()  # nothing listens: the relay is down for the whole test
+    stack = relay_stack(tmp_path, port, MAX_QUEUE_LIFETIME="2", DELIVERY_PAUSE_MAX="1")
+    try:
+        (request_id,) = post(stack, 1)
+        (letter,) = wait_until(lambda: entries(stack, "dead_letter"), timeout=15, what="the expired email")
+        assert letter["kind"] == "expired"
+        assert "MAX_QUEUE_LIFETIME" in letter["reason"] and letter["email"]["request_id"] == request_id
+        assert letter["email"]["retry_count"] == 0
+        assert stack.files("queue") == []
+    finally:
+        stack.stop()
+
+
+# -- 2. A failed connection is never reused ------------------------------------------------
+
+
+def test_a_stall_at_the_end_of_data_then_a_healthy_email_arrives_on_its_first_try(tmp_path, smtp):
+    smtp.stall_data, smtp.stall_seconds = 1, 4
+    stack = relay_stack(tmp_path, smtp.port, NUM_WORKERS="1", SMTP_TIMEOUT="2", RETRY_BASE_DELAY="1")
+    try:
+        (stalled,) = post(stack, 1)
+        wait_until(lambda: smtp.sessions == 1 and stack.files("queue/active"), what="the stalled send")
+        (healthy,) = post(stack, 1, to_email="next@example.com")
+        wait_until(lambda: f"<{healthy}@example.org>" in smtp.message_ids(), timeout=10, what="the healthy email")
+        smtp.wait_for(2, timeout=15)
+        wait_until(lambda: stack.files("queue") == [], what="the queue to drain")
+        assert sorted(smtp.message_ids()) == sorted([f"<{stalled}@example.org>", f"<{healthy}@example.org>"])
+        assert smtp.sessions >= 2  # the timed-out session was dropped, not reused
+        trash = {e["request_id"]: e for e in entries(stack, "trash")}
+        assert trash[healthy]["attempts"] == [] and trash[healthy]["retry_count"] == 0
+        stalled_attempt, retry = trash[stalled]["attempts"]
+        assert stalled_attempt["scope"] == "email" and stalled_attempt["counted"] is True
+        assert stalled_attempt["relay_saw"] is True  # it may have been delivered: the relay had it
+        assert "timeout" in stalled_attempt["error"].lower(), stalled_attempt["error"]
+        assert [r["status"] for r in retry["recipients"]] == ["accepted"]
+        assert stack.files("dead_letter") == []
+    finally:
+        stack.stop()
+
+
+# -- 3. Recipients one by one ----------------------------------------------------------
+
+
+def test_one_refused_recipient_of_three_costs_the_others_nothing(tmp_path, smtp):
+    smtp.rcpt_by_address = {"b@example.com": ["550 5.1.1 <b@example.com>: no such user"]}
+    stack = relay_stack(tmp_path, smtp.port)
+    try:
+        response = stack.post_email({"to_email": "a@example.com", "cc": ["b@example.com", "c@example.com"],
+                                     "subject": "three", "body": "b"})
+        request_id = response.json()["request_id"]
+        (message,) = smtp.wait_for(1)
+        wait_until(lambda: stack.files("queue") == [], what="the queue to drain")
+        time.sleep(0.5)
+        assert len(smtp.messages) == 1
+        assert sorted(message.rcpt_tos) == ["a@example.com", "c@example.com"]
+        assert parse(message.data)["Cc"] == "b@example.com, c@example.com"  # the headers are unchanged
+        assert stack.files("dead_letter") == []
+        (record,) = entries(stack, "trash")
+        outcomes = {r["address"]: r for r in record["recipients"]}
+        assert outcomes["a@example.com"]["state"] == outcomes["c@example.com"]["state"] == "sent"
+        assert outcomes["b@example.com"]["state"] == "failed" and outcomes["b@example.com"]["code"] == 550
+        assert "no such user" in outcomes["b@example.com"]["reply"]
+        assert record["request_id"] == request_id
+        (attempt,) = record["attempts"]
+        assert {r["address"]: r["status"] for r in attempt["recipients"]} == {
+            "a@example.com": "accepted", "b@example.com": "refused", "c@example.com": "accepted"}
+    finally:
+        stack.stop()
+
+
+def test_a_deferred_recipient_alone_is_retried_with_the_same_message_id(tmp_path, smtp):
+    smtp.rcpt_by_address = {"b@example.com": ["451 4.2.1 mailbox busy"]}
+    stack = relay_stack(tmp_path, smtp.port, RETRY_BASE_DELAY="0.3")
+    try:
+        (request_id,) = post(stack, 1, to_email="a@example.com", cc=["b@example.com"], bcc=["c@example.com"])
+        first, second = smtp.wait_for(2, timeout=15)
+        wait_until(lambda: stack.files("queue") == [], what="the queue to drain")
+        time.sleep(0.5)
+        assert len(smtp.messages) == 2
+        assert sorted(first.rcpt_tos) == ["a@example.com", "c@example.com"]
+        assert second.rcpt_tos == ["b@example.com"]
+        assert smtp.message_ids() == [f"<{request_id}@example.org>"] * 2
+        (record,) = entries(stack, "trash")
+        assert {r["address"]: r["state"] for r in record["recipients"]} == {
+            "a@example.com": "sent", "b@example.com": "sent", "c@example.com": "sent"}
+        assert record["retry_count"] == 1
+    finally:
+        stack.stop()
+
+
+def test_process_batch_answers_each_recipients_outcome(tmp_path, smtp):
+    smtp.rcpt_by_address = {"b@example.com": ["550 5.1.1 no such user"]}
+    stack = relay_stack(tmp_path, smtp.port, AUTO_PROCESSING_ENABLED="false")
+    try:
+        post(stack, 1, to_email="a@example.com", cc=["b@example.com"])
+        answer = stack.request("POST", "/process-batch").json()
+        assert answer["processed"] is True and answer["outcome"] == "sent"
+        assert "some recipients" in answer["message"]
+        states = {r["address"]: (r["state"], r.get("code")) for r in answer["recipients"]}
+        assert states == {"a@example.com": ("sent", 250), "b@example.com": ("failed", 550)}
+    finally:
+        stack.stop()
+
+
+def test_every_recipient_refused_for_good_is_a_dead_letter_naming_each(tmp_path, smtp):
+    smtp.rcpt_by_address = {"a@example.com": ["550 5.1.1 gone"], "b@example.com": ["553 5.1.3 bad"]}
+    stack = relay_stack(tmp_path, smtp.port)
+    try:
+        post(stack, 1, to_email="a@example.com", cc=["b@example.com"])
+        (letter,) = wait_until(lambda: entries(stack, "dead_letter"), what="the dead letter")
+        assert letter["kind"] == "permanent"
+        assert "gone" in letter["reason"] and "bad" in letter["reason"]
+        assert {r["address"]: r["state"] for r in letter["email"]["recipients"]} == {
+            "a@example.com": "failed", "b@example.com": "failed"}
+        assert smtp.messages == []
+    finally:
+        stack.stop()
+
+
+# -- 4. Credentials never in clear -------------------------------------------------------
+
+
+def credential_forms():
+    """Every way the password could cross the wire: as is, and in AUTH PLAIN and LOGIN."""
+    forms = [PASSWORD.encode(), base64.b64encode(PASSWORD.encode()),
+             base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()),
+             base64.b64encode(f"{USER}\0{USER}\0{PASSWORD}".encode())]
+    return forms
+
+
+@pytest.mark.parametrize("relay", ["plain relay", "STARTTLS stripped on the path"])
+def test_no_starttls_means_no_auth_and_no_send(tmp_path, pki, relay):
+    ca, cert, key = pki
+    backend = free_port()
+    handler = RecordingHandler()
+    if relay == "plain relay":
+        controller, handler = start_smtp_server(backend, auth=(USER, PASSWORD), handler=handler)
+    else:
+        handler.strip_ehlo = ("STARTTLS",)
+        controller, handler = start_smtp_server(backend, tls="starttls", cert=cert, key=key,
+                                                auth=(USER, PASSWORD), handler=handler)
+    proxy = WireProxy(backend)
+    stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(proxy.port), "SMTP_TLS": "auto",
+                             "PASSWORD": PASSWORD, "SMTP_CA_FILE": str(ca), "MAX_RETRIES": "0"}).start()
+    try:
+        post(stack, 1)
+        health = wait_until(lambda: "STARTTLS" in (h := sender_health(stack)) and h, what="the STARTTLS refusal")
+        assert "paused" in health
+        time.sleep(1.5)  # a probe or two more
+        transcript = proxy.transcript()
+        assert b"EHLO" in transcript
+        assert b"AUTH" not in transcript and b"MAIL FROM" not in transcript
+        for form in credential_forms():
+            assert form not in transcript
+        assert handler.messages == [] and stack.files("dead_letter") == []
+        assert PASSWORD not in stack.log("mailworkerd")
+    finally:
+        stack.stop()
+        proxy.close()
+        controller.stop()
+
+
+def test_a_relay_that_offers_no_auth_gets_nothing_while_a_password_is_set(tmp_path, smtp):
+    proxy = WireProxy(smtp.port)
+    stack = relay_stack(tmp_path, proxy.port, PASSWORD=PASSWORD, MAX_RETRIES="0")
+    try:
+        post(stack, 1)
+        health = wait_until(lambda: "did not offer AUTH" in (h := sender_health(stack)) and h,
+                            what="the missing AUTH to be reported")
+        assert "paused" in health
+        transcript = proxy.transcript()
+        assert b"EHLO" in transcript and b"MAIL FROM" not in transcript
+        for form in credential_forms():
+            assert form not in transcript
+        assert smtp.messages == [] and stack.files("dead_letter") == []
+        (entry,) = entries(stack, "queue")
+        assert entry["retry_count"] == 0 and "did not offer AUTH" in entry["last_error"]
+    finally:
+        stack.stop()
+        proxy.close()
+
+
+def test_a_password_with_smtp_tls_none_is_refused_at_start_unless_the_relay_is_loopback(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in RELAY_SETTINGS}
+    env.update(DATA_DIR=str(tmp_path / "data"), SENDER_EMAIL=USER, SMTP_TLS="none", PASSWORD=PASSWORD,
+               PORT="587", LOG_DIR=str(tmp_path / "logs"))
+    refused = subprocess.run([BIN_DIR / "mailworkerd", "--check-config", "--env-file", tmp_path / ".env"],
+                             env={**env, "SMTP_SERVER": "smtp.example.com"}, capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert "PASSWORD" in refused.stderr and "not loopback" in refused.stderr and "SMTP_TLS" in refused.stderr
+    assert PASSWORD not in refused.stderr
+    for loopback in ("127.0.0.1", "localhost", "::1"):
+        accepted = subprocess.run([BIN_DIR / "mailworkerd", "--check-config", "--env-file", tmp_path / ".env"],
+                                  env={**env, "SMTP_SERVER": loopback}, capture_output=True, text=True)
+        assert accepted.returncode == 0, accepted.stderr
+
+
+# -- 5. Only mailworkerd holds the relay's settings ----------------------------------------------
+
+
+def test_process_batch_without_mailworkerd_answers_503_saying_so(tmp_path, smtp):
+    stack = relay_stack(tmp_path, smtp.port, AUTO_PROCESSING_ENABLED="false")
+    try:
+        post(stack, 1)
+        stack.stop_daemon("mailworkerd")
+        response = stack.request("POST", "/process-batch")
+        assert response.status_code == 503
+        assert "mailworkerd is not running" in response.json()["detail"]
+        assert smtp.messages == [] and len(stack.files("queue")) == 1
+    finally:
+        stack.stop()
+
+
+def environ(pid):
+    raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    return {item.split(b"=", 1)[0].decode(): item.split(b"=", 1)[1] for item in raw if b"=" in item}
+
+
+def test_make_run_gives_mailfcgi_no_relay_setting(tmp_path, smtp):
+    port = free_port()
+    (tmp_path / ".env").write_text(
+        f"MAIL_HTTPS_PORT={port}\nMAIL_DEMO_PASSWORD=demo-pass\nRUN_DIR={tmp_path / 'run'}\n"
+        f"DATA_DIR={tmp_path / 'data'}\nLOG_DIR={tmp_path / 'logs'}\nSENDER_EMAIL={USER}\n"
+        f"SMTP_SERVER=127.0.0.1\nPORT={smtp.port}\nSMTP_TLS=none\n")
+    for part in ("scripts", "deploy"):
+        subprocess.run(["cp", "-r", ROOT / part, tmp_path / part], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAIL_", "SMTP_"))}
+    # A relay setting exported in the shell that starts make run reaches mailworkerd only.
+    env.update(BIN_DIR=str(BIN_DIR), SMTP_TIMEOUT="30")
+    proc = subprocess.Popen([tmp_path / "scripts" / "run.sh"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        cert = str(tmp_path / "run" / "tls" / "cert.pem")
+
+        def answers():
+            try:
+                return requests.get(f"https://127.0.0.1:{port}/health", verify=cert, timeout=1).status_code
+            except (requests.ConnectionError, OSError):
+                return None
+        wait_until(answers, timeout=20, what="make run to answer")
+        pids = subprocess.run(["pgrep", "-f", str(BIN_DIR)], capture_output=True, text=True).stdout.split()
+        daemons = {open(f"/proc/{p}/comm").read().strip(): p for p in pids}
+        fcgi, worker = environ(daemons["mailfcgi"]), environ(daemons["mailworkerd"])
+        assert not RELAY_SETTINGS & set(fcgi), sorted(RELAY_SETTINGS & set(fcgi))
+        assert worker.get("SMTP_TIMEOUT") == b"30"
+        # And it still works: mailworkerd delivers, and process-batch goes through it.
+        response = requests.post(f"https://127.0.0.1:{port}/email", auth=("demo", "demo-pass"), verify=cert,
+                                 json={"to_email": "a@example.com", "subject": "s", "body": "b"}, timeout=5)
+        assert response.status_code == 200
+        smtp.wait_for(1)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        output = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert proc.returncode == 0, output
+
+
+def test_mailfcgi_warns_when_its_environment_holds_relay_settings_and_ignores_them(tmp_path):
+    stack = Stack(tmp_path, {})
+    (tmp_path / ".env").write_text(f"SMTP_SERVER=127.0.0.1\nPASSWORD={PASSWORD}\n")
+    env = {**stack.env, "SMTP_SERVER": "127.0.0.1", "PASSWORD": PASSWORD}
+    result = subprocess.run([BIN_DIR / "mailfcgi", "--check-config", "--env-file", tmp_path / ".env"],
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "PASSWORD, SMTP_SERVER" in result.stderr and "only mailworkerd" in result.stderr
+    assert PASSWORD not in result.stderr
+    # The .env's relay names are known (no typo warning), not read.
+    assert "which no setting reads" not in result.stderr
+
+
+def test_the_units_give_the_relay_settings_to_mailworkerd_only():
+    fcgi = (ROOT / "deploy" / "systemd" / "mailfcgi.service").read_text()
+    worker = (ROOT / "deploy" / "systemd" / "mailworkerd.service").read_text()
+    files = lambda unit: [line.split("=", 1)[1].lstrip("-") for line in unit.splitlines()
+                          if line.startswith("EnvironmentFile=")]
+    assert "/etc/mail-dispatch/relay.env" in files(worker)
+    assert "/etc/mail-dispatch/relay.env" not in files(fcgi)
+    assert not any(name in line for line in fcgi.splitlines() if line.startswith("Environment=")
+                   for name in RELAY_SETTINGS)
