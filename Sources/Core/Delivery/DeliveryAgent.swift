@@ -132,10 +132,16 @@ public final class DeliveryAgent {
         }
         let message = composer.compose(email)
         let result: Result<[RecipientReply], DeliveryError>
-        do {
-            result = .success(try transport.send(message))
-        } catch {
-            result = .failure(error)
+        if message.recipients.isEmpty {
+            // Every recipient settled by earlier attempts (a record put back by recovery):
+            // nothing to send, only the outcome to file.
+            result = .success([])
+        } else {
+            do {
+                result = .success(try transport.send(message))
+            } catch {
+                result = .failure(error)
+            }
         }
         let at = Date()
         let decision = policy.decide(&email, result: result, at: at)

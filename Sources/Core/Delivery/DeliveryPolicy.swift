@@ -25,7 +25,7 @@ public struct DeliveryPolicy: Sendable, Equatable {
     public enum Decision: Equatable, Sendable {
         /// Done: every recipient is settled and at least one received it; `partial`: some were
         /// refused. The email's `recipients` is nil when all accepted it at the first attempt
-        /// (the queue file needs no rewrite).
+        /// (the queue file needs no rewrite); after any failed attempt it records them all.
         case sent(partial: Bool)
         /// Back to the queue (`FailureDecision.retry`).
         case retry(notBefore: Date?, counted: Bool)
@@ -56,7 +56,7 @@ public struct DeliveryPolicy: Sendable, Equatable {
         switch result {
         case .success(let replies):
             let unsettled = replies.filter { $0.status != .accepted }
-            if unsettled.isEmpty, email.recipients == nil { return .sent(partial: false) }
+            if unsettled.isEmpty, email.recipients == nil, email.attempts.isEmpty { return .sent(partial: false) }
             settle(&email, replies, at: now)
             let summary =
                 unsettled.isEmpty

@@ -374,7 +374,8 @@ private final class SessionLog {
         case "AUTH": if code == 235 { authenticated = true }
         case "RCPT":
             if rcptReplies.count < rcptAddresses.count { rcptReplies.append((code, text)) }
-            return  // a refused recipient is not the transaction's failure
+            // A refused recipient is not the transaction's failure; a closing session is.
+            guard code == 421 else { return }
         case "DATA":
             if dataStarted {
                 dataReply = (code, text)

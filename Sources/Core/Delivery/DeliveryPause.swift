@@ -1,4 +1,3 @@
-import Core
 import Foundation
 import Synchronization
 
@@ -10,9 +9,9 @@ import Synchronization
 /// doubles the pause, up to `DELIVERY_PAUSE_MAX`; a probe that works, or any delivery that
 /// reaches the relay, ends it. Emails in flight when it begins are put back without spending
 /// a retry (`DeliveryPolicy`), so an outage of any length costs no email its retries.
-final class DeliveryPause: Sendable {
+public final class DeliveryPause: Sendable {
     /// What a worker may do now.
-    enum Admission: Equatable {
+    public enum Admission: Equatable, Sendable {
         /// Deliver.
         case deliver
         /// Probe the relay, then report with `probeSucceeded()` or `senderFailed(_:probe:)`.
@@ -32,11 +31,11 @@ final class DeliveryPause: Sendable {
     private let state = Mutex(State())
 
     /// - Parameter maxDelay: `DELIVERY_PAUSE_MAX` seconds.
-    init(maxDelay: Double) {
+    public init(maxDelay: Double) {
         self.maxDelay = maxDelay
     }
 
-    func admit(now: Date = Date()) -> Admission {
+    public func admit(now: Date = Date()) -> Admission {
         state.withLock { state in
             guard let until = state.health.pausedUntil else { return .deliver }
             if state.probing { return .wait(until: now.addingTimeInterval(min(1, state.delay))) }
@@ -48,7 +47,7 @@ final class DeliveryPause: Sendable {
 
     /// A failure on the sender's side. Starts a 1 s pause, or, after a failed probe,
     /// doubles it; failures of sends already in flight when a pause began do not lengthen it.
-    func senderFailed(_ error: DeliveryError, probe: Bool, now: Date = Date()) {
+    public func senderFailed(_ error: DeliveryError, probe: Bool, now: Date = Date()) {
         state.withLock { state in
             state.health.healthy = false
             state.health.lastAttemptAt = now
@@ -68,7 +67,7 @@ final class DeliveryPause: Sendable {
     /// The relay answered: a probe worked, or an attempt reached it (delivered or not, the
     /// relay is there). Ends the pause. Returns whether one was ended (to wake the workers).
     @discardableResult
-    func relayAnswered(delivered: Bool, now: Date = Date()) -> Bool {
+    public func relayAnswered(delivered: Bool, now: Date = Date()) -> Bool {
         state.withLock { state in
             let wasPaused = state.health.pausedUntil != nil
             state.health.healthy = true
@@ -82,7 +81,7 @@ final class DeliveryPause: Sendable {
         }
     }
 
-    var health: SenderHealth {
+    public var health: SenderHealth {
         state.withLock { $0.health }
     }
 }
