@@ -261,6 +261,13 @@ enum OpenAPIDocument {
              "processed": {
               "type": "boolean"
              },
+             "recipients": {
+              "description": "Each recipient's outcome after the attempt",
+              "items": {
+               "$ref": "#/components/schemas/RecipientOutcome"
+              },
+              "type": "array"
+             },
              "request_id": {
               "type": [
                "string",
@@ -431,6 +438,40 @@ enum OpenAPIDocument {
              "queue",
              "limit",
              "files"
+            ],
+            "type": "object"
+           },
+           "RecipientOutcome": {
+            "properties": {
+             "address": {
+              "type": "string"
+             },
+             "code": {
+              "description": "The relay's SMTP reply code",
+              "type": [
+               "integer",
+               "null"
+              ]
+             },
+             "reply": {
+              "description": "The relay's reply line",
+              "type": [
+               "string",
+               "null"
+              ]
+             },
+             "state": {
+              "enum": [
+               "sent",
+               "failed",
+               "deferred"
+              ],
+              "type": "string"
+             }
+            },
+            "required": [
+             "address",
+             "state"
             ],
             "type": "object"
            },
@@ -947,9 +988,29 @@ enum OpenAPIDocument {
                }
               },
               "description": "Internal error, with an id to find it in the logs"
+             },
+             "503": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "mailworkerd is not running, or cannot process the queue"
+             },
+             "504": {
+              "content": {
+               "application/json": {
+                "schema": {
+                 "$ref": "#/components/schemas/Error"
+                }
+               }
+              },
+              "description": "mailworkerd did not answer within 55 s"
              }
             },
-            "summary": "Deliver the next due email now"
+            "summary": "Deliver the next due email now (carried out by mailworkerd)"
            }
           },
           "/status": {
