@@ -70,7 +70,7 @@ final class ControlServer: Sendable {
         shutdown(listener, Int32(SHUT_RDWR))  // wakes accept(2) with EINVAL
         if let running = thread.withLock({ $0 }) { pthread_join(running, nil) }
         close(listener)
-        unlink(path)
+        try? Syscall.unlink(path)
     }
 
     private func serve(_ client: Int32) {

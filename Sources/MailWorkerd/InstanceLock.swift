@@ -35,9 +35,10 @@ final class InstanceLock {
             // The pid is only for the message a second instance prints: a failure to write
             // it is worth a line, not a refusal to start (the lock is what counts).
             let pid = Array("\(getpid())\n".utf8)
-            if ftruncate(fd, 0) != 0 || pid.withUnsafeBytes({ pwrite(fd, $0.baseAddress, $0.count, 0) }) != pid.count {
-                let reason = String(cString: strerror(errno))
-                FileHandle.standardError.write(Data("warning: cannot write the pid to \(path): \(reason)\n".utf8))
+            do {
+                try Syscall.replaceContents(fd, with: pid, path: path)
+            } catch {
+                FileHandle.standardError.write(Data("warning: cannot write the pid: \(error)\n".utf8))
             }
         } else if !shared {
             let holder = (try? Syscall.readFile(path)).map { String(decoding: $0, as: UTF8.self) } ?? "?"

@@ -145,7 +145,7 @@ struct MailWorkerd: AsyncParsableCommand {
             }
         }
         status.publish(state: settings.autoProcessing ? .stopped : .disabled)
-        if !instance.isPrimary { unlink(settings.layout.status + "/workers\(suffix).json") }
+        if !instance.isPrimary { try? Syscall.unlink(settings.layout.status + "/workers\(suffix).json") }
         // Returning ends the process (exit(3)), also with threads still stuck in a send.
         logger.info("stopped")
     }

@@ -68,13 +68,13 @@ import Testing
             #expect(policy.decide(&e, result: .failure(outage), at: now) == .retry(notBefore: nil, counted: false))
         }
         #expect(e.retryCount == 0 && e.attempts.count == 10)
-        #expect(e.attempts.allSatisfy { $0.counted == false && $0.scope == "sender" && $0.relaySaw == false })
+        #expect(e.attempts.allSatisfy { $0.counted == false && $0.scope == .sender && $0.relaySaw == false })
         let later = now.addingTimeInterval(3600)
         guard case .deadLetter(let kind, let reason) = policy.decide(&e, result: .failure(outage), at: later) else {
             Issue.record("expected the dead letters")
             return
         }
-        #expect(kind == "expired")
+        #expect(kind == .expired)
         #expect(reason.contains("MAX_QUEUE_LIFETIME") && reason.contains("Couldn't connect"))
     }
 
@@ -91,7 +91,7 @@ import Testing
         )
         #expect(
             policy.decide(&e, result: .failure(busy), at: now)
-                == .deadLetter(kind: "retries_exhausted", reason: "451 busy")
+                == .deadLetter(kind: .retriesExhausted, reason: "451 busy")
         )
         #expect(e.retryCount == 2 && e.attempts.count == 3)
     }
@@ -112,7 +112,7 @@ import Testing
         var e = email()
         let refused = DeliveryError(.permanent, replyCode: 550, relaySaw: true, "550 no")
         #expect(
-            policy.decide(&e, result: .failure(refused), at: now) == .deadLetter(kind: "permanent", reason: "550 no")
+            policy.decide(&e, result: .failure(refused), at: now) == .deadLetter(kind: .permanent, reason: "550 no")
         )
         #expect(e.recipients?.map(\.state) == [.failed])
     }

@@ -143,7 +143,7 @@ import Testing
             DeadLetter.self,
             from: Data(contentsOf: URL(fileURLWithPath: letterPath))
         )
-        #expect(letter.kind == "retries_exhausted")
+        #expect(letter.kind == .retriesExhausted)
         #expect(letter.attempts.map(\.error) == ["451 try later", "451 try later", "451 still"])
         #expect(letter.email.toEmail == "u0@example.com")
     }

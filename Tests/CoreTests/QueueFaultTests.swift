@@ -55,7 +55,7 @@ import Testing
         let claim = try deadClaim(queue) { claim in
             let letter = DeadLetter(
                 reason: "550",
-                kind: "permanent",
+                kind: .permanent,
                 failedAt: Date(),
                 attempts: [],
                 email: claim.email

@@ -124,7 +124,7 @@ public final class DeliveryAgent {
                 try queue.markFailed(
                     claim,
                     updated: email,
-                    decision: .deadLetter(reason: reason, kind: "expired", at: at)
+                    decision: .deadLetter(reason: reason, kind: .expired, at: at)
                 )
             }
             log.error("undelivered for MAX_QUEUE_LIFETIME; moved to dead letters", metadata: ["error": "\(reason)"])

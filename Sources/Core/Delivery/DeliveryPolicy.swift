@@ -30,7 +30,7 @@ public struct DeliveryPolicy: Sendable, Equatable {
         /// Back to the queue (`FailureDecision.retry`).
         case retry(notBefore: Date?, counted: Bool)
         /// To the dead letters (`FailureDecision.deadLetter`).
-        case deadLetter(kind: String, reason: String)
+        case deadLetter(kind: DeadLetterKind, reason: String)
     }
 
     /// Whether `email` has outlived `maxQueueLifetime` at `now`.
@@ -64,7 +64,7 @@ public struct DeliveryPolicy: Sendable, Equatable {
                 : unsettled.map { "\($0.address): \($0.reply ?? "no answer")" }.joined(separator: "; ")
             record(
                 &email,
-                DeliveryAttempt(at: now, error: summary, scope: "email", relaySaw: true, recipients: replies)
+                DeliveryAttempt(at: now, error: summary, scope: .email, relaySaw: true, recipients: replies)
             )
             return afterRecipients(&email, error: summary, at: now)
         case .failure(let error):
@@ -74,7 +74,7 @@ public struct DeliveryPolicy: Sendable, Equatable {
                 DeliveryAttempt(
                     at: now,
                     error: error.message,
-                    scope: error.scope.rawValue,
+                    scope: error.scope,
                     code: error.replyCode,
                     relaySaw: error.relaySaw,
                     counted: counted,
@@ -83,7 +83,7 @@ public struct DeliveryPolicy: Sendable, Equatable {
             )
             email.lastError = error.message
             guard counted else {
-                if expired(email, at: now) { return .deadLetter(kind: "expired", reason: expiryReason(email)) }
+                if expired(email, at: now) { return .deadLetter(kind: .expired, reason: expiryReason(email)) }
                 return .retry(notBefore: email.nextAttemptAt, counted: false)
             }
             settle(&email, error.recipients, at: now)
@@ -115,11 +115,11 @@ public struct DeliveryPolicy: Sendable, Equatable {
             if outcomes.contains(where: { $0.state == .sent }) {
                 return .sent(partial: outcomes.contains { $0.state == .failed })
             }
-            return .deadLetter(kind: "permanent", reason: error)
+            return .deadLetter(kind: .permanent, reason: error)
         }
         email.lastError = error
-        if expired(email, at: now) { return .deadLetter(kind: "expired", reason: expiryReason(email)) }
-        if email.retryCount >= retry.maxRetries { return .deadLetter(kind: "retries_exhausted", reason: error) }
+        if expired(email, at: now) { return .deadLetter(kind: .expired, reason: expiryReason(email)) }
+        if email.retryCount >= retry.maxRetries { return .deadLetter(kind: .retriesExhausted, reason: error) }
         let due = now.addingTimeInterval(retry.delay(beforeRetry: email.retryCount))
         email.retryCount += 1
         email.nextAttemptAt = due

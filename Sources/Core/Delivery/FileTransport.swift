@@ -29,7 +29,7 @@ public final class FileTransport: Transport {
 
     /// The outbox can be written to.
     public func probe() throws(DeliveryError) {
-        guard access(directory, W_OK | X_OK) == 0 else {
+        guard Syscall.canWriteDirectory(directory) else {
             throw DeliveryError(.transient, scope: .sender, "cannot write to \(directory)")
         }
     }

@@ -58,7 +58,7 @@ public struct DeliveryError: Error, CustomStringConvertible, Sendable, Equatable
     }
 
     /// Whose side the failure is on, which decides what it costs the email.
-    public enum Scope: String, Sendable {
+    public enum Scope: String, Codable, Sendable {
         /// The sending side: the relay unreachable, TLS, AUTH, a refused or closing session
         /// (421 at greeting, "too many connections"). Delivery pauses for the whole pool and
         /// the email's retries are not spent (RFC 5321 §4.5.4.1: the site, not the message).

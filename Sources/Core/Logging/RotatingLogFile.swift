@@ -21,9 +21,8 @@ public final class RotatingLogFile: Sendable {
         self.maxBytes = maxBytes
         self.backups = backups
         let fd = try Syscall.open(path, O_WRONLY | O_CREAT | O_APPEND, 0o640)
-        var info = stat()
-        fstat(fd, &info)
-        state = Mutex((fd, Int(info.st_size)))
+        let size = (try? Syscall.fileStatus(fd, path: path)).map { Int($0.st_size) } ?? 0
+        state = Mutex((fd, size))
     }
 
     deinit {
@@ -43,15 +42,16 @@ public final class RotatingLogFile: Sendable {
 
     private func rotate(_ state: inout (fd: Int32, size: Int)) {
         if backups == 0 {
-            _ = ftruncate(state.fd, 0)
+            try? Syscall.truncate(state.fd, path: path)
             state.size = 0
             return
         }
-        unlink("\(path).\(backups)")
+        // Each step may fail (a backup missing is normal); logging goes on regardless.
+        try? Syscall.unlink("\(path).\(backups)")
         for n in stride(from: backups - 1, through: 1, by: -1) {
-            Glibc.rename("\(path).\(n)", "\(path).\(n + 1)")
+            try? Syscall.rename("\(path).\(n)", "\(path).\(n + 1)")
         }
-        Glibc.rename(path, "\(path).1")
+        try? Syscall.rename(path, "\(path).1")
         guard let fd = try? Syscall.open(path, O_WRONLY | O_CREAT | O_APPEND, 0o640) else { return }
         Glibc.close(state.fd)
         state = (fd, 0)

@@ -77,7 +77,7 @@ public enum FailureDecision: Equatable, Sendable {
     /// Back to pending, not to be attempted before `notBefore` (nil: as soon as it is claimed).
     case retry(notBefore: Date?)
     /// To the dead letters, with the reason, its kind (`DeadLetter.kind`) and the time.
-    case deadLetter(reason: String, kind: String, at: Date)
+    case deadLetter(reason: String, kind: DeadLetterKind, at: Date)
 }
 
 /// What a failed attempt did with an email.

@@ -185,8 +185,8 @@ public struct DeliveryAttempt: Codable, Equatable, Sendable {
     public var at: Date
     /// What went wrong, with the relay's reply when there was one.
     public var error: String
-    /// `sender` (the relay could not be used: not counted against `MAX_RETRIES`) or `email`.
-    public var scope: String?
+    /// Whose failure it was: the sender's (not counted against `MAX_RETRIES`) or the email's.
+    public var scope: DeliveryError.Scope?
     /// The SMTP reply code that decided the attempt, when there was one.
     public var code: Int?
     /// Whether the relay answered any command of this email's transaction: false when the
@@ -204,7 +204,7 @@ public struct DeliveryAttempt: Codable, Equatable, Sendable {
     public init(
         at: Date,
         error: String,
-        scope: String? = nil,
+        scope: DeliveryError.Scope? = nil,
         code: Int? = nil,
         relaySaw: Bool? = nil,
         counted: Bool? = nil,

@@ -120,7 +120,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
     public static func removeStale(from layout: QueueLayout, now: Date = Date()) {
         for name in (try? Syscall.listDirectory(layout.status)) ?? [] where name.hasPrefix("workers-") {
             let path = layout.status + "/" + name
-            if read(path)?.isFresh(at: now) != true { unlink(path) }
+            if read(path)?.isFresh(at: now) != true { try? Syscall.unlink(path) }
         }
     }
 

@@ -111,6 +111,47 @@ public enum Syscall {
         try retrying("unlink", path) { Glibc.unlink(path) }
     }
 
+    /// Replaces an open file's contents with `bytes`: ftruncate(2) to zero, then pwrite(2)
+    /// from offset 0 until all is written.
+    /// - Throws: `SystemError` from either call (a short write retried; none left is `EIO`).
+    public static func replaceContents(_ fd: Int32, with bytes: [UInt8], path: String) throws(SystemError) {
+        try retrying("ftruncate", path) { ftruncate(fd, 0) }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes {
+                pwrite(fd, $0.baseAddress! + offset, $0.count - offset, off_t(offset))
+            }
+            if written == -1 {
+                if Glibc.errno == EINTR { continue }
+                throw SystemError(call: "pwrite", path: path, errno: Glibc.errno)
+            }
+            if written == 0 { throw SystemError(call: "pwrite", path: path, errno: EIO) }
+            offset += written
+        }
+    }
+
+    /// ftruncate(2) of an open file to `length` bytes.
+    public static func truncate(_ fd: Int32, to length: Int = 0, path: String) throws(SystemError) {
+        try retrying("ftruncate", path) { ftruncate(fd, off_t(length)) }
+    }
+
+    /// chmod(2).
+    public static func setMode(_ path: String, _ mode: mode_t) throws(SystemError) {
+        try retrying("chmod", path) { chmod(path, mode) }
+    }
+
+    /// Whether this process may create and remove entries in the directory `path`
+    /// (access(2) with `W_OK | X_OK`, against the real user, as the daemons run).
+    public static func canWriteDirectory(_ path: String) -> Bool {
+        access(path, W_OK | X_OK) == 0
+    }
+
+    /// stat(2), following links; nil if the path does not resolve.
+    public static func status(_ path: String) -> stat? {
+        var info = stat()
+        return stat(path, &info) == 0 ? info : nil
+    }
+
     /// mkdir(2) of `path` and any missing parents; an existing directory is not an error.
     public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(SystemError) {
         var prefix = path.hasPrefix("/") ? "" : "."

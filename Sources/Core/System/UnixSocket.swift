@@ -21,7 +21,7 @@ public enum UnixSocket {
             throw SystemError(call: "bind", path: path, errno: ENAMETOOLONG)
         }
         if connects(&address) { throw InUse(path: path) }
-        unlink(path)
+        try? Syscall.unlink(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError(call: "socket", path: path, errno: errno) }
         let bound = withUnsafePointer(to: &address) {
@@ -34,7 +34,12 @@ public enum UnixSocket {
             close(fd)
             throw SystemError(call: bound == 0 ? "listen" : "bind", path: path, errno: code)
         }
-        chmod(path, 0o660)
+        do {
+            try Syscall.setMode(path, 0o660)
+        } catch {
+            close(fd)
+            throw error
+        }
         return fd
     }
 

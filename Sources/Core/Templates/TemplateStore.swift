@@ -131,8 +131,9 @@ public final class TemplateStore: Sendable {
     private func readSignature() throws -> [String: [Int]] {
         var signature: [String: [Int]] = [:]
         for name in try Syscall.listDirectory(directory) where name.hasSuffix(".txt") || name.hasSuffix(".html") {
-            var info = stat()
-            guard stat(directory + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            guard let info = Syscall.status(directory + "/" + name), (info.st_mode & S_IFMT) == S_IFREG else {
+                continue
+            }
             signature[name] = [Int(info.st_ino), Int(info.st_size), info.st_mtim.tv_sec, info.st_mtim.tv_nsec]
         }
         return signature

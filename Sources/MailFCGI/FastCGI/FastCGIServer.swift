@@ -166,7 +166,7 @@ final class FastCGIServer: Sendable {
             if stopping.load(ordering: .acquiring), deadline == nil {
                 deadline = now() + drainTimeout
                 loop.closeListener()
-                unlink(socketPath)
+                try? Syscall.unlink(socketPath)
                 for connection in Array(connections.values) {
                     // What a peer sent before the stop is read first: a request already on
                     // its way is finished, not cut off.

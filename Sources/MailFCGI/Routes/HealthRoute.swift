@@ -107,10 +107,9 @@ struct HealthRoute: Sendable {
     /// `corrupt/` is empty; mailworkerd reports no entry it could not handle.
     static func queueHealth(_ layout: QueueLayout, problems: [String]) -> String {
         let path = layout.queue
-        var info = stat()
-        guard stat(path, &info) == 0 else { return "unhealthy: \(path) does not exist" }
+        guard let info = Syscall.status(path) else { return "unhealthy: \(path) does not exist" }
         guard (info.st_mode & S_IFMT) == S_IFDIR else { return "unhealthy: \(path) is not a directory" }
-        guard access(path, W_OK | X_OK) == 0 else { return "unhealthy: \(path) is not writable" }
+        guard Syscall.canWriteDirectory(path) else { return "unhealthy: \(path) is not writable" }
         var findings = problems.prefix(5).map { "cannot handle \($0)" }
         for folder in layout.renameFolders {
             let type = Syscall.entryStatus(folder).map { $0.st_mode & S_IFMT }
