@@ -1,4 +1,6 @@
 #define _GNU_SOURCE
+#include <string.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -15,6 +17,13 @@ int clinux_accept_nonblocking(int listener) {
 
 int clinux_accept_blocking(int listener) {
     return accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+}
+
+int clinux_name_this_thread(const char *name) {
+    char cut[16];
+    strncpy(cut, name, sizeof cut - 1);
+    cut[sizeof cut - 1] = 0;
+    return pthread_setname_np(pthread_self(), cut);
 }
 
 int clinux_limit_malloc_arenas(int count) {

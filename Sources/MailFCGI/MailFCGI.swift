@@ -62,10 +62,11 @@ struct MailFCGI: AsyncParsableCommand {
         ) { request in
             routes.respond(to: request, logger: logger)
         }
-        try server.start()
-        let signal = await ShutdownSignal.wait()
-        logger.info("stopping", metadata: ["signal": "\(signal)"])
-        server.stop()
+        try await DaemonLifecycle.run(logger: logger) {
+            try server.start()
+        } stop: {
+            await server.stop()
+        }
         logger.info("stopped")
     }
 }

@@ -19,7 +19,7 @@ final class ControlServer: Sendable {
     /// Called when an attempt here ended a pause of the pool (to wake its workers).
     private let resumed: @Sendable () -> Void
     private let logger: Logger
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread = Mutex<BackgroundThread?>(nil)
     private let stopping = Atomic<Bool>(false)
 
     /// Seconds a client may take to send its request line.
@@ -43,7 +43,7 @@ final class ControlServer: Sendable {
     }
 
     func start() {
-        let started = Thread.spawn { [self] in
+        let started = BackgroundThread(name: "control") { [self] in
             while !stopping.load(ordering: .relaxed) {
                 let client = clinux_accept_blocking(listener)
                 if client < 0 {
@@ -65,10 +65,10 @@ final class ControlServer: Sendable {
     }
 
     /// Stops accepting (a request being served finishes first) and removes the socket file.
-    func stop() {
+    func stop() async {
         stopping.store(true, ordering: .relaxed)
         shutdown(listener, Int32(SHUT_RDWR))  // wakes accept(2) with EINVAL
-        if let running = thread.withLock({ $0 }) { pthread_join(running, nil) }
+        await thread.withLock({ $0 })?.join()
         close(listener)
         try? Syscall.unlink(path)
     }

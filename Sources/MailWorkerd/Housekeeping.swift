@@ -15,7 +15,7 @@ final class Housekeeping: Sendable {
     private let logger: Logger
     private let wakeup = Wakeup()
     private let stopping = Atomic<Bool>(false)
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread = Mutex<BackgroundThread?>(nil)
 
     init(queue: FileQueue, settings: MailSettings, pool: WorkerPool, logger: Logger) {
         self.queue = queue
@@ -25,14 +25,14 @@ final class Housekeeping: Sendable {
     }
 
     func start() {
-        let started = Thread.spawn { [self] in run() }
+        let started = BackgroundThread(name: "housekeeping") { [self] in run() }
         thread.withLock { $0 = started }
     }
 
-    func stop() {
+    func stop() async {
         stopping.store(true, ordering: .relaxed)
         wakeup.signal()
-        if let running = thread.withLock({ $0 }) { pthread_join(running, nil) }
+        await thread.withLock({ $0 })?.join()
     }
 
     private func run() {

@@ -72,36 +72,7 @@ struct MailWorkerd: AsyncParsableCommand {
             }
         }
         // POST /process-batch, carried out here for mailfcgi; by the first instance only.
-        var control: ControlServer?
-        if instance.isPrimary {
-            do {
-                control = try ControlServer(
-                    path: settings.layout.controlSocket,
-                    pause: pause,
-                    logger: logger,
-                    resumed: { pool.notify() },
-                    makeAgent: {
-                        let transport: any Transport =
-                            try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
-                        // A request cannot wait for the disk to come back: after a few seconds the
-                        // claim is given up (and recovered; a delivered email may then be sent again).
-                        return DeliveryAgent(
-                            queue: queue,
-                            composer: composer,
-                            transport: transport,
-                            policy: policy,
-                            logger: logger,
-                            recordingPatience: 5
-                        )
-                    }
-                )
-            } catch {
-                logger.error(
-                    "no control socket: POST /process-batch will answer 503",
-                    metadata: ["path": "\(settings.layout.controlSocket)", "error": "\(error)"]
-                )
-            }
-        }
+        let control = instance.isPrimary ? Self.controlServer(settings, queue, composer, pool, logger) : nil
         let watcher = try QueueWatcher(directory: settings.layout.queue) { names, overflowed in
             if overflowed { queue.invalidate() } else { queue.noteArrivals(names) }
             pool.notify()
@@ -118,35 +89,82 @@ struct MailWorkerd: AsyncParsableCommand {
             logger: logger
         )
 
-        watcher.start()
-        housekeeping.start()
-        control?.start()
-        status.start()
-        if settings.autoProcessing {
-            try pool.start()
-            status.publish(state: .running)
-        } else {
-            logger.notice("AUTO_PROCESSING_ENABLED=false: not delivering")
-        }
-        let signal = await ShutdownSignal.wait()
-        logger.info("stopping", metadata: ["signal": "\(signal)"])
-        var unfinished: [String] = []
-        if settings.autoProcessing {
-            status.publish(state: .stopping)
-            unfinished = pool.stop(timeout: settings.shutdownTimeout)
-        }
-        control?.stop()
-        housekeeping.stop()
-        watcher.stop()
-        status.stop()
-        for name in unfinished {
-            do { try queue.abandonClaim(name) } catch {
-                logger.error("cannot put a claim back", metadata: ["file": "\(name)", "error": "\(error)"])
+        let autoProcessing = settings.autoProcessing
+        let shutdownTimeout = settings.shutdownTimeout
+        let workersFile = instance.isPrimary ? nil : settings.layout.status + "/workers\(suffix).json"
+        try await DaemonLifecycle.run(logger: logger) {
+            watcher.start()
+            housekeeping.start()
+            control?.start()
+            status.start()
+            if autoProcessing {
+                try pool.start()
+                status.publish(state: .running)
+            } else {
+                logger.notice("AUTO_PROCESSING_ENABLED=false: not delivering")
             }
+        } stop: {
+            // Front to back: no new claims, sends in flight finish (or their claims go back),
+            // then the chores, the watcher and the status file.
+            var unfinished: [String] = []
+            if autoProcessing {
+                status.publish(state: .stopping)
+                unfinished = await pool.stop(timeout: shutdownTimeout)
+            }
+            await control?.stop()
+            await housekeeping.stop()
+            await watcher.stop()
+            await status.stop()
+            for name in unfinished {
+                do { try queue.abandonClaim(name) } catch {
+                    logger.error("cannot put a claim back", metadata: ["file": "\(name)", "error": "\(error)"])
+                }
+            }
+            status.publish(state: autoProcessing ? .stopped : .disabled)
+            if let workersFile { try? Syscall.unlink(workersFile) }
         }
-        status.publish(state: settings.autoProcessing ? .stopped : .disabled)
-        if !instance.isPrimary { try? Syscall.unlink(settings.layout.status + "/workers\(suffix).json") }
         // Returning ends the process (exit(3)), also with threads still stuck in a send.
         logger.info("stopped")
+    }
+
+    /// mailworkerd's control socket for `POST /process-batch`, with its own agent per request;
+    /// nil (logged) when it cannot listen, so that the route answers 503.
+    private static func controlServer(
+        _ settings: MailSettings,
+        _ queue: FileQueue,
+        _ composer: MessageComposer,
+        _ pool: WorkerPool,
+        _ logger: Logger
+    ) -> ControlServer? {
+        let smtp = settings.smtp
+        let outbox = settings.layout.outbox
+        let policy = settings.delivery
+        do {
+            return try ControlServer(
+                path: settings.layout.controlSocket,
+                pause: pool.pause,
+                logger: logger,
+                resumed: { pool.notify() },
+                makeAgent: {
+                    let transport: any Transport = try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
+                    // A request cannot wait for the disk to come back: after a few seconds the
+                    // claim is given up (and recovered; a delivered email may then be sent again).
+                    return DeliveryAgent(
+                        queue: queue,
+                        composer: composer,
+                        transport: transport,
+                        policy: policy,
+                        logger: logger,
+                        recordingPatience: 5
+                    )
+                }
+            )
+        } catch {
+            logger.error(
+                "no control socket: POST /process-batch will answer 503",
+                metadata: ["path": "\(settings.layout.controlSocket)", "error": "\(error)"]
+            )
+            return nil
+        }
     }
 }

@@ -18,7 +18,7 @@ final class StatusPublisher: Sendable {
     private let poolState: Mutex<Published>
     private let wakeup = Wakeup()
     private let stopping = Atomic<Bool>(false)
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread = Mutex<BackgroundThread?>(nil)
 
     init(
         layout: QueueLayout,
@@ -38,7 +38,7 @@ final class StatusPublisher: Sendable {
     }
 
     func start() {
-        let started = Thread.spawn { [self] in
+        let started = BackgroundThread(name: "status") { [self] in
             while !stopping.load(ordering: .relaxed) {
                 poolState.withLock { write(&$0) }
                 wakeup.wait(after: wakeup.generation, timeout: WorkerStatus.interval)
@@ -56,10 +56,10 @@ final class StatusPublisher: Sendable {
     }
 
     /// Stops the periodic writes; the last state published stays in the file.
-    func stop() {
+    func stop() async {
         stopping.store(true, ordering: .relaxed)
         wakeup.signal()
-        if let running = thread.withLock({ $0 }) { pthread_join(running, nil) }
+        await thread.withLock({ $0 })?.join()
     }
 
     private struct Published {

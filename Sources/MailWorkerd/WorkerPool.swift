@@ -15,7 +15,7 @@ final class WorkerPool: Sendable {
     private let pollingInterval: Double
     private let logger: Logger
     private let wakeup = Wakeup()
-    private let threads = Mutex<[pthread_t]>([])
+    private let threads = Mutex<[BackgroundThread]>([])
     private let stopping = Atomic<Bool>(false)
     let metrics: PoolMetrics
 
@@ -42,9 +42,11 @@ final class WorkerPool: Sendable {
     }
 
     func start() throws {
-        let agents = try (0..<count).map { _ in try makeAgent(metrics) }
-        let started = agents.enumerated().map { index, agent in
-            Thread.spawn { [self] in run(worker: index + 1, agent: agent) }
+        var started: [BackgroundThread] = []
+        for worker in 1...count {
+            // Each agent (and its connection) is handed to its thread and used by it alone.
+            let agent = try makeAgent(metrics)
+            started.append(BackgroundThread(name: "worker-\(worker)") { [self] in run(worker: worker, agent: agent) })
         }
         threads.withLock { $0 = started }
         logger.info("worker pool started", metadata: ["workers": "\(count)"])
@@ -53,16 +55,15 @@ final class WorkerPool: Sendable {
     /// Stops claiming and waits up to `timeout` seconds for each worker to finish the email
     /// it is sending. Returns the queue files still claimed by workers that did not finish
     /// in time (the caller puts them back before exiting).
-    func stop(timeout: Double) -> [String] {
+    func stop(timeout: Double) async -> [String] {
         stopping.store(true, ordering: .relaxed)
         wakeup.signal()
         let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline, metrics.snapshot.workers.contains(where: \.running) {
-            usleep(10_000)
+        for thread in threads.withLock({ $0 }) {
+            _ = await thread.join(timeout: max(0, deadline.timeIntervalSinceNow))
         }
         let unfinished = metrics.snapshot.workers.filter(\.running).compactMap(\.currentBatch)
         if unfinished.isEmpty {
-            for thread in threads.withLock({ $0 }) { pthread_join(thread, nil) }
             logger.info("worker pool stopped")
         } else {
             logger.warning(

@@ -87,7 +87,7 @@ import Testing
 
     /// Workers sharing one queue start together on a backlog: none may find the index empty
     /// while another is still reading the directory (they would sleep until the next poll).
-    @Test func workersStartingTogetherOnABacklogAllGetAnEmail() throws {
+    @Test func workersStartingTogetherOnABacklogAllGetAnEmail() async throws {
         let writer = try makeQueue()
         for n in 0..<2_000 { try writer.enqueue(queuedEmail(n)) }
         let queue = try makeQueue()
@@ -95,15 +95,18 @@ import Testing
         let claimants = 8
         let got = Mutex<[Bool]>([])
         let ready = Atomic<Int>(0)
-        let threads = (0..<claimants).map { _ in
-            Core.Thread.spawn {
-                ready.add(1, ordering: .relaxed)
-                while ready.load(ordering: .relaxed) < claimants {}  // start together
-                let claim = try? queue.claim(now: Date())
-                got.withLock { $0.append(claim != nil) }
-            }
+        var threads: [BackgroundThread] = []
+        for n in 0..<claimants {
+            threads.append(
+                BackgroundThread(name: "claimant-\(n)") { @Sendable in
+                    ready.add(1, ordering: .relaxed)
+                    while ready.load(ordering: .relaxed) < claimants {}  // start together
+                    let claim = try? queue.claim(now: Date())
+                    got.withLock { $0.append(claim != nil) }
+                }
+            )
         }
-        for thread in threads { pthread_join(thread, nil) }
+        for thread in threads { await thread.join() }
         #expect(got.withLock { $0 } == Array(repeating: true, count: claimants))
     }
 

@@ -7,14 +7,16 @@ import Testing
 @Suite struct QueueWatcherTests {
     let dir = TemporaryDirectory()
 
-    @Test func reportsFilesRenamedIntoTheDirectory() throws {
+    @Test func reportsFilesRenamedIntoTheDirectory() async throws {
         let seen = Mutex<[String]>([])
         let watcher = try QueueWatcher(directory: dir.path) { names, _ in seen.withLock { $0 += names } }
         watcher.start()
-        defer { watcher.stop() }
         try AtomicFile.write(Array("{}".utf8), to: "batch_1_aaaaaaaa.json", in: dir.path)
         let deadline = Date().addingTimeInterval(5)
-        while Date() < deadline, !seen.withLock({ $0.contains("batch_1_aaaaaaaa.json") }) { usleep(5_000) }
+        while Date() < deadline, !seen.withLock({ $0.contains("batch_1_aaaaaaaa.json") }) {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        await watcher.stop()
         #expect(seen.withLock { $0.contains("batch_1_aaaaaaaa.json") })
     }
 

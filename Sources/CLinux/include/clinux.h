@@ -14,6 +14,9 @@ int clinux_rename_noreplace(const char *from, const char *to);
 int clinux_accept_nonblocking(int listener);
 /// accept4(2) with SOCK_CLOEXEC only: a blocking descriptor for a thread that serves it alone.
 int clinux_accept_blocking(int listener);
+/// pthread_setname_np(3) for the calling thread (names show in ps -L, top -H and debuggers);
+/// `name` is cut to the kernel's 15 bytes.
+int clinux_name_this_thread(const char *name);
 
 /// mallopt(3) M_ARENA_MAX: caps glibc's malloc arenas at `count`. By default each thread
 /// that allocates may get an arena of its own, up to 8 per core, each keeping free pages

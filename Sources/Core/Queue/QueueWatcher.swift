@@ -14,7 +14,7 @@ public final class QueueWatcher: Sendable {
     private let fd: Int32
     private let directory: String
     private let stopping = Atomic<Bool>(false)
-    private let thread = Mutex<pthread_t?>(nil)
+    private let thread = Mutex<BackgroundThread?>(nil)
     private let onChange: @Sendable (_ names: [String], _ overflowed: Bool) -> Void
 
     /// - Throws: `SystemError` from inotify_init1(2) or inotify_add_watch(2).
@@ -37,14 +37,14 @@ public final class QueueWatcher: Sendable {
 
     /// Starts the watching thread.
     public func start() {
-        let started = Thread.spawn { [self] in loop() }
+        let started = BackgroundThread(name: "queue-watcher") { [self] in loop() }
         thread.withLock { $0 = started }
     }
 
     /// Stops the thread within about 200 ms and waits for it.
-    public func stop() {
+    public func stop() async {
         stopping.store(true, ordering: .relaxed)
-        if let running = thread.withLock({ $0 }) { pthread_join(running, nil) }
+        await thread.withLock({ $0 })?.join()
     }
 
     private func loop() {

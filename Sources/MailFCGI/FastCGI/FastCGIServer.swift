@@ -30,7 +30,7 @@ final class FastCGIServer: Sendable {
     private let stopping = Atomic<Bool>(false)
     /// The pipe whose write end wakes the event thread.
     private let wake = Mutex<(read: Int32, write: Int32)>((-1, -1))
-    private let threads = Mutex<(events: pthread_t?, workers: [pthread_t])>((nil, []))
+    private let threads = Mutex<(events: BackgroundThread?, workers: [BackgroundThread])>((nil, []))
 
     init(
         socketPath: String,
@@ -79,8 +79,8 @@ final class FastCGIServer: Sendable {
         _ = fcntl(ends[0], F_SETFL, O_NONBLOCK)  // drained until empty on each wake-up
         wake.withLock { $0 = (ends[0], ends[1]) }
         let loop = try EventLoop(listener: listener, wake: ends[0])
-        let workers = (0..<threadCount).map { _ in Thread.spawn { [self] in work() } }
-        let events = Thread.spawn { [self] in run(loop) }
+        let workers = (1...threadCount).map { n in BackgroundThread(name: "fcgi-worker-\(n)") { [self] in work() } }
+        let events = BackgroundThread(name: "fcgi-events") { [self] in run(loop) }
         threads.withLock { $0 = (events, workers) }
         logger.info(
             "listening",
@@ -92,15 +92,15 @@ final class FastCGIServer: Sendable {
     }
 
     /// Stops accepting, lets requests begun finish, joins the threads, removes the socket.
-    func stop() {
+    func stop() async {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let ends = wake.withLock { $0 }
         guard ends.write >= 0 else { return }
         wakeEventThread()
         let (events, workers) = threads.withLock { $0 }
-        if let events { pthread_join(events, nil) }
+        await events?.join()
         jobs.stop(workers: workers.count)
-        for worker in workers { pthread_join(worker, nil) }
+        for worker in workers { await worker.join() }
         close(ends.read)
         close(ends.write)
     }
