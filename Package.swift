@@ -7,7 +7,6 @@ let package = Package(
     products: [
         .executable(name: "mailfcgi", targets: ["MailFCGI"]),
         .executable(name: "mailworkerd", targets: ["MailWorkerd"]),
-        .library(name: "Core", targets: ["Core"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -27,24 +26,82 @@ let package = Package(
         ),
         // renameat2(2), which Glibc's Swift module does not expose.
         .target(name: "CLinux", path: "Sources/CLinux"),
+        // The libraries, one folder each under Sources/Core, from the bottom up. Each depends
+        // only on what it uses; the README's "How it fits together" draws the same graph.
         .target(
-            name: "Core",
+            name: "Platform",  // system calls, atomic files, threads, sockets, lifecycle
             dependencies: [
-                "CCurl", "CLinux",
+                "CLinux",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "HeapModule", package: "swift-collections"),
-                .product(name: "DequeModule", package: "swift-collections"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Sources/Core"
+            path: "Sources/Core/Platform"
+        ),
+        .target(
+            name: "MailModel",  // the email as stored, addresses, headers, ids, timestamps
+            dependencies: ["Platform"],
+            path: "Sources/Core/Model"
+        ),
+        .target(
+            name: "Composition",  // RFC 5322 / MIME messages from a stored email
+            dependencies: ["MailModel"],
+            path: "Sources/Core/Composition"
+        ),
+        .target(
+            name: "Queue",  // the file queue: states, claims, recovery, census, watcher
+            dependencies: [
+                "MailModel", "Platform",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            path: "Sources/Core/Queue"
+        ),
+        .target(
+            name: "Status",  // mailworkerd's status file, read by mailfcgi
+            dependencies: ["MailModel", "Queue", "Platform"],
+            path: "Sources/Core/Status"
+        ),
+        .target(
+            name: "Templates",  // the template store and Mustache rendering
+            dependencies: [
+                "MailModel", "Platform",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            path: "Sources/Core/Templates"
+        ),
+        .target(
+            name: "Delivery",  // policy, pause, agent, the transport protocol, the file transport
+            dependencies: [
+                "MailModel", "Composition", "Queue", "Status", "Platform",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Core/Delivery"
+        ),
+        .target(
+            name: "Settings",  // every setting, from the environment and .env
+            dependencies: [
+                "MailModel", "Queue", "Delivery",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            path: "Sources/Core/Settings"
+        ),
+        .target(
+            name: "LogFiles",  // swift-log to rotated files
+            dependencies: ["Settings", "Platform", .product(name: "Logging", package: "swift-log")],
+            path: "Sources/Core/LogFiles"
+        ),
+        .target(
+            name: "SMTP",  // delivery over SMTP with libcurl; only mailworkerd links it
+            dependencies: ["CCurl", "Delivery", "Composition", "MailModel", "Settings"],
+            path: "Sources/Core/SMTP"
         ),
         .executableTarget(
             name: "MailFCGI",
             dependencies: [
-                "Core", "CLinux",
+                "MailModel", "Composition", "Queue", "Status", "Templates", "Settings", "LogFiles", "Platform",
+                "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -54,7 +111,8 @@ let package = Package(
         .executableTarget(
             name: "MailWorkerd",
             dependencies: [
-                "Core", "CLinux",
+                "MailModel", "Composition", "Queue", "Status", "Delivery", "SMTP", "Settings", "LogFiles",
+                "Platform", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -62,7 +120,10 @@ let package = Package(
         ),
         .testTarget(
             name: "CoreTests",
-            dependencies: ["Core"],
+            dependencies: [
+                "MailModel", "Composition", "Queue", "Status", "Templates", "Delivery", "SMTP", "Settings",
+                "LogFiles", "Platform",
+            ],
             path: "Tests/CoreTests"
         ),
     ]
@@ -74,17 +135,17 @@ if Context.environment["MAIL_BENCH"] != nil {
     package.targets += [
         .executableTarget(
             name: "claims-bench",
-            dependencies: ["Core"],
+            dependencies: ["MailModel", "Queue"],
             path: "bench/QueueBench"
         ),
         .executableTarget(
             name: "compose-bench",
-            dependencies: ["Core"],
+            dependencies: ["MailModel", "Composition", "Templates"],
             path: "bench/ComposeBench"
         ),
         .executableTarget(
             name: "durable-file-bench",
-            dependencies: ["Core"],
+            dependencies: ["Platform"],
             path: "bench/DurableFileBench"
         ),
     ]

@@ -1,8 +1,13 @@
 import ArgumentParser
 import CLinux
-import Core
+import Composition
 import Foundation
+import LogFiles
 import Logging
+import Platform
+import Queue
+import Settings
+import Templates
 
 /// mailfcgi: the FastCGI responder behind nginx. Validates API requests and enqueues
 /// emails as durable queue files under `DATA_DIR`; it never talks SMTP on the request path.
@@ -14,12 +19,17 @@ struct MailFCGI: AsyncParsableCommand {
         discussion: "Settings come from the environment and the --env-file; see .env.example."
     )
 
-    @OptionGroup var options: DaemonOptions
+    @Option(help: "A dotenv file read after the environment (missing is fine).")
+    var envFile = ".env"
+
+    @Flag(help: "Check the settings, print every problem, and exit (0 when all are valid).")
+    var checkConfig = false
 
     func run() async throws {
         // Before any thread of ours exists: 2 malloc arenas, not up to 8 per core (see clinux.h).
         _ = clinux_limit_malloc_arenas(2)
-        guard let settings = try await options.settings(for: .responder) else { return }
+        let check = SettingsCheck(envFile: envFile, checkConfig: checkConfig)
+        guard let settings = try await check.settings(for: .responder) else { return }
         try LogSetup.bootstrap(settings, fileName: "mailfcgi.log")
         let logger = Logger(label: "mailfcgi")
 

@@ -1,6 +1,6 @@
-import Core
 import Foundation
 import Logging
+import MailModel
 
 /// The route table: (method, path) to handler. Turns a thrown `HTTPError` into its response,
 /// answers 404 for unknown paths and 405 with `Allow` for known paths with another method,

@@ -1,7 +1,10 @@
 import CLinux
-import Core
+import Delivery
 import Foundation
 import Logging
+import MailModel
+import Platform
+import Status
 import Synchronization
 
 /// mailworkerd's control socket (`DATA_DIR/status/mailworkerd.sock`, mode 0660): it carries

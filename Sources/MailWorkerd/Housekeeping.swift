@@ -1,6 +1,8 @@
-import Core
 import Foundation
 import Logging
+import Platform
+import Queue
+import Settings
 import Synchronization
 
 /// The periodic queue chores of mailworkerd, on one thread:

@@ -1,8 +1,9 @@
-import Core
 import Foundation
 
 #if canImport(Glibc)
 import Glibc
+import Queue
+import Platform
 #endif
 
 /// One mailworkerd per data directory, unless the operator asks for several

@@ -1,9 +1,16 @@
 import ArgumentParser
 import CLinux
-import Core
+import Composition
+import Delivery
 import Dispatch
 import Foundation
+import LogFiles
 import Logging
+import Platform
+import Queue
+import SMTP
+import Settings
+import Status
 
 /// mailworkerd: the delivery daemon. Claims queue files under `DATA_DIR`, delivers them
 /// over SMTP (or into `data/outbox/` with no `SMTP_SERVER`), and records each outcome.
@@ -15,12 +22,17 @@ struct MailWorkerd: AsyncParsableCommand {
         discussion: "Settings come from the environment and the --env-file; see .env.example."
     )
 
-    @OptionGroup var options: DaemonOptions
+    @Option(help: "A dotenv file read after the environment (missing is fine).")
+    var envFile = ".env"
+
+    @Flag(help: "Check the settings, print every problem, and exit (0 when all are valid).")
+    var checkConfig = false
 
     func run() async throws {
         // Before any thread of ours exists: 2 malloc arenas, not up to 8 per core (see clinux.h).
         _ = clinux_limit_malloc_arenas(2)
-        guard let settings = try await options.settings(for: .worker) else { return }
+        let check = SettingsCheck(envFile: envFile, checkConfig: checkConfig)
+        guard let settings = try await check.settings(for: .worker) else { return }
         try settings.layout.create()
         let instance: InstanceLock
         do {

@@ -1,5 +1,6 @@
-import Core
+import Delivery
 import Foundation
+import Status
 import Synchronization
 
 /// The figures the worker threads update and the status publisher reads: per-worker

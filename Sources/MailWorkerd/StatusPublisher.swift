@@ -1,6 +1,8 @@
-import Core
 import Foundation
 import Logging
+import Platform
+import Queue
+import Status
 import Synchronization
 
 /// Writes `data/status/workers.json` every `WorkerStatus.interval` seconds, and at once
@@ -48,7 +50,7 @@ final class StatusPublisher: Sendable {
     }
 
     /// Records a new pool state and writes the file now.
-    func publish(state: Core.PoolState) {
+    func publish(state: PoolState) {
         poolState.withLock {
             $0.name = state
             write(&$0)
@@ -63,7 +65,7 @@ final class StatusPublisher: Sendable {
     }
 
     private struct Published {
-        var name: Core.PoolState
+        var name: PoolState
         /// Consecutive failed writes, to log once a minute.
         var failedWrites = 0
     }

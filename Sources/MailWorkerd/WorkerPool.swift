@@ -1,6 +1,8 @@
-import Core
+import Delivery
 import Foundation
 import Logging
+import Platform
+import Queue
 import Synchronization
 
 /// `NUM_WORKERS` threads, each with its own `DeliveryAgent` (and so its own SMTP

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 
-@testable import Core
+@testable import Platform
 
 /// The one way the programs run a blocking loop on its own thread and wait for its end.
 @Suite struct BackgroundThreadTests {

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import Core
+@testable import Delivery
+@testable import MailModel
 
 /// The retry and lifetime rules, per recipient and per failure scope, without a queue.
 @Suite struct DeliveryPolicyTests {

@@ -2,7 +2,10 @@ import Foundation
 import Synchronization
 import Testing
 
-@testable import Core
+@testable import Delivery
+@testable import MailModel
+@testable import Platform
+@testable import Queue
 
 @Suite struct FileQueueTests {
     let dir = TemporaryDirectory()

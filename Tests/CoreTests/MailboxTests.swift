@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Core
+@testable import MailModel
 
 @Suite struct MailboxTests {
     @Test(arguments: [

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import Core
+@testable import Composition
+@testable import MailModel
 
 @Suite struct MessageComposerTests {
     let composer = MessageComposer(sender: Sender(address: "noreply@example.org", name: "Acme Café"))

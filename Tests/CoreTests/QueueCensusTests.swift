@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 
-@testable import Core
+@testable import Delivery
+@testable import MailModel
+@testable import Queue
 
 @Suite struct QueueCensusTests {
     let dir = TemporaryDirectory()

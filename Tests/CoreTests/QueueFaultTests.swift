@@ -1,7 +1,11 @@
 import Foundation
 import Testing
 
-@testable import Core
+@testable import Delivery
+@testable import MailModel
+@testable import Platform
+@testable import Queue
+@testable import Status
 
 /// What a crash between two steps leaves, and the entries that are not what they seem:
 /// recovery resolves each without stopping, and strangers go to `corrupt/`.

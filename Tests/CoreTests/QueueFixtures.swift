@@ -1,6 +1,6 @@
 import Foundation
 
-@testable import Core
+@testable import MailModel
 
 /// A valid queued email for tests: `u{n}@example.com`, subject `s{n}`, body `b{n}`, with a
 /// request id (and so a file name) for `date`.

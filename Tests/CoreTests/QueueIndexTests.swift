@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Core
+@testable import Queue
 
 @Suite struct QueueIndexTests {
     @Test func dueEntriesComeByPriorityThenName() {

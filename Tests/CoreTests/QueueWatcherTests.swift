@@ -2,7 +2,8 @@ import Foundation
 import Synchronization
 import Testing
 
-@testable import Core
+@testable import Platform
+@testable import Queue
 
 @Suite struct QueueWatcherTests {
     let dir = TemporaryDirectory()

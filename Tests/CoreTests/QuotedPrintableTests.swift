@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Core
+@testable import Composition
 
 @Suite struct QuotedPrintableTests {
     func encode(_ text: String) -> String {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Core
+@testable import MailModel
 
 @Suite struct RequestIDTests {
     @Test func isAUUIDv7CarryingItsMillisecondTimestamp() throws {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Core
+@testable import LogFiles
 
 @Suite struct RotatingLogFileTests {
     let dir = TemporaryDirectory()

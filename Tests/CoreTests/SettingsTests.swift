@@ -1,6 +1,7 @@
 import Testing
 
-@testable import Core
+@testable import Delivery
+@testable import Settings
 
 @Suite struct SettingsTests {
     func settings(_ variables: [String: String]) throws -> MailSettings {

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import Core
+@testable import SMTP
+@testable import Settings
 
 @Suite struct SimpleSendTests {
     let dir = TemporaryDirectory()

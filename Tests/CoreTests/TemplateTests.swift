@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-@testable import Core
+@testable import Composition
+@testable import Templates
 
 @Suite struct PlaceholdersTests {
     @Test func topLevelNamesAreRequiredAndSectionContentsAreNot() {

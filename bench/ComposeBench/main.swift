@@ -4,8 +4,10 @@
 // Each figure is the median of 7 rounds of 2 seconds on one thread.
 //
 // usage: compose-bench [--rounds 7] [--seconds 2]   prints one JSON object.
-import Core
+import Composition
 import Foundation
+import MailModel
+import Templates
 
 var rounds = 7
 var seconds = 2.0

@@ -1,3 +1,4 @@
+import Foundation
 // Claims per second at a queue depth of 1,000 and of 100,000 pending files.
 //
 // Both queues are filled first (setup, not timed). Then, round after round, each depth in
@@ -12,8 +13,8 @@
 //
 // usage: claims-bench [--depths 1000,100000] [--claims 500] [--runs 15] [--dir PATH]
 // prints one JSON object.
-import Core
-import Foundation
+import MailModel
+import Queue
 
 struct Options {
     var depths = [1_000, 100_000]

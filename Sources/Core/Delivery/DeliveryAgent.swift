@@ -3,6 +3,9 @@ import Logging
 
 #if canImport(Glibc)
 import Glibc
+import MailModel
+import Composition
+import Queue
 #endif
 
 /// Delivers one queued email at a time: claim, compose, send, decide (`DeliveryPolicy`),

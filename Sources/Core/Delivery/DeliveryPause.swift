@@ -1,4 +1,6 @@
 import Foundation
+import MailModel
+import Status
 import Synchronization
 
 /// The pool-wide pause after failures on the sender's side (relay unreachable, TLS, AUTH,

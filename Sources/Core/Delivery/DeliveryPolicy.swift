@@ -1,4 +1,5 @@
 import Foundation
+import MailModel
 
 /// What happens to an email after an attempt: the retry and lifetime rules, kept outside the
 /// queue store, which is handed the decision (`FailureDecision`) and the updated email.
@@ -157,5 +158,22 @@ public struct DeliveryPolicy: Sendable, Equatable {
         if email.attempts.count > DeliveryAttempt.keptAttempts {
             email.attempts.removeFirst(email.attempts.count - DeliveryAttempt.keptAttempts)
         }
+    }
+}
+
+/// Retry policy: `MAX_RETRIES` attempts after the first, `RETRY_BASE_DELAY` x 2^n between them.
+public struct RetryPolicy: Sendable, Equatable {
+    public var maxRetries: Int
+    /// Seconds before the first retry; doubles with each further one.
+    public var baseDelay: TimeInterval
+
+    public init(maxRetries: Int = 3, baseDelay: TimeInterval = 1) {
+        self.maxRetries = maxRetries
+        self.baseDelay = baseDelay
+    }
+
+    /// The delay before retry number `retry` (0-based): `baseDelay * 2^retry` seconds.
+    public func delay(beforeRetry retry: Int) -> TimeInterval {
+        baseDelay * pow(2, Double(retry))
     }
 }

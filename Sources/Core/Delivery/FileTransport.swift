@@ -2,6 +2,9 @@ import Foundation
 
 #if canImport(Glibc)
 import Glibc
+import MailModel
+import Composition
+import Platform
 #endif
 
 /// The embedded default transport: writes each message as `{outbox}/{request id}.eml`,

@@ -4,6 +4,8 @@ import Synchronization
 
 #if canImport(Glibc)
 import Glibc
+import MailModel
+import Platform
 #endif
 
 /// The queue as one JSON file per email under `data/` (see `QueueLayout` for the states).

@@ -1,4 +1,5 @@
 import Foundation
+import MailModel
 
 /// A queue file of the Python service this one replaces (`../shared/reference/seed-spec.txt`):
 /// the same `batch_{ms}_{uuid8}.json` names, but one object holding a list of emails,

@@ -1,4 +1,6 @@
 import Foundation
+import MailModel
+import Platform
 import Synchronization
 
 /// Counts of the queue's states and metadata of its first files, for `GET /status`.

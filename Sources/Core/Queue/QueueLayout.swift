@@ -2,6 +2,8 @@ import Foundation
 
 #if canImport(Glibc)
 import Glibc
+import MailModel
+import Platform
 #endif
 
 /// The folders under the data directory and the names files take in them.

@@ -2,6 +2,8 @@ import Foundation
 
 #if canImport(Glibc)
 import Glibc
+import MailModel
+import Platform
 #endif
 
 /// Where accepted emails wait for delivery. `FileQueue` keeps them as one JSON file each;
@@ -80,61 +82,9 @@ public enum FailureDecision: Equatable, Sendable {
     case deadLetter(reason: String, kind: DeadLetterKind, at: Date)
 }
 
-/// What a failed attempt did with an email.
-public enum FailureDisposition: Equatable, Sendable {
-    /// Back in the queue, not to be attempted before the given time.
-    case deferred(until: Date)
-    /// Moved to the dead letters.
-    case deadLettered
-    /// Refused for good to the last pending recipients, received by earlier ones: done.
-    case partiallySent
-}
-
 extension QueueStore {
     /// `markSent` for an email every recipient accepted at once: the file moves as it is.
     public func markSent(_ claim: QueueClaim, at date: Date) throws {
         try markSent(claim, record: nil, at: date)
-    }
-
-    /// Records a failure of the whole transaction, as `DeliveryAgent` does, with `policy`'s
-    /// rules: a transient failure with retries left is deferred, a permanent one or the last
-    /// retry goes to the dead letters. For tests and tools.
-    public func markFailed(
-        _ claim: QueueClaim,
-        error: String,
-        permanent: Bool,
-        at date: Date,
-        policy: DeliveryPolicy = DeliveryPolicy()
-    ) throws -> FailureDisposition {
-        var email = claim.email
-        let failure = DeliveryError(permanent ? .permanent : .transient, relaySaw: true, error)
-        switch policy.decide(&email, result: .failure(failure), at: date) {
-        case .retry(let notBefore, _):
-            try markFailed(claim, updated: email, decision: .retry(notBefore: notBefore))
-            return .deferred(until: notBefore ?? date)
-        case .deadLetter(let kind, let reason):
-            try markFailed(claim, updated: email, decision: .deadLetter(reason: reason, kind: kind, at: date))
-            return .deadLettered
-        case .sent:
-            try markSent(claim, record: email, at: date)
-            return .partiallySent
-        }
-    }
-}
-
-/// Retry policy: `MAX_RETRIES` attempts after the first, `RETRY_BASE_DELAY` x 2^n between them.
-public struct RetryPolicy: Sendable, Equatable {
-    public var maxRetries: Int
-    /// Seconds before the first retry; doubles with each further one.
-    public var baseDelay: TimeInterval
-
-    public init(maxRetries: Int = 3, baseDelay: TimeInterval = 1) {
-        self.maxRetries = maxRetries
-        self.baseDelay = baseDelay
-    }
-
-    /// The delay before retry number `retry` (0-based): `baseDelay * 2^retry` seconds.
-    public func delay(beforeRetry retry: Int) -> TimeInterval {
-        baseDelay * pow(2, Double(retry))
     }
 }

@@ -2,6 +2,7 @@ import Synchronization
 
 #if canImport(Glibc)
 import Glibc
+import Platform
 #endif
 
 /// Notices files arriving in the queue directory, from this process or any other, with

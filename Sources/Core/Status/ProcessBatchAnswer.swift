@@ -1,4 +1,5 @@
 import Foundation
+import MailModel
 
 /// The answer to `POST /process-batch` (the Python service's shape, plus `recipients`):
 /// written by mailworkerd, which carries the request out, and passed on by mailfcgi.
@@ -20,42 +21,18 @@ public struct ProcessBatchAnswer: Codable, Equatable, Sendable {
         public var state: String
         public var code: Int?
         public var reply: String?
+
+        public init(address: String, state: String, code: Int?, reply: String?) {
+            self.address = address
+            self.state = state
+            self.code = code
+            self.reply = reply
+        }
     }
 
     /// The answer when nothing was due.
     public static func idle(at now: Date) -> ProcessBatchAnswer {
         ProcessBatchAnswer(processed: false, message: "No email is due", timestamp: Timestamp.iso8601(now))
-    }
-
-    /// The answer for one attempt.
-    public init(_ attempt: DeliveryAgent.Attempt, at now: Date) {
-        let (outcome, message, error, next): (String, String, String?, String?) =
-            switch attempt.outcome {
-            case .sent(let partial):
-                ("sent", partial ? "Email sent to some recipients; refused for the others" : "Email sent", nil, nil)
-            case .deferred(let until, let error, let counted):
-                (
-                    "deferred",
-                    counted
-                        ? "Delivery failed; will retry"
-                        : "Relay unavailable; back in the queue without spending a retry",
-                    error, until.map(Timestamp.iso8601)
-                )
-            case .deadLettered(let error): ("dead_letter", "Delivery failed; moved to dead letters", error, nil)
-            }
-        self.init(
-            processed: true,
-            message: message,
-            request_id: attempt.requestID,
-            file: attempt.file,
-            outcome: outcome,
-            error: error,
-            next_attempt_at: next,
-            timestamp: Timestamp.iso8601(now),
-            recipients: attempt.recipients.map {
-                Recipient(address: $0.address, state: $0.state.rawValue, code: $0.code, reply: $0.reply)
-            }
-        )
     }
 
     public init(

@@ -1,4 +1,7 @@
 import Foundation
+import MailModel
+import Platform
+import Queue
 
 /// What mailworkerd publishes in `data/status/workers.json`, rewritten atomically every
 /// second and at once when its pool starts or stops. mailfcgi reads it for

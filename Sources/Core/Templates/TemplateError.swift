@@ -1,3 +1,5 @@
+import MailModel
+
 /// Why a template could not be rendered. The API answers each with 400.
 public enum TemplateError: Error, CustomStringConvertible, Equatable, Sendable {
     /// No template of that name; `available` lists the names there are.

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import MailModel
 import Mustache
+import Platform
 import Synchronization
 
 /// The templates in `TEMPLATES_DIR`: loaded at start, reloaded when a file there changes

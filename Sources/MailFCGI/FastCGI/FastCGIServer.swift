@@ -1,6 +1,6 @@
-import Core
 import Foundation
 import Logging
+import Platform
 import Synchronization
 
 /// A FastCGI 1.0 Responder (§6.2) on a unix socket.

@@ -1,6 +1,8 @@
-import Core
 import Foundation
 import Logging
+import MailModel
+import Platform
+import Queue
 
 /// An error a handler throws to answer with a status and a FastAPI-style body:
 /// `{"detail": "text"}`, or `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}` for

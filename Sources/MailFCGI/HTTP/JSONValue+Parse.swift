@@ -1,5 +1,5 @@
-import Core
 import Foundation
+import MailModel
 
 extension JSONValue {
     /// Parses `bytes` as one JSON document (RFC 8259, checked strictly by `JSONStrictness`).

@@ -1,5 +1,5 @@
-import Core
 import Foundation
+import MailModel
 
 /// An HTTP response to write back through FastCGI as CGI headers plus body (RFC 3875 §6).
 struct Response: Sendable {

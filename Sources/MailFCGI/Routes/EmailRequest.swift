@@ -1,5 +1,5 @@
-import Core
 import Foundation
+import MailModel
 
 /// The body of `POST /email`, validated field by field. Every problem found is reported at
 /// once, each with its location, in the FastAPI 422 shape; unknown fields are ignored.

@@ -1,6 +1,10 @@
-import Core
+import Composition
 import Foundation
 import Logging
+import MailModel
+import Platform
+import Queue
+import Templates
 
 /// `POST /email`: validates the request, stores it as one durable queue file, and answers
 /// with its `request_id`. Nothing is written unless the whole request is valid.

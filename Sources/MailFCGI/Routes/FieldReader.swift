@@ -1,5 +1,6 @@
-import Core
 import Foundation
+import MailModel
+import Templates
 
 /// Reads typed fields from a JSON object, collecting a `FieldError` for each problem
 /// (pydantic's error types and messages, so FastAPI clients read them unchanged).

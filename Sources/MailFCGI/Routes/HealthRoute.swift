@@ -1,6 +1,10 @@
-import Core
 import Foundation
 import Logging
+import MailModel
+import Platform
+import Queue
+import Status
+import Templates
 
 /// `GET /health`: 200 `healthy` when every component works, else 503 `degraded`, with a
 /// line per component.

@@ -1,9 +1,10 @@
-import Core
 import Foundation
 import Logging
 
 #if canImport(Glibc)
 import Glibc
+import Status
+import Platform
 #endif
 
 /// `POST /process-batch`: asks mailworkerd, over its control socket, to claim the next due

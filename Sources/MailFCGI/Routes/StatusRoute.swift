@@ -1,6 +1,7 @@
-import Core
 import Foundation
 import Logging
+import MailModel
+import Queue
 
 /// `GET /status?limit=N`: queue statistics, and metadata of at most `limit` queue files
 /// (default 100, at most 1000), so the answer stays fast at any depth.

@@ -1,6 +1,7 @@
-import Core
 import Foundation
 import Logging
+import MailModel
+import Templates
 
 /// `GET /templates`: the template names and their count; `?detailed=true` adds `manifest`,
 /// in the Python service's shape, with each template's files, placeholders (the variables a

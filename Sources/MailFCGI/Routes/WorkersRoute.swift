@@ -1,6 +1,8 @@
-import Core
 import Foundation
 import Logging
+import MailModel
+import Queue
+import Status
 
 /// `GET /workers/status`: mailworkerd's pool and per-worker metrics, read from its status
 /// file. A missing file, or one whose heartbeat is older than three intervals, reads as

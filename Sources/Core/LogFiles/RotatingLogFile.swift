@@ -2,6 +2,7 @@ import Synchronization
 
 #if canImport(Glibc)
 import Glibc
+import Platform
 #endif
 
 /// An append-only log file that rotates by size, like logrotate's `size` + `rotate N`

@@ -1,4 +1,5 @@
 import Foundation
+import MailModel
 
 /// A message ready for SMTP: the envelope (RFC 5321 §2.3.1) and the content (RFC 5322).
 public struct OutgoingMessage: Sendable {

@@ -3,6 +3,9 @@ import Foundation
 
 #if canImport(Glibc)
 import Glibc
+import Delivery
+import Composition
+import MailModel
 #endif
 
 /// SMTP delivery (RFC 5321) over libcurl's smtp:// and smtps:// support.

@@ -1,4 +1,8 @@
+import Composition
+import Delivery
 import Foundation
+import MailModel
+import Settings
 
 /// The seed's one-call helper for scripts: sends one message now, without the queue, over
 /// the transport `settings` name (SMTP, or the file transport into `DATA_DIR/outbox/`), and

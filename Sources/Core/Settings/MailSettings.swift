@@ -1,5 +1,8 @@
+import Delivery
 import Foundation
 import Logging
+import MailModel
+import Queue
 
 /// Everything both programs read from the environment (and `.env`). Names, units and
 /// defaults are documented in `.env.example`; the seed's names keep their meaning.

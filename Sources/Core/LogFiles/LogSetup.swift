@@ -3,6 +3,9 @@ import Logging
 
 #if canImport(Glibc)
 import Glibc
+import Settings
+import Platform
+import MailModel
 #endif
 
 /// Process-wide logging on apple/swift-log: each program writes its own rotating file

@@ -1,15 +1,20 @@
-import ArgumentParser
 import Foundation
 
-/// The command-line options both daemons take, and their start-up settings check.
-public struct DaemonOptions: ParsableArguments {
-    @Option(help: "A dotenv file read after the environment (missing is fine).")
-    public var envFile = ".env"
+/// Both daemons' start-up settings check, for their `--env-file` and `--check-config`
+/// options (which the executables parse; this library parses no arguments).
+public struct SettingsCheck: Sendable {
+    /// The dotenv file read after the environment (missing is fine).
+    public var envFile: String
+    /// Print the verdict and stop instead of running.
+    public var checkConfig: Bool
 
-    @Flag(help: "Check the settings, print every problem, and exit (0 when all are valid).")
-    public var checkConfig = false
+    public init(envFile: String, checkConfig: Bool) {
+        self.envFile = envFile
+        self.checkConfig = checkConfig
+    }
 
-    public init() {}
+    /// The settings were refused; every problem has been printed on standard error.
+    public struct Refused: Error {}
 
     /// Names that only `make run` (scripts/run.sh) reads from the same `.env`.
     static let runScriptNames: Set<String> = ["MAIL_HTTPS_PORT", "MAIL_DEMO_PASSWORD", "RUN_DIR", "BIN_DIR"]
@@ -17,8 +22,8 @@ public struct DaemonOptions: ParsableArguments {
     /// Reads and checks the settings; nil after `--check-config` has printed its verdict.
     /// Names in the `.env` file that no program reads are warned about on standard error,
     /// with the closest known name.
-    /// - Throws: `ExitCode.failure` after printing every bad setting on standard error (no
-    ///   usage text: the command line is not what is wrong).
+    /// - Throws: `Refused` after printing every bad setting on standard error (the program
+    ///   then exits 1, with no usage text: the command line is not what is wrong).
     /// mailfcgi (`.responder`) withholds the relay's settings: they are neither read nor kept,
     /// and finding them in its process environment is warned about.
     public func settings(for program: MailSettings.Program) async throws -> MailSettings? {
@@ -41,7 +46,7 @@ public struct DaemonOptions: ParsableArguments {
                 "configuration: \(count) invalid setting\(count == 1 ? "" : "s"):\n"
                     + error.problems.map { "  \($0.variable): \($0.problem)" }.joined(separator: "\n")
             )
-            throw ExitCode.failure
+            throw Refused()
         }
         if checkConfig {
             print("configuration OK")
