@@ -67,18 +67,26 @@ final class ControlServer: Sendable {
         thread.withLock { $0 = started }
     }
 
-    /// Stops accepting (a request being served finishes first) and removes the socket file.
-    func stop() async {
+    /// Stops accepting and removes the socket file; a request being served gets `timeout`
+    /// seconds to finish (the process then exits without it).
+    func stop(timeout: Double) async {
         stopping.store(true, ordering: .relaxed)
         shutdown(listener, Int32(SHUT_RDWR))  // wakes accept(2) with EINVAL
-        await thread.withLock({ $0 })?.join()
+        if await thread.withLock({ $0 })?.join(timeout: timeout) == false {
+            logger.warning("a process-batch request was still being served at SHUTDOWN_TIMEOUT")
+        }
         close(listener)
         try? Syscall.unlink(path)
     }
 
     private func serve(_ client: Int32) {
         UnixSocket.setTimeouts(client, seconds: Self.requestTimeout)
-        let line = (try? UnixSocket.receiveLine(client, limit: 256, path: path)) ?? ""
+        let line = (try? UnixSocket.receiveLine(client, limit: 256, within: Self.requestTimeout, path: path)) ?? ""
+        // A request that waited in the backlog while its client gave up (a 504) is dropped.
+        if UnixSocket.peerClosed(client) {
+            logger.notice("control socket: the client left before its request was served; not carried out")
+            return
+        }
         let (status, body): (Int, Data?)
         if line.trimmingCharacters(in: .whitespaces) != ProcessBatchAnswer.request {
             (status, body) = (400, try? JSONEncoder().encode(["detail": "unknown control request"]))

@@ -123,7 +123,7 @@ struct MailWorkerd: AsyncParsableCommand {
                 status.publish(state: .stopping)
                 unfinished = await pool.stop(timeout: shutdownTimeout)
             }
-            await control?.stop()
+            await control?.stop(timeout: shutdownTimeout)
             await housekeeping.stop()
             await watcher.stop()
             await status.stop()

@@ -65,7 +65,14 @@ final class WorkerPool: Sendable {
             _ = await thread.join(timeout: max(0, deadline.timeIntervalSinceNow))
         }
         let unfinished = metrics.snapshot.workers.filter(\.running).compactMap(\.currentBatch)
-        if unfinished.isEmpty {
+        let busy = threads.withLock { $0 }.filter { !$0.isFinished }.count
+        if unfinished.isEmpty, busy > 0 {
+            // A probe of a relay that does not answer holds no claim: nothing to put back.
+            logger.warning(
+                "workers still waiting on the relay at SHUTDOWN_TIMEOUT; exiting without them",
+                metadata: ["workers": "\(busy)"]
+            )
+        } else if unfinished.isEmpty {
             logger.info("worker pool stopped")
         } else {
             logger.warning(
@@ -88,8 +95,8 @@ final class WorkerPool: Sendable {
             let seen = wakeup.generation
             switch pause.admit() {
             case .deliver: break
-            case .wait(let until):
-                wakeup.wait(after: seen, timeout: min(pollingInterval, max(0.001, until.timeIntervalSinceNow)))
+            case .wait(let seconds):
+                wakeup.wait(after: seen, timeout: min(pollingInterval, max(0.001, seconds)))
                 continue
             case .probe:
                 probe(agent, log)
@@ -116,7 +123,7 @@ final class WorkerPool: Sendable {
     private func report(_ attempt: DeliveryAgent.Attempt, _ log: Logger) {
         guard attempt.attempted else { return }
         if let error = attempt.error, error.scope == .sender {
-            let wasPaused = pause.health.pausedUntil != nil
+            let wasPaused = pause.isPaused
             pause.senderFailed(error, probe: false)
             if !wasPaused {
                 log.warning(
@@ -135,7 +142,7 @@ final class WorkerPool: Sendable {
     private func probe(_ agent: DeliveryAgent, _ log: Logger) {
         do {
             try agent.transport.probe()
-            pause.relayAnswered(delivered: false)
+            pause.relayAnswered(delivered: false, byProbe: true)
             log.notice("the relay answers again; delivery resumes")
             wakeup.signal()
         } catch {

@@ -125,49 +125,89 @@ import Testing
         #expect(e.attempts.count == DeliveryAttempt.keptAttempts)
     }
 
-    @Test func theEnvelopeNamesEachAddressOnce() {
+    @Test func theEnvelopeNamesEachMailboxOnceTellingLocalPartsApart() {
         var e = email(cc: ["B@example.com", "u0@EXAMPLE.com"])
-        e.bcc = ["b@example.com", "c@example.com"]
-        #expect(e.envelopeRecipients == ["u0@example.com", "B@example.com", "c@example.com"])
+        e.bcc = ["b@example.com", "c@example.com", "B@Example.COM"]
+        // The domain is compared without case, the local part as is (RFC 5321 §2.4).
+        #expect(e.envelopeRecipients == ["u0@example.com", "B@example.com", "b@example.com", "c@example.com"])
+    }
+
+    @Test func aRequeuedEmailsLifetimeCountsFromTheRequeue() {
+        var e = email()
+        e.createdAt = now.addingTimeInterval(-7200)
+        #expect(policy.expired(e, at: now))
+        e.requeuedAt = now.addingTimeInterval(-60)
+        #expect(!policy.expired(e, at: now))
     }
 }
 
-/// The pool-wide pause: one probe at a time, doubling only on failed probes, capped.
+/// The pool-wide pause: one probe at a time, doubling on failed probes and on failures right
+/// after a probe, capped, on the monotonic clock.
 @Suite struct DeliveryPauseTests {
     let outage = DeliveryError(.transient, scope: .sender, "421 too many connections")
 
     @Test func aFailurePausesEveryoneAndOneProbeAtATimeEndsIt() {
         let pause = DeliveryPause(maxDelay: 4)
-        let start = Date()
+        let start = ContinuousClock.now
         #expect(pause.admit(now: start) == .deliver)
         pause.senderFailed(outage, probe: false, now: start)
-        #expect(pause.admit(now: start) == .wait(until: start.addingTimeInterval(1)))
+        #expect(pause.admit(now: start) == .wait(seconds: 1))
         // Failures of sends already in flight do not lengthen it.
         pause.senderFailed(outage, probe: false, now: start)
-        #expect(pause.health.pausedUntil == start.addingTimeInterval(1))
-        let due = start.addingTimeInterval(1)
+        #expect(pause.admit(now: start) == .wait(seconds: 1))
+        let due = start + .seconds(1)
         #expect(pause.admit(now: due) == .probe)
         guard case .wait = pause.admit(now: due) else {
             Issue.record("a second worker must wait while one probes")
             return
         }
         #expect(pause.health.healthy == false && pause.health.lastError == outage.message)
-        #expect(pause.relayAnswered(delivered: false, now: due))
+        #expect(pause.relayAnswered(delivered: true))
         #expect(pause.admit(now: due) == .deliver)
-        #expect(pause.health.healthy && pause.health.pausedUntil == nil && pause.health.lastSuccessAt == nil)
+        #expect(pause.health.healthy && pause.health.pausedUntil == nil && pause.health.lastSuccessAt != nil)
     }
 
     @Test func failedProbesDoubleThePauseUpToTheMaximum() {
         let pause = DeliveryPause(maxDelay: 4)
-        var now = Date()
+        var now = ContinuousClock.now
         pause.senderFailed(outage, probe: false, now: now)
-        var delays: [TimeInterval] = []
+        var delays: [Double] = []
         for _ in 0..<5 {
-            now = pause.health.pausedUntil!
+            now += .seconds(10)
             #expect(pause.admit(now: now) == .probe)
             pause.senderFailed(outage, probe: true, now: now)
-            delays.append(pause.health.pausedUntil!.timeIntervalSince(now))
+            guard case .wait(let seconds) = pause.admit(now: now) else { return }
+            delays.append(seconds)
         }
         #expect(delays == [2, 4, 4, 4, 4])
+    }
+
+    @Test func aProbeThatWorksKeepsTheBackoffUntilAnAttemptReachesTheRelay() {
+        // A relay that authenticates (the probe works) but refuses every MAIL FROM with 530.
+        let pause = DeliveryPause(maxDelay: 8)
+        var now = ContinuousClock.now
+        var delays: [Double] = []
+        for _ in 0..<5 {
+            pause.senderFailed(outage, probe: false, now: now)
+            guard case .wait(let seconds) = pause.admit(now: now) else { return }
+            delays.append(seconds)
+            now += .seconds(seconds)
+            #expect(pause.admit(now: now) == .probe)
+            pause.relayAnswered(delivered: false, byProbe: true)
+        }
+        #expect(delays == [1, 2, 4, 8, 8])
+        // An attempt the relay answers about the email resets it.
+        pause.relayAnswered(delivered: false)
+        pause.senderFailed(outage, probe: false, now: now)
+        #expect(pause.admit(now: now) == .wait(seconds: 1))
+    }
+
+    @Test func aWallClockStepChangesNothing() {
+        let pause = DeliveryPause(maxDelay: 300)
+        let now = ContinuousClock.now
+        // The wall clock an hour behind, as after an NTP step back at boot.
+        pause.senderFailed(outage, probe: false, now: now, wallClock: Date().addingTimeInterval(-3600))
+        #expect(pause.admit(now: now + .milliseconds(500)) == .wait(seconds: 0.5))
+        #expect(pause.admit(now: now + .seconds(1)) == .probe)
     }
 }

@@ -95,19 +95,26 @@ public final class DeliveryAgent {
         )
     }
 
-    /// While delivery is paused, the emails at the head of the queue that have outlived
-    /// `MAX_QUEUE_LIFETIME` still go to the dead letters: claims due emails in claim order
-    /// and dead-letters them until one is not expired (which is released unchanged), or
-    /// `limit` were handled. Later emails in claim order wait for the next call.
+    /// While delivery is paused, the emails that have outlived `MAX_QUEUE_LIFETIME` still go
+    /// to the dead letters, the oldest first whatever their priority or due time, at most
+    /// `limit` per call (the rest at the next).
     /// - Returns: how many were dead-lettered.
     /// - Throws: `SystemError` from the queue.
     @discardableResult
     public func expireDue(now: Date = Date(), limit: Int = 100) throws -> Int {
         var expired = 0
-        while expired < limit, let claim = try queue.claim(now: now) {
+        // Old by its name but requeued since (`requeued_at`): held until the others were
+        // seen, so that the oldest is not offered again and again, then given back.
+        var kept: [QueueClaim] = []
+        defer {
+            for claim in kept { try? queue.release(claim) }
+        }
+        let cutoff = now.addingTimeInterval(-policy.maxQueueLifetime)
+        for _ in 0..<limit {
+            guard let claim = try queue.claimExpired(createdBefore: cutoff, now: now) else { break }
             guard policy.expired(claim.email, at: now) else {
-                try queue.release(claim)
-                break
+                kept.append(claim)
+                continue
             }
             _ = try deliver(claim)  // an expired email is dead-lettered before any send
             expired += 1

@@ -3,29 +3,39 @@ import MailModel
 import Status
 import Synchronization
 
-/// The pool-wide pause after failures on the sender's side (relay unreachable, TLS, AUTH,
-/// 421), and the sender's health for `/health`.
+/// The pool-wide pause after failures on the sender's side (relay unreachable, TLS, AUTH
+/// refused or missing, a refused greeting), and the sender's health for `/health`.
 ///
 /// A sender-side failure pauses every worker for 1 s; when the pause ends, one worker (the
 /// probe) checks the relay with `Transport.probe()` while the others wait. A failed probe
-/// doubles the pause, up to `DELIVERY_PAUSE_MAX`; a probe that works, or any delivery that
-/// reaches the relay, ends it. Emails in flight when it begins are put back without spending
-/// a retry (`DeliveryPolicy`), so an outage of any length costs no email its retries.
+/// doubles the pause, up to `DELIVERY_PAUSE_MAX`. A probe that works ends the pause but not
+/// the backoff: if the next send fails on the sender's side again (the relay greets and
+/// authenticates but refuses every MAIL FROM with 530, say), the next pause is twice as
+/// long, so such a relay is tried at most every `DELIVERY_PAUSE_MAX`, not every second. Only
+/// an attempt the relay answers about the email itself (delivered or not) resets it.
+/// Emails in flight when a pause begins are put back without spending a retry
+/// (`DeliveryPolicy`), so an outage of any length costs no email its retries.
+///
+/// Timing uses the monotonic clock, so a wall-clock step (NTP at boot) neither stretches nor
+/// skips a pause; `SenderHealth.pausedUntil` is the wall-clock time shown to operators.
 public final class DeliveryPause: Sendable {
     /// What a worker may do now.
     public enum Admission: Equatable, Sendable {
         /// Deliver.
         case deliver
-        /// Probe the relay, then report with `probeSucceeded()` or `senderFailed(_:probe:)`.
+        /// Probe the relay, then report with `relayAnswered(byProbe: true)` or
+        /// `senderFailed(_:probe: true)`.
         case probe
-        /// Wait until this time (or a wake-up) and ask again.
-        case wait(until: Date)
+        /// Wait this many seconds at most (or until a wake-up) and ask again.
+        case wait(seconds: Double)
     }
 
     private struct State {
         var health = SenderHealth()
-        /// The current pause's length in seconds; 0 when not paused.
+        /// The last pause's length in seconds; 0 once an attempt reached the relay.
         var delay: Double = 0
+        /// When the current pause ends; nil when not paused.
+        var resumeAt: ContinuousClock.Instant?
         var probing = false
     }
 
@@ -37,47 +47,51 @@ public final class DeliveryPause: Sendable {
         self.maxDelay = maxDelay
     }
 
-    public func admit(now: Date = Date()) -> Admission {
+    public func admit(now: ContinuousClock.Instant = .now) -> Admission {
         state.withLock { state in
-            guard let until = state.health.pausedUntil else { return .deliver }
-            if state.probing { return .wait(until: now.addingTimeInterval(min(1, state.delay))) }
-            if now < until { return .wait(until: until) }
+            guard let resumeAt = state.resumeAt else { return .deliver }
+            if state.probing { return .wait(seconds: min(1, state.delay)) }
+            if now < resumeAt { return .wait(seconds: Self.seconds(resumeAt - now)) }
             state.probing = true
             return .probe
         }
     }
 
-    /// A failure on the sender's side. Starts a 1 s pause, or, after a failed probe,
-    /// doubles it; failures of sends already in flight when a pause began do not lengthen it.
-    public func senderFailed(_ error: DeliveryError, probe: Bool, now: Date = Date()) {
+    /// A failure on the sender's side. Starts a pause 1 s long, or twice the last one after
+    /// a failed probe or a failure right after a probe that worked; failures of sends already
+    /// in flight while paused do not lengthen it.
+    public func senderFailed(
+        _ error: DeliveryError,
+        probe: Bool,
+        now: ContinuousClock.Instant = .now,
+        wallClock: Date = Date()
+    ) {
         state.withLock { state in
             state.health.healthy = false
-            state.health.lastAttemptAt = now
+            state.health.lastAttemptAt = wallClock
             state.health.lastError = error.description
-            if state.delay == 0 {
-                state.delay = 1
-            } else if probe {
-                state.delay = min(maxDelay, state.delay * 2)
-            } else {
-                return
-            }
-            if probe { state.probing = false }
-            state.health.pausedUntil = now.addingTimeInterval(state.delay)
+            if state.resumeAt != nil, !probe { return }  // already paused: a send in flight
+            state.delay = state.delay == 0 ? 1 : min(maxDelay, state.delay * 2)
+            state.probing = false
+            state.resumeAt = now + .seconds(state.delay)
+            state.health.pausedUntil = wallClock.addingTimeInterval(state.delay)
         }
     }
 
-    /// The relay answered: a probe worked, or an attempt reached it (delivered or not, the
-    /// relay is there). Ends the pause. Returns whether one was ended (to wake the workers).
+    /// The relay answered: a probe worked (`byProbe`), or an attempt reached it about the
+    /// email (`delivered` or refused, the relay is there). Ends the pause; only an attempt
+    /// resets the backoff. Returns whether a pause was ended (to wake the workers).
     @discardableResult
-    public func relayAnswered(delivered: Bool, now: Date = Date()) -> Bool {
+    public func relayAnswered(delivered: Bool, byProbe: Bool = false, wallClock: Date = Date()) -> Bool {
         state.withLock { state in
-            let wasPaused = state.health.pausedUntil != nil
+            let wasPaused = state.resumeAt != nil
             state.health.healthy = true
             state.health.lastError = nil
             state.health.pausedUntil = nil
-            state.health.lastAttemptAt = now
-            if delivered { state.health.lastSuccessAt = now }
-            state.delay = 0
+            state.health.lastAttemptAt = wallClock
+            if delivered { state.health.lastSuccessAt = wallClock }
+            if !byProbe { state.delay = 0 }
+            state.resumeAt = nil
             state.probing = false
             return wasPaused
         }
@@ -85,5 +99,15 @@ public final class DeliveryPause: Sendable {
 
     public var health: SenderHealth {
         state.withLock { $0.health }
+    }
+
+    /// Whether delivery is paused now.
+    public var isPaused: Bool {
+        state.withLock { $0.resumeAt != nil }
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        let (whole, fraction) = duration.components
+        return Double(whole) + Double(fraction) / 1e18
     }
 }

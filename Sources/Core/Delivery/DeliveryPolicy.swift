@@ -34,9 +34,10 @@ public struct DeliveryPolicy: Sendable, Equatable {
         case deadLetter(kind: DeadLetterKind, reason: String)
     }
 
-    /// Whether `email` has outlived `maxQueueLifetime` at `now`.
+    /// Whether `email` has outlived `maxQueueLifetime` at `now`, counted from its acceptance
+    /// or, when an operator requeued it from the dead letters, from then.
     public func expired(_ email: QueuedEmail, at now: Date) -> Bool {
-        now.timeIntervalSince(email.createdAt) >= maxQueueLifetime
+        now.timeIntervalSince(max(email.createdAt, email.requeuedAt ?? email.createdAt)) >= maxQueueLifetime
     }
 
     /// The reason written to an expired email's dead letter.
@@ -90,8 +91,8 @@ public struct DeliveryPolicy: Sendable, Equatable {
             settle(&email, error.recipients, at: now)
             if error.kind == .permanent {
                 // Refused for everyone still pending, not only those the relay named.
-                let named = Set(error.recipients.map { $0.address.lowercased() })
-                for address in email.pendingRecipients where !named.contains(address.lowercased()) {
+                let named = Set(error.recipients.map { QueuedEmail.mailboxKey($0.address) })
+                for address in email.pendingRecipients where !named.contains(QueuedEmail.mailboxKey(address)) {
                     setOutcome(
                         &email,
                         RecipientOutcome(
@@ -145,7 +146,8 @@ public struct DeliveryPolicy: Sendable, Equatable {
 
     private func setOutcome(_ email: inout QueuedEmail, _ outcome: RecipientOutcome) {
         var outcomes = email.recipients ?? []
-        if let i = outcomes.firstIndex(where: { $0.address.lowercased() == outcome.address.lowercased() }) {
+        let key = QueuedEmail.mailboxKey(outcome.address)
+        if let i = outcomes.firstIndex(where: { QueuedEmail.mailboxKey($0.address) == key }) {
             outcomes[i] = outcome
         } else {
             outcomes.append(outcome)

@@ -15,6 +15,9 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
     public var messageID: String
     /// When the responder accepted the email; becomes the `Date` header.
     public var createdAt: Date
+    /// When an operator put it back from the dead letters (by hand, see the README):
+    /// `MAX_QUEUE_LIFETIME` then counts from here, not from `createdAt`.
+    public var requeuedAt: Date?
     public var toEmail: String
     public var cc: [String]
     /// Blind copies: envelope recipients only, never written as a header.
@@ -85,18 +88,25 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         self.displayNames = nil
     }
 
-    /// The SMTP envelope's recipients: To, Cc and Bcc in that order, each address once
-    /// (compared without regard to case).
+    /// The SMTP envelope's recipients: To, Cc and Bcc in that order, each mailbox once
+    /// (`Self.mailboxKey`: the domain compared without regard to case, the local part as is,
+    /// since RFC 5321 §2.4 lets a server tell `John` from `john`).
     public var envelopeRecipients: [String] {
         var seen: Set<String> = []
-        return ([toEmail] + cc + bcc).filter { seen.insert($0.lowercased()).inserted }
+        return ([toEmail] + cc + bcc).filter { seen.insert(Self.mailboxKey($0)).inserted }
+    }
+
+    /// An address as it identifies a mailbox: the local part exact, the domain lowercased.
+    public static func mailboxKey(_ address: String) -> String {
+        guard let at = address.lastIndex(of: "@") else { return address }
+        return address[..<at] + address[at...].lowercased()
     }
 
     /// The envelope recipients that have neither received the email nor been refused it for
     /// good: the next attempt's envelope.
     public var pendingRecipients: [String] {
-        let done = Set((recipients ?? []).filter { $0.state != .deferred }.map { $0.address.lowercased() })
-        return envelopeRecipients.filter { !done.contains($0.lowercased()) }
+        let done = Set((recipients ?? []).filter { $0.state != .deferred }.map { Self.mailboxKey($0.address) })
+        return envelopeRecipients.filter { !done.contains(Self.mailboxKey($0)) }
     }
 
     /// Why this entry cannot be sent as it is, or nil. The responder checks every field
@@ -126,6 +136,7 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         case requestID = "request_id"
         case messageID = "message_id"
         case createdAt = "created_at"
+        case requeuedAt = "requeued_at"
         case toEmail = "to_email"
         case cc, bcc
         case replyTo = "reply_to"

@@ -104,12 +104,34 @@ public enum UnixSocket {
         return result
     }
 
-    /// Reads up to and without the first line feed (at most `limit` bytes), or to end of file.
-    /// - Throws: `SystemError` from recv(2).
-    public static func receiveLine(_ fd: Int32, limit: Int, path: String) throws(SystemError) -> String {
+    /// Reads up to and without the first line feed (at most `limit` bytes), or to end of
+    /// file, within `seconds` in all (a peer that trickles bytes cannot hold the reader).
+    /// - Throws: `SystemError` from poll(2) or recv(2); `ETIMEDOUT` when time ran out.
+    public static func receiveLine(
+        _ fd: Int32,
+        limit: Int,
+        within seconds: Double,
+        path: String
+    ) throws(SystemError)
+        -> String
+    {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         var line: [UInt8] = []
         var byte: UInt8 = 0
         while line.count < limit {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { throw SystemError(call: "recv", path: path, errno: ETIMEDOUT) }
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(
+                &poller,
+                1,
+                Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            )
+            if ready < 0 {
+                if errno == EINTR { continue }
+                throw SystemError(call: "poll", path: path, errno: errno)
+            }
+            if ready == 0 { continue }
             let n = recv(fd, &byte, 1, 0)
             if n < 0 {
                 if errno == EINTR { continue }
@@ -119,6 +141,15 @@ public enum UnixSocket {
             line.append(byte)
         }
         return String(decoding: line, as: UTF8.self)
+    }
+
+    /// Whether the peer has closed its end: a peek (recv(2) `MSG_PEEK | MSG_DONTWAIT`) finds
+    /// end of file or an error rather than nothing yet. For a client that gave up waiting,
+    /// whose request is then not carried out.
+    public static func peerClosed(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
     }
 
     private static func address(_ path: String) -> sockaddr_un? {

@@ -161,6 +161,16 @@ public final class FileQueue: QueueStore {
         return nil
     }
 
+    public func claimExpired(createdBefore cutoff: Date, now: Date) throws -> QueueClaim? {
+        if needsSynchronizing { try synchronizing.withLock { _ in try refreshIfStale() } }
+        let millisecond = Int64((cutoff.timeIntervalSince1970 * 1000).rounded(.down))
+        while let base = state.withLock({ $0.index.popOldest(before: millisecond) }) {
+            guard let (email, lock) = try take(base, at: now) else { continue }
+            return QueueClaim(name: base, email: email, lock: lock)
+        }
+        return nil
+    }
+
     public func markSent(_ claim: QueueClaim, record: QueuedEmail?, at date: Date) throws {
         if let record { return try fileRecord(record, of: claim, at: date) }
         // Gap (crash point `sent.before-trash`): the relay has the email, the claim is still

@@ -78,6 +78,30 @@ struct QueueIndex {
         }
     }
 
+    /// Removes and returns the oldest canonical entry whose name's timestamp (its email's
+    /// acceptance, in milliseconds) is before `cutoff`, due or not; nil when there is none.
+    /// The due lanes are sorted, so their fronts are checked; the waiting heap is scanned
+    /// (and rebuilt when an entry leaves it): meant for the rare expiry of old emails.
+    mutating func popOldest(before cutoff: Int64) -> String? {
+        var best: (key: FileKey, lane: Int?)?
+        for (lane, keys) in due.enumerated() {
+            if let front = keys.first, front.timestamp < cutoff, best.map({ front < $0.key }) ?? true {
+                best = (front, lane)
+            }
+        }
+        for waiter in waiting.unordered where waiter.entry.key.timestamp < cutoff {
+            if best.map({ waiter.entry.key < $0.key }) ?? true { best = (waiter.entry.key, nil) }
+        }
+        guard let best else { return nil }
+        if let lane = best.lane {
+            due[lane].removeFirst()
+        } else {
+            waiting = Heap(waiting.unordered.filter { $0.entry.key != best.key })
+        }
+        known.remove(best.key)
+        return best.key.name
+    }
+
     /// Removes and returns the next name to try at `now`, or nil when nothing is due.
     mutating func popNext(now: Date) -> String? {
         // Few and rare (names we did not write): a scan, honouring their due times.

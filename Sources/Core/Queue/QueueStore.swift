@@ -21,6 +21,12 @@ public protocol QueueStore: Sendable {
     /// - Throws: `SystemError` when the queue directory cannot be read.
     func claim(now: Date) throws -> QueueClaim?
 
+    /// Takes the oldest email accepted before `createdBefore`, due or not, so that an email
+    /// past `MAX_QUEUE_LIFETIME` can be given up while delivery is paused.
+    /// - Returns: nil when there is none.
+    /// - Throws: `SystemError` when the queue directory cannot be read.
+    func claimExpired(createdBefore: Date, now: Date) throws -> QueueClaim?
+
     /// The claimed email was delivered (to every recipient, or to some and refused for good
     /// to the others): it leaves the queue for the trash. `record` is the email with its
     /// recipients' outcomes, kept in the trash; nil moves the claimed file as it is.

@@ -214,9 +214,13 @@ public final class SMTPTransport: Transport {
 
     // MARK: - Failure classes
 
-    /// Reply codes that are about the session, not the message: 421 (closing), 454 (TLS or
-    /// AUTH unavailable for now), and the AUTH failures of RFC 4954 §6.
-    static let sessionReplyCodes: Set<Int> = [421, 454, 530, 534, 535, 538]
+    /// Reply codes that are the sender's setup wherever they come, even to MAIL FROM: the
+    /// AUTH failures of RFC 4954 §6 (530 authentication required, 534, 535, 538). Any other
+    /// refusal before the transaction (the greeting, EHLO, STARTTLS, AUTH: a 421 "too many
+    /// connections" at greeting, a 454) is the sender's too; within it (MAIL, RCPT, DATA),
+    /// a 421 or 454 is about this email and counts against its retries, so one email a relay
+    /// keeps refusing cannot hold the whole pool.
+    static let setupReplyCodes: Set<Int> = [530, 534, 535, 538]
 
     private func classify(_ code: CURLcode, replies: [RecipientReply]) -> DeliveryError {
         let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
@@ -234,7 +238,7 @@ public final class SMTPTransport: Transport {
         if let failure = session.failure {
             let message = "\(failure.reply) (\(detail))"
             let setup = ["", "EHLO", "HELO", "STARTTLS", "AUTH"].contains(failure.command)
-            if setup || Self.sessionReplyCodes.contains(failure.code) || code == CURLE_LOGIN_DENIED {
+            if setup || Self.setupReplyCodes.contains(failure.code) || code == CURLE_LOGIN_DENIED {
                 return DeliveryError(.transient, scope: .sender, replyCode: failure.code, relaySaw: saw, message)
             }
             let kind: DeliveryError.Kind = (500...599).contains(failure.code) ? .permanent : .transient
@@ -249,7 +253,7 @@ public final class SMTPTransport: Transport {
                 replyCode: last?.code,
                 relaySaw: true,
                 recipients: replies,
-                "every recipient refused: "
+                "no recipient accepted: "
                     + replies.map { "\($0.address): \($0.reply ?? "no answer")" }.joined(separator: "; ")
             )
         }

@@ -71,6 +71,9 @@ public struct MailSettings: Sendable {
         case responder
         /// mailworkerd: everything.
         case worker
+
+        /// The executable's name, for messages.
+        public var name: String { self == .responder ? "mailfcgi" : "mailworkerd" }
     }
 
     /// Reads and checks every setting `program` uses.

@@ -43,13 +43,13 @@ public struct SettingsCheck: Sendable {
         } catch let error as ConfigError {
             let count = error.problems.count
             Self.printError(
-                "configuration: \(count) invalid setting\(count == 1 ? "" : "s"):\n"
+                "\(program.name): configuration: \(count) invalid setting\(count == 1 ? "" : "s"):\n"
                     + error.problems.map { "  \($0.variable): \($0.problem)" }.joined(separator: "\n")
             )
             throw Refused()
         }
         if checkConfig {
-            print("configuration OK")
+            print("\(program.name): configuration OK")
             return nil
         }
         return settings
