@@ -9,7 +9,8 @@ packages=(libcurl4-openssl-dev libssl-dev openssl ca-certificates)
 command -v nginx >/dev/null 2>&1 || packages+=(nginx-light)
 # pip fetches Swagger UI for /docs (scripts/install-swagger-ui.sh).
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
-[ "${1:-}" = "--test" ] && packages+=(chromium)
+# jq: the README's dead-letter requeue recipe, which the tests run as written.
+[ "${1:-}" = "--test" ] && packages+=(chromium jq)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -24,7 +24,8 @@ class RecordingHandler:
     `rcpt_by_address` to the next RCPTs for one address, `drop_in_data` closes that many
     connections in the middle of DATA, `stall_data` leaves that many ends of DATA
     unanswered for `stall_seconds` (then 451, nothing kept), and `strip_ehlo` removes EHLO
-    lines that start with one of its words (STARTTLS, AUTH), as an attacker on the path can."""
+    lines that start with one of its words (STARTTLS, AUTH), as an attacker on the path can;
+    `mail_reply`, when set, answers every MAIL FROM."""
     messages: list = field(default_factory=list)
     session_ids: set = field(default_factory=set)
     delay: float = 0.0  # seconds to wait before answering DATA: keeps sends in flight
@@ -35,6 +36,7 @@ class RecordingHandler:
     stall_data: int = 0
     stall_seconds: float = 0.0
     strip_ehlo: tuple = ()
+    mail_reply: str = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -51,6 +53,13 @@ class RecordingHandler:
             # The last line of a multi-line reply has a space after the code.
             responses[-1] = responses[-1][:3] + " " + responses[-1][4:]
         return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_reply:
+            return self.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self.lock:

@@ -116,7 +116,8 @@ class Stack:
             kwargs["auth"] = ("demo", self.password)
         elif auth:
             kwargs["auth"] = auth
-        return requests.request(method, self.url(path), verify=self.cert, timeout=10, **kwargs)
+        kwargs.setdefault("timeout", 10)
+        return requests.request(method, self.url(path), verify=self.cert, **kwargs)
 
     def post_email(self, payload, **kwargs):
         return self.request("POST", "/email", json=payload, **kwargs)

@@ -386,3 +386,135 @@ def test_the_units_give_the_relay_settings_to_mailworkerd_only():
     assert "/etc/mail-dispatch/relay.env" not in files(fcgi)
     assert not any(name in line for line in fcgi.splitlines() if line.startswith("Environment=")
                    for name in RELAY_SETTINGS)
+
+
+# -- Found by a hostile review: refusals that must not hold the pool, crashes mid-delivery ---------
+
+
+def test_an_email_the_relay_keeps_refusing_with_421_spends_its_retries_and_holds_no_one(tmp_path, smtp):
+    smtp.rcpt_by_address = {"poison@example.com": ["421 4.7.0 Try again later, closing connection"] * 1000}
+    stack = relay_stack(tmp_path, smtp.port, NUM_WORKERS="1", MAX_RETRIES="2", RETRY_BASE_DELAY="0.2")
+    try:
+        (poison,) = post(stack, 1, to_email="poison@example.com")
+        others = post(stack, 3)
+        smtp.wait_for(3, timeout=20)
+        assert sorted(smtp.message_ids()) == sorted(f"<{i}@example.org>" for i in others)
+        (letter,) = wait_until(lambda: entries(stack, "dead_letter"), timeout=20, what="the refused email")
+        assert letter["email"]["request_id"] == poison and letter["kind"] == "retries_exhausted"
+        assert [a["counted"] for a in letter["attempts"]] == [True, True, True]
+        assert all(a["scope"] == "email" and a["code"] == 421 for a in letter["attempts"])
+    finally:
+        stack.stop()
+
+
+def test_a_relay_that_authenticates_but_refuses_every_mail_from_is_tried_ever_less_often(tmp_path, smtp):
+    """The probe (EHLO, NOOP) works, every MAIL FROM gets 530: a setup problem, so no retry is
+    spent, and the pause doubles (1, 2, 4, 4 s) instead of starting again at 1 s."""
+    smtp.mail_reply = "530 5.7.0 Authentication required"
+    stack = relay_stack(tmp_path, smtp.port, NUM_WORKERS="1", MAX_RETRIES="0", DELIVERY_PAUSE_MAX="4")
+    try:
+        post(stack, 1)
+        time.sleep(10)
+        (entry,) = entries(stack, "queue")
+        assert entry["retry_count"] == 0 and stack.files("dead_letter") == []
+        # Attempts at about 0, 1, 3 and 7 s; a pause starting again at 1 s would make ten.
+        assert 2 <= len(entry["attempts"]) <= 6, len(entry["attempts"])
+        assert "530" in sender_health(stack)
+    finally:
+        stack.stop()
+
+
+def test_a_client_trickling_bytes_to_the_control_socket_holds_process_batch_for_5_s_at_most(tmp_path, smtp):
+    import socket
+    stack = relay_stack(tmp_path, smtp.port, AUTO_PROCESSING_ENABLED="false")
+    try:
+        post(stack, 1)
+        trickler = socket.socket(socket.AF_UNIX)
+        trickler.connect(str(stack.data / "status" / "mailworkerd.sock"))
+        for _ in range(3):
+            trickler.send(b"p")
+            time.sleep(1)
+        # Served after the trickler's 5 s, well before mailfcgi's 55 s.
+        response = stack.request("POST", "/process-batch", timeout=30)
+        assert response.status_code == 200 and response.json()["outcome"] == "sent"
+        assert trickler.recv(100).startswith(b"400")
+        trickler.close()
+    finally:
+        stack.stop()
+
+
+def test_an_expired_email_goes_while_paused_though_newer_ones_of_higher_priority_wait(tmp_path):
+    port = free_port()  # the relay is down throughout
+    stack = relay_stack(tmp_path, port, MAX_QUEUE_LIFETIME="3", DELIVERY_PAUSE_MAX="1")
+    try:
+        (low,) = post(stack, 1, priority=3)
+        for _ in range(6):
+            post(stack, 1, priority=1)
+            time.sleep(0.7)
+        wait_until(lambda: any(e["email"]["request_id"] == low for e in entries(stack, "dead_letter")),
+                   timeout=10, what="the old low-priority email to expire")
+    finally:
+        stack.stop()
+
+
+def test_the_readme_recipe_requeues_an_expired_dead_letter(tmp_path):
+    port = free_port()
+    stack = relay_stack(tmp_path, port, MAX_QUEUE_LIFETIME="2", DELIVERY_PAUSE_MAX="1")
+    controller = None
+    try:
+        (request_id,) = post(stack, 1)
+        (name,) = wait_until(lambda: stack.files("dead_letter"), timeout=15, what="the expired email")
+        controller, handler = start_smtp_server(port)
+        letter = stack.data / "dead_letter" / name
+        temp = stack.data / "queue" / ".tmp-requeue"
+        subprocess.run(f"jq '.email | .retry_count = 0 | .requeued_at = (now | todate)' {letter} > {temp} "
+                       f"&& mv {temp} {stack.data / 'queue' / name} && rm {letter}", shell=True, check=True)
+        handler.wait_for(1, timeout=15)
+        assert handler.message_ids() == [f"<{request_id}@example.org>"]
+        assert stack.files("dead_letter") == []
+    finally:
+        stack.stop()
+        if controller:
+            controller.stop()
+
+
+PARTIAL_GAPS = [
+    # (crash point, replies for b@, how many copies a@ may get, how many b@ gets in the end)
+    # The relay accepted a@ and deferred b@; the deferral listing a@ as sent was not written.
+    ("defer.before-rename", ["451 4.2.1 busy"], 2, 1),
+    # Written (and in place): the claim is older and loses; a@ is not sent again.
+    ("defer.before-unlink-claim", ["451 4.2.1 busy"], 1, 1),
+    # b@ refused for good; the record of the partial delivery was not in place.
+    ("sent-record.before-rename", ["550 5.1.1 no", "550 5.1.1 no"], 2, 0),
+    # It was: recovery files it and removes the claim.
+    ("sent-record.before-unlink-claim", ["550 5.1.1 no"], 1, 0),
+]
+
+
+@pytest.mark.parametrize("point,b_replies,a_most,b_count", PARTIAL_GAPS, ids=[g[0] for g in PARTIAL_GAPS])
+def test_kill_9_in_a_partial_delivery_loses_no_recipient(tmp_path, smtp, point, b_replies, a_most, b_count):
+    smtp.rcpt_by_address = {"b@example.com": list(b_replies)}
+    stack = relay_stack(tmp_path, smtp.port, MAIL_CRASH_AT=point, RETRY_BASE_DELAY="0.2")
+    try:
+        (request_id,) = post(stack, 1, to_email="a@example.com", cc=["b@example.com"])
+        assert stack.procs.pop("mailworkerd").wait(timeout=30) == -signal.SIGKILL, "the crash point was not reached"
+        del stack.env["MAIL_CRASH_AT"]
+        stack.start_daemon("mailworkerd")
+        # (A temp file the crash left in queue/ is removed by recovery after a minute.)
+        settled = lambda: not entries(stack, "queue") and not entries(stack, "queue/active") and entries(stack, "trash")
+        wait_until(settled, timeout=20, what="the queue to settle")
+        time.sleep(0.5)
+        got = [tuple(m.rcpt_tos) for m in smtp.messages]
+        a_copies = sum("a@example.com" in r for r in got)
+        b_copies = sum("b@example.com" in r for r in got)
+        assert 1 <= a_copies <= a_most, got
+        assert b_copies == b_count, got
+        assert smtp.message_ids() == [f"<{request_id}@example.org>"] * len(got)
+        (record,) = entries(stack, "trash")
+        # No "recipients" when the attempt after the restart went to everyone at once.
+        states = {r["address"]: r["state"] for r in record.get("recipients", [])} or {
+            "a@example.com": "sent", "b@example.com": "sent"}
+        assert states == {"a@example.com": "sent", "b@example.com": "sent" if b_count else "failed"}
+        wait_until(lambda: stack.request("GET", "/health").status_code == 200, what="/health healthy")
+    finally:
+        stack.stop()
