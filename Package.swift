@@ -126,6 +126,12 @@ let package = Package(
             ],
             path: "Tests/CoreTests"
         ),
+        // The responder's own parts in process (routing; the protocol is tested end to end).
+        .testTarget(
+            name: "MailFCGITests",
+            dependencies: ["MailFCGI", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/MailFCGITests"
+        ),
     ]
 )
 
