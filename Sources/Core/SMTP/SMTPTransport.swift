@@ -80,32 +80,14 @@ public final class SMTPTransport: Transport {
         self.handle = handle
         let unmanagedSession = Unmanaged.passUnretained(session).toOpaque()
         let code = withExtendedLifetime(session) { () -> CURLcode in
-            let options = [
-                ccurl_setopt_string(handle, CURLOPT_URL, url),
-                ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1),
-                ccurl_setopt_long(handle, CURLOPT_USE_SSL, Int(useSSL.rawValue)),
-                ccurl_setopt_long(handle, CURLOPT_UPLOAD, 0),
-                ccurl_setopt_slist(handle, CURLOPT_MAIL_RCPT, nil),
-                ccurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, "NOOP"),
-                ccurl_setopt_write_function(handle, Self.discard),
-                ccurl_setopt_long(handle, CURLOPT_VERBOSE, 1),
-                ccurl_setopt_debug_function(handle, SessionLog.record),
-                ccurl_setopt_pointer(handle, CURLOPT_DEBUGDATA, unmanagedSession),
-                ccurl_setopt_prereq_function(handle, SessionLog.checkSession),
-                ccurl_setopt_pointer(handle, CURLOPT_PREREQDATA, unmanagedSession),
-                ccurl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer),
-                ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT, settings.connectTimeout),
-                ccurl_setopt_long(handle, CURLOPT_TIMEOUT, settings.timeout),
-                ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, settings.verifyCertificate ? 1 : 0),
-                ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, settings.verifyCertificate ? 2 : 0),
-            ]
-            var extra: [CURLcode] = []
-            if let caFile = settings.caFile { extra.append(ccurl_setopt_string(handle, CURLOPT_CAINFO, caFile)) }
-            if let username = settings.username, let password = settings.password {
-                extra.append(ccurl_setopt_string(handle, CURLOPT_USERNAME, username))
-                extra.append(ccurl_setopt_string(handle, CURLOPT_PASSWORD, password))
-            }
-            if let failed = (options + extra).first(where: { $0 != CURLE_OK }) { return failed }
+            let options =
+                sessionOptions(handle, session: unmanagedSession) + [
+                    ccurl_setopt_long(handle, CURLOPT_UPLOAD, 0),
+                    ccurl_setopt_slist(handle, CURLOPT_MAIL_RCPT, nil),
+                    ccurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, "NOOP"),
+                    ccurl_setopt_write_function(handle, Self.discard),
+                ]
+            if let failed = options.first(where: { $0 != CURLE_OK }) { return failed }
             return curl_easy_perform(handle)
         }
         _ = ccurl_setopt_pointer(handle, CURLOPT_CUSTOMREQUEST, nil)
@@ -181,18 +163,27 @@ public final class SMTPTransport: Transport {
         upload: UnsafeMutableRawPointer,
         session: UnsafeMutableRawPointer
     ) -> CURLcode? {
+        let codes =
+            sessionOptions(handle, session: session) + [
+                ccurl_setopt_string(handle, CURLOPT_MAIL_FROM, "<\(message.envelopeFrom)>"),
+                ccurl_setopt_slist(handle, CURLOPT_MAIL_RCPT, recipients),
+                ccurl_setopt_long(handle, ccurl_mail_rcpt_allowfails, 1),
+                ccurl_setopt_long(handle, CURLOPT_UPLOAD, 1),
+                ccurl_setopt_long(handle, CURLOPT_INFILESIZE_LARGE, message.data.count),
+                ccurl_setopt_read_function(handle, Upload.read),
+                ccurl_setopt_pointer(handle, CURLOPT_READDATA, upload),
+            ]
+        return codes.first { $0 != CURLE_OK }
+    }
+
+    /// The options a send and a probe share: where and how to connect (TLS, timeouts,
+    /// verification, credentials) and the session log's callbacks. Returns each one's code.
+    private func sessionOptions(_ handle: UnsafeMutableRawPointer, session: UnsafeMutableRawPointer) -> [CURLcode] {
         let s = settings
         var codes: [CURLcode] = [
             ccurl_setopt_string(handle, CURLOPT_URL, url),
             ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1),
             ccurl_setopt_long(handle, CURLOPT_USE_SSL, Int(useSSL.rawValue)),
-            ccurl_setopt_string(handle, CURLOPT_MAIL_FROM, "<\(message.envelopeFrom)>"),
-            ccurl_setopt_slist(handle, CURLOPT_MAIL_RCPT, recipients),
-            ccurl_setopt_long(handle, ccurl_mail_rcpt_allowfails, 1),
-            ccurl_setopt_long(handle, CURLOPT_UPLOAD, 1),
-            ccurl_setopt_long(handle, CURLOPT_INFILESIZE_LARGE, message.data.count),
-            ccurl_setopt_read_function(handle, Upload.read),
-            ccurl_setopt_pointer(handle, CURLOPT_READDATA, upload),
             ccurl_setopt_long(handle, CURLOPT_VERBOSE, 1),  // feeds the debug callback
             ccurl_setopt_debug_function(handle, SessionLog.record),
             ccurl_setopt_pointer(handle, CURLOPT_DEBUGDATA, session),
@@ -209,7 +200,7 @@ public final class SMTPTransport: Transport {
             codes.append(ccurl_setopt_string(handle, CURLOPT_USERNAME, username))
             codes.append(ccurl_setopt_string(handle, CURLOPT_PASSWORD, password))
         }
-        return codes.first { $0 != CURLE_OK }
+        return codes
     }
 
     // MARK: - Failure classes
