@@ -32,6 +32,7 @@ let package = Package(
             name: "Platform",  // system calls, atomic files, threads, sockets, lifecycle
             dependencies: [
                 "CLinux",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -93,6 +94,15 @@ let package = Package(
             path: "Sources/Core/LogFiles"
         ),
         .target(
+            name: "FastCGI",  // the FastCGI 1.0 responder protocol and server; knows no JSON or routes
+            dependencies: [
+                "Platform", "CLinux",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            path: "Sources/Core/FastCGI"
+        ),
+        .target(
             name: "SMTP",  // delivery over SMTP with libcurl; only mailworkerd links it
             dependencies: ["CCurl", "Delivery", "Composition", "MailModel", "Settings"],
             path: "Sources/Core/SMTP"
@@ -101,7 +111,7 @@ let package = Package(
             name: "MailFCGI",
             dependencies: [
                 "MailModel", "Composition", "Queue", "Status", "Templates", "Settings", "LogFiles", "Platform",
-                "CLinux",
+                "FastCGI", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -129,7 +139,7 @@ let package = Package(
         // The responder's own parts in process (routing; the protocol is tested end to end).
         .testTarget(
             name: "MailFCGITests",
-            dependencies: ["MailFCGI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MailFCGI", "FastCGI", .product(name: "Logging", package: "swift-log")],
             path: "Tests/MailFCGITests"
         ),
     ]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLinux
 import Composition
+import FastCGI
 import Foundation
 import LogFiles
 import Logging
@@ -68,7 +69,8 @@ struct MailFCGI: AsyncParsableCommand {
             maxBodyBytes: settings.maxBodyBytes,
             drainTimeout: settings.shutdownTimeout,
             idleTimeout: settings.fcgiIdleTimeout,
-            logger: logger
+            logger: logger,
+            refusal: { status, reason in HTTPError(status, reason).response }
         ) { request in
             routes.respond(to: request, logger: logger)
         }

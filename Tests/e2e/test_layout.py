@@ -35,6 +35,7 @@ def test_mailfcgi_links_no_smtp_and_mailworkerd_no_templates(targets):
     assert "SMTP" not in fcgi and "CCurl" not in fcgi, sorted(fcgi)
     assert {"SMTP", "CCurl"} <= worker
     assert "Templates" not in worker and "Mustache" not in worker_products, sorted(worker)
+    assert "FastCGI" in fcgi and "FastCGI" not in worker
 
 
 def test_only_the_executables_parse_arguments(targets):

@@ -1,3 +1,4 @@
+import FastCGI
 import Foundation
 import Logging
 import MailModel

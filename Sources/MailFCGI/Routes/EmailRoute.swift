@@ -1,4 +1,5 @@
 import Composition
+import FastCGI
 import Foundation
 import Logging
 import MailModel

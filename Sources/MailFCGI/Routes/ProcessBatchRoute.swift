@@ -5,6 +5,7 @@ import Logging
 import Glibc
 import Status
 import Platform
+import FastCGI
 #endif
 
 /// `POST /process-batch`: asks mailworkerd, over its control socket, to claim the next due

@@ -17,30 +17,33 @@ import Synchronization
 /// `stop()` closes the listening socket, refuses new requests (FCGI_OVERLOADED), lets those
 /// already begun finish and be written, closing each connection after its last answer, and
 /// returns when all are done or after `drainTimeout` seconds.
-final class FastCGIServer: Sendable {
+public final class FastCGIServer: Sendable {
     private let socketPath: String
     private let threadCount: Int
     private let limits: FastCGIConnection.Limits
     private let drainTimeout: Double
     private let idleTimeout: Double
     private let respond: @Sendable (Request) -> Response
+    private let refusal: @Sendable (Int, String) -> Response
     private let logger: Logger
-    private let jobs = JobQueue()
+    private let jobs = JobQueue<FastCGIConnection.Job>()
     private let completions = Mutex<[FastCGIConnection.Completion]>([])
     private let stopping = Atomic<Bool>(false)
     /// The pipe whose write end wakes the event thread.
     private let wake = Mutex<(read: Int32, write: Int32)>((-1, -1))
     private let threads = Mutex<(events: BackgroundThread?, workers: [BackgroundThread])>((nil, []))
 
-    init(
+    public init(
         socketPath: String,
         threads: Int,
         maxBodyBytes: Int,
         drainTimeout: Double = 30,
         idleTimeout: Double = 300,
         logger: Logger,
+        refusal: @escaping @Sendable (_ status: Int, _ reason: String) -> Response = Response.plainText,
         respond: @escaping @Sendable (Request) -> Response
     ) {
+        self.refusal = refusal
         self.socketPath = socketPath
         self.threadCount = threads
         var limits = FastCGIConnection.Limits(body: maxBodyBytes)
@@ -64,7 +67,7 @@ final class FastCGIServer: Sendable {
     /// the threads.
     /// - Throws: `ServerError.socketInUse` when another process answers on the socket,
     ///   `SystemError` when it cannot be created.
-    func start() throws {
+    public func start() throws {
         let directory = (socketPath as NSString).deletingLastPathComponent
         if !directory.isEmpty { try Syscall.makeDirectories(directory) }
         let listener: Int32
@@ -92,7 +95,7 @@ final class FastCGIServer: Sendable {
     }
 
     /// Stops accepting, lets requests begun finish, joins the threads, removes the socket.
-    func stop() async {
+    public func stop() async {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let ends = wake.withLock { $0 }
         guard ends.write >= 0 else { return }
@@ -236,7 +239,7 @@ final class FastCGIServer: Sendable {
                         }
                         continue
                     }
-                    let connection = FastCGIConnection(fd: fd, limits: limits, now: now())
+                    let connection = FastCGIConnection(fd: fd, limits: limits, now: now(), refusal: refusal)
                     connections[fd] = connection
                     settle(connection)
                     if connections.count >= limits.connections { loop.setListening(false) }
@@ -252,11 +255,11 @@ final class FastCGIServer: Sendable {
 }
 
 /// Why the responder cannot start.
-enum ServerError: Error, CustomStringConvertible {
+public enum ServerError: Error, CustomStringConvertible {
     /// Another process answers on the socket; taking it over would cut that one off.
     case socketInUse(String)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .socketInUse(let path): "another process is already listening on \(path) (is mailfcgi running?)"
         }

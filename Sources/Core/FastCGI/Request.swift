@@ -1,24 +1,42 @@
 import Foundation
 
 /// One HTTP request as nginx passes it over FastCGI (CGI/1.1 meta-variables, RFC 3875 §4.1).
-struct Request: Sendable {
+public struct Request: Sendable {
     /// `REQUEST_METHOD`, e.g. `POST`.
-    var method: String
+    public var method: String
     /// `DOCUMENT_URI`: the normalised path without the query string.
-    var path: String
+    public var path: String
     /// `QUERY_STRING`, undecoded.
-    var query: String
+    public var query: String
     /// `CONTENT_TYPE`, or nil.
-    var contentType: String?
+    public var contentType: String?
     /// The request's `Content-Encoding` header (`HTTP_CONTENT_ENCODING`), or nil.
-    var contentEncoding: String? = nil
+    public var contentEncoding: String? = nil
     /// `REMOTE_USER`: the user nginx authenticated, or nil.
-    var remoteUser: String?
+    public var remoteUser: String?
     /// The request body; empty when there is none.
-    var body: [UInt8]
+    public var body: [UInt8]
+
+    public init(
+        method: String,
+        path: String,
+        query: String,
+        contentType: String?,
+        contentEncoding: String? = nil,
+        remoteUser: String?,
+        body: [UInt8]
+    ) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.contentType = contentType
+        self.contentEncoding = contentEncoding
+        self.remoteUser = remoteUser
+        self.body = body
+    }
 
     /// Query parameters, percent-decoded (`+` as space, as HTML forms send it).
-    var queryItems: [String: String] {
+    public var queryItems: [String: String] {
         var items: [String: String] = [:]
         for pair in query.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)

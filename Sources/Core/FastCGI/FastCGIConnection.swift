@@ -76,11 +76,16 @@ final class FastCGIConnection: @unchecked Sendable {
         let description: String
     }
 
-    init(fd: Int32, limits: Limits, now: Double) {
+    init(fd: Int32, limits: Limits, now: Double, refusal: @escaping @Sendable (Int, String) -> Response) {
         self.fd = fd
         self.limits = limits
         self.lastActivity = now
+        self.refusal = refusal
     }
+
+    /// The answer to a request refused while arriving (status, reason): the application's
+    /// format, since the protocol layer knows nothing of JSON.
+    private let refusal: @Sendable (Int, String) -> Response
 
     /// Whether nothing is in flight or waiting to be written, and the peer has sent nothing
     /// since `deadline`: it may be closed (a slow or silent peer holds a connection slot).
@@ -188,20 +193,20 @@ final class FastCGIConnection: @unchecked Sendable {
             if !content.isEmpty {
                 pending[id]!.params += content
                 if pending[id]!.params.count > limits.params {
-                    refuse(id, HTTPError(431, "Request headers are larger than \(limits.params) bytes"))
+                    refuse(id, 431, "Request headers are larger than \(limits.params) bytes")
                 }
                 return
             }
             guard let pairs = FastCGI.nameValuePairs(pending[id]!.params) else {
-                return refuse(id, HTTPError(400, "Malformed FastCGI parameters"))
+                return refuse(id, 400, "Malformed FastCGI parameters")
             }
             let environment = Dictionary(pairs.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
             switch Self.declaredLength(environment["CONTENT_LENGTH"]) {
             case .some(.some(let length)) where length > limits.body:
                 // Refused before the body arrives: a client cannot make us buffer more than the limit.
-                return refuse(id, HTTPError(413, "Request body is larger than \(limits.body) bytes"))
+                return refuse(id, 413, "Request body is larger than \(limits.body) bytes")
             case .none:
-                return refuse(id, HTTPError(400, "CONTENT_LENGTH is not a number of bytes"))
+                return refuse(id, 400, "CONTENT_LENGTH is not a number of bytes")
             default:
                 pending[id]!.params = []
                 pending[id]!.environment = environment
@@ -209,13 +214,13 @@ final class FastCGIConnection: @unchecked Sendable {
         case .stdin:
             guard pending[id] != nil else { return }
             guard let environment = pending[id]!.environment else {
-                return refuse(id, HTTPError(400, "FCGI_STDIN arrived before the end of FCGI_PARAMS"))
+                return refuse(id, 400, "FCGI_STDIN arrived before the end of FCGI_PARAMS")
             }
             if !content.isEmpty {
                 pending[id]!.body += content
                 let buffered = pending.values.reduce(0) { $0 + $1.bytes }
                 if pending[id]!.body.count > limits.body || buffered > limits.buffered {
-                    refuse(id, HTTPError(413, "Request body is larger than \(limits.body) bytes"))
+                    refuse(id, 413, "Request body is larger than \(limits.body) bytes")
                 }
                 return
             }
@@ -224,7 +229,7 @@ final class FastCGIConnection: @unchecked Sendable {
             if case .some(.some(let length)) = Self.declaredLength(environment["CONTENT_LENGTH"]), length != body.count
             {
                 // §6.2: a body shorter or longer than CONTENT_LENGTH is not the request sent.
-                return refuse(id, HTTPError(400, "Request body has \(body.count) bytes, CONTENT_LENGTH says \(length)"))
+                return refuse(id, 400, "Request body has \(body.count) bytes, CONTENT_LENGTH says \(length)")
             }
             jobs.append(Job(connection: self, requestID: id, request: Self.request(environment, body: body)))
         case .data, .endRequest, .stdout, .stderr, .getValuesResult, .unknownType:
@@ -242,10 +247,10 @@ final class FastCGIConnection: @unchecked Sendable {
 
     /// Answers a request while it is still arriving and forgets it: the rest of its records
     /// find no request and are dropped, and it holds no memory.
-    private func refuse(_ id: UInt16, _ error: HTTPError) {
+    private func refuse(_ id: UInt16, _ status: Int, _ reason: String) {
         pending[id] = nil
         active.remove(id)
-        output += FastCGIConnection.records(id, error.response)
+        output += FastCGIConnection.records(id, refusal(status, reason))
     }
 
     /// FCGI_GET_VALUES_RESULT (§4.1) for the variables we know, in the order asked.
