@@ -70,10 +70,9 @@ struct MailFCGI: AsyncParsableCommand {
             drainTimeout: settings.shutdownTimeout,
             idleTimeout: settings.fcgiIdleTimeout,
             logger: logger,
-            refusal: { status, reason in HTTPError(status, reason).response }
-        ) { request in
-            routes.respond(to: request, logger: logger)
-        }
+            refusal: { status, reason in HTTPError(status, reason).response },
+            respond: { request in routes.respond(to: request, logger: logger) }
+        )
         try await DaemonLifecycle.run(logger: logger) {
             try server.start()
         } stop: {
