@@ -24,6 +24,8 @@ final class ControlServer: Sendable {
     private let logger: Logger
     private let thread = Mutex<BackgroundThread?>(nil)
     private let stopping = Atomic<Bool>(false)
+    /// The queue file the request being served holds claimed.
+    private let serving = Mutex<String?>(nil)
 
     /// Seconds a client may take to send its request line.
     static let requestTimeout = 5.0
@@ -67,16 +69,24 @@ final class ControlServer: Sendable {
         thread.withLock { $0 = started }
     }
 
-    /// Stops accepting and removes the socket file; a request being served gets `timeout`
-    /// seconds to finish (the process then exits without it).
-    func stop(timeout: Double) async {
-        stopping.store(true, ordering: .relaxed)
+    /// Stops accepting at once (the first step of mailworkerd's stop, so that no new claim
+    /// is made while the workers finish) and removes the socket file.
+    func stopAccepting() {
+        guard !stopping.exchange(true, ordering: .relaxed) else { return }
         shutdown(listener, Int32(SHUT_RDWR))  // wakes accept(2) with EINVAL
+        try? Syscall.unlink(path)
+    }
+
+    /// Waits up to `timeout` seconds for a request being served to finish.
+    /// - Returns: the queue file it still holds claimed if it did not (the caller puts it back).
+    func finish(timeout: Double) async -> String? {
+        stopAccepting()
         if await thread.withLock({ $0 })?.join(timeout: timeout) == false {
             logger.warning("a process-batch request was still being served at SHUTDOWN_TIMEOUT")
+            return serving.withLock { $0 }
         }
         close(listener)
-        try? Syscall.unlink(path)
+        return nil
     }
 
     private func serve(_ client: Int32) {
@@ -110,7 +120,10 @@ final class ControlServer: Sendable {
     private func processBatch() throws -> ProcessBatchAnswer {
         let agent = try makeAgent()
         defer { agent.transport.close() }
-        guard let attempt = try agent.processNext() else { return .idle(at: Date()) }
+        defer { serving.withLock { $0 = nil } }
+        guard let attempt = try agent.processNext(onClaim: { name in serving.withLock { $0 = name } }) else {
+            return .idle(at: Date())
+        }
         if attempt.attempted {
             if let error = attempt.error, error.scope == .sender {
                 pause.senderFailed(error, probe: false)

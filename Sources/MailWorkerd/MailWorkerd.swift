@@ -118,12 +118,18 @@ struct MailWorkerd: AsyncParsableCommand {
         } stop: {
             // Front to back: no new claims, sends in flight finish (or their claims go back),
             // then the chores, the watcher and the status file.
+            // One SHUTDOWN_TIMEOUT for everything in flight: the workers' sends and a
+            // process-batch request, which stops being accepted first.
+            let deadline = Date().addingTimeInterval(shutdownTimeout)
+            control?.stopAccepting()
             var unfinished: [String] = []
             if autoProcessing {
                 status.publish(state: .stopping)
                 unfinished = await pool.stop(timeout: shutdownTimeout)
             }
-            await control?.stop(timeout: shutdownTimeout)
+            if let name = await control?.finish(timeout: max(0, deadline.timeIntervalSinceNow)) {
+                unfinished.append(name)
+            }
             await housekeeping.stop()
             await watcher.stop()
             await status.stop()

@@ -17,6 +17,8 @@ final class WorkerPool: Sendable {
     private let pollingInterval: Double
     private let logger: Logger
     private let wakeup = Wakeup()
+    /// The longest a worker waits after its own connection was refused (`DELIVERY_PAUSE_MAX`).
+    private var maxConnectionBackoff: Double { pause.maxDelay }
     private let threads = Mutex<[BackgroundThread]>([])
     private let stopping = Atomic<Bool>(false)
     let metrics: PoolMetrics
@@ -91,6 +93,9 @@ final class WorkerPool: Sendable {
             agent.transport.close()
             metrics.setRunning(worker, false)
         }
+        // This worker's own backoff, in seconds, after its connection was refused while other
+        // workers' sessions delivered (more workers than the relay allows connections).
+        var connectionBackoff = 0.0
         while !stopping.load(ordering: .relaxed) {
             let seen = wakeup.generation
             switch pause.admit() {
@@ -103,8 +108,20 @@ final class WorkerPool: Sendable {
                 continue
             }
             do {
+                let started = ContinuousClock.now
                 if let attempt = try agent.processNext(onClaim: { metrics.claimed(worker, file: $0) }) {
                     metrics.finished(worker, attempt)
+                    if let error = attempt.error, error.scope == .sender, pause.relayAnswered(since: started) {
+                        connectionBackoff =
+                            connectionBackoff == 0 ? 1 : min(maxConnectionBackoff, connectionBackoff * 2)
+                        log.warning(
+                            "connection refused while other workers deliver (NUM_WORKERS above the relay's limit?); this worker waits",
+                            metadata: ["error": "\(error)", "wait_s": "\(connectionBackoff)"]
+                        )
+                        rest(connectionBackoff)
+                        continue
+                    }
+                    if attempt.error == nil { connectionBackoff = 0 }
                     report(attempt, log)
                     continue
                 }
@@ -115,6 +132,15 @@ final class WorkerPool: Sendable {
             // Sleep until an arrival, the next deferred email's due time, or the poll.
             let untilDue = queue.nextDue.map { max(0.001, $0.timeIntervalSinceNow) } ?? pollingInterval
             wakeup.wait(after: seen, timeout: min(pollingInterval, untilDue))
+        }
+    }
+
+    /// Sleeps `seconds`, or less if the pool stops.
+    private func rest(_ seconds: Double) {
+        let until = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while !stopping.load(ordering: .relaxed), ContinuousClock.now < until {
+            let left = until - ContinuousClock.now
+            wakeup.wait(after: wakeup.generation, timeout: min(0.5, Double(left.components.seconds) + 0.001))
         }
     }
 
@@ -140,6 +166,15 @@ final class WorkerPool: Sendable {
     /// One probe of the relay while delivery is paused; when it fails, emails past
     /// `MAX_QUEUE_LIFETIME` still leave for the dead letters.
     private func probe(_ agent: DeliveryAgent, _ log: Logger) {
+        // Whatever the probe finds (a relay that authenticates and then refuses every MAIL
+        // FROM keeps delivery paused too), emails past MAX_QUEUE_LIFETIME go.
+        defer {
+            do {
+                try agent.expireDue()
+            } catch {
+                log.error("queue error", metadata: ["error": "\(error)"])
+            }
+        }
         do {
             try agent.transport.probe()
             pause.relayAnswered(delivered: false, byProbe: true)
@@ -147,11 +182,6 @@ final class WorkerPool: Sendable {
             wakeup.signal()
         } catch {
             pause.senderFailed(error, probe: true)
-            do {
-                try agent.expireDue()
-            } catch {
-                log.error("queue error", metadata: ["error": "\(error)"])
-            }
             let next = pause.health.pausedUntil.map { max(0, $0.timeIntervalSinceNow) } ?? 0
             log.warning(
                 "relay still unavailable; delivery stays paused",

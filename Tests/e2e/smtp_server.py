@@ -162,12 +162,16 @@ def start_smtp_server(port, tls=None, cert=None, key=None, auth=None, handler=No
 class WireProxy:
     """A TCP proxy in front of an SMTP server that keeps every byte the client sent (the
     transcript an eavesdropper on the path would see), and can refuse the first
-    `refuse_first` connections with a 421 greeting, as a relay at its connection limit does."""
+    `refuse_first` connections with a 421 greeting, or every connection beyond
+    `max_concurrent` open at once, as a relay at its connection limit does."""
 
-    def __init__(self, backend_port, refuse_first=0):
+    def __init__(self, backend_port, refuse_first=0, max_concurrent=None):
         import socket
         self.backend_port = backend_port
         self.refuse_first = refuse_first
+        self.max_concurrent = max_concurrent
+        self.open = 0
+        self.refused = 0
         self.client_bytes = bytearray()
         self.connections = 0
         self.lock = threading.Lock()
@@ -187,17 +191,19 @@ class WireProxy:
                 return
             with self.lock:
                 self.connections += 1
-                refuse = self.refuse_first > 0
-                self.refuse_first -= 1 if refuse else 0
+                refuse = self.refuse_first > 0 or (self.max_concurrent is not None and self.open >= self.max_concurrent)
+                self.refuse_first -= 1 if self.refuse_first > 0 else 0
+                self.refused += 1 if refuse else 0
+                self.open += 0 if refuse else 1
             if refuse:
                 client.sendall(b"421 4.7.0 Too many connections, try again later\r\n")
                 client.close()
                 continue
             backend = socket.create_connection(("127.0.0.1", self.backend_port))
-            threading.Thread(target=self._pipe, args=(client, backend, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, backend, True, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(backend, client, False), daemon=True).start()
 
-    def _pipe(self, source, sink, from_client):
+    def _pipe(self, source, sink, from_client, counts_open=False):
         try:
             while chunk := source.recv(65536):
                 if from_client:
@@ -207,6 +213,9 @@ class WireProxy:
         except OSError:
             pass
         finally:
+            if counts_open:
+                with self.lock:
+                    self.open -= 1
             for s in (source, sink):
                 try:
                     s.shutdown(2)

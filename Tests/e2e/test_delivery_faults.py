@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 
 from certificates import make_ca_and_server_cert
+from queue_files import base_name, new_request_id, queued_email
 from smtp_server import RecordingHandler, WireProxy, start_smtp_server
 from stack import BIN_DIR, RELAY_SETTINGS, ROOT, Stack, free_port, wait_until
 from test_delivery import parse
@@ -516,5 +518,87 @@ def test_kill_9_in_a_partial_delivery_loses_no_recipient(tmp_path, smtp, point, 
             "a@example.com": "sent", "b@example.com": "sent"}
         assert states == {"a@example.com": "sent", "b@example.com": "sent" if b_count else "failed"}
         wait_until(lambda: stack.request("GET", "/health").status_code == 200, what="/health healthy")
+    finally:
+        stack.stop()
+
+
+# -- Found by the second hostile review ----------------------------------------------------
+
+
+def test_more_workers_than_the_relay_allows_connections_pause_no_one_but_the_refused(tmp_path, smtp):
+    proxy = WireProxy(smtp.port, max_concurrent=2)
+    stack = relay_stack(tmp_path, proxy.port, NUM_WORKERS="4", MAX_RETRIES="0")
+    try:
+        ids = post(stack, 60)
+        smtp.wait_for(60, timeout=60)
+        wait_until(lambda: not entries(stack, "queue"), what="the queue to drain")
+        assert sorted(smtp.message_ids()) == sorted(f"<{i}@example.org>" for i in ids)
+        assert stack.files("dead_letter") == [] and proxy.refused >= 1
+        log = stack.log("mailworkerd")
+        assert "connection refused while other workers deliver" in log
+        # The pool pauses only while no connection works (at most at the very start).
+        assert log.count("delivery paused for every worker") <= 2, log.count("delivery paused for every worker")
+    finally:
+        stack.stop()
+        proxy.close()
+
+
+def iso(moment):
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def plant(folder, entry, name=None):
+    name = name or base_name(entry["request_id"]) + ".json"
+    (folder / (".tmp-" + name)).write_text(json.dumps(entry))
+    os.rename(folder / (".tmp-" + name), folder / name)
+
+
+def test_many_requeued_old_emails_and_a_foreign_name_do_not_shield_an_expired_one(tmp_path):
+    port = free_port()  # the relay is down throughout
+    queue = tmp_path / "data" / "queue"
+    queue.mkdir(parents=True)
+    now = datetime.now(timezone.utc)
+    ten_days_ago = int((time.time() - 10 * 86400) * 1000)
+    # Older by name than anything else, requeued just now (the README's recipe): not expired.
+    for i in range(105):
+        plant(queue, queued_email(to=f"r{i}@example.com", request_id=new_request_id(ten_days_ago + i),
+                                  created_at=iso(now - timedelta(days=10)), requeued_at=iso(now)))
+    expired = queued_email(to="old@example.com", request_id=new_request_id(ten_days_ago + 86_400_000),
+                           created_at=iso(now - timedelta(days=9)))
+    plant(queue, expired)
+    foreign = queued_email(to="foreign@example.com", created_at=iso(now - timedelta(days=9)))
+    plant(queue, foreign, name="batch_handmade.json")
+    stack = relay_stack(tmp_path, port, DELIVERY_PAUSE_MAX="1", SMTP_CONNECT_TIMEOUT="1")
+    try:
+        gone = lambda: {e["email"]["request_id"] for e in entries(stack, "dead_letter")}
+        wait_until(lambda: {expired["request_id"], foreign["request_id"]} <= gone(), timeout=20,
+                   what="the two expired emails")
+        assert len(gone()) == 2  # the requeued ones wait for the relay
+        assert len(entries(stack, "queue")) == 105
+    finally:
+        stack.stop()
+
+
+def test_sigterm_with_a_stalled_send_and_a_stalled_process_batch_puts_both_back_in_time(tmp_path, smtp):
+    import threading
+    smtp.stall_data, smtp.stall_seconds = 2, 40
+    stack = relay_stack(tmp_path, smtp.port, NUM_WORKERS="1", SHUTDOWN_TIMEOUT="3", SMTP_TIMEOUT="60")
+    try:
+        post(stack, 1)
+        wait_until(lambda: len(stack.files("queue/active")) == 1, what="the worker's stalled send")
+        post(stack, 1)
+        answers = []
+        batch = threading.Thread(target=lambda: answers.append(stack.request("POST", "/process-batch", timeout=70)))
+        batch.start()
+        wait_until(lambda: len(stack.files("queue/active")) == 2, what="the stalled process-batch")
+        worker = stack.procs.pop("mailworkerd")
+        worker.send_signal(signal.SIGTERM)
+        # One SHUTDOWN_TIMEOUT for both (twice would be 6 s; the stalls last 40 s).
+        assert worker.wait(timeout=20) == 0
+        assert stack.files("queue/active") == [] and len(entries(stack, "queue")) == 2
+        batch.join(70)
+        # And after SIGTERM no new process-batch is taken up.
+        assert stack.request("POST", "/process-batch").status_code == 503
+        assert smtp.messages == []
     finally:
         stack.stop()

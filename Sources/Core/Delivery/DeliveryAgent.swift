@@ -51,6 +51,9 @@ public final class DeliveryAgent {
     /// How long the agent keeps retrying to record one outcome before it gives up and
     /// throws (the claim is then recovered: a sent email may be sent again).
     private let recordingPatience: TimeInterval
+    /// Emails `expireDue` found old by their names but not expired, by queue file name, with
+    /// when they will be.
+    private var notExpiring: [String: Date] = [:]
 
     /// - Parameters:
     ///   - recordingPatience: seconds to keep retrying an outcome that cannot be recorded
@@ -103,17 +106,17 @@ public final class DeliveryAgent {
     @discardableResult
     public func expireDue(now: Date = Date(), limit: Int = 100) throws -> Int {
         var expired = 0
-        // Old by its name but requeued since (`requeued_at`): held until the others were
-        // seen, so that the oldest is not offered again and again, then given back.
-        var kept: [QueueClaim] = []
-        defer {
-            for claim in kept { try? queue.release(claim) }
-        }
+        notExpiring = notExpiring.filter { $0.value > now }
         let cutoff = now.addingTimeInterval(-policy.maxQueueLifetime)
-        for _ in 0..<limit {
-            guard let claim = try queue.claimExpired(createdBefore: cutoff, now: now) else { break }
+        while expired < limit {
+            let skipping = Set(notExpiring.keys)
+            guard let claim = try queue.claimExpired(createdBefore: cutoff, now: now, skipping: skipping) else { break }
             guard policy.expired(claim.email, at: now) else {
-                kept.append(claim)
+                // Old by its name, not by its content (requeued, or a name that says no
+                // time): remembered until it does expire, so it is not offered again.
+                let lifetimeStart = max(claim.email.createdAt, claim.email.requeuedAt ?? claim.email.createdAt)
+                notExpiring[claim.name] = lifetimeStart.addingTimeInterval(policy.maxQueueLifetime)
+                try queue.release(claim)
                 continue
             }
             _ = try deliver(claim)  // an expired email is dead-lettered before any send

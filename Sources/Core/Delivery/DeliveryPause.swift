@@ -36,10 +36,13 @@ public final class DeliveryPause: Sendable {
         var delay: Double = 0
         /// When the current pause ends; nil when not paused.
         var resumeAt: ContinuousClock.Instant?
+        /// When an attempt last reached the relay (it answered about an email).
+        var lastAnswer: ContinuousClock.Instant?
         var probing = false
     }
 
-    private let maxDelay: Double
+    /// `DELIVERY_PAUSE_MAX` seconds.
+    public let maxDelay: Double
     private let state = Mutex(State())
 
     /// - Parameter maxDelay: `DELIVERY_PAUSE_MAX` seconds.
@@ -82,8 +85,14 @@ public final class DeliveryPause: Sendable {
     /// email (`delivered` or refused, the relay is there). Ends the pause; only an attempt
     /// resets the backoff. Returns whether a pause was ended (to wake the workers).
     @discardableResult
-    public func relayAnswered(delivered: Bool, byProbe: Bool = false, wallClock: Date = Date()) -> Bool {
+    public func relayAnswered(
+        delivered: Bool,
+        byProbe: Bool = false,
+        now: ContinuousClock.Instant = .now,
+        wallClock: Date = Date()
+    ) -> Bool {
         state.withLock { state in
+            if !byProbe { state.lastAnswer = now }
             let wasPaused = state.resumeAt != nil
             state.health.healthy = true
             state.health.lastError = nil
@@ -99,6 +108,13 @@ public final class DeliveryPause: Sendable {
 
     public var health: SenderHealth {
         state.withLock { $0.health }
+    }
+
+    /// Whether an attempt reached the relay after `instant`: then a sender-side failure of a
+    /// new connection begun before (a 421 "too many connections" at greeting) is that
+    /// connection's, not the relay's, and pauses only its worker.
+    public func relayAnswered(since instant: ContinuousClock.Instant) -> Bool {
+        state.withLock { $0.lastAnswer.map { $0 > instant } ?? false }
     }
 
     /// Whether delivery is paused now.

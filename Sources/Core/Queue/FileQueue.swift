@@ -161,10 +161,10 @@ public final class FileQueue: QueueStore {
         return nil
     }
 
-    public func claimExpired(createdBefore cutoff: Date, now: Date) throws -> QueueClaim? {
+    public func claimExpired(createdBefore cutoff: Date, now: Date, skipping: Set<String>) throws -> QueueClaim? {
         if needsSynchronizing { try synchronizing.withLock { _ in try refreshIfStale() } }
         let millisecond = Int64((cutoff.timeIntervalSince1970 * 1000).rounded(.down))
-        while let base = state.withLock({ $0.index.popOldest(before: millisecond) }) {
+        while let base = state.withLock({ $0.index.popOldest(before: millisecond, skipping: skipping) }) {
             guard let (email, lock) = try take(base, at: now) else { continue }
             return QueueClaim(name: base, email: email, lock: lock)
         }

@@ -82,19 +82,30 @@ struct QueueIndex {
     /// acceptance, in milliseconds) is before `cutoff`, due or not; nil when there is none.
     /// The due lanes are sorted, so their fronts are checked; the waiting heap is scanned
     /// (and rebuilt when an entry leaves it): meant for the rare expiry of old emails.
-    mutating func popOldest(before cutoff: Int64) -> String? {
+    /// Names in `skipping` (old by name, not by their content: requeued) are passed over,
+    /// and so are the due lanes' fronts among them, which a scan then replaces. Entries whose
+    /// names are not canonical carry no time: they are offered first, unless skipped.
+    mutating func popOldest(before cutoff: Int64, skipping: Set<String> = []) -> String? {
+        if let i = foreign.firstIndex(where: { !skipping.contains($0.name) }) {
+            return foreign.remove(at: i).name
+        }
+        let skipped = Set(skipping.compactMap(FileKey.init))
         var best: (key: FileKey, lane: Int?)?
         for (lane, keys) in due.enumerated() {
-            if let front = keys.first, front.timestamp < cutoff, best.map({ front < $0.key }) ?? true {
-                best = (front, lane)
+            for key in keys {
+                guard key.timestamp < cutoff else { break }  // sorted: the rest are younger
+                if skipped.contains(key) { continue }
+                if best.map({ key < $0.key }) ?? true { best = (key, lane) }
+                break
             }
         }
-        for waiter in waiting.unordered where waiter.entry.key.timestamp < cutoff {
+        for waiter in waiting.unordered where waiter.entry.key.timestamp < cutoff && !skipped.contains(waiter.entry.key)
+        {
             if best.map({ waiter.entry.key < $0.key }) ?? true { best = (waiter.entry.key, nil) }
         }
         guard let best else { return nil }
         if let lane = best.lane {
-            due[lane].removeFirst()
+            due[lane].removeAll { $0 == best.key }
         } else {
             waiting = Heap(waiting.unordered.filter { $0.entry.key != best.key })
         }

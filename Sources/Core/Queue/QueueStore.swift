@@ -22,10 +22,11 @@ public protocol QueueStore: Sendable {
     func claim(now: Date) throws -> QueueClaim?
 
     /// Takes the oldest email accepted before `createdBefore`, due or not, so that an email
-    /// past `MAX_QUEUE_LIFETIME` can be given up while delivery is paused.
+    /// past `MAX_QUEUE_LIFETIME` can be given up while delivery is paused. Emails named in
+    /// `skipping` (found not expired, having been requeued) are passed over.
     /// - Returns: nil when there is none.
     /// - Throws: `SystemError` when the queue directory cannot be read.
-    func claimExpired(createdBefore: Date, now: Date) throws -> QueueClaim?
+    func claimExpired(createdBefore: Date, now: Date, skipping: Set<String>) throws -> QueueClaim?
 
     /// The claimed email was delivered (to every recipient, or to some and refused for good
     /// to the others): it leaves the queue for the trash. `record` is the email with its
