@@ -111,7 +111,11 @@ final class WorkerPool: Sendable {
                 let started = ContinuousClock.now
                 if let attempt = try agent.processNext(onClaim: { metrics.claimed(worker, file: $0) }) {
                     metrics.finished(worker, attempt)
-                    if let error = attempt.error, error.scope == .sender, pause.relayAnswered(since: started) {
+                    // Another worker's session got through within the second before this one
+                    // began, or since: the relay is up, this connection was the one refused.
+                    if let error = attempt.error, error.scope == .sender,
+                        pause.relayAnswered(since: started - .seconds(1))
+                    {
                         connectionBackoff =
                             connectionBackoff == 0 ? 1 : min(maxConnectionBackoff, connectionBackoff * 2)
                         log.warning(

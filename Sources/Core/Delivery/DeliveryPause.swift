@@ -111,7 +111,7 @@ public final class DeliveryPause: Sendable {
     }
 
     /// Whether an attempt reached the relay after `instant`: then a sender-side failure of a
-    /// new connection begun before (a 421 "too many connections" at greeting) is that
+    /// new connection begun about then (a 421 "too many connections" at greeting) is that
     /// connection's, not the relay's, and pauses only its worker.
     public func relayAnswered(since instant: ContinuousClock.Instant) -> Bool {
         state.withLock { $0.lastAnswer.map { $0 > instant } ?? false }
