@@ -111,8 +111,10 @@ final class WorkerPool: Sendable {
                 let started = ContinuousClock.now
                 if let attempt = try agent.processNext(onClaim: { metrics.claimed(worker, file: $0) }) {
                     metrics.finished(worker, attempt)
-                    // Another worker's session got through within the second before this one
-                    // began, or since: the relay is up, this connection was the one refused.
+                    // An attempt got through within the second before this one began, or since
+                    // (most often another worker's session): the relay is up, this connection
+                    // was the one refused. After the worker's own last success this only delays
+                    // a pause of the pool by its one-second wait.
                     if let error = attempt.error, error.scope == .sender,
                         pause.relayAnswered(since: started - .seconds(1))
                     {
