@@ -127,14 +127,13 @@ def write_backlog(directory, count):
     os.sync()
 
 
-def link_backlog(backlog, queue_dir):
-    """Fills a fresh queue with hard links to the backlog's files: a tenth of the time of
-    writing them again on this disk, and no dirty pages left to flush during the run.
-    Safe because mailworkerd never writes into a queue file: it renames it, or writes a new
-    one for a retry."""
+def copy_backlog(backlog, queue_dir):
+    """Fills a fresh queue with copies of the backlog's files, synced before the run so that
+    no dirty pages are flushed during it. Not hard links: the queue sets aside a file with two
+    names (each could be sent), as it must."""
     queue_dir.mkdir(parents=True)
     for name in os.listdir(backlog):
-        os.link(backlog / name, queue_dir / name)
+        shutil.copyfile(backlog / name, queue_dir / name)
     os.sync()
 
 
@@ -160,7 +159,7 @@ def deliver(workers, port, backlog, work):
     first one, its peak RSS and its CPU time per email."""
     base = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     data = base / "data"
-    link_backlog(backlog, data / "queue")
+    copy_backlog(backlog, data / "queue")
     count = len(os.listdir(data / "queue"))
     for folder in ("trash", "dead_letter"):  # watched below before mailworkerd makes them
         (data / folder).mkdir()
