@@ -1,9 +1,9 @@
 import Foundation
+import Platform
+import Queue
 
 #if canImport(Glibc)
 import Glibc
-import Queue
-import Platform
 #endif
 
 /// One mailworkerd per data directory, unless the operator asks for several

@@ -1,11 +1,11 @@
+import Composition
 import Foundation
 import Logging
+import MailModel
+import Queue
 
 #if canImport(Glibc)
 import Glibc
-import MailModel
-import Composition
-import Queue
 #endif
 
 /// Delivers one queued email at a time: claim, compose, send, decide (`DeliveryPolicy`),

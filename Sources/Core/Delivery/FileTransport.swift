@@ -1,10 +1,10 @@
+import Composition
 import Foundation
+import MailModel
+import Platform
 
 #if canImport(Glibc)
 import Glibc
-import MailModel
-import Composition
-import Platform
 #endif
 
 /// The embedded default transport: writes each message as `{outbox}/{request id}.eml`,

@@ -1,8 +1,8 @@
 import CLinux
+import Platform
 
 #if canImport(Glibc)
 import Glibc
-import Platform
 #endif
 
 /// The event thread's view of epoll(7): the listening socket, a wake-up pipe, and the

@@ -1,11 +1,11 @@
 import Foundation
 import Logging
+import MailModel
+import Platform
+import Settings
 
 #if canImport(Glibc)
 import Glibc
-import Settings
-import Platform
-import MailModel
 #endif
 
 /// Process-wide logging on apple/swift-log: each program writes its own rotating file

@@ -1,8 +1,8 @@
+import Platform
 import Synchronization
 
 #if canImport(Glibc)
 import Glibc
-import Platform
 #endif
 
 /// An append-only log file that rotates by size, like logrotate's `size` + `rotate N`

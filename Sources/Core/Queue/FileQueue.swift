@@ -1,11 +1,11 @@
 import Foundation
 import Logging
+import MailModel
+import Platform
 import Synchronization
 
 #if canImport(Glibc)
 import Glibc
-import MailModel
-import Platform
 #endif
 
 /// The queue as one JSON file per email under `data/` (see `QueueLayout` for the states).

@@ -1,9 +1,9 @@
 import Foundation
+import MailModel
+import Platform
 
 #if canImport(Glibc)
 import Glibc
-import MailModel
-import Platform
 #endif
 
 /// The folders under the data directory and the names files take in them.

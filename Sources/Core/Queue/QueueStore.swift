@@ -1,9 +1,9 @@
 import Foundation
+import MailModel
+import Platform
 
 #if canImport(Glibc)
 import Glibc
-import MailModel
-import Platform
 #endif
 
 /// Where accepted emails wait for delivery. `FileQueue` keeps them as one JSON file each;

@@ -1,8 +1,8 @@
+import Platform
 import Synchronization
 
 #if canImport(Glibc)
 import Glibc
-import Platform
 #endif
 
 /// Notices files arriving in the queue directory, from this process or any other, with

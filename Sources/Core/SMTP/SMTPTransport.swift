@@ -1,11 +1,11 @@
 import CCurl
+import Composition
+import Delivery
 import Foundation
+import MailModel
 
 #if canImport(Glibc)
 import Glibc
-import Delivery
-import Composition
-import MailModel
 #endif
 
 /// SMTP delivery (RFC 5321) over libcurl's smtp:// and smtps:// support.

@@ -1,11 +1,11 @@
+import FastCGI
 import Foundation
 import Logging
+import Platform
+import Status
 
 #if canImport(Glibc)
 import Glibc
-import Status
-import Platform
-import FastCGI
 #endif
 
 /// `POST /process-batch`: asks mailworkerd, over its control socket, to claim the next due
