@@ -164,13 +164,11 @@ public final class DeliveryAgent {
         case .sent(let partial):
             let keep = email.recipients == nil ? nil : email
             try record("the delivery", log) { try queue.markSent(claim, record: keep, at: at) }
-            log.info(
-                partial ? "delivered to some recipients; refused for the others" : "delivered",
-                metadata: [
-                    "message_id": "\(message.messageID)", "recipients": "\(message.recipients.count)",
-                ]
-                .merging(partial ? ["error": "\(email.lastError ?? "")"] : [:]) { a, _ in a }
-            )
+            var metadata: Logger.Metadata = [
+                "message_id": "\(message.messageID)", "recipients": "\(message.recipients.count)",
+            ]
+            if partial { metadata["error"] = "\(email.lastError ?? "")" }
+            log.info(partial ? "delivered to some recipients; refused for the others" : "delivered", metadata: metadata)
             return (.sent(partial: partial), failure, true, recipients)
         case .retry(let notBefore, let counted):
             try record("the failed attempt", log) {

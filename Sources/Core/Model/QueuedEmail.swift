@@ -92,6 +92,7 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
     /// (`Self.mailboxKey`: the domain compared without regard to case, the local part as is,
     /// since RFC 5321 §2.4 lets a server tell `John` from `john`).
     public var envelopeRecipients: [String] {
+        if cc.isEmpty, bcc.isEmpty { return [toEmail] }  // most transactional mail
         var seen: Set<String> = []
         return ([toEmail] + cc + bcc).filter { seen.insert(Self.mailboxKey($0)).inserted }
     }
@@ -105,7 +106,8 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
     /// The envelope recipients that have neither received the email nor been refused it for
     /// good: the next attempt's envelope.
     public var pendingRecipients: [String] {
-        let done = Set((recipients ?? []).filter { $0.state != .deferred }.map { Self.mailboxKey($0.address) })
+        guard let recipients else { return envelopeRecipients }
+        let done = Set(recipients.filter { $0.state != .deferred }.map { Self.mailboxKey($0.address) })
         return envelopeRecipients.filter { !done.contains(Self.mailboxKey($0)) }
     }
 
