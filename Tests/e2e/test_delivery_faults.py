@@ -466,7 +466,9 @@ def test_the_readme_recipe_requeues_an_expired_dead_letter(tmp_path):
     controller = None
     try:
         (request_id,) = post(stack, 1)
-        (name,) = wait_until(lambda: stack.files("dead_letter"), timeout=15, what="the expired email")
+        # Not a temp file of the dead letter's write in progress: the letter in place.
+        (name,) = wait_until(lambda: [n for n in stack.files("dead_letter") if not n.startswith(".")], timeout=15,
+                             what="the expired email")
         controller, handler = start_smtp_server(port)
         letter = stack.data / "dead_letter" / name
         temp = stack.data / "queue" / ".tmp-requeue"
