@@ -124,13 +124,7 @@ final class ControlServer: Sendable {
         guard let attempt = try agent.processNext(onClaim: { name in serving.withLock { $0 = name } }) else {
             return .idle(at: Date())
         }
-        if attempt.attempted {
-            if let error = attempt.error, error.scope == .sender {
-                pause.senderFailed(error, probe: false)
-            } else if pause.relayAnswered(delivered: attempt.error == nil) {
-                resumed()
-            }
-        }
+        if pause.note(attempt) == .resumed { resumed() }
         return ProcessBatchAnswer(attempt, at: Date())
     }
 }

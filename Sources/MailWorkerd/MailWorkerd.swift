@@ -77,7 +77,7 @@ struct MailWorkerd: AsyncParsableCommand {
             pause: pause,
             logger: logger
         ) { metrics in
-            let transport: any Transport = try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
+            let transport = try Self.transport(smtp, outbox: outbox)
             return DeliveryAgent(queue: queue, composer: composer, transport: transport, policy: policy, logger: logger)
             {
                 metrics.setRecordingTrouble($0)
@@ -145,6 +145,11 @@ struct MailWorkerd: AsyncParsableCommand {
         logger.info("stopped")
     }
 
+    /// A new connection's transport: SMTP to the relay, or the outbox without `SMTP_SERVER`.
+    private static func transport(_ smtp: SMTPSettings?, outbox: String) throws -> any Transport {
+        try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
+    }
+
     /// mailworkerd's control socket for `POST /process-batch`, with its own agent per request;
     /// nil (logged) when it cannot listen, so that the route answers 503.
     private static func controlServer(
@@ -164,7 +169,7 @@ struct MailWorkerd: AsyncParsableCommand {
                 logger: logger,
                 resumed: { pool.notify() },
                 makeAgent: {
-                    let transport: any Transport = try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
+                    let transport = try Self.transport(smtp, outbox: outbox)
                     // A request cannot wait for the disk to come back: after a few seconds the
                     // claim is given up (and recovered; a delivered email may then be sent again).
                     return DeliveryAgent(

@@ -153,24 +153,21 @@ final class WorkerPool: Sendable {
     /// Feeds an attempt's result to the pause: a sender-side failure starts one; any answer
     /// from the relay ends one (and wakes the waiting workers).
     private func report(_ attempt: DeliveryAgent.Attempt, _ log: Logger) {
-        guard attempt.attempted else { return }
-        if let error = attempt.error, error.scope == .sender {
-            let wasPaused = pause.isPaused
-            pause.senderFailed(error, probe: false)
-            if !wasPaused {
-                log.warning(
-                    "relay unavailable; delivery paused for every worker, retries not spent",
-                    metadata: ["error": "\(error)"]
-                )
-            }
-        } else if pause.relayAnswered(delivered: attempt.error == nil) {
+        switch pause.note(attempt) {
+        case .none: break
+        case .paused:
+            log.warning(
+                "relay unavailable; delivery paused for every worker, retries not spent",
+                metadata: ["error": "\(attempt.error?.description ?? "")"]
+            )
+        case .resumed:
             log.notice("the relay answers again; delivery resumes")
             wakeup.signal()
         }
     }
 
-    /// One probe of the relay while delivery is paused; when it fails, emails past
-    /// `MAX_QUEUE_LIFETIME` still leave for the dead letters.
+    /// One probe of the relay while delivery is paused; whatever it finds, emails past
+    /// `MAX_QUEUE_LIFETIME` then leave for the dead letters.
     private func probe(_ agent: DeliveryAgent, _ log: Logger) {
         // Whatever the probe finds (a relay that authenticates and then refuses every MAIL
         // FROM keeps delivery paused too), emails past MAX_QUEUE_LIFETIME go.

@@ -110,6 +110,29 @@ public final class DeliveryPause: Sendable {
         state.withLock { $0.health }
     }
 
+    /// What an attempt did to the pause (`note(_:)`).
+    public enum Change: Equatable, Sendable {
+        case none
+        /// A sender-side failure started a pause.
+        case paused
+        /// The relay answered while paused: the pause ended (wake the waiting workers).
+        case resumed
+    }
+
+    /// Feeds one attempt's result: a sender-side failure starts a pause (or, while one runs,
+    /// is a send that was in flight); any answer from the relay ends one. An email that was
+    /// not attempted (it expired) changes nothing.
+    @discardableResult
+    public func note(_ attempt: DeliveryAgent.Attempt) -> Change {
+        guard attempt.attempted else { return .none }
+        if let error = attempt.error, error.scope == .sender {
+            let wasPaused = isPaused
+            senderFailed(error, probe: false)
+            return wasPaused ? .none : .paused
+        }
+        return relayAnswered(delivered: attempt.error == nil) ? .resumed : .none
+    }
+
     /// Whether an attempt reached the relay after `instant`: then a sender-side failure of a
     /// new connection begun about then (a 421 "too many connections" at greeting) is that
     /// connection's, not the relay's, and pauses only its worker.
