@@ -136,7 +136,9 @@ let package = Package(
             ],
             path: "Tests/CoreTests"
         ),
-        // The responder's own parts in process (routing; the protocol is tested end to end).
+        // The FastCGI library in process: records to requests, and what it answers by itself.
+        .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], path: "Tests/FastCGITests"),
+        // The responder's own parts in process (routing; the socket and threads end to end).
         .testTarget(
             name: "MailFCGITests",
             dependencies: ["MailFCGI", "FastCGI", .product(name: "Logging", package: "swift-log")],
