@@ -42,7 +42,13 @@ struct MailFCGI: AsyncParsableCommand {
         let composer = MessageComposer(sender: settings.sender)
         var router = Router()
         let templates = try TemplateStore(directory: settings.templatesDirectory, logger: logger)
-        let email = EmailRoute(queue: queue, composer: composer, templates: templates)
+        let email = EmailRoute(
+            queue: queue,
+            composer: composer,
+            templates: templates,
+            maxScheduleAhead: TimeInterval(settings.maxScheduleDays) * 86_400
+        )
+        let lookup = EmailLookupRoute(queue: queue)
         let health = HealthRoute(
             layout: settings.layout,
             templates: templates,
@@ -51,6 +57,8 @@ struct MailFCGI: AsyncParsableCommand {
         let status = StatusRoute(census: QueueCensus(layout: settings.layout))
         router.add("GET", "/", RootRoute().handle)
         router.add("POST", "/email", email.handle)
+        router.add("GET", "/email/{request_id}", lookup.get)
+        router.add("DELETE", "/email/{request_id}", lookup.delete)
         router.add("GET", "/health", health.handle)
         router.add("GET", "/status", status.handle)
         router.add("GET", "/templates", TemplatesRoute(templates: templates).handle)

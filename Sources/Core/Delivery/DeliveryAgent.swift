@@ -114,7 +114,7 @@ public final class DeliveryAgent {
             guard policy.expired(claim.email, at: now) else {
                 // Old by its name, not by its content (requeued, or a name that says no
                 // time): remembered until it does expire, so it is not offered again.
-                let lifetimeStart = max(claim.email.createdAt, claim.email.requeuedAt ?? claim.email.createdAt)
+                let lifetimeStart = claim.email.lifetimeStart
                 notExpiring[claim.name] = lifetimeStart.addingTimeInterval(policy.maxQueueLifetime)
                 try queue.release(claim)
                 continue

@@ -37,7 +37,7 @@ public struct DeliveryPolicy: Sendable, Equatable {
     /// Whether `email` has outlived `maxQueueLifetime` at `now`, counted from its acceptance
     /// or, when an operator requeued it from the dead letters, from then.
     public func expired(_ email: QueuedEmail, at now: Date) -> Bool {
-        now.timeIntervalSince(max(email.createdAt, email.requeuedAt ?? email.createdAt)) >= maxQueueLifetime
+        now.timeIntervalSince(email.lifetimeStart) >= maxQueueLifetime
     }
 
     /// The reason written to an expired email's dead letter.

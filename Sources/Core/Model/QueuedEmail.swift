@@ -49,6 +49,17 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
     /// Display names for the To, Cc and Reply-To headers, by address (name-addr input,
     /// `John Doe <john@example.com>`); absent when none was given.
     public var displayNames: [String: String]?
+    /// When the client asked for it to be sent (`send_at`), if it did: it is not attempted
+    /// before (`nextAttemptAt` starts there) and `MAX_QUEUE_LIFETIME` counts from there.
+    public var sendAt: Date?
+    /// The client's labels (`tags`), kept with the email and answered by the lookup.
+    public var tags: [EmailTag]?
+
+    /// When `MAX_QUEUE_LIFETIME` starts: acceptance, a scheduled time, or an operator's
+    /// requeue, whichever is latest.
+    public var lifetimeStart: Date {
+        max(createdAt, requeuedAt ?? createdAt, sendAt ?? createdAt)
+    }
 
     public init(
         requestID: String,
@@ -86,6 +97,8 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         self.attempts = []
         self.recipients = nil
         self.displayNames = nil
+        self.sendAt = nil
+        self.tags = nil
     }
 
     /// The SMTP envelope's recipients: To, Cc and Bcc in that order, each mailbox once
@@ -152,6 +165,35 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         case lastError = "last_error"
         case attempts, recipients
         case displayNames = "display_names"
+        case sendAt = "send_at"
+        case tags
+    }
+}
+
+/// A client's label on an email (`{"name": ..., "value": ...}`), as Resend's tags: ASCII
+/// letters, digits, `_` and `-`, at most `maxLength` characters each.
+public struct EmailTag: Codable, Equatable, Sendable {
+    public var name: String
+    public var value: String
+
+    /// Most tags on one email.
+    public static let maxCount = 10
+    /// Longest name or value, in characters.
+    public static let maxLength = 256
+
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
+
+    /// Why `text` cannot be a tag's name or value, or nil.
+    public static func problem(_ text: String) -> String? {
+        if text.isEmpty { return "must not be empty" }
+        if text.count > maxLength { return "is longer than \(maxLength) characters" }
+        let allowed = text.unicodeScalars.allSatisfy { scalar in
+            scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || scalar == "_" || scalar == "-")
+        }
+        return allowed ? nil : "may hold only ASCII letters, digits, '_' and '-'"
     }
 }
 

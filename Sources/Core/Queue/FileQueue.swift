@@ -183,7 +183,7 @@ public final class FileQueue: QueueStore {
         // claim comes back and is sent again (same Message-ID), never lost. A sync here cost
         // one disk flush per email, which capped delivery at the disk's sync rate.
         CrashPoint.reach("sent.before-trash")
-        let trashed = layout.trash + "/" + QueueLayout.trashName(claim.name, status: "sent", at: date)
+        let trashed = layout.trash + "/" + QueueLayout.trashName(claim.name, status: .sent)
         let claimed = path(QueueLayout.claimedName(claim.name))
         let unfiled = path(QueueLayout.sentName(claim.name))
         guard let lock = claim.lock else {
@@ -246,7 +246,7 @@ public final class FileQueue: QueueStore {
         if let sentAt, lock.names(pending) {
             _ = try? Syscall.rename(
                 pending,
-                layout.trash + "/" + QueueLayout.trashName(claim.name, status: "sent", at: sentAt)
+                layout.trash + "/" + QueueLayout.trashName(claim.name, status: .sent)
             )
         }
         lock.release()
@@ -320,7 +320,7 @@ public final class FileQueue: QueueStore {
         )
         CrashPoint.reach("sent-record.before-unlink-claim")
         try unlinkClaim(claim)
-        let trashed = layout.trash + "/" + QueueLayout.trashName(claim.name, status: "sent", at: date)
+        let trashed = layout.trash + "/" + QueueLayout.trashName(claim.name, status: .sent)
         do {
             try Syscall.rename(path(sentFile), trashed)
         } catch {
@@ -461,7 +461,7 @@ public final class FileQueue: QueueStore {
                 claimLock.release()
             }
             // Delivered, and the move into the trash failed before: file it now.
-            try Syscall.rename(file, layout.trash + "/" + QueueLayout.trashName(base, status: "sent", at: now))
+            try Syscall.rename(file, layout.trash + "/" + QueueLayout.trashName(base, status: .sent))
             logger.notice("delivered email moved to the trash", metadata: ["file": "\(base)"])
             return false
         }
@@ -472,6 +472,14 @@ public final class FileQueue: QueueStore {
         if let written = Syscall.changeTime(sentEntry), written >= claimedAt, holdsEntry(sentEntry, for: base) {
             try Syscall.unlink(file)
             logger.notice("claim removed: its delivery was already recorded", metadata: ["file": "\(base)"])
+            return false
+        }
+        // Canceled by the client after a deferral's rewrite and before the claim's removal:
+        // the cancel stands (the rename into the trash set the entry's change time).
+        let canceled = layout.trash + "/" + QueueLayout.trashName(base, status: .canceled)
+        if let written = Syscall.changeTime(canceled), written >= claimedAt, holdsEntry(canceled, for: base) {
+            try Syscall.unlink(file)
+            logger.notice("claim removed: the email was canceled", metadata: ["file": "\(base)"])
             return false
         }
         let letter = layout.deadLetter + "/" + QueueLayout.pendingName(base)
@@ -518,7 +526,7 @@ public final class FileQueue: QueueStore {
 
     // MARK: - Internals
 
-    private func path(_ name: String) -> String { layout.queue + "/" + name }
+    func path(_ name: String) -> String { layout.queue + "/" + name }
 
     /// Claims `base`: rename without replacing, open, lock, check, read. Nil when another
     /// claimant got there first, or the entry is not a valid queue file (it is then set

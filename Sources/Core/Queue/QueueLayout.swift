@@ -11,13 +11,16 @@ import Glibc
 /// ```
 ///                 enqueue                 claim (rename)
 ///   (responder) ----------> queue/B.json ---------------> queue/active/B.processing.json
-///                              ^   ^                          |  |  |
-///                  release /   |   | transient failure:       |  |  | sent, or not a valid
-///                  stale claim +   +-- rewritten, renamed back+  |  | entry: rename
-///                                                                |  v
-///                   permanent failure or retries exhausted:      |  trash/B.{status}.{time}.json
+///                           |  ^   ^                          |  |  |
+///              cancel       |  |   | transient failure:       |  |  | sent, or not a valid
+///   (rename, fsynced)       |  |   +-- rewritten, renamed back+  |  | entry: rename
+///                           v  +-- release / stale claim         |  v
+///       trash/B.canceled.json                                    |  trash/B.sent.json
+///                   permanent failure or retries exhausted:      |
 ///                   dead_letter/B.json (reason, attempts, email) <+
 /// ```
+/// In `queue/`, an email is `scheduled` (its `send_at` not reached), `queued` or `deferred`
+/// (attempted before); `EmailState` names every state the lookup answers.
 /// `B` is `batch_{timestamp_ms}_{uuid8}`. The folder and suffix are the state; every change
 /// of state is one rename(2) (or one atomic write followed by unlinking the claim). Claims
 /// live in the small `queue/active/` (as postfix's active queue), so taking one inserts a
@@ -123,9 +126,11 @@ public struct QueueLayout: Sendable {
         return String(fileName.dropLast(claimedSuffix.count))
     }
 
-    /// `B.{status}.{yyyyMMdd'T'HHmmssSSS'Z'}.json` in the trash.
-    static func trashName(_ base: String, status: String, at date: Date) -> String {
-        "\(base).\(status).\(compactStamp(date)).json"
+    /// `B.{status}.json` in the trash: derived from the request id alone, so that a lookup
+    /// finds a finished email without listing the trash (`B` holds the time it was accepted;
+    /// the rename into the trash sets the file's change time, which pruning reads).
+    static func trashName(_ base: String, status: TrashStatus) -> String {
+        "\(base).\(status.rawValue).json"
     }
 
     /// `NAME.{reason}.{yyyyMMdd'T'HHmmssSSS'Z'}` in `corrupt/`: the entry's own name, why it
@@ -137,6 +142,14 @@ public struct QueueLayout: Sendable {
     private static func compactStamp(_ date: Date) -> String {
         Timestamp.iso8601(date).filter { $0 != "-" && $0 != ":" && $0 != "." }
     }
+}
+
+/// How an email left the queue for the trash (the middle of its trash name).
+public enum TrashStatus: String, Sendable, CaseIterable {
+    /// Delivered (to every recipient, or to some and refused for good to the others).
+    case sent
+    /// Canceled by the client (`DELETE /email/{request_id}`) before it was sent.
+    case canceled
 }
 
 /// Why an entry was set aside in `corrupt/` (the raw value goes into its new name).

@@ -31,8 +31,11 @@ public struct MailSettings: Sendable {
     public var deliveryPauseMax: Double
     /// `CLAIM_TIMEOUT` seconds (default 3600): an older claim is put back to pending.
     public var claimTimeout: Double
-    /// `TRASH_RETENTION_DAYS` (default 7): trash older than this is deleted.
+    /// `TRASH_RETENTION_DAYS` (default 7): trash older than this is deleted; delivered and
+    /// canceled emails stay findable by `GET /email/{request_id}` until then.
     public var trashRetentionDays: Int
+    /// `MAX_SCHEDULE_DAYS` (default 30): how far ahead `send_at` may be.
+    public var maxScheduleDays: Int
     /// `SHUTDOWN_TIMEOUT` seconds (default 30): how long sends in flight (mailworkerd) and
     /// requests in flight (mailfcgi) may finish at stop.
     public var shutdownTimeout: Double
@@ -108,6 +111,7 @@ public struct MailSettings: Sendable {
         deliveryPauseMax = env.seconds("DELIVERY_PAUSE_MAX", default: 300, range: 1...86_400)
         claimTimeout = env.seconds("CLAIM_TIMEOUT", default: 3600, range: 1...(7 * 86400))
         trashRetentionDays = env.int("TRASH_RETENTION_DAYS", default: 7, range: 0...3650)
+        maxScheduleDays = env.int("MAX_SCHEDULE_DAYS", default: 30, range: 0...365)
         shutdownTimeout = env.seconds("SHUTDOWN_TIMEOUT", default: 30, range: 0...3600)
         workerdShared = env.bool("WORKERD_SHARED", default: false)
         logDirectory = env.string("LOG_DIR") ?? "logs"

@@ -19,6 +19,9 @@ struct EmailRequest {
     var replyTo: String?
     /// Display names given in name-addr form (`John Doe <john@example.com>`), by address.
     var displayNames: [String: String]
+    /// `send_at` when it is in the future; nil means now.
+    var sendAt: Date?
+    var tags: [EmailTag]
 
     /// Most Cc plus Bcc recipients in one email.
     static let maxRecipients = 100
@@ -26,7 +29,10 @@ struct EmailRequest {
     /// With `template_name`, `subject` and `body` may be left out; if sent, the template's
     /// output replaces them.
     /// - Throws: `HTTPError` 415 (not JSON), 422 (invalid fields or malformed JSON).
-    static func parse(_ request: Request) throws -> EmailRequest {
+    /// `maxScheduleAhead` is `MAX_SCHEDULE_DAYS` in seconds.
+    static func parse(_ request: Request, now: Date = Date(), maxScheduleAhead: TimeInterval = 30 * 86_400) throws
+        -> EmailRequest
+    {
         try requireJSON(request)
         let document = try JSONValue.parse(request.body)
         guard case .object(let object) = document else {
@@ -53,6 +59,8 @@ struct EmailRequest {
         let cc = fields.addressList("cc")
         let bcc = fields.addressList("bcc")
         let replyTo = fields.address("reply_to", required: false)
+        let sendAt = fields.scheduledTime("send_at", now: now, maxAhead: maxScheduleAhead)
+        let tags = fields.tags("tags")
         var displayNames: [String: String] = [:]
         for mailbox in [to, replyTo].compactMap({ $0 }) + cc {  // Bcc never reaches a header
             if let name = mailbox.displayName { displayNames[mailbox.address] = name }
@@ -87,7 +95,9 @@ struct EmailRequest {
             cc: cc.map(\.address),
             bcc: bcc.map(\.address),
             replyTo: replyTo?.address,
-            displayNames: displayNames
+            displayNames: displayNames,
+            sendAt: sendAt,
+            tags: tags
         )
     }
 

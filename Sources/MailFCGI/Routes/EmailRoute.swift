@@ -13,6 +13,8 @@ struct EmailRoute: Sendable {
     let queue: FileQueue
     let composer: MessageComposer
     let templates: TemplateStore
+    /// `MAX_SCHEDULE_DAYS` in seconds.
+    var maxScheduleAhead: TimeInterval = 30 * 86_400
 
     struct Accepted: Encodable {
         let request_id: String
@@ -22,9 +24,9 @@ struct EmailRoute: Sendable {
     }
 
     func handle(_ request: Request, _ logger: Logger) throws -> Response {
-        let fields = try EmailRequest.parse(request)
-        let content = try Self.content(of: fields, templates: templates)
         let now = Date()
+        let fields = try EmailRequest.parse(request, now: now, maxScheduleAhead: maxScheduleAhead)
+        let content = try Self.content(of: fields, templates: templates)
         let requestID = RequestID.make(at: now)
         var email = QueuedEmail(
             requestID: requestID,
@@ -43,6 +45,11 @@ struct EmailRoute: Sendable {
             submittedBy: request.remoteUser
         )
         if !fields.displayNames.isEmpty { email.displayNames = fields.displayNames }
+        if let sendAt = fields.sendAt {
+            email.sendAt = sendAt
+            email.nextAttemptAt = sendAt  // the index holds it back until then
+        }
+        if !fields.tags.isEmpty { email.tags = fields.tags }
         do {
             try queue.enqueue(email)
         } catch let error as SystemError {
@@ -57,7 +64,7 @@ struct EmailRoute: Sendable {
             Accepted(
                 request_id: requestID,
                 message: "Email queued successfully",
-                status: "queued",
+                status: fields.sendAt == nil ? "queued" : "scheduled",
                 timestamp: Timestamp.iso8601(now)
             )
         )

@@ -217,4 +217,107 @@ struct FieldReader {
         }
         return value
     }
+
+    /// An RFC 3339 date-time with a zone (`2026-12-02T09:30:00Z`, `...+01:00`), at most
+    /// `maxAhead` seconds after `now`; one in the past means now (returned as nil).
+    mutating func scheduledTime(_ name: String, now: Date, maxAhead: TimeInterval) -> Date? {
+        guard let text = string(name, required: false) else { return nil }
+        guard let date = Self.rfc3339(text) else {
+            errors.append(
+                .body(
+                    name,
+                    "Input should be an RFC 3339 date-time with a time zone, e.g. 2026-12-02T09:30:00Z",
+                    type: "datetime_parsing",
+                    input: .string(text)
+                )
+            )
+            return nil
+        }
+        if date.timeIntervalSince(now) > maxAhead {
+            let days = Int(maxAhead / 86_400)
+            errors.append(
+                .body(
+                    name,
+                    "send_at may be at most \(days) days ahead (MAX_SCHEDULE_DAYS)",
+                    type: "less_than_equal",
+                    input: .string(text),
+                    ctx: ["le": .string(Timestamp.iso8601(now.addingTimeInterval(maxAhead)))]
+                )
+            )
+            return nil
+        }
+        return date > now ? date : nil
+    }
+
+    /// RFC 3339 §5.6 `date-time`: `T` or a space between date and time, optional fraction,
+    /// and a zone that must be there (`Z` or `+hh:mm`).
+    static func rfc3339(_ text: String) -> Date? {
+        let upper = text.uppercased().replacingOccurrences(of: " ", with: "T")
+        let scalars = Array(upper.unicodeScalars)
+        guard scalars.count >= 20, scalars.count <= 40, scalars[10] == "T" else { return nil }
+        let zoned = upper.hasSuffix("Z") || (scalars.count >= 6 && ["+", "-"].contains(scalars[scalars.count - 6])
+            && scalars[scalars.count - 3] == ":")
+        guard zoned else { return nil }
+        let fractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+        return (try? fractional.parse(upper)) ?? (try? Date.ISO8601FormatStyle().parse(upper))
+    }
+
+    /// `tags`: at most `EmailTag.maxCount` objects `{name, value}`, each checked by
+    /// `EmailTag.problem`; names unique.
+    mutating func tags(_ name: String) -> [EmailTag] {
+        guard let value = value(name, required: false) else { return [] }
+        guard case .array(let items) = value else {
+            errors.append(.body(name, "Input should be a valid list", type: "list_type", input: value))
+            return []
+        }
+        if items.count > EmailTag.maxCount {
+            errors.append(
+                .body(
+                    name,
+                    "List should have at most \(EmailTag.maxCount) items after validation, not \(items.count)",
+                    type: "too_long",
+                    ctx: ["max_length": .int(EmailTag.maxCount), "actual_length": .int(items.count)]
+                )
+            )
+            return []
+        }
+        var tags: [EmailTag] = []
+        var seen: Set<String> = []
+        for (index, item) in items.enumerated() {
+            guard case .object(let members) = item else {
+                errors.append(.body(name, index: index, "Input should be a valid dictionary", type: "dict_type", input: item))
+                continue
+            }
+            var parts: [String: String] = [:]
+            for key in ["name", "value"] {
+                let loc: [FieldError.LocationPart] = [.key("body"), .key(name), .index(index), .key(key)]
+                guard case .string(let text)? = members[key] else {
+                    let message = members[key] == nil ? "Field required" : "Input should be a valid string"
+                    errors.append(
+                        FieldError(loc, message, type: members[key] == nil ? "missing" : "string_type", input: item)
+                    )
+                    continue
+                }
+                if let problem = EmailTag.problem(text) {
+                    errors.append(FieldError(loc, "Tag \(key) \(problem)", type: "value_error", input: .string(text)))
+                    continue
+                }
+                parts[key] = text
+            }
+            guard let tagName = parts["name"], let tagValue = parts["value"] else { continue }
+            guard seen.insert(tagName).inserted else {
+                errors.append(
+                    FieldError(
+                        [.key("body"), .key(name), .index(index), .key("name")],
+                        "Tag name \(tagName) is given twice",
+                        type: "value_error",
+                        input: .string(tagName)
+                    )
+                )
+                continue
+            }
+            tags.append(EmailTag(name: tagName, value: tagValue))
+        }
+        return tags
+    }
 }
