@@ -6,8 +6,8 @@ sessions, each reusing its connection (`-d`) as a worker does. Also the peak RSS
 mailworkerd while it delivers.
 
 A run's rate counts from mailworkerd's start (so it includes reading the backlog into its
-index) to the last email recorded as sent; the end is exact, read from the time stamps in the
-trash file names. The backlog is written once, as mailfcgi writes queue files, and each run's
+index) to the last email recorded as sent; the end is exact, read from the change times of
+the trash files (set by the rename that files each one). The backlog is written once, as mailfcgi writes queue files, and each run's
 `data/queue/` is filled from it before mailworkerd starts, so filling it costs nothing measured.
 
 Installs postfix (for smtp-sink and smtp-source) if missing, without configuring or starting
@@ -137,11 +137,10 @@ def copy_backlog(backlog, queue_dir):
     os.sync()
 
 
-def sent_at(name):
-    """The time a trash file name records (`B.sent.20261130T090345584Z.json`), epoch seconds."""
-    stamp = name.split(".")[-2]
-    when = datetime.datetime.strptime(stamp[:15], "%Y%m%dT%H%M%S").replace(tzinfo=datetime.timezone.utc)
-    return when.timestamp() + int(stamp[15:18]) / 1000
+def sent_at(path):
+    """When a delivered email was filed in the trash (`B.sent.json`): its change time, which
+    the rename into the trash sets, epoch seconds."""
+    return os.stat(path).st_ctime
 
 
 def sent_so_far(data):
@@ -188,7 +187,7 @@ def deliver(workers, port, backlog, work):
             cpu_seconds = (int(ticks[11]) + int(ticks[12])) / os.sysconf("SC_CLK_TCK")
         finally:
             stop(proc)
-        times = [sent_at(name) for name in sent]
+        times = [sent_at(data / "trash" / name) for name in sent]
         return {"emails_per_second": count / (max(times) - started), "first_sent_seconds": min(times) - started,
                 **memory, "cpu_ms_per_email": 1000 * cpu_seconds / count}
     finally:

@@ -11,7 +11,8 @@ import MailModel
 struct Router: Sendable {
     /// A route's handler; `parameters` holds the pattern's parameters by name, as sent
     /// (percent-decoding is the handler's, since an id never needs it).
-    typealias Handler = @Sendable (_ request: Request, _ parameters: [String: String], _ logger: Logger) throws
+    typealias Handler =
+        @Sendable (_ request: Request, _ parameters: [String: String], _ logger: Logger) throws
         -> Response
 
     private struct Route: Sendable {
@@ -54,8 +55,11 @@ struct Router: Sendable {
     }
 
     /// Adds a route without parameters.
-    mutating func add(_ method: String, _ path: String, _ handler: @escaping @Sendable (Request, Logger) throws -> Response)
-    {
+    mutating func add(
+        _ method: String,
+        _ path: String,
+        _ handler: @escaping @Sendable (Request, Logger) throws -> Response
+    ) {
         add(method, path) { request, _, logger in try handler(request, logger) }
     }
 

@@ -116,7 +116,8 @@ extension FileQueue {
         if let email = try readEntry(path(QueueLayout.claimedName(base))) {
             return EmailRecord(state: .sending, email: email)
         }
-        for file in [path(QueueLayout.sentName(base)), layout.trash + "/" + QueueLayout.trashName(base, status: .sent)] {
+        for file in [path(QueueLayout.sentName(base)), layout.trash + "/" + QueueLayout.trashName(base, status: .sent)]
+        {
             if let email = try readEntry(file) {
                 let refused = email.recipients?.contains { $0.state == .failed } ?? false
                 return EmailRecord(

@@ -30,7 +30,11 @@ struct EmailRequest {
     /// output replaces them.
     /// - Throws: `HTTPError` 415 (not JSON), 422 (invalid fields or malformed JSON).
     /// `maxScheduleAhead` is `MAX_SCHEDULE_DAYS` in seconds.
-    static func parse(_ request: Request, now: Date = Date(), maxScheduleAhead: TimeInterval = 30 * 86_400) throws
+    static func parse(
+        _ request: Request,
+        now: Date = Date(),
+        maxScheduleAhead: TimeInterval = 30 * 86_400
+    ) throws
         -> EmailRequest
     {
         try requireJSON(request)

@@ -255,8 +255,10 @@ struct FieldReader {
         let upper = text.uppercased().replacingOccurrences(of: " ", with: "T")
         let scalars = Array(upper.unicodeScalars)
         guard scalars.count >= 20, scalars.count <= 40, scalars[10] == "T" else { return nil }
-        let zoned = upper.hasSuffix("Z") || (scalars.count >= 6 && ["+", "-"].contains(scalars[scalars.count - 6])
-            && scalars[scalars.count - 3] == ":")
+        let zoned =
+            upper.hasSuffix("Z")
+            || (scalars.count >= 6 && ["+", "-"].contains(scalars[scalars.count - 6])
+                && scalars[scalars.count - 3] == ":")
         guard zoned else { return nil }
         let fractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
         return (try? fractional.parse(upper)) ?? (try? Date.ISO8601FormatStyle().parse(upper))
@@ -285,7 +287,9 @@ struct FieldReader {
         var seen: Set<String> = []
         for (index, item) in items.enumerated() {
             guard case .object(let members) = item else {
-                errors.append(.body(name, index: index, "Input should be a valid dictionary", type: "dict_type", input: item))
+                errors.append(
+                    .body(name, index: index, "Input should be a valid dictionary", type: "dict_type", input: item)
+                )
                 continue
             }
             var parts: [String: String] = [:]
