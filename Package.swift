@@ -116,7 +116,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
-            path: "Sources/MailFCGI"
+            path: "Sources/MailFCGI",
+            // The API's description, one committed file (scripts/openapi.py writes it).
+            resources: [.embedInCode("OpenAPI/openapi.json")]
         ),
         .executableTarget(
             name: "MailWorkerd",
@@ -141,7 +143,9 @@ let package = Package(
         // The responder's own parts in process (routing; the socket and threads end to end).
         .testTarget(
             name: "MailFCGITests",
-            dependencies: ["MailFCGI", "FastCGI", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "MailFCGI", "FastCGI", "MailModel", "Settings", .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/MailFCGITests"
         ),
     ]

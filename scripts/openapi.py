@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Writes Sources/MailFCGI/OpenAPI/OpenAPIDocument.swift: the OpenAPI 3.1 description of the
-API that mailfcgi serves at GET /openapi.json. Edit here, run, commit both."""
+"""Writes Sources/MailFCGI/OpenAPI/openapi.json: the OpenAPI 3.1 description of the API, which
+mailfcgi embeds (SwiftPM's embedInCode) and serves at GET /openapi.json. Edit here, run,
+commit both; MailFCGITests checks that the document lists exactly the routes the router has."""
 import json
 from pathlib import Path
 
@@ -23,6 +24,8 @@ VALIDATION = json_body(ref("HTTPValidationError"), "Validation error: every inva
 email_address = {"type": "string", "format": "email", "minLength": 3, "maxLength": 254,
                  "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused"}
 address_list = {"oneOf": [{"type": "array", "items": email_address, "maxItems": 100}, email_address]}
+
+STATES = ["scheduled", "queued", "deferred", "sending", "sent", "partially_sent", "dead_letter", "canceled"]
 
 # Operation ids and schema names are those FastAPI generated for the Python service this one
 # replaces ({function}{path}_{method}), so client code generated from its spec keeps compiling.
@@ -56,6 +59,34 @@ doc = {
                 **ERRORS,
             },
         }},
+        "/email/{request_id}": {
+            "parameters": [{"name": "request_id", "in": "path", "required": True,
+                            "description": "The request_id POST /email answered",
+                            "schema": {"type": "string", "format": "uuid"}}],
+            "get": {
+                "summary": "Where an email is: its state, recipients and every attempt",
+                "operationId": "get_email_email__request_id__get",
+                "responses": {
+                    "200": json_body(ref("EmailRecord"), "The email (only the submitting user's)"),
+                    "404": json_body(ref("Error"), "No such email, or another user's"),
+                    "422": VALIDATION,
+                    "503": json_body(ref("Error"), "The queue cannot be read right now"),
+                    **ERRORS,
+                },
+            },
+            "delete": {
+                "summary": "Cancel an email that is scheduled, queued or deferred",
+                "operationId": "cancel_email_email__request_id__delete",
+                "responses": {
+                    "200": json_body(ref("EmailRecord"), "Canceled: it will not be sent"),
+                    "404": json_body(ref("Error"), "No such email, or another user's"),
+                    "409": json_body(ref("CancelConflict"), "Being sent or already finished: not canceled"),
+                    "422": VALIDATION,
+                    "503": json_body(ref("Error"), "The queue cannot be read right now"),
+                    **ERRORS,
+                },
+            },
+        },
         "/status": {"get": {
             "summary": "Queue statistics and the first queue files",
             "operationId": "get_status_status_get",
@@ -127,7 +158,78 @@ doc = {
                     "cc": address_list,
                     "bcc": address_list,
                     "reply_to": email_address,
+                    "send_at": {"type": "string", "format": "date-time",
+                                "description": "When to send it (RFC 3339 with a time zone), at most "
+                                "MAX_SCHEDULE_DAYS (default 30) ahead; a time in the past means now. "
+                                "Until then the email is scheduled, and can be canceled"},
+                    "tags": {"type": "array", "maxItems": 10, "items": ref("Tag"),
+                             "description": "Labels kept with the email and answered by GET /email/{request_id}"},
                 },
+            },
+            "Tag": {
+                "type": "object", "required": ["name", "value"],
+                "properties": {k: {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,256}$"} for k in ["name", "value"]},
+            },
+            "EmailRecord": {
+                "type": "object",
+                "required": ["request_id", "message_id", "state", "created_at", "send_at", "next_attempt_at",
+                             "retry_count", "finished_at", "to_email", "cc", "bcc", "subject", "template_name",
+                             "priority", "recipients", "tags", "submitted_by", "last_error", "attempts",
+                             "dead_letter"],
+                "properties": {
+                    "request_id": {"type": "string", "format": "uuid"},
+                    "message_id": {"type": "string"},
+                    "state": {"type": "string", "enum": STATES},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "send_at": {"type": ["string", "null"], "format": "date-time"},
+                    "next_attempt_at": {"type": ["string", "null"], "format": "date-time",
+                                        "description": "When the next attempt is due (scheduled, queued, deferred)"},
+                    "retry_count": {"type": "integer"},
+                    "finished_at": {"type": ["string", "null"], "format": "date-time",
+                                    "description": "When it was sent, dead-lettered or canceled"},
+                    "to_email": {"type": "string"},
+                    "cc": {"type": "array", "items": {"type": "string"}},
+                    "bcc": {"type": "array", "items": {"type": "string"}},
+                    "subject": {"type": "string"},
+                    "template_name": {"type": ["string", "null"]},
+                    "priority": {"type": "integer"},
+                    "recipients": {"type": "array", "items": {
+                        "type": "object", "required": ["address", "state", "code", "reply", "at"],
+                        "properties": {
+                            "address": {"type": "string"},
+                            "state": {"type": "string", "enum": ["pending", "sent", "failed", "deferred", "canceled"]},
+                            "code": {"type": ["integer", "null"]},
+                            "reply": {"type": ["string", "null"]},
+                            "at": {"type": ["string", "null"], "format": "date-time"}}}},
+                    "tags": {"type": "array", "items": ref("Tag")},
+                    "submitted_by": {"type": ["string", "null"]},
+                    "last_error": {"type": ["string", "null"]},
+                    "attempts": {"type": "array", "items": ref("Attempt")},
+                    "dead_letter": {"oneOf": [{"type": "null"}, {
+                        "type": "object", "required": ["reason", "kind"],
+                        "properties": {"reason": {"type": "string"},
+                                       "kind": {"type": "string", "enum": ["permanent", "retries_exhausted", "expired"]}}}]},
+                },
+            },
+            "Attempt": {
+                "type": "object", "required": ["at", "error"],
+                "properties": {
+                    "at": {"type": "string", "format": "date-time"},
+                    "error": {"type": "string"},
+                    "code": {"type": "integer", "description": "The SMTP reply code that decided it"},
+                    "scope": {"type": "string", "enum": ["sender", "email"]},
+                    "relay_saw": {"type": "boolean"},
+                    "counted": {"type": "boolean"},
+                    "recipients": {"type": "array", "items": {
+                        "type": "object", "required": ["address", "status"],
+                        "properties": {"address": {"type": "string"},
+                                       "status": {"type": "string", "enum": ["accepted", "deferred", "refused"]},
+                                       "code": {"type": "integer"}, "reply": {"type": "string"}}}},
+                },
+            },
+            "CancelConflict": {
+                "type": "object", "required": ["detail", "state"],
+                "properties": {"detail": {"type": "string"}, "state": {"type": "string", "enum": STATES}},
             },
             "EmailResponse": {
                 "type": "object",
@@ -135,7 +237,8 @@ doc = {
                 "properties": {
                     "request_id": {"type": "string", "format": "uuid"},
                     "message": {"type": "string"},
-                    "status": {"type": "string", "const": "queued"},
+                    "status": {"type": "string", "enum": ["queued", "scheduled"],
+                               "description": "scheduled when send_at is in the future"},
                     "timestamp": {"type": "string", "format": "date-time"},
                 },
             },
@@ -266,12 +369,5 @@ doc = {
     },
 }
 
-text = json.dumps(doc, indent=1, sort_keys=True)
-assert '"""' not in text
-(ROOT / "Sources/MailFCGI/OpenAPI/OpenAPIDocument.swift").write_text(
-    "// Generated by scripts/openapi.py: edit there, run it, commit both.\n\n"
-    "/// The OpenAPI 3.1 description of the API, served at `GET /openapi.json`.\n"
-    "enum OpenAPIDocument {\n"
-    f"    /// The API's version (`info.version`), also answered by `GET /`.\n"
-    f"    static let version = \"{doc['info']['version']}\"\n\n"
-    "    static let json = #\"\"\"\n" + text + "\n\"\"\"#\n}\n")
+text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
+(ROOT / "Sources/MailFCGI/OpenAPI/openapi.json").write_text(text)

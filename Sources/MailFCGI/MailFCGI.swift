@@ -34,43 +34,7 @@ struct MailFCGI: AsyncParsableCommand {
         try LogSetup.bootstrap(settings, fileName: "mailfcgi.log")
         let logger = Logger(label: "mailfcgi")
 
-        let queue = try FileQueue(
-            layout: settings.layout,
-            minimumFree: (settings.minFreeBytes, settings.minFreeInodes),
-            logger: logger
-        )
-        let composer = MessageComposer(sender: settings.sender)
-        var router = Router()
-        let templates = try TemplateStore(directory: settings.templatesDirectory, logger: logger)
-        let email = EmailRoute(
-            queue: queue,
-            composer: composer,
-            templates: templates,
-            maxScheduleAhead: TimeInterval(settings.maxScheduleDays) * 86_400
-        )
-        let lookup = EmailLookupRoute(queue: queue)
-        let health = HealthRoute(
-            layout: settings.layout,
-            templates: templates,
-            minimumFree: (settings.minFreeBytes, settings.minFreeInodes)
-        )
-        let status = StatusRoute(census: QueueCensus(layout: settings.layout))
-        router.add("GET", "/", RootRoute().handle)
-        router.add("POST", "/email", email.handle)
-        router.add("GET", "/email/{request_id}", lookup.get)
-        router.add("DELETE", "/email/{request_id}", lookup.delete)
-        router.add("GET", "/health", health.handle)
-        router.add("GET", "/status", status.handle)
-        router.add("GET", "/templates", TemplatesRoute(templates: templates).handle)
-        router.add("GET", "/workers/status", WorkersRoute(layout: settings.layout).handle)
-        let processBatch = ProcessBatchRoute(socketPath: settings.layout.controlSocket)
-        router.add("POST", "/process-batch", processBatch.handle)
-        let openAPI = Array(OpenAPIDocument.json.utf8)
-        router.add("GET", "/openapi.json") { _, _ in
-            Response(status: 200, headers: [("Content-Type", "application/json")], body: openAPI)
-        }
-
-        let routes = router
+        let routes = try RouteTable.router(settings: settings, logger: logger)
         let server = FastCGIServer(
             socketPath: settings.fcgiSocket,
             threads: settings.fcgiThreads,

@@ -39,8 +39,11 @@ struct Router: Sendable {
     /// In the order added; a literal path is matched before any pattern.
     private var routes: [Route] = []
 
-    /// The patterns, in the order added: for checking them against the OpenAPI document.
-    var patterns: [String] { routes.map(\.pattern) }
+    /// Every (method, pattern) added, `HEAD` left out: for checking them against the OpenAPI
+    /// document.
+    var operations: Set<String> {
+        Set(routes.flatMap { route in route.handlers.keys.filter { $0 != "HEAD" }.map { "\($0) \(route.pattern)" } })
+    }
 
     /// Adds a route; `GET` also answers `HEAD`.
     mutating func add(_ method: String, _ pattern: String, _ handler: @escaping Handler) {

@@ -17,6 +17,10 @@ import Testing
             return Response(status: 200)
         }
         router.add("POST", "/broken") { _, _ in throw Failure() }
+        router.add("GET", "/email/{request_id}") { _, parameters, _ in
+            Response(status: 200, body: Array((parameters["request_id"] ?? "-").utf8))
+        }
+        router.add("DELETE", "/email/{request_id}") { _, _, _ in Response(status: 204) }
         return router
     }
 
@@ -34,9 +38,24 @@ import Testing
         ("GET", "/nowhere", "", 404),
         ("GET", "/health/", "", 404),
         ("POST", "/broken", "", 500),
+        ("GET", "/email/0190-abc", "", 200),
+        ("DELETE", "/email/0190-abc", "", 204),
+        ("PUT", "/email/0190-abc", "", 405),
+        ("GET", "/email/", "", 404),
+        ("GET", "/email/a/b", "", 404),
     ])
     func answers(method: String, path: String, body: String, status: Int) {
         #expect(router.respond(to: request(method, path, body: body), logger: Logger(label: "test")).status == status)
+    }
+
+    @Test func aPathParameterIsPassedAsSentAndALiteralPathWinsOverAPattern() {
+        var router = self.router
+        router.add("GET", "/email/latest") { _, _ in Response(status: 200, body: Array("literal".utf8)) }
+        let logger = Logger(label: "test")
+        #expect(router.respond(to: request("GET", "/email/x-1"), logger: logger).body == Array("x-1".utf8))
+        #expect(router.respond(to: request("GET", "/email/latest"), logger: logger).body == Array("literal".utf8))
+        let allow = router.respond(to: request("PUT", "/email/x"), logger: logger).headers
+        #expect(allow.contains { $0 == ("Allow", "DELETE, GET, HEAD") })
     }
 
     @Test func methodNotAllowedNamesTheAllowedMethods() {

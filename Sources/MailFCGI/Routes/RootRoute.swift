@@ -8,6 +8,8 @@ struct RootRoute: Sendable {
     /// Route to one-line description, in the Python service's words where it had the route.
     static let endpoints: [String: String] = [
         "POST /email": "Submit an email to the processing queue",
+        "GET /email/{request_id}": "Where an email is: its state, recipients and attempts",
+        "DELETE /email/{request_id}": "Cancel an email that is scheduled, queued or deferred",
         "GET /status": "Queue statistics and file metadata",
         "GET /health": "Health check of all system components",
         "GET /templates": "List available templates (?detailed=true for metadata)",

@@ -1,0 +1,51 @@
+import Composition
+import FastCGI
+import Foundation
+import Logging
+import Queue
+import Settings
+import Templates
+
+/// Every route the responder answers, with what each handler needs. A new route goes here
+/// (its handler in `Routes/`) and into the OpenAPI document (scripts/openapi.py);
+/// `MailFCGITests` fails when the two disagree.
+enum RouteTable {
+    /// The router for `settings`.
+    /// - Throws: `SystemError` when the queue's folders cannot be created, `TemplateError`
+    ///   when the templates cannot be read.
+    static func router(settings: MailSettings, logger: Logger) throws -> Router {
+        let queue = try FileQueue(
+            layout: settings.layout,
+            minimumFree: (settings.minFreeBytes, settings.minFreeInodes),
+            logger: logger
+        )
+        let templates = try TemplateStore(directory: settings.templatesDirectory, logger: logger)
+        let email = EmailRoute(
+            queue: queue,
+            composer: MessageComposer(sender: settings.sender),
+            templates: templates,
+            maxScheduleAhead: TimeInterval(settings.maxScheduleDays) * 86_400
+        )
+        let lookup = EmailLookupRoute(queue: queue)
+        let health = HealthRoute(
+            layout: settings.layout,
+            templates: templates,
+            minimumFree: (settings.minFreeBytes, settings.minFreeInodes)
+        )
+        var router = Router()
+        router.add("GET", "/", RootRoute().handle)
+        router.add("POST", "/email", email.handle)
+        router.add("GET", "/email/{request_id}", lookup.get)
+        router.add("DELETE", "/email/{request_id}", lookup.delete)
+        router.add("GET", "/health", health.handle)
+        router.add("GET", "/status", StatusRoute(census: QueueCensus(layout: settings.layout)).handle)
+        router.add("GET", "/templates", TemplatesRoute(templates: templates).handle)
+        router.add("GET", "/workers/status", WorkersRoute(layout: settings.layout).handle)
+        router.add("POST", "/process-batch", ProcessBatchRoute(socketPath: settings.layout.controlSocket).handle)
+        let openAPI = OpenAPIDocument.json
+        router.add("GET", "/openapi.json") { _, _ in
+            Response(status: 200, headers: [("Content-Type", "application/json")], body: openAPI)
+        }
+        return router
+    }
+}
