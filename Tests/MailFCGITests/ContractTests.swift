@@ -29,6 +29,8 @@ import Testing
         )
         #expect(router.operations == documented)
         #expect(router.operations.contains("DELETE /email/{request_id}"))
+        // GET / lists them too (and /docs, which nginx serves).
+        #expect(router.operations.isSubset(of: Set(RootRoute.endpoints.keys)))
     }
 
     @Test func theVersionIsTheDocumentsAndTheLimitsAreTheValidators() throws {

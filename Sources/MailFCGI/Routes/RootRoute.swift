@@ -15,7 +15,9 @@ struct RootRoute: Sendable {
         "GET /templates": "List available templates (?detailed=true for metadata)",
         "GET /workers/status": "Per-worker metrics and pool state",
         "POST /process-batch": "Process the next queued email now",
+        "GET /": "This description of the service and its routes",
         "GET /docs": "Interactive API documentation (Swagger UI)",
+        "GET /redoc": "The API documentation as one page (ReDoc)",
         "GET /openapi.json": "The OpenAPI description of this API",
     ]
 
