@@ -26,6 +26,12 @@ let package = Package(
         ),
         // renameat2(2), which Glibc's Swift module does not expose.
         .target(name: "CLinux", path: "Sources/CLinux"),
+        // OpenSSL's libcrypto (Debian libssl-dev): digests through one small C function.
+        .target(
+            name: "CCrypto",
+            path: "Sources/CCrypto",
+            linkerSettings: [.linkedLibrary("crypto")]
+        ),
         // The libraries, one folder each under Sources/Core, from the bottom up. Each depends
         // only on what it uses; the README's "How it fits together" draws the same graph.
         .target(
@@ -39,6 +45,11 @@ let package = Package(
             path: "Sources/Core/Platform"
         ),
         .target(
+            name: "Digest",  // SHA-256 from libcrypto
+            dependencies: ["CCrypto"],
+            path: "Sources/Core/Digest"
+        ),
+        .target(
             name: "MailModel",  // the email as stored, addresses, headers, ids, timestamps
             dependencies: ["Platform"],
             path: "Sources/Core/Model"
@@ -49,9 +60,9 @@ let package = Package(
             path: "Sources/Core/Composition"
         ),
         .target(
-            name: "Queue",  // the file queue: states, claims, recovery, census, watcher
+            name: "Queue",  // the file queue: states, claims, recovery, census, watcher, idempotency keys
             dependencies: [
-                "MailModel", "Platform",
+                "MailModel", "Platform", "Digest",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
@@ -133,7 +144,7 @@ let package = Package(
         .testTarget(
             name: "CoreTests",
             dependencies: [
-                "MailModel", "Composition", "Queue", "Status", "Templates", "Delivery", "SMTP", "Settings",
+                "Digest", "MailModel", "Composition", "Queue", "Status", "Templates", "Delivery", "SMTP", "Settings",
                 "LogFiles", "Platform",
             ],
             path: "Tests/CoreTests"

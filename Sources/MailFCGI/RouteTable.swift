@@ -24,7 +24,11 @@ enum RouteTable {
             queue: queue,
             composer: MessageComposer(sender: settings.sender),
             templates: templates,
-            maxScheduleAhead: TimeInterval(settings.maxScheduleDays) * 86_400
+            maxScheduleAhead: TimeInterval(settings.maxScheduleDays) * 86_400,
+            keys: try IdempotencyKeys(
+                directory: settings.layout.idempotency,
+                ttl: TimeInterval(settings.idempotencyTTLHours) * 3600
+            )
         )
         let lookup = EmailLookupRoute(queue: queue)
         let health = HealthRoute(

@@ -9,7 +9,8 @@ import Synchronization
 /// - every `WORKER_POLLING_INTERVAL`: mark the index stale and wake the workers, the fallback
 ///   for an arrival inotify did not report;
 /// - every `CLAIM_TIMEOUT`/4 (at most a minute): put back claims older than `CLAIM_TIMEOUT`;
-/// - every hour: delete trash older than `TRASH_RETENTION_DAYS`.
+/// - every hour: delete trash older than `TRASH_RETENTION_DAYS`, and idempotency records
+///   older than `IDEMPOTENCY_TTL_HOURS` (which mailfcgi writes).
 final class Housekeeping: Sendable {
     private let queue: FileQueue
     private let settings: MailSettings
@@ -57,6 +58,14 @@ final class Housekeeping: Sendable {
                 attempt("trash pruning") {
                     let pruned = try queue.pruneTrash(olderThan: Double(settings.trashRetentionDays) * 86400)
                     if pruned > 0 { logger.info("trash pruned", metadata: ["files": "\(pruned)"]) }
+                }
+                attempt("idempotency key pruning") {
+                    let keys = try IdempotencyKeys(
+                        directory: settings.layout.idempotency,
+                        ttl: TimeInterval(settings.idempotencyTTLHours) * 3600
+                    )
+                    let pruned = try keys.prune()
+                    if pruned > 0 { logger.info("idempotency records pruned", metadata: ["files": "\(pruned)"]) }
                 }
                 nextPrune = now.addingTimeInterval(3600)
             }

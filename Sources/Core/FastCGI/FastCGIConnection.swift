@@ -272,7 +272,7 @@ final class FastCGIConnection: @unchecked Sendable {
     /// The CGI/1.1 meta-variables (RFC 3875 §4.1) the router reads.
     private static func request(_ env: [String: String], body: [UInt8]) -> Request {
         func nonEmpty(_ name: String) -> String? { env[name].flatMap { $0.isEmpty ? nil : $0 } }
-        return Request(
+        var request = Request(
             method: env["REQUEST_METHOD"] ?? "GET",
             path: nonEmpty("DOCUMENT_URI") ?? nonEmpty("SCRIPT_NAME") ?? "/",
             query: env["QUERY_STRING"] ?? "",
@@ -281,6 +281,8 @@ final class FastCGIConnection: @unchecked Sendable {
             remoteUser: nonEmpty("REMOTE_USER"),
             body: body
         )
+        for (name, value) in env where name.hasPrefix("HTTP_") { request.headers[String(name.dropFirst(5))] = value }
+        return request
     }
 
     // MARK: Answers and writing

@@ -16,6 +16,10 @@ public struct Request: Sendable {
     public var remoteUser: String?
     /// The request body; empty when there is none.
     public var body: [UInt8]
+    /// The request's header fields as nginx passes them (`HTTP_*` meta-variables, RFC 3875
+    /// §4.1.18), by the variable's name without `HTTP_`: `IDEMPOTENCY_KEY` for
+    /// `Idempotency-Key`.
+    public var headers: [String: String] = [:]
 
     public init(
         method: String,
@@ -33,6 +37,11 @@ public struct Request: Sendable {
         self.contentEncoding = contentEncoding
         self.remoteUser = remoteUser
         self.body = body
+    }
+
+    /// The header field `name` (any case, `-` or `_`), or nil.
+    public func header(_ name: String) -> String? {
+        headers[name.uppercased().replacingOccurrences(of: "-", with: "_")]
     }
 
     /// Query parameters, percent-decoded (`+` as space, as HTML forms send it).

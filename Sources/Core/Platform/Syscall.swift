@@ -116,17 +116,23 @@ public enum Syscall {
     /// - Throws: `SystemError` from either call (a short write retried; none left is `EIO`).
     public static func replaceContents(_ fd: Int32, with bytes: [UInt8], path: String) throws(SystemError) {
         try retrying("ftruncate", path) { ftruncate(fd, 0) }
-        var offset = 0
-        while offset < bytes.count {
+        try writeAll(fd, bytes, at: 0, path: path)
+    }
+
+    /// pwrite(2) of all of `bytes` at `offset`, retried after a short write or EINTR.
+    /// - Throws: `SystemError` from pwrite (a write of nothing is `EIO`).
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(SystemError) {
+        var done = 0
+        while done < bytes.count {
             let written = bytes.withUnsafeBytes {
-                pwrite(fd, $0.baseAddress! + offset, $0.count - offset, off_t(offset))
+                pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(offset + done))
             }
             if written == -1 {
                 if Glibc.errno == EINTR { continue }
                 throw SystemError(call: "pwrite", path: path, errno: Glibc.errno)
             }
             if written == 0 { throw SystemError(call: "pwrite", path: path, errno: EIO) }
-            offset += written
+            done += written
         }
     }
 

@@ -38,6 +38,8 @@ public struct QueueLayout: Sendable {
     public var corrupt: String { root + "/corrupt" }
     public var outbox: String { root + "/outbox" }
     public var status: String { root + "/status" }
+    /// Idempotency keys' records (`IdempotencyKeys`), one file per user and key.
+    public var idempotency: String { root + "/idempotency" }
     /// mailworkerd's control socket, on which it carries out `POST /process-batch` for
     /// mailfcgi (which holds no relay settings).
     public var controlSocket: String { status + "/mailworkerd.sock" }

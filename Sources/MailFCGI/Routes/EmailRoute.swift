@@ -1,4 +1,5 @@
 import Composition
+import Digest
 import FastCGI
 import Foundation
 import Logging
@@ -15,6 +16,8 @@ struct EmailRoute: Sendable {
     let templates: TemplateStore
     /// `MAX_SCHEDULE_DAYS` in seconds.
     var maxScheduleAhead: TimeInterval = 30 * 86_400
+    /// Where `Idempotency-Key`s are kept; nil turns them off (the header is then refused).
+    var keys: IdempotencyKeys? = nil
 
     struct Accepted: Encodable {
         let request_id: String
@@ -23,11 +26,100 @@ struct EmailRoute: Sendable {
         let timestamp: String
     }
 
+    /// Validates, then stores the email; with an `Idempotency-Key`, at most once per key
+    /// (`IdempotencyKeys`): a repeat of the same request answers the first answer again with
+    /// `Idempotent-Replayed: true`, the same key with another body is 422
+    /// (`idempotency_key_reused`), and one arriving while the first is handled is 409.
     func handle(_ request: Request, _ logger: Logger) throws -> Response {
         let now = Date()
         let fields = try EmailRequest.parse(request, now: now, maxScheduleAhead: maxScheduleAhead)
         let content = try Self.content(of: fields, templates: templates)
-        let requestID = RequestID.make(at: now)
+        guard let key = request.header("Idempotency-Key") else {
+            return try store(fields, content, requestID: RequestID.make(at: now), now: now, request, logger)
+        }
+        guard let keys else { throw HTTPError(500, "Idempotency keys are not available") }
+        if let problem = IdempotencyKeys.problem(key) {
+            throw HTTPError.validation([
+                FieldError(
+                    [.key("header"), .key("Idempotency-Key")],
+                    "Idempotency-Key \(problem)",
+                    type: "value_error",
+                    input: .string(key)
+                )
+            ])
+        }
+        let digest = SHA256.hex(try Self.canonical(request.body))
+        switch try keys.begin(key: key, user: request.remoteUser, requestDigest: digest, now: now) {
+        case .inProgress:
+            throw HTTPError(
+                409,
+                "A request with this Idempotency-Key is being handled; retry when it has been answered",
+                headers: [("Retry-After", "1")]
+            )
+        case .mismatch:
+            throw HTTPError.validation([
+                FieldError(
+                    [.key("header"), .key("Idempotency-Key")],
+                    "This Idempotency-Key was used for another request in the last "
+                        + "\(Int(keys.ttl / 3600)) hours; use a new key for a new request",
+                    type: "idempotency_key_reused",
+                    input: .string(key)
+                )
+            ])
+        case .replay(let answer):
+            return Self.replayed(answer)
+        case .proceed(let reservation, let resumed):
+            defer { reservation.release() }
+            if resumed, let stored = try? queue.lookup(requestID: reservation.requestID) {
+                // Stored by a request that crashed (or failed) before it recorded its answer.
+                let answer = Response.json(Self.accepted(stored.email)).body
+                try? reservation.finish(answer: answer)
+                return Self.replayed(answer)
+            }
+            let response = try store(fields, content, requestID: reservation.requestID, now: now, request, logger)
+            // If this fails, the email is stored all the same, and a retry finds it by its id.
+            do { try reservation.finish(answer: response.body) } catch {
+                logger.warning("idempotency answer not recorded", metadata: ["error": "\(error)"])
+            }
+            return response
+        }
+    }
+
+    /// The first answer again, marked as such.
+    static func replayed(_ answer: [UInt8]) -> Response {
+        Response(
+            status: 200,
+            headers: [("Content-Type", "application/json"), ("Idempotent-Replayed", "true")],
+            body: answer
+        )
+    }
+
+    /// The body as canonical JSON (keys sorted, no spaces), so that two requests that differ
+    /// only in spacing or key order are the same request.
+    static func canonical(_ body: [UInt8]) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(try JSONValue.parse(body)))
+    }
+
+    static func accepted(_ email: QueuedEmail) -> Accepted {
+        Accepted(
+            request_id: email.requestID,
+            message: "Email queued successfully",
+            status: email.sendAt == nil ? "queued" : "scheduled",
+            timestamp: Timestamp.iso8601(email.createdAt)
+        )
+    }
+
+    /// Stores the email under `requestID` and answers for it.
+    private func store(
+        _ fields: EmailRequest,
+        _ content: (subject: String, body: String, html: String?, format: EmailFormat),
+        requestID: String,
+        now: Date,
+        _ request: Request,
+        _ logger: Logger
+    ) throws -> Response {
         var email = QueuedEmail(
             requestID: requestID,
             messageID: composer.makeMessageID(requestID: requestID),
@@ -60,14 +152,7 @@ struct EmailRoute: Sendable {
         var log = logger
         log[metadataKey: "request_id"] = "\(requestID)"
         log.info("queued", metadata: ["user": "\(request.remoteUser ?? "-")", "priority": "\(fields.priority)"])
-        return Response.json(
-            Accepted(
-                request_id: requestID,
-                message: "Email queued successfully",
-                status: fields.sendAt == nil ? "queued" : "scheduled",
-                timestamp: Timestamp.iso8601(now)
-            )
-        )
+        return Response.json(Self.accepted(email))
     }
 
     /// Subject, text, HTML and format: rendered from the template, or taken from the raw
