@@ -25,6 +25,14 @@ email_address = {"type": "string", "format": "email", "minLength": 3, "maxLength
                  "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused"}
 address_list = {"oneOf": [{"type": "array", "items": email_address, "maxItems": 100}, email_address]}
 
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Makes a retry safe: a repeat with the same key and the same JSON answers the first "
+                   "answer again (Idempotent-Replayed: true) and stores nothing; the same key with another "
+                   "body is 422 idempotency_key_reused. Scoped to the user, kept IDEMPOTENCY_TTL_HOURS (24)",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[\\x20-\\x7E]+$"},
+}
+REPLAYED = {"description": "true when this is the first answer again", "schema": {"type": "string", "enum": ["true"]}}
 STATES = ["scheduled", "queued", "deferred", "sending", "sent", "partially_sent", "dead_letter", "canceled"]
 
 # Operation ids and schema names are those FastAPI generated for the Python service this one
@@ -45,9 +53,12 @@ doc = {
         "/email": {"post": {
             "summary": "Queue an email",
             "operationId": "send_email_email_post",
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": {"required": True, "content": {"application/json": {"schema": ref("EmailRequestModel")}}},
             "responses": {
-                "200": json_body(ref("EmailResponse"), "Stored durably; delivery follows"),
+                "200": {**json_body(ref("EmailResponse"), "Stored durably; delivery follows"),
+                        "headers": {"Idempotent-Replayed": REPLAYED}},
+                "409": json_body(ref("Error"), "A request with this Idempotency-Key is being handled (Retry-After: 1)"),
                 "400": json_body(ref("Error"), "Template error: unknown template, missing variables"),
                 "413": json_body(ref("Error"), "Body larger than MAX_BODY_BYTES"),
                 "415": json_body(ref("Error"), "Not UTF-8 JSON"),
@@ -56,6 +67,33 @@ doc = {
                                  "Retry-After says when to retry)"),
                 "507": json_body(ref("Error"), "Insufficient storage: the queue's disk is full or below "
                                  "MIN_FREE_BYTES / MIN_FREE_INODES (not accepted; Retry-After says when to retry)"),
+                **ERRORS,
+            },
+        }},
+        "/emails/batch": {"post": {
+            "summary": "Queue up to MAX_BATCH emails at once",
+            "description": "Strict by default: if any item is invalid, 422 lists every error by index "
+                           "(loc [\"body\", INDEX, FIELD]) and nothing is queued. With validation=permissive "
+                           "the valid items are queued and the answer gives each index its request_id or "
+                           "its errors. Every queued item is durable before the answer. Idempotency-Key "
+                           "works as on POST /email, for the batch as a whole.",
+            "operationId": "send_batch_emails_batch_post",
+            "parameters": [
+                {"name": "validation", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": ["strict", "permissive"], "default": "strict"}},
+                IDEMPOTENCY_KEY,
+            ],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "array", "minItems": 1, "maxItems": 100, "items": ref("EmailRequestModel")}}}},
+            "responses": {
+                "200": {**json_body(ref("BatchResponse"), "Stored durably (the valid items, when permissive)"),
+                        "headers": {"Idempotent-Replayed": REPLAYED}},
+                "409": json_body(ref("Error"), "A request with this Idempotency-Key is being handled (Retry-After: 1)"),
+                "413": json_body(ref("Error"), "Body larger than MAX_BODY_BYTES"),
+                "415": json_body(ref("Error"), "Not UTF-8 JSON"),
+                "422": VALIDATION,
+                "503": json_body(ref("Error"), "The queue cannot store emails right now (nothing accepted)"),
+                "507": json_body(ref("Error"), "Insufficient storage (nothing accepted)"),
                 **ERRORS,
             },
         }},
@@ -164,6 +202,19 @@ doc = {
                                 "Until then the email is scheduled, and can be canceled"},
                     "tags": {"type": "array", "maxItems": 10, "items": ref("Tag"),
                              "description": "Labels kept with the email and answered by GET /email/{request_id}"},
+                },
+            },
+            "BatchResponse": {
+                "type": "object", "required": ["data", "stored", "refused"],
+                "properties": {
+                    "data": {"type": "array", "items": {
+                        "type": "object", "required": ["index"],
+                        "properties": {"index": {"type": "integer"},
+                                       "request_id": {"type": "string", "format": "uuid"},
+                                       "status": {"type": "string", "enum": ["queued", "scheduled"]},
+                                       "errors": {"type": "array", "items": ref("ValidationError")}}}},
+                    "stored": {"type": "integer"},
+                    "refused": {"type": "integer"},
                 },
             },
             "Tag": {

@@ -39,6 +39,7 @@ enum RouteTable {
         var router = Router()
         router.add("GET", "/", RootRoute().handle)
         router.add("POST", "/email", email.handle)
+        router.add("POST", "/emails/batch", BatchRoute(single: email, maxItems: settings.maxBatch).handle)
         router.add("GET", "/email/{request_id}", lookup.get)
         router.add("DELETE", "/email/{request_id}", lookup.delete)
         router.add("GET", "/health", health.handle)

@@ -44,5 +44,11 @@ import Testing
         #expect((request["subject"] as? [String: Any])?["maxLength"] as? Int == HeaderText.maxSubject)
         let cc = try #require((request["cc"] as? [String: Any])?["oneOf"] as? [[String: Any]])
         #expect(cc.first?["maxItems"] as? Int == EmailRequest.maxRecipients)
+        // The batch's documented size is MAX_BATCH's default.
+        let paths = try #require(try document["paths"] as? [String: [String: Any]])
+        let batch = try #require((paths["/emails/batch"]?["post"] as? [String: Any])?["requestBody"] as? [String: Any])
+        let schema = ((batch["content"] as? [String: Any])?["application/json"] as? [String: Any])?["schema"]
+        let defaults = try MailSettings(EnvironmentReader(variables: [:]), program: .responder)
+        #expect((schema as? [String: Any])?["maxItems"] as? Int == defaults.maxBatch)
     }
 }

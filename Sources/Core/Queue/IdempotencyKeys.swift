@@ -67,9 +67,18 @@ public final class IdempotencyKeys: Sendable {
     }
 
     /// Looks up, and when free takes, `key` for `user`'s request whose canonical body digest
-    /// is `requestDigest`. A `.proceed` holds the key until `Reservation.finish` or its release.
+    /// is `requestDigest`, reserving `count` request ids (one per email of a batch). A
+    /// `.proceed` holds the key until `Reservation.finish` or its release.
     /// - Throws: `SystemError` from the file operations.
-    public func begin(key: String, user: String?, requestDigest: String, now: Date = Date()) throws -> Begin {
+    public func begin(
+        key: String,
+        user: String?,
+        requestDigest: String,
+        count: Int = 1,
+        now: Date = Date()
+    ) throws
+        -> Begin
+    {
         let path = directory + "/" + SHA256.hex(Array((user ?? "").utf8) + [0] + Array(key.utf8)) + ".json"
         while true {
             let fd = try Syscall.open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
@@ -92,8 +101,10 @@ public final class IdempotencyKeys: Sendable {
                 return .proceed(Reservation(fd: fd, path: path, line: reserved, firstLine: first), resumed: true)
             }
             // No record (or a torn first line, or an expired one): reserve it for this request.
+            let ids = (0..<max(1, count)).map { _ in RequestID.make(at: now) }
             let line = Reservation.Line(
-                requestID: RequestID.make(at: now),
+                requestID: ids[0],
+                requestIDs: count > 1 ? ids : nil,
                 requestDigest: requestDigest,
                 createdAt: now
             )
@@ -134,11 +145,14 @@ public final class Reservation: @unchecked Sendable {
     /// The reservation line, the first of a record.
     struct Line: Codable {
         let requestID: String
+        /// A batch's ids, one per item in order (the first is `requestID`); nil for one email.
+        let requestIDs: [String]?
         let requestDigest: String
         let createdAt: Date
 
         enum CodingKeys: String, CodingKey {
             case requestID = "request_id"
+            case requestIDs = "request_ids"
             case requestDigest = "request_digest"
             case createdAt = "created_at"
         }
@@ -152,6 +166,8 @@ public final class Reservation: @unchecked Sendable {
 
     /// The request id the email is stored under (reserved before it is stored).
     public var requestID: String { line.requestID }
+    /// A batch's request ids, one per item in order.
+    public var requestIDs: [String] { line.requestIDs ?? [line.requestID] }
 
     init(fd: Int32, path: String, line: Line, firstLine: [UInt8]) {
         self.fd = fd

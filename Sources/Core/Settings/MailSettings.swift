@@ -38,6 +38,8 @@ public struct MailSettings: Sendable {
     public var maxScheduleDays: Int
     /// `IDEMPOTENCY_TTL_HOURS` (default 24): how long an `Idempotency-Key` binds its request.
     public var idempotencyTTLHours: Int
+    /// `MAX_BATCH` (default 100): the most emails in one `POST /emails/batch`.
+    public var maxBatch: Int
     /// `SHUTDOWN_TIMEOUT` seconds (default 30): how long sends in flight (mailworkerd) and
     /// requests in flight (mailfcgi) may finish at stop.
     public var shutdownTimeout: Double
@@ -115,6 +117,7 @@ public struct MailSettings: Sendable {
         trashRetentionDays = env.int("TRASH_RETENTION_DAYS", default: 7, range: 0...3650)
         maxScheduleDays = env.int("MAX_SCHEDULE_DAYS", default: 30, range: 0...365)
         idempotencyTTLHours = env.int("IDEMPOTENCY_TTL_HOURS", default: 24, range: 1...720)
+        maxBatch = env.int("MAX_BATCH", default: 100, range: 1...1000)
         shutdownTimeout = env.seconds("SHUTDOWN_TIMEOUT", default: 30, range: 0...3600)
         workerdShared = env.bool("WORKERD_SHARED", default: false)
         logDirectory = env.string("LOG_DIR") ?? "logs"

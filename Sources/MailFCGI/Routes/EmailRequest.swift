@@ -38,7 +38,12 @@ struct EmailRequest {
         -> EmailRequest
     {
         try requireJSON(request)
-        let document = try JSONValue.parse(request.body)
+        return try parse(document: try JSONValue.parse(request.body), now: now, maxScheduleAhead: maxScheduleAhead)
+    }
+
+    /// One email's fields from its JSON (the body of `POST /email`, or one item of a batch).
+    /// - Throws: `HTTPError` 422 listing every invalid field at `["body", field]`.
+    static func parse(document: JSONValue, now: Date, maxScheduleAhead: TimeInterval) throws -> EmailRequest {
         guard case .object(let object) = document else {
             throw HTTPError.validation([
                 FieldError(

@@ -114,12 +114,36 @@ struct EmailRoute: Sendable {
     /// Stores the email under `requestID` and answers for it.
     private func store(
         _ fields: EmailRequest,
-        _ content: (subject: String, body: String, html: String?, format: EmailFormat),
+        _ content: Content,
         requestID: String,
         now: Date,
         _ request: Request,
         _ logger: Logger
     ) throws -> Response {
+        let email = makeEmail(fields, content, requestID: requestID, now: now, user: request.remoteUser)
+        do {
+            try queue.enqueue(email)
+        } catch let error as SystemError {
+            throw HTTPError.storage(error, logger: logger)
+        } catch let error as QueueError {
+            throw HTTPError.storage(error, logger: logger)
+        }
+        var log = logger
+        log[metadataKey: "request_id"] = "\(requestID)"
+        log.info("queued", metadata: ["user": "\(request.remoteUser ?? "-")", "priority": "\(fields.priority)"])
+        return Response.json(Self.accepted(email))
+    }
+
+    /// The email to store for validated `fields` and their rendered `content`.
+    func makeEmail(
+        _ fields: EmailRequest,
+        _ content: Content,
+        requestID: String,
+        now: Date,
+        user: String?
+    )
+        -> QueuedEmail
+    {
         var email = QueuedEmail(
             requestID: requestID,
             messageID: composer.makeMessageID(requestID: requestID),
@@ -134,7 +158,7 @@ struct EmailRoute: Sendable {
             format: content.format,
             priority: fields.priority,
             templateName: fields.templateName,
-            submittedBy: request.remoteUser
+            submittedBy: user
         )
         if !fields.displayNames.isEmpty { email.displayNames = fields.displayNames }
         if let sendAt = fields.sendAt {
@@ -142,18 +166,11 @@ struct EmailRoute: Sendable {
             email.nextAttemptAt = sendAt  // the index holds it back until then
         }
         if !fields.tags.isEmpty { email.tags = fields.tags }
-        do {
-            try queue.enqueue(email)
-        } catch let error as SystemError {
-            throw HTTPError.storage(error, logger: logger)
-        } catch let error as QueueError {
-            throw HTTPError.storage(error, logger: logger)
-        }
-        var log = logger
-        log[metadataKey: "request_id"] = "\(requestID)"
-        log.info("queued", metadata: ["user": "\(request.remoteUser ?? "-")", "priority": "\(fields.priority)"])
-        return Response.json(Self.accepted(email))
+        return email
     }
+
+    /// What an email says, rendered: subject, text, HTML, format.
+    typealias Content = (subject: String, body: String, html: String?, format: EmailFormat)
 
     /// Subject, text, HTML and format: rendered from the template, or taken from the raw
     /// fields. `multipart` without `html_body` treats `body` as text, as its name says, and

@@ -8,6 +8,7 @@ struct RootRoute: Sendable {
     /// Route to one-line description, in the Python service's words where it had the route.
     static let endpoints: [String: String] = [
         "POST /email": "Submit an email to the processing queue",
+        "POST /emails/batch": "Submit up to MAX_BATCH emails at once (?validation=permissive to keep the valid ones)",
         "GET /email/{request_id}": "Where an email is: its state, recipients and attempts",
         "DELETE /email/{request_id}": "Cancel an email that is scheduled, queued or deferred",
         "GET /status": "Queue statistics and file metadata",

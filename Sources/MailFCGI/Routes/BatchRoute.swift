@@ -1,0 +1,219 @@
+import Digest
+import FastCGI
+import Foundation
+import Logging
+import MailModel
+import Platform
+import Queue
+
+/// `POST /emails/batch`: a JSON array of up to `MAX_BATCH` emails, each shaped as the body of
+/// `POST /email`, stored with one directory sync for all (`FileQueue.enqueue(batch:)`).
+///
+/// Strict by default: when any item is invalid, 422 lists every error by index
+/// (`loc: ["body", INDEX, FIELD]`) and nothing is stored. With `?validation=permissive`, the
+/// valid items are stored and the answer gives, per index, its `request_id` or its errors.
+/// `Idempotency-Key` works as on `POST /email`, for the batch as a whole.
+struct BatchRoute: Sendable {
+    let single: EmailRoute
+    /// `MAX_BATCH`.
+    let maxItems: Int
+
+    /// One item's result in the answer.
+    struct Item: Encodable {
+        let index: Int
+        let request_id: String?
+        let status: String?
+        let errors: [FieldError]?
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index)
+            try c.encodeIfPresent(request_id, forKey: .request_id)
+            try c.encodeIfPresent(status, forKey: .status)
+            try c.encodeIfPresent(errors, forKey: .errors)
+        }
+
+        enum CodingKeys: String, CodingKey { case index, request_id, status, errors }
+    }
+
+    struct Answer: Encodable {
+        /// Every item, in order: stored ones with `request_id` and `status`, refused ones
+        /// (permissive mode only) with `errors`.
+        let data: [Item]
+        let stored: Int
+        let refused: Int
+    }
+
+    func handle(_ request: Request, _ logger: Logger) throws -> Response {
+        let now = Date()
+        let permissive: Bool
+        switch request.queryItems["validation"] ?? "strict" {
+        case "strict": permissive = false
+        case "permissive": permissive = true
+        case let other:
+            throw HTTPError.validation([
+                FieldError(
+                    [.key("query"), .key("validation")],
+                    "Input should be 'strict' or 'permissive'",
+                    type: "enum",
+                    input: .string(other)
+                )
+            ])
+        }
+        try EmailRequest.requireJSON(request)
+        let document = try JSONValue.parse(request.body)
+        guard case .array(let items) = document else {
+            throw HTTPError.validation([
+                FieldError([.key("body")], "Input should be a valid list of emails", type: "list_type", input: document)
+            ])
+        }
+        guard !items.isEmpty, items.count <= maxItems else {
+            throw HTTPError.validation([
+                FieldError(
+                    [.key("body")],
+                    items.isEmpty
+                        ? "List should have at least 1 item"
+                        : "List should have at most \(maxItems) items (MAX_BATCH), not \(items.count)",
+                    type: items.isEmpty ? "too_short" : "too_long",
+                    ctx: items.isEmpty ? ["min_length": .int(1)] : ["max_length": .int(maxItems)]
+                )
+            ])
+        }
+        var prepared: [(index: Int, fields: EmailRequest, content: EmailRoute.Content)] = []
+        var refused: [Int: [FieldError]] = [:]
+        for (index, item) in items.enumerated() {
+            do {
+                let fields = try EmailRequest.parse(
+                    document: item,
+                    now: now,
+                    maxScheduleAhead: single.maxScheduleAhead
+                )
+                prepared.append((index, fields, try EmailRoute.content(of: fields, templates: single.templates)))
+            } catch let error as HTTPError {
+                refused[index] = Self.located(error, at: index)
+            }
+        }
+        if !refused.isEmpty, !permissive || prepared.isEmpty {
+            throw HTTPError.validation(refused.keys.sorted().flatMap { refused[$0]! })
+        }
+
+        guard let key = request.header("Idempotency-Key") else {
+            let ids = items.indices.map { _ in RequestID.make(at: now) }
+            return try store(prepared, refused, ids: ids, skipping: [], now: now, request, logger)
+        }
+        guard let keys = single.keys else { throw HTTPError(500, "Idempotency keys are not available") }
+        if let problem = IdempotencyKeys.problem(key) {
+            throw HTTPError.validation([
+                FieldError(
+                    [.key("header"), .key("Idempotency-Key")],
+                    "Idempotency-Key \(problem)",
+                    type: "value_error",
+                    input: .string(key)
+                )
+            ])
+        }
+        // The mode is part of the request: the same items strict and permissive differ.
+        let mode = permissive ? "batch:permissive:" : "batch:strict:"
+        let digest = SHA256.hex(Array(mode.utf8) + (try EmailRoute.canonical(request.body)))
+        switch try keys.begin(
+            key: key,
+            user: request.remoteUser,
+            requestDigest: digest,
+            count: items.count,
+            now: now
+        ) {
+        case .inProgress:
+            throw HTTPError(
+                409,
+                "A request with this Idempotency-Key is being handled; retry when it has been answered",
+                headers: [("Retry-After", "1")]
+            )
+        case .mismatch:
+            throw HTTPError.validation([
+                FieldError(
+                    [.key("header"), .key("Idempotency-Key")],
+                    "This Idempotency-Key was used for another request in the last "
+                        + "\(Int(keys.ttl / 3600)) hours; use a new key for a new request",
+                    type: "idempotency_key_reused",
+                    input: .string(key)
+                )
+            ])
+        case .replay(let answer):
+            return EmailRoute.replayed(answer)
+        case .proceed(let reservation, let resumed):
+            defer { reservation.release() }
+            let ids = reservation.requestIDs
+            guard ids.count == items.count else {
+                throw HTTPError(500, "The idempotency record does not fit the batch")
+            }
+            // Items a crashed request stored already are not stored again.
+            let stored = resumed ? Set(ids.filter { (try? single.queue.lookup(requestID: $0)) != nil }) : []
+            let response = try store(prepared, refused, ids: ids, skipping: stored, now: now, request, logger)
+            do { try reservation.finish(answer: response.body) } catch {
+                logger.warning("idempotency answer not recorded", metadata: ["error": "\(error)"])
+            }
+            return resumed && !stored.isEmpty ? EmailRoute.replayed(response.body) : response
+        }
+    }
+
+    /// Stores the prepared items under `ids` (by index), except those whose id is in
+    /// `skipping` (stored before), and answers for every item.
+    private func store(
+        _ prepared: [(index: Int, fields: EmailRequest, content: EmailRoute.Content)],
+        _ refused: [Int: [FieldError]],
+        ids: [String],
+        skipping: Set<String>,
+        now: Date,
+        _ request: Request,
+        _ logger: Logger
+    ) throws -> Response {
+        let emails = prepared.map { item in
+            single.makeEmail(item.fields, item.content, requestID: ids[item.index], now: now, user: request.remoteUser)
+        }
+        do {
+            try single.queue.enqueue(batch: emails.filter { !skipping.contains($0.requestID) })
+        } catch let error as SystemError {
+            throw HTTPError.storage(error, logger: logger)
+        } catch let error as QueueError {
+            throw HTTPError.storage(error, logger: logger)
+        }
+        logger.info(
+            "batch queued",
+            metadata: [
+                "user": "\(request.remoteUser ?? "-")", "emails": "\(emails.count)", "refused": "\(refused.count)",
+            ]
+        )
+        var data = emails.enumerated().map { position, email in
+            Item(
+                index: prepared[position].index,
+                request_id: email.requestID,
+                status: email.sendAt == nil ? "queued" : "scheduled",
+                errors: nil
+            )
+        }
+        data += refused.map { Item(index: $0.key, request_id: nil, status: nil, errors: $0.value) }
+        data.sort { $0.index < $1.index }
+        return Response.json(Answer(data: data, stored: emails.count, refused: refused.count))
+    }
+
+    /// An item's errors with its index after `body` (`["body", 3, "to_email"]`); a template
+    /// error (400 for one email) becomes an error at the item's `template_name`.
+    static func located(_ error: HTTPError, at index: Int) -> [FieldError] {
+        switch error.detail {
+        case .validation(let errors):
+            return errors.map { error in
+                var moved = error
+                if moved.loc.first == .key("body") {
+                    moved.loc.insert(.index(index), at: 1)
+                } else {
+                    moved.loc = [.key("body"), .index(index)] + moved.loc
+                }
+                return moved
+            }
+        case .message(let text):
+            let type = error.status == 400 ? "template_error" : "value_error"
+            let field: [FieldError.LocationPart] = error.status == 400 ? [.key("template_name")] : []
+            return [FieldError([.key("body"), .index(index)] + field, text, type: type)]
+        }
+    }
+}
