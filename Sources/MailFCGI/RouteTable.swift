@@ -14,7 +14,8 @@ enum RouteTable {
     /// - Throws: `SystemError` when the queue's folders cannot be created, `TemplateError`
     ///   when the templates cannot be read.
     static func router(settings: MailSettings, logger: Logger) throws -> Router {
-        let queue = try FileQueue(
+        // The queue store: the file queue (a database-backed one is planned behind QueueStore).
+        let queue: any QueueStore = try FileQueue(
             layout: settings.layout,
             minimumFree: (settings.minFreeBytes, settings.minFreeInodes),
             logger: logger
@@ -33,6 +34,7 @@ enum RouteTable {
         let lookup = EmailLookupRoute(queue: queue)
         let health = HealthRoute(
             layout: settings.layout,
+            queue: queue,
             templates: templates,
             minimumFree: (settings.minFreeBytes, settings.minFreeInodes)
         )
@@ -43,7 +45,7 @@ enum RouteTable {
         router.add("GET", "/email/{request_id}", lookup.get)
         router.add("DELETE", "/email/{request_id}", lookup.delete)
         router.add("GET", "/health", health.handle)
-        router.add("GET", "/status", StatusRoute(census: QueueCensus(layout: settings.layout)).handle)
+        router.add("GET", "/status", StatusRoute(queue: queue).handle)
         router.add("GET", "/templates", TemplatesRoute(templates: templates).handle)
         router.add("GET", "/workers/status", WorkersRoute(layout: settings.layout).handle)
         router.add("POST", "/process-batch", ProcessBatchRoute(socketPath: settings.layout.controlSocket).handle)

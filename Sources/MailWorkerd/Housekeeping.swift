@@ -12,7 +12,7 @@ import Synchronization
 /// - every hour: delete trash older than `TRASH_RETENTION_DAYS`, and idempotency records
 ///   older than `IDEMPOTENCY_TTL_HOURS` (which mailfcgi writes).
 final class Housekeeping: Sendable {
-    private let queue: FileQueue
+    private let queue: any QueueStore
     private let settings: MailSettings
     private let pool: WorkerPool
     private let logger: Logger
@@ -20,7 +20,7 @@ final class Housekeeping: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let thread = Mutex<BackgroundThread?>(nil)
 
-    init(queue: FileQueue, settings: MailSettings, pool: WorkerPool, logger: Logger) {
+    init(queue: any QueueStore, settings: MailSettings, pool: WorkerPool, logger: Logger) {
         self.queue = queue
         self.settings = settings
         self.pool = pool
@@ -46,17 +46,20 @@ final class Housekeeping: Sendable {
         while !stopping.load(ordering: .relaxed) {
             let now = Date()
             if now >= nextPoll {
-                queue.invalidate()
+                queue.refresh()
                 pool.notify()
                 nextPoll = now.addingTimeInterval(settings.pollingInterval)
             }
             if now >= nextSweep {
-                attempt("claim sweep") { try queue.recoverClaims(lockedOlderThan: settings.claimTimeout) }
+                attempt("claim sweep") { try queue.recoverClaims(lockedOlderThan: settings.claimTimeout, now: Date()) }
                 nextSweep = now.addingTimeInterval(claimSweep)
             }
             if now >= nextPrune {
                 attempt("trash pruning") {
-                    let pruned = try queue.pruneTrash(olderThan: Double(settings.trashRetentionDays) * 86400)
+                    let pruned = try queue.pruneFinished(
+                        olderThan: Double(settings.trashRetentionDays) * 86400,
+                        now: Date()
+                    )
                     if pruned > 0 { logger.info("trash pruned", metadata: ["files": "\(pruned)"]) }
                 }
                 attempt("idempotency key pruning") {

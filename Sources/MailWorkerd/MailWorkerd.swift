@@ -45,7 +45,8 @@ struct MailWorkerd: AsyncParsableCommand {
         try LogSetup.bootstrap(settings, fileName: "mailworkerd\(suffix).log")
         let logger = Logger(label: "mailworkerd")
 
-        let queue = try FileQueue(
+        // The queue store: the file queue (a database-backed one is planned behind QueueStore).
+        let queue: any QueueStore = try FileQueue(
             layout: settings.layout,
             messageIDDomain: settings.sender.domain,
             logger: logger
@@ -85,11 +86,7 @@ struct MailWorkerd: AsyncParsableCommand {
         }
         // POST /process-batch, carried out here for mailfcgi; by the first instance only.
         let control = instance.isPrimary ? Self.controlServer(settings, queue, composer, pool, logger) : nil
-        let watcher = try QueueWatcher(directory: settings.layout.queue) { names, overflowed in
-            if overflowed { queue.invalidate() } else { queue.noteArrivals(names) }
-            pool.notify()
-        }
-        queue.useChangeNotifications()
+        let watcher = try queue.watchArrivals { pool.notify() }
 
         let housekeeping = Housekeeping(queue: queue, settings: settings, pool: pool, logger: logger)
         let status = StatusPublisher(
@@ -154,7 +151,7 @@ struct MailWorkerd: AsyncParsableCommand {
     /// nil (logged) when it cannot listen, so that the route answers 503.
     private static func controlServer(
         _ settings: MailSettings,
-        _ queue: FileQueue,
+        _ queue: any QueueStore,
         _ composer: MessageComposer,
         _ pool: WorkerPool,
         _ logger: Logger

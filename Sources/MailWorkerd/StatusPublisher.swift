@@ -10,7 +10,7 @@ import Synchronization
 final class StatusPublisher: Sendable {
     private let layout: QueueLayout
     private let fileName: String
-    private let queue: FileQueue
+    private let queue: any QueueStore
     private let metrics: PoolMetrics
     private let autoProcessing: Bool
     private let startedAt = Date()
@@ -25,7 +25,7 @@ final class StatusPublisher: Sendable {
     init(
         layout: QueueLayout,
         fileName: String,
-        queue: FileQueue,
+        queue: any QueueStore,
         metrics: PoolMetrics,
         autoProcessing: Bool,
         logger: Logger
@@ -73,7 +73,7 @@ final class StatusPublisher: Sendable {
     private func write(_ pool: inout Published) {
         let state = pool.name
         let (workers, sender) = metrics.snapshot
-        let counts = queue.indexCounts
+        let counts = queue.pendingCounts
         let status = WorkerStatus(
             heartbeat: Date(),
             pid: getpid(),

@@ -10,7 +10,7 @@ import Synchronization
 /// reports a new file, or at most `WORKER_POLLING_INTERVAL` seconds. After a failure on the
 /// sender's side they all wait while one probes the relay (`DeliveryPause`).
 final class WorkerPool: Sendable {
-    private let queue: FileQueue
+    private let queue: any QueueStore
     let pause: DeliveryPause
     private let makeAgent: @Sendable (PoolMetrics) throws -> DeliveryAgent
     private let count: Int
@@ -24,7 +24,7 @@ final class WorkerPool: Sendable {
     let metrics: PoolMetrics
 
     init(
-        queue: FileQueue,
+        queue: any QueueStore,
         count: Int,
         pollingInterval: Double,
         pause: DeliveryPause,

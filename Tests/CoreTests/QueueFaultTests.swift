@@ -285,7 +285,7 @@ import Testing
         let claim = try #require(try queue.claim(now: Date()))
         #expect(try queue.recoverClaims(lockedOlderThan: 0, now: Date().addingTimeInterval(1)) == 1)
         // The hung owner's lock is what keeps others off; here it lets go, and another claims.
-        let stale = QueueClaim(name: claim.name, email: claim.email, lock: ClaimLock(fd: -1))
+        let stale = QueueClaim(name: claim.name, email: claim.email, token: ClaimLock(fd: -1))
         claim.lock?.release()
         let taken = try #require(try makeQueue().claim(now: Date()))
         #expect(throws: QueueError.claimLost(claim.name)) {

@@ -47,6 +47,8 @@ public final class FileQueue: QueueStore {
     /// queue files (the sender's domain).
     public let messageIDDomain: String
     private let logger: Logger
+    /// `/status`'s counts, with its cache of pending files' due times.
+    let census: QueueCensus
     /// Entries recovery or a claim could not handle, nor set aside: name to reason.
     private let unhandled = Mutex<[String: String]>([:])
     private let state = Mutex(State())
@@ -75,6 +77,7 @@ public final class FileQueue: QueueStore {
         self.minimumFree = minimumFree
         self.messageIDDomain = messageIDDomain
         self.logger = logger
+        self.census = QueueCensus(layout: layout)
         try layout.create()
         try layout.checkSingleFilesystem()
     }
@@ -227,7 +230,7 @@ public final class FileQueue: QueueStore {
                 state.withLock { $0.index.insert(base, priority: email.priority, notBefore: due) }
                 continue
             }
-            return QueueClaim(name: base, email: email, lock: lock)
+            return QueueClaim(name: base, email: email, token: lock)
         }
         return nil
     }
@@ -237,7 +240,7 @@ public final class FileQueue: QueueStore {
         let millisecond = Int64((cutoff.timeIntervalSince1970 * 1000).rounded(.down))
         while let base = state.withLock({ $0.index.popOldest(before: millisecond, skipping: skipping) }) {
             guard let (email, lock) = try take(base, at: now) else { continue }
-            return QueueClaim(name: base, email: email, lock: lock)
+            return QueueClaim(name: base, email: email, token: lock)
         }
         return nil
     }
@@ -437,7 +440,7 @@ public final class FileQueue: QueueStore {
     /// - Returns: how many claims were put back.
     /// - Throws: `SystemError` only when a folder cannot be listed.
     @discardableResult
-    public func recoverClaims(lockedOlderThan timeout: TimeInterval? = nil, now: Date = Date()) throws -> Int {
+    public func recoverClaims(lockedOlderThan timeout: TimeInterval?, now: Date) throws -> Int {
         // A folder an operator removed comes back (postfix's queue manager recreates its own).
         try layout.create()
         for folder in layout.renameFolders {

@@ -6,31 +6,56 @@ import Platform
 import Glibc
 #endif
 
-/// Where accepted emails wait for delivery. `FileQueue` keeps them as one JSON file each;
-/// a database-backed store for several hosts is planned behind the same protocol.
+/// Where accepted emails wait for delivery, and every operation the two programs need of it.
+/// `FileQueue` keeps them as one JSON file each; a database-backed store for several hosts is
+/// planned behind the same protocol, and the tests drive the delivery agent through an
+/// in-memory one. The retry and lifetime policy is not the store's: `DeliveryPolicy` decides,
+/// and the store carries out the `FailureDecision` it is handed.
 ///
 /// Every method may be called from any thread and from several processes at once on the same
 /// store: a claim is exclusive, so no email is handed to two claimants while nothing crashes.
 public protocol QueueStore: Sendable {
+    // MARK: Intake (mailfcgi)
+
     /// Stores `email` durably; when this returns, the email survives a crash.
-    /// - Throws: `SystemError` (disk full, permissions) or `EncodingError`; nothing is left behind.
+    /// - Throws: `QueueError`, `SystemError` (disk full, permissions) or `EncodingError`;
+    ///   nothing is left behind.
     func enqueue(_ email: QueuedEmail) throws
+
+    /// Stores every email of a batch durably, sharing the store's commit; all or nothing
+    /// (see `QueueError.batchPartlyStored` for the one exception).
+    func enqueue(batch emails: [QueuedEmail]) throws
+
+    /// The email with this request id, in whatever state, or nil.
+    func lookup(requestID: String, now: Date) throws -> EmailRecord?
+
+    /// Cancels a scheduled, queued or deferred email; exactly one of a cancel and a claim
+    /// racing for the same email wins.
+    func cancel(requestID: String, now: Date) throws -> CancelOutcome
+
+    /// Counts of each state and the first `limit` waiting or claimed emails, for `/status`.
+    func census(limit: Int, now: Date) throws -> QueueCensus.Report
+
+    /// What is wrong with the store, for `/health`'s `queue_manager` (empty when healthy);
+    /// `reported` are problems mailworkerd reported through its status file.
+    func healthProblems(reported: [String]) -> [String]
+
+    // MARK: Delivery (mailworkerd)
 
     /// Takes the next due email, highest priority first and FIFO within a priority.
     /// - Returns: nil when nothing is due at `now`.
-    /// - Throws: `SystemError` when the queue directory cannot be read.
+    /// - Throws: `SystemError` when the store cannot be read.
     func claim(now: Date) throws -> QueueClaim?
 
     /// Takes the oldest email accepted before `createdBefore`, due or not, so that an email
     /// past `MAX_QUEUE_LIFETIME` can be given up while delivery is paused. Emails named in
     /// `skipping` (found not expired, having been requeued) are passed over.
     /// - Returns: nil when there is none.
-    /// - Throws: `SystemError` when the queue directory cannot be read.
     func claimExpired(createdBefore: Date, now: Date, skipping: Set<String>) throws -> QueueClaim?
 
     /// The claimed email was delivered (to every recipient, or to some and refused for good
-    /// to the others): it leaves the queue for the trash. `record` is the email with its
-    /// recipients' outcomes, kept in the trash; nil moves the claimed file as it is.
+    /// to the others): it leaves the queue for the finished ones. `record` is the email with
+    /// its recipients' outcomes, to keep; nil keeps the claimed email as it is.
     func markSent(_ claim: QueueClaim, record: QueuedEmail?, at date: Date) throws
 
     /// The claimed email was not delivered to everyone: `updated` is it with the attempt
@@ -39,21 +64,66 @@ public protocol QueueStore: Sendable {
 
     /// Gives an unfinished claim back, unchanged, to be claimed again.
     func release(_ claim: QueueClaim) throws
+
+    /// Gives back the claim named `name` that this process holds but can no longer finish
+    /// (its thread is stuck past the shutdown timeout); the process exits next.
+    func abandonClaim(_ name: String) throws
+
+    // MARK: Wake-ups
+
+    /// When the earliest deferred or scheduled email becomes due, as far as the store knows.
+    var nextDue: Date? { get }
+
+    /// Waiting emails the store knows of, and how many of them are deferred or scheduled.
+    var pendingCounts: (pending: Int, deferred: Int) { get }
+
+    /// Watches for new emails and calls `arrived` for each batch of arrivals, so claimants
+    /// sleep instead of polling. Start the watch with `start()`.
+    func watchArrivals(_ arrived: @escaping @Sendable () -> Void) throws -> any ArrivalWatch
+
+    /// Forgets what the store cached of its contents; the next claim looks again (the
+    /// polling fallback for arrivals a watch could miss).
+    func refresh()
+
+    // MARK: Housekeeping
+
+    /// Puts back claims whose owner is gone, and, with `lockedOlderThan`, claims a living
+    /// owner has held longer (`CLAIM_TIMEOUT`). Returns how many went back.
+    func recoverClaims(lockedOlderThan: TimeInterval?, now: Date) throws -> Int
+
+    /// Deletes finished emails (sent, canceled) finished more than `age` seconds ago.
+    /// Returns how many.
+    func pruneFinished(olderThan age: TimeInterval, now: Date) throws -> Int
+
+    /// Entries the store could neither handle nor set aside, as "name: reason".
+    var problems: [String] { get }
+}
+
+/// A running watch for arrivals (`QueueStore.watchArrivals`).
+public protocol ArrivalWatch: Sendable {
+    func start()
+    /// Stops watching; returns once no more calls can come.
+    func stop() async
 }
 
 /// An email owned by one claimant until it is marked sent, failed, or released.
 public struct QueueClaim: Sendable {
-    /// The queue file's base name, `batch_{timestamp_ms}_{uuid8}`.
+    /// The store's name for the claimed email (`FileQueue`: the queue file's base name,
+    /// `batch_{timestamp_ms}_{uuid8}`).
     public let name: String
     public let email: QueuedEmail
-    /// Proof of ownership held while the claim lasts (`FileQueue`: a flock(2) on the file).
-    let lock: ClaimLock?
+    /// Proof of ownership, which only the store that made the claim understands
+    /// (`FileQueue`: a `ClaimLock`, an flock(2) on the claimed file; a database: a lease).
+    public let token: (any Sendable & AnyObject)?
 
-    init(name: String, email: QueuedEmail, lock: ClaimLock? = nil) {
+    public init(name: String, email: QueuedEmail, token: (any Sendable & AnyObject)? = nil) {
         self.name = name
         self.email = email
-        self.lock = lock
+        self.token = token
     }
+
+    /// The file queue's token.
+    var lock: ClaimLock? { token as? ClaimLock }
 }
 
 /// An open claimed file with an exclusive flock(2) on it. The kernel releases the lock when
@@ -93,5 +163,17 @@ extension QueueStore {
     /// `markSent` for an email every recipient accepted at once: the file moves as it is.
     public func markSent(_ claim: QueueClaim, at date: Date) throws {
         try markSent(claim, record: nil, at: date)
+    }
+
+    public func lookup(requestID: String) throws -> EmailRecord? {
+        try lookup(requestID: requestID, now: Date())
+    }
+
+    public func cancel(requestID: String) throws -> CancelOutcome {
+        try cancel(requestID: requestID, now: Date())
+    }
+
+    public func recoverClaims(lockedOlderThan timeout: TimeInterval? = nil) throws -> Int {
+        try recoverClaims(lockedOlderThan: timeout, now: Date())
     }
 }

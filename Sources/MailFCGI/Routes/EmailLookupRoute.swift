@@ -9,7 +9,7 @@ import Queue
 /// submitted (nginx's `REMOTE_USER`); with no authenticated user, every email. Someone else's
 /// email is answered exactly as an unknown one, 404, so ids cannot be probed.
 struct EmailLookupRoute: Sendable {
-    let queue: FileQueue
+    let queue: any QueueStore
 
     func get(_ request: Request, _ parameters: [String: String], _ logger: Logger) throws -> Response {
         let record = try find(parameters, for: request)

@@ -11,7 +11,7 @@ import Templates
 /// `POST /email`: validates the request, stores it as one durable queue file, and answers
 /// with its `request_id`. Nothing is written unless the whole request is valid.
 struct EmailRoute: Sendable {
-    let queue: FileQueue
+    let queue: any QueueStore
     let composer: MessageComposer
     let templates: TemplateStore
     /// `MAX_SCHEDULE_DAYS` in seconds.

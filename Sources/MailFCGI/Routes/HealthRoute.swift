@@ -11,6 +11,7 @@ import Templates
 /// line per component.
 struct HealthRoute: Sendable {
     let layout: QueueLayout
+    let queue: any QueueStore
     let templates: TemplateStore
     /// `MIN_FREE_BYTES` and `MIN_FREE_INODES`: below either, storage is unhealthy.
     let minimumFree: (bytes: UInt64, inodes: UInt64)
@@ -28,7 +29,7 @@ struct HealthRoute: Sendable {
         let touched = WorkerStatus.lastTouched(in: layout).map { WorkerStatus.isFresh($0, at: now) } ?? false
         let current = status?.isFresh(at: now) == true ? status : nil
         var components: [String: String] = [:]
-        components["queue_manager"] = Self.queueHealth(layout, problems: current?.queueProblems ?? [])
+        components["queue_manager"] = Self.queueHealth(queue, reported: current?.queueProblems ?? [])
         components["storage"] = Self.storageHealth(
             layout.root,
             minimumFree: minimumFree,
@@ -110,26 +111,8 @@ struct HealthRoute: Sendable {
 
     /// The queue folder exists, is a directory, and this process may create files in it;
     /// `corrupt/` is empty; mailworkerd reports no entry it could not handle.
-    static func queueHealth(_ layout: QueueLayout, problems: [String]) -> String {
-        let path = layout.queue
-        guard let info = Syscall.status(path) else { return "unhealthy: \(path) does not exist" }
-        guard (info.st_mode & S_IFMT) == S_IFDIR else { return "unhealthy: \(path) is not a directory" }
-        guard Syscall.canWriteDirectory(path) else { return "unhealthy: \(path) is not writable" }
-        var findings = problems.prefix(5).map { "cannot handle \($0)" }
-        for folder in layout.renameFolders {
-            let type = Syscall.entryStatus(folder).map { $0.st_mode & S_IFMT }
-            if type == nil || (type != S_IFDIR && Syscall.entryStatus(folder + "/.") == nil) {
-                findings.append("\(folder) is missing (mailworkerd recreates it at its next sweep)")
-            }
-        }
-        let corrupt = ((try? Syscall.listDirectory(layout.corrupt)) ?? []).filter { !AtomicFile.isTemporary($0) }
-            .sorted()
-        if !corrupt.isEmpty {
-            let shown = corrupt.prefix(5).joined(separator: ", ") + (corrupt.count > 5 ? ", ..." : "")
-            findings.append(
-                "\(corrupt.count) \(corrupt.count == 1 ? "entry" : "entries") set aside in \(layout.corrupt) (\(shown))"
-            )
-        }
+    static func queueHealth(_ queue: any QueueStore, reported: [String]) -> String {
+        let findings = queue.healthProblems(reported: reported)
         return findings.isEmpty ? "healthy" : "unhealthy: " + findings.joined(separator: "; ")
     }
 }

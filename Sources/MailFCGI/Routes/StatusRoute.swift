@@ -7,7 +7,7 @@ import Queue
 /// `GET /status?limit=N`: queue statistics, and metadata of at most `limit` queue files
 /// (default 100, at most 1000), so the answer stays fast at any depth.
 struct StatusRoute: Sendable {
-    let census: QueueCensus
+    let queue: any QueueStore
 
     struct Counts: Encodable {
         let total_files: Int
@@ -46,7 +46,7 @@ struct StatusRoute: Sendable {
 
     func handle(_ request: Request, _ logger: Logger) throws -> Response {
         let limit = try Self.limit(request.queryItems["limit"])
-        let report = try census.take(limit: limit)
+        let report = try queue.census(limit: limit, now: Date())
         let counts = Counts(
             total_files: report.total,
             pending: report.pending,

@@ -1,0 +1,194 @@
+import Foundation
+import Synchronization
+
+@testable import MailModel
+@testable import Queue
+
+/// A second `QueueStore`, in memory, written only against the protocol: it proves the seam
+/// (the delivery agent runs on it unchanged) and lets tests see every state change.
+final class MemoryQueueStore: QueueStore {
+    /// A claim's token: which claim of the email it is, so a stale one is refused.
+    final class Lease: Sendable {
+        let generation: Int
+        init(generation: Int) { self.generation = generation }
+    }
+
+    struct Entry {
+        var email: QueuedEmail
+        var state: EmailState
+        var claimedBy: Int?
+        var finishedAt: Date?
+        var deadLetter: (reason: String, kind: DeadLetterKind)?
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+    private let generation = Atomic<Int>(0)
+
+    var snapshot: [String: Entry] { entries.withLock { $0 } }
+
+    func enqueue(_ email: QueuedEmail) throws {
+        try enqueue(batch: [email])
+    }
+
+    func enqueue(batch emails: [QueuedEmail]) throws {
+        entries.withLock { entries in
+            for email in emails {
+                let scheduled = email.sendAt != nil && (email.nextAttemptAt ?? .distantPast) > Date()
+                entries[email.requestID] = Entry(email: email, state: scheduled ? .scheduled : .queued)
+            }
+        }
+    }
+
+    func lookup(requestID: String, now: Date) throws -> EmailRecord? {
+        entries.withLock { entries in
+            entries[requestID].map {
+                EmailRecord(state: $0.state, email: $0.email, finishedAt: $0.finishedAt, deadLetter: $0.deadLetter)
+            }
+        }
+    }
+
+    func cancel(requestID: String, now: Date) throws -> CancelOutcome {
+        entries.withLock { entries in
+            guard var entry = entries[requestID] else { return .notFound }
+            let record = EmailRecord(state: entry.state, email: entry.email)
+            guard [.scheduled, .queued, .deferred].contains(entry.state) else { return .notCancelable(record) }
+            entry.state = .canceled
+            entry.finishedAt = now
+            entries[requestID] = entry
+            return .canceled(EmailRecord(state: .canceled, email: entry.email, finishedAt: now))
+        }
+    }
+
+    func census(limit: Int, now: Date) throws -> QueueCensus.Report {
+        var report = QueueCensus.Report()
+        for entry in entries.withLock({ Array($0.values) }) {
+            switch entry.state {
+            case .queued: report.pending += 1
+            case .scheduled, .deferred: report.deferred += 1
+            case .sending: report.processing += 1
+            case .deadLetter: report.deadLetter += 1
+            case .sent, .partiallySent, .canceled: report.trash += 1
+            }
+        }
+        return report
+    }
+
+    func healthProblems(reported: [String]) -> [String] { reported }
+
+    private func isDue(_ entry: Entry, now: Date) -> Bool {
+        [.queued, .deferred, .scheduled].contains(entry.state) && (entry.email.nextAttemptAt ?? .distantPast) <= now
+    }
+
+    func claim(now: Date) throws -> QueueClaim? {
+        entries.withLock { entries in
+            let due = entries.values.filter { isDue($0, now: now) }
+                .min { ($0.email.priority, $0.email.createdAt) < ($1.email.priority, $1.email.createdAt) }
+            guard let due else { return nil }
+            return take(due.email.requestID, in: &entries)
+        }
+    }
+
+    func claimExpired(createdBefore: Date, now: Date, skipping: Set<String>) throws -> QueueClaim? {
+        entries.withLock { entries in
+            let old = entries.values.filter {
+                [.queued, .deferred, .scheduled].contains($0.state) && $0.email.createdAt < createdBefore
+                    && !skipping.contains($0.email.requestID)
+            }.min { $0.email.createdAt < $1.email.createdAt }
+            guard let old else { return nil }
+            return take(old.email.requestID, in: &entries)
+        }
+    }
+
+    private func take(_ id: String, in entries: inout [String: Entry]) -> QueueClaim {
+        let lease = generation.add(1, ordering: .relaxed).newValue
+        entries[id]!.state = .sending
+        entries[id]!.claimedBy = lease
+        return QueueClaim(name: id, email: entries[id]!.email, token: Lease(generation: lease))
+    }
+
+    struct StaleClaim: Error {}
+
+    /// Applies `change` to the claimed entry if `claim` still owns it.
+    private func settle(_ claim: QueueClaim, _ change: (inout Entry) -> Void) throws {
+        try entries.withLock { entries in
+            guard let lease = claim.token as? Lease, entries[claim.name]?.claimedBy == lease.generation else {
+                throw StaleClaim()
+            }
+            change(&entries[claim.name]!)
+            entries[claim.name]!.claimedBy = nil
+        }
+    }
+
+    func markSent(_ claim: QueueClaim, record: QueuedEmail?, at date: Date) throws {
+        try settle(claim) { entry in
+            if let record { entry.email = record }
+            let refused = entry.email.recipients?.contains { $0.state == .failed } ?? false
+            entry.state = refused ? .partiallySent : .sent
+            entry.finishedAt = date
+        }
+    }
+
+    func markFailed(_ claim: QueueClaim, updated: QueuedEmail, decision: FailureDecision) throws {
+        try settle(claim) { entry in
+            entry.email = updated
+            switch decision {
+            case .retry(let notBefore):
+                entry.email.nextAttemptAt = notBefore
+                entry.state = .deferred
+            case .deadLetter(let reason, let kind, let at):
+                entry.state = .deadLetter
+                entry.deadLetter = (reason, kind)
+                entry.finishedAt = at
+            }
+        }
+    }
+
+    func release(_ claim: QueueClaim) throws {
+        try settle(claim) { entry in
+            entry.state = entry.email.retryCount > 0 ? .deferred : .queued
+        }
+    }
+
+    func abandonClaim(_ name: String) throws {
+        entries.withLock { entries in
+            guard entries[name]?.state == .sending else { return }
+            entries[name]!.state = .queued
+            entries[name]!.claimedBy = nil
+        }
+    }
+
+    var nextDue: Date? {
+        entries.withLock { entries in
+            entries.values.filter { [.deferred, .scheduled].contains($0.state) }.compactMap(\.email.nextAttemptAt).min()
+        }
+    }
+
+    var pendingCounts: (pending: Int, deferred: Int) {
+        let report = (try? census(limit: 0, now: Date())) ?? QueueCensus.Report()
+        return (report.pending + report.deferred, report.deferred)
+    }
+
+    final class NoWatch: ArrivalWatch {
+        func start() {}
+        func stop() async {}
+    }
+
+    func watchArrivals(_ arrived: @escaping @Sendable () -> Void) throws -> any ArrivalWatch { NoWatch() }
+
+    func refresh() {}
+
+    func recoverClaims(lockedOlderThan: TimeInterval?, now: Date) throws -> Int { 0 }
+
+    func pruneFinished(olderThan age: TimeInterval, now: Date) throws -> Int {
+        entries.withLock { entries in
+            let old = entries.filter { _, entry in
+                [.sent, .partiallySent, .canceled].contains(entry.state)
+                    && (entry.finishedAt.map { now.timeIntervalSince($0) >= age } ?? false)
+            }
+            for id in old.keys { entries[id] = nil }
+            return old.count
+        }
+    }
+
+    var problems: [String] { [] }
+}
