@@ -177,6 +177,11 @@ if Context.environment["MAIL_BENCH"] != nil {
             path: "bench/ComposeBench"
         ),
         .executableTarget(
+            name: "lookup-bench",
+            dependencies: ["MailModel", "Queue"],
+            path: "bench/LookupBench"
+        ),
+        .executableTarget(
             name: "durable-file-bench",
             dependencies: ["Platform"],
             path: "bench/DurableFileBench"

@@ -2,7 +2,9 @@
 """Enqueue throughput: POST /email through nginx (TLS + basic auth) into the durable queue,
 measured with wrk at 16 and 64 connections, beside two ceilings from the same run:
 nginx answering `return 200` on the same TLS + auth location, and the disk's rate of durable
-file creation (write, fsync, rename, directory fsync) at the same concurrency.
+file creation (write, fsync, rename, directory fsync) at the same concurrency. Beside them,
+POST /emails/batch with 100 of the same emails per request, in emails per second: what a
+batch's shared directory sync saves against 100 single requests.
 Delivery is off (AUTO_PROCESSING_ENABLED=false) so the figure is the enqueue path alone.
 mailfcgi runs with FCGI_THREADS equal to the most connections, so that as many requests can
 wait in fsync(2) at once as the ceiling's writer threads: a thread blocked in fsync costs a
@@ -69,12 +71,13 @@ def main():
     procs.append(subprocess.Popen(["nginx", "-c", run_dir / "nginx.conf", "-e", run_dir / "nginx-error.log",
                                    "-g", "daemon off;"], cwd=base))
     time.sleep(1)
-    rows = {c: {"enqueue": [], "nginx_only": [], "durable_files": []} for c in CONNECTIONS}
+    rows = {c: {"enqueue": [], "nginx_only": [], "durable_files": [], "batch": []} for c in CONNECTIONS}
     try:
         for _ in range(ROUNDS):
             for c in CONNECTIONS:
                 rows[c]["nginx_only"].append(wrk(f"https://127.0.0.1:{port}/_bench/nginx-only", c))
                 rows[c]["enqueue"].append(wrk(f"https://127.0.0.1:{port}/email", c, ROOT / "bench/post-email.lua"))
+                rows[c]["batch"].append(wrk(f"https://127.0.0.1:{port}/emails/batch", c, ROOT / "bench/post-batch.lua"))
                 out = subprocess.run([BIN / "durable-file-bench", "--dir", str(data / "fsync-ceiling"),
                                       "--threads", str(c), "--seconds", str(SECONDS)],
                                      capture_output=True, text=True, check=True).stdout
@@ -93,8 +96,12 @@ def main():
         enqueue = {k: median(r["enqueue"], k) for k in ("requests_per_second", "p50_ms", "p99_ms", "non_2xx")}
         nginx = {k: median(r["nginx_only"], k) for k in ("requests_per_second", "p50_ms", "p99_ms")}
         files = median(r["durable_files"])
+        batch = {k: median(r["batch"], k) for k in ("requests_per_second", "p50_ms", "p99_ms", "non_2xx")}
+        batch["emails_per_second"] = 100 * batch["requests_per_second"]
         result["by_connections"][str(c)] = {
             "enqueue": enqueue, "nginx_only": nginx, "durable_files_per_second": files,
+            "batch_of_100": batch,
+            "batch_vs_single_emails_per_second": round(batch["emails_per_second"] / enqueue["requests_per_second"], 2),
             "enqueue_vs_durable_files": round(enqueue["requests_per_second"] / files, 3) if files else None,
             "enqueue_vs_nginx_only": round(enqueue["requests_per_second"] / nginx["requests_per_second"], 3),
         }

@@ -25,6 +25,9 @@ email_address = {"type": "string", "format": "email", "minLength": 3, "maxLength
                  "description": "A mailbox, local@domain (RFC 5321); quoted local parts and address literals are refused"}
 address_list = {"oneOf": [{"type": "array", "items": email_address, "maxItems": 100}, email_address]}
 
+REQUEST_ID = {"name": "request_id", "in": "path", "required": True,
+              "description": "The request_id POST /email answered",
+              "schema": {"type": "string", "format": "uuid"}}
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "description": "Makes a retry safe: a repeat with the same key and the same JSON answers the first "
@@ -98,10 +101,10 @@ doc = {
             },
         }},
         "/email/{request_id}": {
-            "parameters": [{"name": "request_id", "in": "path", "required": True,
-                            "description": "The request_id POST /email answered",
-                            "schema": {"type": "string", "format": "uuid"}}],
+            # The parameter is repeated in each operation rather than given once for the path:
+            # clients that read every member of a path item as an operation keep working.
             "get": {
+                "parameters": [REQUEST_ID],
                 "summary": "Where an email is: its state, recipients and every attempt",
                 "operationId": "get_email_email__request_id__get",
                 "responses": {
@@ -113,6 +116,7 @@ doc = {
                 },
             },
             "delete": {
+                "parameters": [REQUEST_ID],
                 "summary": "Cancel an email that is scheduled, queued or deferred",
                 "operationId": "cancel_email_email__request_id__delete",
                 "responses": {

@@ -1,0 +1,87 @@
+import Foundation
+// Lookups by request id (`GET /email/{request_id}`'s store call) at 1,000 and at 100,000
+// stored emails: a lookup derives each possible name from the id and opens it, so its cost
+// must not grow with the number of files beside it.
+//
+// Two data directories are filled first (setup, not timed): each holds `depth` delivered
+// emails in `trash/` (`B.sent.json`, the last state a lookup tries before the dead letters)
+// and as many pending ones in `queue/`. Then, in alternating slices, each depth in turn
+// answers `lookups` lookups of random delivered ids; the median of the slices is reported,
+// with the ratio of the large depth's rate to the small one's.
+//
+// usage: lookup-bench [--depths 1000,100000] [--lookups 2000] [--runs 11] [--dir PATH]
+// prints one JSON object.
+import MailModel
+import Queue
+
+var depths = [1_000, 100_000]
+var lookups = 2_000
+var runs = 11
+var root = NSTemporaryDirectory() + "lookup-bench-\(getpid())"
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+    switch argument {
+    case "--depths": depths = arguments.next()!.split(separator: ",").map { Int($0)! }
+    case "--lookups": lookups = Int(arguments.next()!)!
+    case "--runs": runs = Int(arguments.next()!)!
+    case "--dir": root = arguments.next()!
+    default: fatalError("unknown argument \(argument)")
+    }
+}
+
+/// Writes `depth` delivered and `depth` pending emails; returns the delivered ones' ids.
+func fill(_ layout: QueueLayout, depth: Int) throws -> [String] {
+    try layout.create()
+    let encoder = QueueCoding.encoder()
+    var start = Date().addingTimeInterval(-86_400)
+    var ids: [String] = []
+    for n in 0..<(2 * depth) {
+        start.addTimeInterval(0.001)
+        let id = RequestID.make(at: start)
+        let email = QueuedEmail(
+            requestID: id,
+            messageID: "<\(id)@bench>",
+            createdAt: start,
+            toEmail: "user\(n)@example.com",
+            subject: "bench \(n)",
+            body: String(repeating: "x", count: 400)
+        )
+        let base = RequestID.fileBaseName(for: id)!
+        let path = n % 2 == 0 ? layout.trash + "/\(base).sent.json" : layout.queue + "/\(base).json"
+        try encoder.encode(email).write(to: URL(fileURLWithPath: path))
+        if n % 2 == 0 { ids.append(id) }
+    }
+    return ids
+}
+
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+var stores: [(depth: Int, queue: FileQueue, ids: [String])] = []
+for depth in depths {
+    let layout = QueueLayout(root: root + "/depth-\(depth)")
+    let ids = try fill(layout, depth: depth)
+    stores.append((depth, try FileQueue(layout: layout), ids))
+}
+var rates: [Int: [Double]] = [:]
+var generator = SystemRandomNumberGenerator()
+for _ in 0..<runs {
+    for store in stores {
+        let picks = (0..<lookups).map { _ in store.ids.randomElement(using: &generator)! }
+        let clock = ContinuousClock()
+        let started = clock.now
+        for id in picks {
+            guard try store.queue.lookup(requestID: id)?.state == .sent else { fatalError("lookup failed for \(id)") }
+        }
+        let elapsed = clock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        rates[store.depth, default: []].append(Double(lookups) / seconds)
+    }
+}
+try? FileManager.default.removeItem(atPath: root)
+let results = depths.map { ["depth": $0, "lookups_per_second": median(rates[$0]!).rounded()] }
+let ratio = median(rates[depths.last!]!) / median(rates[depths.first!]!)
+let output: [String: Any] = [
+    "benchmark": "lookup", "lookups_per_slice": lookups, "slices": runs, "results": results,
+    "ratio_last_to_first": (ratio * 1000).rounded() / 1000,
+]
+print(String(decoding: try JSONSerialization.data(withJSONObject: output, options: [.sortedKeys]), as: UTF8.self))
