@@ -18,6 +18,7 @@ enum RouteTable {
         let queue: any QueueStore = try FileQueue(
             layout: settings.layout,
             minimumFree: (settings.minFreeBytes, settings.minFreeInodes),
+            idempotencyTTL: TimeInterval(settings.idempotencyTTLHours) * 3600,
             logger: logger
         )
         let templates = try TemplateStore(directory: settings.templatesDirectory, logger: logger)
@@ -25,11 +26,7 @@ enum RouteTable {
             queue: queue,
             composer: MessageComposer(sender: settings.sender),
             templates: templates,
-            maxScheduleAhead: TimeInterval(settings.maxScheduleDays) * 86_400,
-            keys: try IdempotencyKeys(
-                directory: settings.layout.idempotency,
-                ttl: TimeInterval(settings.idempotencyTTLHours) * 3600
-            )
+            maxScheduleAhead: TimeInterval(settings.maxScheduleDays) * 86_400
         )
         let lookup = EmailLookupRoute(queue: queue)
         let health = HealthRoute(

@@ -63,11 +63,7 @@ final class Housekeeping: Sendable {
                     if pruned > 0 { logger.info("trash pruned", metadata: ["files": "\(pruned)"]) }
                 }
                 attempt("idempotency key pruning") {
-                    let keys = try IdempotencyKeys(
-                        directory: settings.layout.idempotency,
-                        ttl: TimeInterval(settings.idempotencyTTLHours) * 3600
-                    )
-                    let pruned = try keys.prune()
+                    let pruned = try queue.idempotencyKeys.prune(now: Date())
                     if pruned > 0 { logger.info("idempotency records pruned", metadata: ["files": "\(pruned)"]) }
                 }
                 nextPrune = now.addingTimeInterval(3600)

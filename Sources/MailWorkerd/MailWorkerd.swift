@@ -49,6 +49,7 @@ struct MailWorkerd: AsyncParsableCommand {
         let queue: any QueueStore = try FileQueue(
             layout: settings.layout,
             messageIDDomain: settings.sender.domain,
+            idempotencyTTL: TimeInterval(settings.idempotencyTTLHours) * 3600,
             logger: logger
         )
         if instance.isPrimary { WorkerStatus.removeStale(from: settings.layout) }

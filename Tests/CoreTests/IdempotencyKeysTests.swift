@@ -102,7 +102,9 @@ import Testing
     @Test func anExpiredRecordFreesItsKeyAndPruningRemovesOnlyUnheldExpiredOnes() throws {
         let store = try keys(ttl: 60)
         let past = Date().addingTimeInterval(-120)
-        guard case .proceed(let old, _) = try store.begin(key: "old", user: "u", requestDigest: "d", now: past) else {
+        guard
+            case .proceed(let old, _) = try store.begin(key: "old", user: "u", requestDigest: "d", count: 1, now: past)
+        else {
             Issue.record(Comment(rawValue: "not proceeding"))
             return
         }
@@ -118,7 +120,7 @@ import Testing
             return
         }
         try FileManager.default.setAttributes([.modificationDate: past], ofItemAtPath: record(key: "held"))
-        #expect(try store.prune() == 1)
+        #expect(try store.prune(now: Date()) == 1)
         #expect(!FileManager.default.fileExists(atPath: record(key: "old")))
         #expect(FileManager.default.fileExists(atPath: record(key: "held")))
         holding.release()

@@ -191,4 +191,56 @@ final class MemoryQueueStore: QueueStore {
     }
 
     var problems: [String] { [] }
+
+    let idempotencyKeys: any IdempotencyStore = MemoryKeys()
+
+    /// Keys in memory: enough for the protocol; the file store's are tested on their own.
+    final class MemoryKeys: IdempotencyStore {
+        let ttl: TimeInterval = 86_400
+        private let records = Mutex<[String: (digest: String, ids: [String], answer: [UInt8]?, held: Bool)]>([:])
+
+        final class Held: KeyReservation {
+            let requestIDs: [String]
+            let done: @Sendable ([UInt8]?) -> Void
+            init(_ ids: [String], done: @escaping @Sendable ([UInt8]?) -> Void) {
+                requestIDs = ids
+                self.done = done
+            }
+            func finish(answer: [UInt8]) throws { done(answer) }
+            func release() { done(nil) }
+        }
+
+        func begin(
+            key: String,
+            user: String?,
+            requestDigest: String,
+            count: Int,
+            now: Date
+        ) throws
+            -> IdempotencyBegin
+        {
+            let name = (user ?? "") + "\u{0}" + key
+            return records.withLock { records in
+                if let record = records[name] {
+                    if record.held { return .inProgress }
+                    if record.digest != requestDigest { return .mismatch }
+                    if let answer = record.answer { return .replay(answer) }
+                }
+                let ids = records[name]?.ids ?? (0..<count).map { _ in RequestID.make(at: now) }
+                let resumed = records[name] != nil
+                records[name] = (requestDigest, ids, nil, true)
+                return .proceed(
+                    Held(ids) { [self] answer in
+                        self.records.withLock { records in
+                            records[name]?.held = false
+                            if let answer { records[name]?.answer = answer }
+                        }
+                    },
+                    resumed: resumed
+                )
+            }
+        }
+
+        func prune(now: Date) throws -> Int { 0 }
+    }
 }

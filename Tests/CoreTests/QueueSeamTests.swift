@@ -105,4 +105,33 @@ import Testing
         try store.release(claim)
         #expect(throws: MemoryQueueStore.StaleClaim.self) { try store.release(claim) }  // the token is spent
     }
+
+    /// The keyed-request protocol as the routes use it, on the memory store's keys.
+    @Test func idempotencyKeysFollowTheProtocol() throws {
+        let queue: any QueueStore = store
+        let keys = queue.idempotencyKeys
+        guard case .proceed(let reservation, false) = try keys.begin(key: "k", user: "u", requestDigest: "d") else {
+            Issue.record("not proceeding")
+            return
+        }
+        guard case .inProgress = try keys.begin(key: "k", user: "u", requestDigest: "d") else {
+            Issue.record("not held")
+            return
+        }
+        reservation.release()
+        guard case .proceed(let resumed, true) = try keys.begin(key: "k", user: "u", requestDigest: "d") else {
+            Issue.record("not resumed")
+            return
+        }
+        #expect(resumed.requestID == reservation.requestID)
+        try resumed.finish(answer: [1])
+        guard case .replay([1]) = try keys.begin(key: "k", user: "u", requestDigest: "d") else {
+            Issue.record("not replayed")
+            return
+        }
+        guard case .mismatch = try keys.begin(key: "k", user: "u", requestDigest: "other") else {
+            Issue.record("another body was not refused")
+            return
+        }
+    }
 }

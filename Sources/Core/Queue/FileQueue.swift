@@ -49,6 +49,8 @@ public final class FileQueue: QueueStore {
     private let logger: Logger
     /// `/status`'s counts, with its cache of pending files' due times.
     let census: QueueCensus
+    /// `data/idempotency/`.
+    public let idempotencyKeys: any IdempotencyStore
     /// Entries recovery or a claim could not handle, nor set aside: name to reason.
     private let unhandled = Mutex<[String: String]>([:])
     private let state = Mutex(State())
@@ -64,13 +66,14 @@ public final class FileQueue: QueueStore {
         var notified = false
     }
 
-    /// - Throws: `SystemError` if the folders cannot be created.
+    /// - Parameter idempotencyTTL: `IDEMPOTENCY_TTL_HOURS` in seconds.
     /// - Throws: `SystemError` if the folders cannot be created or examined,
     ///   `QueueLayoutError.crossesFilesystems` if they are not on one filesystem.
     public init(
         layout: QueueLayout,
         minimumFree: (bytes: UInt64, inodes: UInt64) = (0, 0),
         messageIDDomain: String = "localhost",
+        idempotencyTTL: TimeInterval = 86_400,
         logger: Logger = Logger(label: "queue")
     ) throws {
         self.layout = layout
@@ -78,6 +81,7 @@ public final class FileQueue: QueueStore {
         self.messageIDDomain = messageIDDomain
         self.logger = logger
         self.census = QueueCensus(layout: layout)
+        self.idempotencyKeys = try IdempotencyKeys(directory: layout.idempotency, ttl: idempotencyTTL)
         try layout.create()
         try layout.checkSingleFilesystem()
     }

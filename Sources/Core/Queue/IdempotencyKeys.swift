@@ -27,7 +27,7 @@ import Glibc
 ///   answers for it (replayed): one email.
 /// So a retried request never makes a second email, and a key never names an email that was
 /// not stored (a reservation without an email is completed by the retry).
-public final class IdempotencyKeys: Sendable {
+public final class IdempotencyKeys: IdempotencyStore {
     public let directory: String
     /// `IDEMPOTENCY_TTL_HOURS` in seconds: an older record no longer binds its key.
     public let ttl: TimeInterval
@@ -43,6 +43,7 @@ public final class IdempotencyKeys: Sendable {
     }
 
     /// Why `key` cannot be an idempotency key, or nil: 1 to 256 printable ASCII characters.
+    /// The same rule for every store.
     public static func problem(_ key: String) -> String? {
         let scalars = key.unicodeScalars
         if scalars.isEmpty || scalars.count > maxKeyLength { return "must be 1 to \(maxKeyLength) characters" }
@@ -50,20 +51,6 @@ public final class IdempotencyKeys: Sendable {
             return "may hold only printable ASCII characters"
         }
         return nil
-    }
-
-    /// Where a key stands when its request arrives.
-    public enum Begin {
-        /// Handle the request; the reservation says under which request id to store it.
-        /// `resumed`: an earlier request with this key reserved that id and did not answer
-        /// (it may or may not have stored the email: look it up first).
-        case proceed(Reservation, resumed: Bool)
-        /// Answered before: the first answer's body, to send again.
-        case replay([UInt8])
-        /// The key was used for another request (another body) within the TTL.
-        case mismatch
-        /// A request with this key is being handled right now.
-        case inProgress
     }
 
     /// Looks up, and when free takes, `key` for `user`'s request whose canonical body digest
@@ -74,11 +61,9 @@ public final class IdempotencyKeys: Sendable {
         key: String,
         user: String?,
         requestDigest: String,
-        count: Int = 1,
-        now: Date = Date()
-    ) throws
-        -> Begin
-    {
+        count: Int,
+        now: Date
+    ) throws -> IdempotencyBegin {
         let path = directory + "/" + SHA256.hex(Array((user ?? "").utf8) + [0] + Array(key.utf8)) + ".json"
         while true {
             let fd = try Syscall.open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
@@ -122,7 +107,7 @@ public final class IdempotencyKeys: Sendable {
     /// Deletes records older than the TTL that no request holds. Returns how many.
     /// - Throws: `SystemError` when the folder cannot be listed.
     @discardableResult
-    public func prune(now: Date = Date()) throws -> Int {
+    public func prune(now: Date) throws -> Int {
         var pruned = 0
         for name in try Syscall.listDirectory(directory) where name.hasSuffix(".json") {
             let path = directory + "/" + name
@@ -141,7 +126,7 @@ public final class IdempotencyKeys: Sendable {
 
 /// A key taken for one request: store the email under `requestID`, then `finish` with the
 /// answer. Dropping it without `finish` leaves the reservation for a retry to complete.
-public final class Reservation: @unchecked Sendable {
+public final class Reservation: KeyReservation, @unchecked Sendable {
     /// The reservation line, the first of a record.
     struct Line: Codable {
         let requestID: String
@@ -164,9 +149,7 @@ public final class Reservation: @unchecked Sendable {
     /// The reservation line as the file holds it, newline included.
     private let firstLine: [UInt8]
 
-    /// The request id the email is stored under (reserved before it is stored).
-    public var requestID: String { line.requestID }
-    /// A batch's request ids, one per item in order.
+    /// A batch's request ids, one per item in order (the first is a single email's).
     public var requestIDs: [String] { line.requestIDs ?? [line.requestID] }
 
     init(fd: Int32, path: String, line: Line, firstLine: [UInt8]) {

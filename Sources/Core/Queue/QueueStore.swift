@@ -97,6 +97,63 @@ public protocol QueueStore: Sendable {
 
     /// Entries the store could neither handle nor set aside, as "name: reason".
     var problems: [String] { get }
+
+    // MARK: Idempotency keys (mailfcgi)
+
+    /// Where `Idempotency-Key`s are kept, beside the emails they name (so that a database
+    /// store keeps both in one place).
+    var idempotencyKeys: any IdempotencyStore { get }
+}
+
+/// `Idempotency-Key` records: a key reserved with its request ids before the emails are
+/// stored, and the answer kept after (`IdempotencyKeys` for the file store).
+public protocol IdempotencyStore: Sendable {
+    /// How long a record binds its key (`IDEMPOTENCY_TTL_HOURS`), in seconds.
+    var ttl: TimeInterval { get }
+
+    /// Looks up, and when free takes, `key` for `user`'s request whose canonical body
+    /// digest is `requestDigest`, reserving `count` request ids (one per email of a batch).
+    /// A `.proceed` holds the key until the reservation is finished or released.
+    func begin(key: String, user: String?, requestDigest: String, count: Int, now: Date) throws -> IdempotencyBegin
+
+    /// Deletes expired records no request holds. Returns how many.
+    @discardableResult
+    func prune(now: Date) throws -> Int
+}
+
+/// Where a key stands when its request arrives.
+public enum IdempotencyBegin {
+    /// Handle the request; the reservation says under which request ids to store it.
+    /// `resumed`: an earlier request with this key reserved those ids and did not answer (it
+    /// may or may not have stored its emails: look them up first).
+    case proceed(any KeyReservation, resumed: Bool)
+    /// Answered before: the first answer's body, to send again.
+    case replay([UInt8])
+    /// The key was used for another request (another body) within the TTL.
+    case mismatch
+    /// A request with this key is being handled right now.
+    case inProgress
+}
+
+/// A key taken for one request.
+public protocol KeyReservation: AnyObject, Sendable {
+    /// The request ids to store the request's emails under, one per email in order.
+    var requestIDs: [String] { get }
+    /// Records `answer` durably as the key's answer and frees the key.
+    func finish(answer: [UInt8]) throws
+    /// Frees the key without an answer: a retry finds the reservation and completes it.
+    func release()
+}
+
+extension KeyReservation {
+    /// A single email's request id.
+    public var requestID: String { requestIDs[0] }
+}
+
+extension IdempotencyStore {
+    public func begin(key: String, user: String?, requestDigest: String) throws -> IdempotencyBegin {
+        try begin(key: key, user: user, requestDigest: requestDigest, count: 1, now: Date())
+    }
 }
 
 /// A running watch for arrivals (`QueueStore.watchArrivals`).

@@ -101,7 +101,7 @@ struct BatchRoute: Sendable {
             let ids = items.indices.map { _ in RequestID.make(at: now) }
             return try store(prepared, refused, ids: ids, skipping: [], now: now, request, logger)
         }
-        guard let keys = single.keys else { throw HTTPError(500, "Idempotency keys are not available") }
+        let keys = single.queue.idempotencyKeys
         if let problem = IdempotencyKeys.problem(key) {
             throw HTTPError.validation([
                 FieldError(

@@ -16,8 +16,6 @@ struct EmailRoute: Sendable {
     let templates: TemplateStore
     /// `MAX_SCHEDULE_DAYS` in seconds.
     var maxScheduleAhead: TimeInterval = 30 * 86_400
-    /// Where `Idempotency-Key`s are kept; nil turns them off (the header is then refused).
-    var keys: IdempotencyKeys? = nil
 
     struct Accepted: Encodable {
         let request_id: String
@@ -37,7 +35,7 @@ struct EmailRoute: Sendable {
         guard let key = request.header("Idempotency-Key") else {
             return try store(fields, content, requestID: RequestID.make(at: now), now: now, request, logger)
         }
-        guard let keys else { throw HTTPError(500, "Idempotency keys are not available") }
+        let keys = queue.idempotencyKeys
         if let problem = IdempotencyKeys.problem(key) {
             throw HTTPError.validation([
                 FieldError(
@@ -49,7 +47,7 @@ struct EmailRoute: Sendable {
             ])
         }
         let digest = SHA256.hex(try Self.canonical(request.body))
-        switch try keys.begin(key: key, user: request.remoteUser, requestDigest: digest, now: now) {
+        switch try keys.begin(key: key, user: request.remoteUser, requestDigest: digest, count: 1, now: now) {
         case .inProgress:
             throw HTTPError(
                 409,
