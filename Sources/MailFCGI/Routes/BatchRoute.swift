@@ -1,4 +1,3 @@
-import Digest
 import FastCGI
 import Foundation
 import Logging
@@ -97,49 +96,20 @@ struct BatchRoute: Sendable {
             throw HTTPError.validation(refused.keys.sorted().flatMap { refused[$0]! })
         }
 
-        guard let key = request.header("Idempotency-Key") else {
-            let ids = items.indices.map { _ in RequestID.make(at: now) }
-            return try store(prepared, refused, ids: ids, skipping: [], now: now, request, logger)
-        }
-        let keys = single.queue.idempotencyKeys
-        if let problem = IdempotencyKeys.problem(key) {
-            throw HTTPError.validation([
-                FieldError(
-                    [.key("header"), .key("Idempotency-Key")],
-                    "Idempotency-Key \(problem)",
-                    type: "value_error",
-                    input: .string(key)
-                )
-            ])
-        }
-        // The mode is part of the request: the same items strict and permissive differ.
-        let mode = permissive ? "batch:permissive:" : "batch:strict:"
-        let digest = SHA256.hex(Array(mode.utf8) + (try EmailRoute.canonical(request.body)))
-        switch try keys.begin(
-            key: key,
-            user: request.remoteUser,
-            requestDigest: digest,
+        let keyed = try IdempotentRequest.start(
+            request,
+            keys: single.queue.idempotencyKeys,
+            // The mode is part of the request: the same items strict and permissive differ.
+            kind: permissive ? "batch:permissive:" : "batch:strict:",
             count: items.count,
             now: now
-        ) {
-        case .inProgress:
-            throw HTTPError(
-                409,
-                "A request with this Idempotency-Key is being handled; retry when it has been answered",
-                headers: [("Retry-After", "1")]
-            )
-        case .mismatch:
-            throw HTTPError.validation([
-                FieldError(
-                    [.key("header"), .key("Idempotency-Key")],
-                    "This Idempotency-Key was used for another request in the last "
-                        + "\(Int(keys.ttl / 3600)) hours; use a new key for a new request",
-                    type: "idempotency_key_reused",
-                    input: .string(key)
-                )
-            ])
-        case .replay(let answer):
-            return EmailRoute.replayed(answer)
+        )
+        switch keyed {
+        case nil:
+            let ids = items.indices.map { _ in RequestID.make(at: now) }
+            return try store(prepared, refused, ids: ids, skipping: [], now: now, request, logger)
+        case .replay(let response):
+            return response
         case .proceed(let reservation, let resumed):
             defer { reservation.release() }
             let ids = reservation.requestIDs
@@ -147,12 +117,18 @@ struct BatchRoute: Sendable {
                 throw HTTPError(500, "The idempotency record does not fit the batch")
             }
             // Items a crashed request stored already are not stored again.
-            let stored = resumed ? Set(ids.filter { (try? single.queue.lookup(requestID: $0)) != nil }) : []
+            // A lookup that fails is not "not stored": storing again could make a second email.
+            let stored: Set<String>
+            do {
+                stored = resumed ? Set(try ids.filter { try single.queue.lookup(requestID: $0) != nil }) : []
+            } catch {
+                throw HTTPError.storage(error, logger: logger)
+            }
             let response = try store(prepared, refused, ids: ids, skipping: stored, now: now, request, logger)
             do { try reservation.finish(answer: response.body) } catch {
                 logger.warning("idempotency answer not recorded", metadata: ["error": "\(error)"])
             }
-            return resumed && !stored.isEmpty ? EmailRoute.replayed(response.body) : response
+            return resumed && !stored.isEmpty ? IdempotentRequest.replayed(response.body) : response
         }
     }
 

@@ -1,5 +1,4 @@
 import Composition
-import Digest
 import FastCGI
 import Foundation
 import Logging
@@ -32,47 +31,32 @@ struct EmailRoute: Sendable {
         let now = Date()
         let fields = try EmailRequest.parse(request, now: now, maxScheduleAhead: maxScheduleAhead)
         let content = try Self.content(of: fields, templates: templates)
-        guard let key = request.header("Idempotency-Key") else {
+        let keyed = try IdempotentRequest.start(
+            request,
+            keys: queue.idempotencyKeys,
+            kind: "",
+            count: 1,
+            now: now
+        )
+        switch keyed {
+        case nil:
             return try store(fields, content, requestID: RequestID.make(at: now), now: now, request, logger)
-        }
-        let keys = queue.idempotencyKeys
-        if let problem = IdempotencyKeys.problem(key) {
-            throw HTTPError.validation([
-                FieldError(
-                    [.key("header"), .key("Idempotency-Key")],
-                    "Idempotency-Key \(problem)",
-                    type: "value_error",
-                    input: .string(key)
-                )
-            ])
-        }
-        let digest = SHA256.hex(try Self.canonical(request.body))
-        switch try keys.begin(key: key, user: request.remoteUser, requestDigest: digest, count: 1, now: now) {
-        case .inProgress:
-            throw HTTPError(
-                409,
-                "A request with this Idempotency-Key is being handled; retry when it has been answered",
-                headers: [("Retry-After", "1")]
-            )
-        case .mismatch:
-            throw HTTPError.validation([
-                FieldError(
-                    [.key("header"), .key("Idempotency-Key")],
-                    "This Idempotency-Key was used for another request in the last "
-                        + "\(Int(keys.ttl / 3600)) hours; use a new key for a new request",
-                    type: "idempotency_key_reused",
-                    input: .string(key)
-                )
-            ])
-        case .replay(let answer):
-            return Self.replayed(answer)
+        case .replay(let response):
+            return response
         case .proceed(let reservation, let resumed):
             defer { reservation.release() }
-            if resumed, let stored = try? queue.lookup(requestID: reservation.requestID) {
+            // A lookup that fails is not "not stored": storing again could make a second email.
+            let earlier: EmailRecord?
+            do {
+                earlier = resumed ? try queue.lookup(requestID: reservation.requestID) : nil
+            } catch {
+                throw HTTPError.storage(error, logger: logger)
+            }
+            if let stored = earlier {
                 // Stored by a request that crashed (or failed) before it recorded its answer.
                 let answer = Response.json(Self.accepted(stored.email)).body
                 try? reservation.finish(answer: answer)
-                return Self.replayed(answer)
+                return IdempotentRequest.replayed(answer)
             }
             let response = try store(fields, content, requestID: reservation.requestID, now: now, request, logger)
             // If this fails, the email is stored all the same, and a retry finds it by its id.
@@ -81,23 +65,6 @@ struct EmailRoute: Sendable {
             }
             return response
         }
-    }
-
-    /// The first answer again, marked as such.
-    static func replayed(_ answer: [UInt8]) -> Response {
-        Response(
-            status: 200,
-            headers: [("Content-Type", "application/json"), ("Idempotent-Replayed", "true")],
-            body: answer
-        )
-    }
-
-    /// The body as canonical JSON (keys sorted, no spaces), so that two requests that differ
-    /// only in spacing or key order are the same request.
-    static func canonical(_ body: [UInt8]) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(try JSONValue.parse(body)))
     }
 
     static func accepted(_ email: QueuedEmail) -> Accepted {
