@@ -303,7 +303,9 @@ doc = {
             "ValidationError": {
                 "type": "object", "required": ["loc", "msg", "type"],
                 "properties": {"loc": {"type": "array", "items": {"type": ["string", "integer"]}},
-                               "msg": {"type": "string"}, "type": {"type": "string"}},
+                               "msg": {"type": "string"}, "type": {"type": "string"},
+                               "input": {"description": "The offending value, when known"},
+                               "ctx": {"type": "object", "description": "The constraint, e.g. {\"le\": 3}"}},
             },
             "HTTPValidationError": {"type": "object", "required": ["detail"],
                                     "properties": {"detail": {"type": "array", "items": ref("ValidationError")}}},
@@ -312,7 +314,7 @@ doc = {
                 "properties": {
                     "file": {"type": "string"},
                     "request_id": {"type": ["string", "null"]},
-                    "state": {"type": "string", "enum": ["pending", "deferred", "processing"]},
+                    "state": {"type": "string", "enum": ["pending", "scheduled", "deferred", "processing"]},
                     "priority": {"type": ["integer", "null"]},
                     "retry_count": {"type": ["integer", "null"]},
                     "next_attempt_at": {"type": ["string", "null"]},

@@ -9,7 +9,8 @@ import Synchronization
 /// - every `WORKER_POLLING_INTERVAL`: mark the index stale and wake the workers, the fallback
 ///   for an arrival inotify did not report;
 /// - every `CLAIM_TIMEOUT`/4 (at most a minute): put back claims older than `CLAIM_TIMEOUT`;
-/// - every hour: delete trash older than `TRASH_RETENTION_DAYS`, and idempotency records
+/// - every hour: delete trash older than `TRASH_RETENTION_DAYS` (at least
+///   `IDEMPOTENCY_TTL_HOURS`), and idempotency records
 ///   older than `IDEMPOTENCY_TTL_HOURS` (which mailfcgi writes).
 final class Housekeeping: Sendable {
     private let queue: any QueueStore
@@ -56,10 +57,14 @@ final class Housekeeping: Sendable {
             }
             if now >= nextPrune {
                 attempt("trash pruning") {
-                    let pruned = try queue.pruneFinished(
-                        olderThan: Double(settings.trashRetentionDays) * 86400,
-                        now: Date()
+                    // Kept at least as long as an Idempotency-Key binds: a keyed retry whose
+                    // first request died before recording its answer finds its email by id,
+                    // and an email pruned sooner would be stored (and sent) again.
+                    let age = max(
+                        Double(settings.trashRetentionDays) * 86400,
+                        Double(settings.idempotencyTTLHours) * 3600
                     )
+                    let pruned = try queue.pruneFinished(olderThan: age, now: Date())
                     if pruned > 0 { logger.info("trash pruned", metadata: ["files": "\(pruned)"]) }
                 }
                 attempt("idempotency key pruning") {

@@ -58,4 +58,21 @@ import Testing
         #expect(index.popNext(now: Date()) == "batch_odd")
         #expect(index.popNext(now: Date()) == "batch_5_0000000a")
     }
+
+    @Test func aRemovedEntryLeavesCountsAndTheNextDueTime() {
+        var index = QueueIndex()
+        let later = Date().addingTimeInterval(3600)
+        index.insert("batch_1_0000000a", priority: 2, notBefore: nil)
+        index.insert("batch_2_0000000b", priority: 2, notBefore: later)
+        index.insert("batch_3_0000000c", priority: 1, notBefore: later.addingTimeInterval(60))
+        let removed = index.remove("batch_2_0000000b")
+        let again = index.remove("batch_2_0000000b")
+        #expect(removed && !again)
+        #expect(index.count == 2 && index.deferredCount == 1)
+        #expect(index.nextDue == later.addingTimeInterval(60))
+        let first = index.remove("batch_1_0000000a")
+        #expect(first && index.popNext(now: Date()) == nil)
+        let unknown = index.remove("batch_9_00000009")
+        #expect(!unknown)
+    }
 }

@@ -179,6 +179,39 @@ import Testing
         #expect(dir.names("queue").isEmpty)
         #expect(try state(queue, email) == .canceled)
     }
+
+    /// What the watcher reports leaves the index: a canceled scheduled email is no longer
+    /// counted, nor waited for.
+    @Test func aDepartureSeenByTheWatcherLeavesTheIndex() throws {
+        let queue = try makeQueue()
+        var email = queuedEmail()
+        email.sendAt = Date().addingTimeInterval(600)
+        email.nextAttemptAt = email.sendAt
+        try queue.enqueue(email)
+        #expect(queue.pendingCounts == (1, 1) && queue.nextDue != nil)
+        _ = try queue.cancel(requestID: email.requestID)
+        let name = RequestID.fileBaseName(for: email.requestID)! + ".json"
+        queue.noteChanges([.init(name: name, departed: true)])
+        #expect(queue.pendingCounts == (0, 0) && queue.nextDue == nil)
+    }
+
+    /// Two ids of one millisecond with the same last 32 bits lead to one file name: the second
+    /// is refused, never written over the first.
+    @Test func anEmailIsNeverStoredOverAnotherOfTheSameName() throws {
+        let queue = try makeQueue()
+        let first = queuedEmail(1)
+        var chars = Array(first.requestID)
+        chars[20] = chars[20] == "a" ? "b" : "a"  // another id, the same file name
+        var second = queuedEmail(2)
+        second.requestID = String(chars)
+        try queue.enqueue(first)
+        #expect(throws: QueueError.nameTaken(second.requestID)) { try queue.enqueue(second) }
+        #expect(throws: QueueError.nameTaken(second.requestID)) { try queue.enqueue(batch: [queuedEmail(3), second]) }
+        #expect(try queue.lookup(requestID: first.requestID)?.email.toEmail == first.toEmail)
+        #expect(dir.names("queue").count == 1)
+        let ids = RequestID.distinct(500, at: Date())
+        #expect(Set(ids.compactMap { RequestID.fileBaseName(for: $0) }).count == 500)
+    }
 }
 
 /// Ids collected from several tasks.

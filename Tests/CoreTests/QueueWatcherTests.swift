@@ -10,7 +10,9 @@ import Testing
 
     @Test func reportsFilesRenamedIntoTheDirectory() async throws {
         let seen = Mutex<[String]>([])
-        let watcher = try QueueWatcher(directory: dir.path) { names, _ in seen.withLock { $0 += names } }
+        let watcher = try QueueWatcher(directory: dir.path) { changes, _ in
+            seen.withLock { $0 += changes.filter { !$0.departed }.map(\.name) }
+        }
         watcher.start()
         try AtomicFile.write(Array("{}".utf8), to: "batch_1_aaaaaaaa.json", in: dir.path)
         let deadline = Date().addingTimeInterval(5)
@@ -27,11 +29,17 @@ import Testing
             func le(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
             return le(1) + le(mask) + le(0) + le(UInt32(name.isEmpty ? 0 : padded.count)) + (name.isEmpty ? [] : padded)
         }
-        var names: [String] = []
+        var changes: [QueueWatcher.Change] = []
         let bytes =
             record(mask: UInt32(IN_MOVED_TO), name: "a.json") + record(mask: UInt32(IN_Q_OVERFLOW), name: "")
             + record(mask: UInt32(IN_MOVED_TO), name: "batch_2_bbbbbbbb.json")
-        #expect(QueueWatcher.parse(bytes[...], into: &names))
-        #expect(names == ["a.json", "batch_2_bbbbbbbb.json"])
+            + record(mask: UInt32(IN_MOVED_FROM), name: "batch_2_bbbbbbbb.json")
+        #expect(QueueWatcher.parse(bytes[...], into: &changes))
+        #expect(
+            changes == [
+                .init(name: "a.json", departed: false), .init(name: "batch_2_bbbbbbbb.json", departed: false),
+                .init(name: "batch_2_bbbbbbbb.json", departed: true),
+            ]
+        )
     }
 }

@@ -265,3 +265,21 @@ def test_tags_are_kept_in_the_queue_file(held):
     (name,) = held.files("queue")
     stored = json.loads((held.data / "queue" / name).read_text())
     assert stored["tags"] == [{"name": "k", "value": "v-1_2"}] and stored["request_id"] == request_id
+
+
+def test_a_cancel_after_a_hung_claim_was_put_back_yields_to_the_delivery(tmp_path, smtp):
+    """CLAIM_TIMEOUT shorter than one send: the sweep puts the claim back while the relay is
+    still answering, a cancel then takes the put-back file; the relay does accept the email,
+    so its record must end as sent, not canceled."""
+    smtp.delay = 5
+    stack = relay_stack(tmp_path, smtp, CLAIM_TIMEOUT="2", NUM_WORKERS="1")
+    try:
+        request_id = submit(stack)
+        wait_until(lambda: state(stack, request_id) == "queued", timeout=15, what="the claim put back")
+        answer = stack.request("DELETE", f"/email/{request_id}")
+        assert answer.status_code == 200, answer.text
+        smtp.wait_for(1, timeout=15)
+        wait_until(lambda: state(stack, request_id) == "sent", timeout=10, what="the record corrected to sent")
+        assert not any(n.endswith(".canceled.json") for n in stack.files("trash"))
+    finally:
+        stack.stop()

@@ -22,6 +22,18 @@ public enum RequestID {
         return parts.joined(separator: "-")
     }
 
+    /// `count` new ids for `date` whose file base names all differ (ids of one millisecond
+    /// share a name when their last 32 bits do), for the emails of one batch.
+    public static func distinct(_ count: Int, at date: Date = Date()) -> [String] {
+        var ids: [String] = []
+        var names: Set<String> = []
+        while ids.count < count {
+            let id = make(at: date)
+            if let name = fileBaseName(for: id), names.insert(name).inserted { ids.append(id) }
+        }
+        return ids
+    }
+
     /// The queue file's base name (`batch_{timestamp_ms}_{uuid8}`) for a UUIDv7 request id,
     /// or nil if `id` is not a UUIDv7 string.
     public static func fileBaseName(for id: String) -> String? {

@@ -22,6 +22,8 @@ public enum AtomicFile {
     /// - Parameters:
     ///   - syncDirectory: fsync the directory after the rename (true for anything a client was
     ///     promised; callers may batch it, e.g. the status file, which is rewritten every second).
+    ///   - replacing: whether an existing file of that name is replaced (rename(2)); false
+    ///     fails with `EEXIST` instead (renameat2 `RENAME_NOREPLACE`), leaving it untouched.
     ///   - crashPoint: names the gaps for `CrashPoint` (`NAME.before-rename`: the temp file is
     ///     complete and synced, the final name absent or old; `NAME.before-directory-sync`:
     ///     the final name is in place but its directory entry may not survive a power cut).
@@ -31,6 +33,7 @@ public enum AtomicFile {
         to name: String,
         in directory: String,
         syncDirectory: Bool = true,
+        replacing: Bool = true,
         mode: mode_t = 0o640,
         crashPoint: String? = nil
     ) throws {
@@ -53,7 +56,7 @@ public enum AtomicFile {
         }
         if let crashPoint { CrashPoint.reach(crashPoint + ".before-rename") }
         do {
-            try Syscall.rename(temp, final)
+            if replacing { try Syscall.rename(temp, final) } else { try Syscall.renameNoReplace(temp, final) }
         } catch {
             _ = Glibc.unlink(temp)
             throw error

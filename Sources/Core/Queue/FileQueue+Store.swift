@@ -44,9 +44,10 @@ extension FileQueue {
     /// overflow of the kernel's event queue marks it stale. From now on the index is trusted
     /// between re-reads.
     public func watchArrivals(_ arrived: @escaping @Sendable () -> Void) throws -> any ArrivalWatch {
-        let watcher = try QueueWatcher(directory: layout.queue) { [self] names, overflowed in
-            if overflowed { invalidate() } else { noteArrivals(names) }
-            arrived()
+        let watcher = try QueueWatcher(directory: layout.queue) { [self] changes, overflowed in
+            if overflowed { invalidate() } else { noteChanges(changes) }
+            // Departures wake nobody: most are this process's own claims.
+            if overflowed || changes.contains(where: { !$0.departed }) { arrived() }
         }
         useChangeNotifications()
         return watcher

@@ -114,6 +114,20 @@ public final class FileQueue: QueueStore {
         }
     }
 
+    /// Applies what a `QueueWatcher` saw, in its order: arrivals go into the index, and a
+    /// pending file that left (canceled, or claimed by another process) leaves it, so that
+    /// counts and the next due time do not keep it until a claim fails on it.
+    public func noteChanges(_ changes: [QueueWatcher.Change]) {
+        for change in changes {
+            guard let base = QueueLayout.pendingBase(change.name) else { continue }
+            if change.departed {
+                state.withLock { _ = $0.index.remove(base) }
+            } else {
+                addToIndex(base)
+            }
+        }
+    }
+
     /// When the earliest deferred email becomes due, as far as the index knows.
     public var nextDue: Date? {
         state.withLock { $0.index.nextDue }
@@ -141,7 +155,19 @@ public final class FileQueue: QueueStore {
         // which `recoverClaims` removes after a minute; after it, the email is queued but the
         // client had no answer (a retry of the request makes a second email); before the
         // directory sync a power cut can lose the entry, which is why the answer waits for it.
-        try AtomicFile.write(data, to: QueueLayout.pendingName(base), in: layout.queue, crashPoint: "enqueue")
+        // Never over another email: two ids of one millisecond share a name when their last
+        // 32 bits do (`RequestID.fileBaseName`); the caller then takes a new id.
+        do {
+            try AtomicFile.write(
+                data,
+                to: QueueLayout.pendingName(base),
+                in: layout.queue,
+                replacing: false,
+                crashPoint: "enqueue"
+            )
+        } catch let error as SystemError where error.errno == EEXIST {
+            throw QueueError.nameTaken(email.requestID)
+        }
         state.withLock { $0.index.insert(base, priority: email.priority, notBefore: email.nextAttemptAt) }
     }
 
@@ -158,6 +184,10 @@ public final class FileQueue: QueueStore {
                 throw QueueError.invalidRequestID(email.requestID)
             }
             return base
+        }
+        var seen: Set<String> = []
+        for (email, base) in zip(emails, bases) where !seen.insert(base).inserted {
+            throw QueueError.nameTaken(email.requestID)  // two of the batch (`RequestID.distinct` avoids it)
         }
         if minimumFree.bytes > 0 || minimumFree.inodes > 0 {
             let free = try Syscall.freeSpace(layout.queue)
@@ -186,8 +216,12 @@ public final class FileQueue: QueueStore {
         CrashPoint.reach("enqueue-batch.before-renames")
         var renamed = 0
         do {
-            for (base, temp) in zip(bases, temps) {
-                try Syscall.rename(temp, path(QueueLayout.pendingName(base)))
+            for (email, (base, temp)) in zip(emails, zip(bases, temps)) {
+                do {
+                    try Syscall.renameNoReplace(temp, path(QueueLayout.pendingName(base)))
+                } catch {
+                    throw error.errno == EEXIST ? QueueError.nameTaken(email.requestID) : error
+                }
                 renamed += 1
             }
         } catch {
@@ -321,10 +355,17 @@ public final class FileQueue: QueueStore {
     /// - Returns: `QueueError.claimLost`, for the caller to throw.
     private func claimLost(_ claim: QueueClaim, lock: ClaimLock, sentAt: Date?) -> QueueError {
         let pending = path(QueueLayout.pendingName(claim.name))
-        if let sentAt, lock.names(pending) {
-            _ = try? Syscall.rename(
-                pending,
-                layout.trash + "/" + QueueLayout.trashName(claim.name, status: .sent)
+        let sent = layout.trash + "/" + QueueLayout.trashName(claim.name, status: .sent)
+        let canceled = layout.trash + "/" + QueueLayout.trashName(claim.name, status: .canceled)
+        if sentAt != nil, lock.names(pending) {
+            _ = try? Syscall.rename(pending, sent)
+        } else if sentAt != nil, lock.names(canceled) {
+            // Put back, then canceled by the client, while this send was still going: the
+            // relay has it, so the record says sent, not canceled.
+            _ = try? Syscall.rename(canceled, sent)
+            logger.warning(
+                "an email canceled after its claim was put back had been delivered; filed as sent",
+                metadata: ["file": "\(claim.name)"]
             )
         }
         lock.release()
@@ -903,6 +944,9 @@ public enum QueueError: Error, CustomStringConvertible, Equatable {
     /// The claim was put back (`CLAIM_TIMEOUT`) while its owner was still attempting it, so
     /// the owner's outcome is not recorded; not worth retrying.
     case claimLost(String)
+    /// Another email is stored under the name this request id leads to (same millisecond,
+    /// same last 32 bits): nothing was written; store it under a new id.
+    case nameTaken(String)
     /// A batch could not be stored whole, and these emails (request ids) of it could not be
     /// withdrawn because a worker had already claimed them.
     case batchPartlyStored(stored: [String], cause: String)
@@ -913,6 +957,7 @@ public enum QueueError: Error, CustomStringConvertible, Equatable {
         case .insufficientStorage(let bytes, let inodes):
             "the queue's filesystem is nearly full (\(bytes) bytes and \(inodes) inodes free)"
         case .claimLost(let name): "the claim on \(name) was put back while it was attempted"
+        case .nameTaken(let id): "another email is stored under the file name of request id \(id)"
         case .batchPartlyStored(let stored, let cause):
             "the batch could not be stored whole (\(cause)); already taken for delivery: "
                 + stored.joined(separator: ", ")

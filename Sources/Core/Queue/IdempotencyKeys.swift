@@ -86,7 +86,7 @@ public final class IdempotencyKeys: IdempotencyStore {
                 return .proceed(Reservation(fd: fd, path: path, line: reserved, firstLine: first), resumed: true)
             }
             // No record (or a torn first line, or an expired one): reserve it for this request.
-            let ids = (0..<max(1, count)).map { _ in RequestID.make(at: now) }
+            let ids = RequestID.distinct(max(1, count), at: now)
             let line = Reservation.Line(
                 requestID: ids[0],
                 requestIDs: count > 1 ? ids : nil,

@@ -16,6 +16,8 @@ public final class QueueCensus: Sendable {
     struct Entry {
         let inode: UInt64
         let notBefore: Date?
+        /// Held back by its `send_at`, never attempted (`EmailState.scheduled` while not due).
+        let scheduled: Bool
     }
 
     public init(layout: QueueLayout) {
@@ -26,7 +28,7 @@ public final class QueueCensus: Sendable {
     public struct FileInfo: Encodable, Sendable {
         public let file: String
         public let request_id: String?
-        /// `pending`, `deferred` or `processing`.
+        /// `pending`, `scheduled`, `deferred` or `processing`.
         public let state: String
         public let priority: Int?
         public let retry_count: Int?
@@ -38,6 +40,8 @@ public final class QueueCensus: Sendable {
     public struct Report: Sendable {
         public var pending = 0
         public var deferred = 0
+        /// Waiting for their `send_at`.
+        public var scheduled = 0
         public var processing = 0
         public var deadLetter = 0
         public var trash = 0
@@ -45,8 +49,8 @@ public final class QueueCensus: Sendable {
         public var corrupt = 0
         /// The first `limit` files: claimed ones, then pending in name (arrival) order.
         public var files: [FileInfo] = []
-        /// Files in the queue directory: pending, deferred and processing.
-        public var total: Int { pending + deferred + processing }
+        /// Files in the queue directory: pending, scheduled, deferred and processing.
+        public var total: Int { pending + scheduled + deferred + processing }
     }
 
     /// Counts every folder and describes at most `limit` queue files.
@@ -75,12 +79,20 @@ public final class QueueCensus: Sendable {
             if let cached = known[base], cached.inode == inode {
                 entry = cached
             } else if let read = read(base) {
-                entry = Entry(inode: inode, notBefore: read.nextAttemptAt)
+                entry = Entry(
+                    inode: inode,
+                    notBefore: read.nextAttemptAt,
+                    scheduled: read.sendAt != nil && read.retryCount == 0
+                )
             } else {
                 continue  // claimed since the listing
             }
             fresh[base] = entry
-            if let due = entry.notBefore, due > now { report.deferred += 1 } else { report.pending += 1 }
+            switch Self.state(entry, now: now) {
+            case "scheduled": report.scheduled += 1
+            case "deferred": report.deferred += 1
+            default: report.pending += 1
+            }
         }
         cache.withLock { $0 = fresh }
 
@@ -88,12 +100,16 @@ public final class QueueCensus: Sendable {
             report.files.append(describe(base, fileName: QueueLayout.claimedName(base), state: "processing"))
         }
         for (base, _) in pendingNames.sorted(by: { $0.base < $1.base }).prefix(max(0, limit - report.files.count)) {
-            let deferred = fresh[base]?.notBefore.map { $0 > now } ?? false
-            report.files.append(
-                describe(base, fileName: QueueLayout.pendingName(base), state: deferred ? "deferred" : "pending")
-            )
+            let state = fresh[base].map { Self.state($0, now: now) } ?? "pending"
+            report.files.append(describe(base, fileName: QueueLayout.pendingName(base), state: state))
         }
         return report
+    }
+
+    /// `pending` (due), `scheduled` (its send_at ahead) or `deferred` (its next attempt ahead).
+    private static func state(_ entry: Entry, now: Date) -> String {
+        guard let due = entry.notBefore, due > now else { return "pending" }
+        return entry.scheduled ? "scheduled" : "deferred"
     }
 
     private func read(_ base: String) -> QueuedEmail? {

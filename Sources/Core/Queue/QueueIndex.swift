@@ -113,6 +113,25 @@ struct QueueIndex {
         return best.key.name
     }
 
+    /// Removes `name` wherever it is (due or waiting); false when the index does not hold
+    /// it. Linear in the entries of its lane or of the waiting heap: for the rare cancel.
+    mutating func remove(_ name: String) -> Bool {
+        guard let key = FileKey(name) else {
+            guard let i = foreign.firstIndex(where: { $0.name == name }) else { return false }
+            foreign.remove(at: i)
+            return true
+        }
+        guard known.remove(key) != nil else { return false }
+        for lane in due.indices {
+            if let i = due[lane].firstIndex(of: key) {
+                due[lane].remove(at: i)
+                return true
+            }
+        }
+        waiting = Heap(waiting.unordered.filter { $0.entry.key != key })
+        return true
+    }
+
     /// Removes and returns the next name to try at `now`, or nil when nothing is due.
     mutating func popNext(now: Date) -> String? {
         // Few and rare (names we did not write): a scan, honouring their due times.

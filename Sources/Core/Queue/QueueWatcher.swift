@@ -16,16 +16,26 @@ public final class QueueWatcher: Sendable {
     private let directory: String
     private let stopping = Atomic<Bool>(false)
     private let thread = Mutex<BackgroundThread?>(nil)
-    private let onChange: @Sendable (_ names: [String], _ overflowed: Bool) -> Void
+    private let onChange: @Sendable (_ changes: [Change], _ overflowed: Bool) -> Void
+
+    /// A name that appeared in the folder (renamed in, or written and closed) or left it
+    /// (renamed away: claimed or canceled; or deleted), in the order the kernel saw them.
+    public struct Change: Equatable, Sendable {
+        public let name: String
+        public let departed: Bool
+    }
 
     /// - Throws: `SystemError` from inotify_init1(2) or inotify_add_watch(2).
-    public init(directory: String, onChange: @escaping @Sendable (_ names: [String], _ overflowed: Bool) -> Void) throws
-    {
+    public init(
+        directory: String,
+        onChange: @escaping @Sendable (_ changes: [Change], _ overflowed: Bool) -> Void
+    ) throws {
         self.directory = directory
         self.onChange = onChange
         fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
         if fd == -1 { throw SystemError(call: "inotify_init1", path: directory, errno: errno) }
-        if inotify_add_watch(fd, directory, UInt32(IN_MOVED_TO | IN_CLOSE_WRITE)) == -1 {
+        let mask = IN_MOVED_TO | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_DELETE
+        if inotify_add_watch(fd, directory, UInt32(mask)) == -1 {
             let code = errno
             Glibc.close(fd)
             throw SystemError(call: "inotify_add_watch", path: directory, errno: code)
@@ -53,20 +63,20 @@ public final class QueueWatcher: Sendable {
         while !stopping.load(ordering: .relaxed) {
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&poller, 1, 200) > 0 else { continue }
-            var names: [String] = []
+            var changes: [Change] = []
             var overflowed = false
             while true {
                 let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
                 guard count > 0 else { break }
-                overflowed = Self.parse(buffer[0..<count], into: &names) || overflowed
+                overflowed = Self.parse(buffer[0..<count], into: &changes) || overflowed
             }
-            if !names.isEmpty || overflowed { onChange(names, overflowed) }
+            if !changes.isEmpty || overflowed { onChange(changes, overflowed) }
         }
     }
 
-    /// Appends the names in a buffer of `struct inotify_event` records (inotify(7)); returns
-    /// whether one of them reported an overflow.
-    static func parse(_ bytes: ArraySlice<UInt8>, into names: inout [String]) -> Bool {
+    /// Appends the changes in a buffer of `struct inotify_event` records (inotify(7));
+    /// returns whether one of them reported an overflow.
+    static func parse(_ bytes: ArraySlice<UInt8>, into changes: inout [Change]) -> Bool {
         var overflowed = false
         var offset = bytes.startIndex
         let header = 16  // int wd; uint32_t mask, cookie, len;
@@ -81,7 +91,8 @@ public final class QueueWatcher: Sendable {
             if let end = nameBytes.firstIndex(of: 0) ?? (nameBytes.isEmpty ? nil : nameBytes.endIndex),
                 end > nameBytes.startIndex
             {
-                names.append(String(decoding: nameBytes[nameBytes.startIndex..<end], as: UTF8.self))
+                let name = String(decoding: nameBytes[nameBytes.startIndex..<end], as: UTF8.self)
+                changes.append(Change(name: name, departed: mask & UInt32(IN_MOVED_FROM | IN_DELETE) != 0))
             }
             offset += header + length
         }

@@ -31,8 +31,9 @@ public struct MailSettings: Sendable {
     public var deliveryPauseMax: Double
     /// `CLAIM_TIMEOUT` seconds (default 3600): an older claim is put back to pending.
     public var claimTimeout: Double
-    /// `TRASH_RETENTION_DAYS` (default 7): trash older than this is deleted; delivered and
-    /// canceled emails stay findable by `GET /email/{request_id}` until then.
+    /// `TRASH_RETENTION_DAYS` (default 7): trash older than this (and than
+    /// `IDEMPOTENCY_TTL_HOURS`) is deleted; delivered and canceled emails stay findable by
+    /// `GET /email/{request_id}` until then.
     public var trashRetentionDays: Int
     /// `MAX_SCHEDULE_DAYS` (default 30): how far ahead `send_at` may be.
     public var maxScheduleDays: Int

@@ -106,8 +106,16 @@ struct BatchRoute: Sendable {
         )
         switch keyed {
         case nil:
-            let ids = items.indices.map { _ in RequestID.make(at: now) }
-            return try store(prepared, refused, ids: ids, skipping: [], now: now, request, logger)
+            // New ids when another email of the same millisecond has one of their file names.
+            for attempt in 1...3 {
+                do {
+                    let ids = RequestID.distinct(items.count, at: now)
+                    return try store(prepared, refused, ids: ids, skipping: [], now: now, request, logger)
+                } catch QueueError.nameTaken where attempt < 3 {
+                    continue
+                }
+            }
+            throw HTTPError(503, "Could not find free request ids; retry", headers: [("Retry-After", "1")])
         case .replay(let response):
             return response
         case .proceed(let reservation, let resumed):
@@ -150,6 +158,8 @@ struct BatchRoute: Sendable {
             try single.queue.enqueue(batch: emails.filter { !skipping.contains($0.requestID) })
         } catch let error as SystemError {
             throw HTTPError.storage(error, logger: logger)
+        } catch QueueError.nameTaken(let id) {
+            throw QueueError.nameTaken(id)  // the caller takes new ids, or gives up
         } catch let error as QueueError {
             throw HTTPError.storage(error, logger: logger)
         }

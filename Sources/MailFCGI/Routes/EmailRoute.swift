@@ -40,7 +40,15 @@ struct EmailRoute: Sendable {
         )
         switch keyed {
         case nil:
-            return try store(fields, content, requestID: RequestID.make(at: now), now: now, request, logger)
+            // A new id when another email of the same millisecond has the same file name.
+            for attempt in 1...3 {
+                do {
+                    return try store(fields, content, requestID: RequestID.make(at: now), now: now, request, logger)
+                } catch QueueError.nameTaken where attempt < 3 {
+                    continue
+                }
+            }
+            throw HTTPError(503, "Could not find a free request id; retry", headers: [("Retry-After", "1")])
         case .replay(let response):
             return response
         case .proceed(let reservation, let resumed):
@@ -70,7 +78,7 @@ struct EmailRoute: Sendable {
     static func accepted(_ email: QueuedEmail) -> Accepted {
         Accepted(
             request_id: email.requestID,
-            message: "Email queued successfully",
+            message: email.sendAt == nil ? "Email queued successfully" : "Email scheduled",
             status: email.sendAt == nil ? "queued" : "scheduled",
             timestamp: Timestamp.iso8601(email.createdAt)
         )
@@ -90,6 +98,8 @@ struct EmailRoute: Sendable {
             try queue.enqueue(email)
         } catch let error as SystemError {
             throw HTTPError.storage(error, logger: logger)
+        } catch QueueError.nameTaken(let id) {
+            throw QueueError.nameTaken(id)  // the caller takes a new id, or gives up
         } catch let error as QueueError {
             throw HTTPError.storage(error, logger: logger)
         }

@@ -249,19 +249,56 @@ struct FieldReader {
         return date > now ? date : nil
     }
 
-    /// RFC 3339 §5.6 `date-time`: `T` or a space between date and time, optional fraction,
-    /// and a zone that must be there (`Z` or `+hh:mm`).
+    /// RFC 3339 §5.6 `date-time`: `YYYY-MM-DD`, `T` (or `t`, or a space), `hh:mm:ss`, an
+    /// optional fraction of any length, and a zone that must be there (`Z` or `+hh:mm`).
+    /// Every field is checked against its range (the day against its month; a leap second,
+    /// `:60`, reads as the end of `:59`); nothing is normalised, so `02-30` or `25:00` is nil.
     static func rfc3339(_ text: String) -> Date? {
-        let upper = text.uppercased().replacingOccurrences(of: " ", with: "T")
-        let scalars = Array(upper.unicodeScalars)
-        guard scalars.count >= 20, scalars.count <= 40, scalars[10] == "T" else { return nil }
-        let zoned =
-            upper.hasSuffix("Z")
-            || (scalars.count >= 6 && ["+", "-"].contains(scalars[scalars.count - 6])
-                && scalars[scalars.count - 3] == ":")
-        guard zoned else { return nil }
-        let fractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-        return (try? fractional.parse(upper)) ?? (try? Date.ISO8601FormatStyle().parse(upper))
+        let chars = Array(text.utf8)
+        func number(_ range: Range<Int>) -> Int? {
+            guard range.upperBound <= chars.count, chars[range].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+                return nil
+            }
+            return chars[range].reduce(0) { $0 * 10 + Int($1 - 0x30) }
+        }
+        func at(_ i: Int, _ c: Character) -> Bool { i < chars.count && chars[i] == c.asciiValue! }
+        guard chars.count >= 20, let year = number(0..<4), at(4, "-"), let month = number(5..<7), at(7, "-"),
+            let day = number(8..<10), at(10, "T") || at(10, "t") || at(10, " "), let hour = number(11..<13),
+            at(13, ":"), let minute = number(14..<16), at(16, ":"), let second = number(17..<19)
+        else { return nil }
+        var i = 19
+        var fraction = 0.0
+        if at(i, ".") {
+            var digits = 0
+            var scale = 0.1
+            i += 1
+            while i < chars.count, chars[i] >= 0x30, chars[i] <= 0x39 {
+                fraction += Double(chars[i] - 0x30) * scale
+                scale /= 10
+                digits += 1
+                i += 1
+            }
+            guard digits > 0 else { return nil }
+        }
+        let offset: Int
+        if at(i, "Z") || at(i, "z"), i + 1 == chars.count {
+            offset = 0
+        } else if at(i, "+") || at(i, "-"), i + 6 == chars.count, let h = number((i + 1)..<(i + 3)), at(i + 3, ":"),
+            let m = number((i + 4)..<(i + 6)), h <= 23, m <= 59
+        {
+            offset = (at(i, "-") ? -1 : 1) * (h * 3600 + m * 60)
+        } else {
+            return nil
+        }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        guard year >= 1, (1...12).contains(month), hour <= 23, minute <= 59, second <= 60,
+            let first = calendar.date(from: DateComponents(year: year, month: month, day: 1)),
+            let days = calendar.range(of: .day, in: .month, for: first), days.contains(day),
+            let midnight = calendar.date(from: DateComponents(year: year, month: month, day: day))
+        else { return nil }
+        let seconds = Double(hour * 3600 + minute * 60 + min(second, 59)) + (second == 60 ? 0.999 : fraction)
+        return midnight.addingTimeInterval(seconds - Double(offset))
     }
 
     /// `tags`: at most `EmailTag.maxCount` objects `{name, value}`, each checked by
@@ -298,7 +335,12 @@ struct FieldReader {
                 guard case .string(let text)? = members[key] else {
                     let message = members[key] == nil ? "Field required" : "Input should be a valid string"
                     errors.append(
-                        FieldError(loc, message, type: members[key] == nil ? "missing" : "string_type", input: item)
+                        FieldError(
+                            loc,
+                            message,
+                            type: members[key] == nil ? "missing" : "string_type",
+                            input: members[key] ?? item
+                        )
                     )
                     continue
                 }

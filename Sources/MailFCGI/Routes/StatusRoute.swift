@@ -12,6 +12,7 @@ struct StatusRoute: Sendable {
     struct Counts: Encodable {
         let total_files: Int
         let pending: Int
+        /// Waiting for a time: a retry's (`deferred` files) or a `send_at` (`scheduled` files).
         let deferred: Int
         let processing: Int
         let dead_letter: Int
@@ -50,7 +51,7 @@ struct StatusRoute: Sendable {
         let counts = Counts(
             total_files: report.total,
             pending: report.pending,
-            deferred: report.deferred,
+            deferred: report.deferred + report.scheduled,
             processing: report.processing,
             dead_letter: report.deadLetter,
             trash: report.trash,
@@ -73,7 +74,7 @@ struct StatusRoute: Sendable {
                 status: "ok",
                 timestamp: Timestamp.iso8601(Date()),
                 total_files: report.total,
-                pending_emails: report.pending + report.deferred,
+                pending_emails: report.pending + report.scheduled + report.deferred,
                 queue: counts,
                 limit: limit,
                 files: report.files
