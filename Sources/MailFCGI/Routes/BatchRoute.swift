@@ -107,11 +107,11 @@ struct BatchRoute: Sendable {
         switch keyed {
         case nil:
             // New ids when another email of the same millisecond has one of their file names.
-            for attempt in 1...3 {
+            for _ in 1...3 {
                 do {
                     let ids = RequestID.distinct(items.count, at: now)
                     return try store(prepared, refused, ids: ids, skipping: [], now: now, request, logger)
-                } catch QueueError.nameTaken where attempt < 3 {
+                } catch QueueError.nameTaken {
                     continue
                 }
             }
@@ -132,7 +132,13 @@ struct BatchRoute: Sendable {
             } catch {
                 throw HTTPError.storage(error, logger: logger)
             }
-            let response = try store(prepared, refused, ids: ids, skipping: stored, now: now, request, logger)
+            let response: Response
+            do {
+                response = try store(prepared, refused, ids: ids, skipping: stored, now: now, request, logger)
+            } catch QueueError.nameTaken {
+                // Another email of the same millisecond has one of these ids' file names (odds 2^-32).
+                throw HTTPError(503, "A request id reserved for this key is taken; use a new Idempotency-Key")
+            }
             do { try reservation.finish(answer: response.body) } catch {
                 logger.warning("idempotency answer not recorded", metadata: ["error": "\(error)"])
             }

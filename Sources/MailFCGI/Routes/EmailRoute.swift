@@ -41,10 +41,10 @@ struct EmailRoute: Sendable {
         switch keyed {
         case nil:
             // A new id when another email of the same millisecond has the same file name.
-            for attempt in 1...3 {
+            for _ in 1...3 {
                 do {
                     return try store(fields, content, requestID: RequestID.make(at: now), now: now, request, logger)
-                } catch QueueError.nameTaken where attempt < 3 {
+                } catch QueueError.nameTaken {
                     continue
                 }
             }
@@ -66,7 +66,13 @@ struct EmailRoute: Sendable {
                 try? reservation.finish(answer: answer)
                 return IdempotentRequest.replayed(answer)
             }
-            let response = try store(fields, content, requestID: reservation.requestID, now: now, request, logger)
+            let response: Response
+            do {
+                response = try store(fields, content, requestID: reservation.requestID, now: now, request, logger)
+            } catch QueueError.nameTaken {
+                // Another email of the same millisecond has this id's file name (odds 2^-32).
+                throw HTTPError(503, "The request id reserved for this key is taken; use a new Idempotency-Key")
+            }
             // If this fails, the email is stored all the same, and a retry finds it by its id.
             do { try reservation.finish(answer: response.body) } catch {
                 logger.warning("idempotency answer not recorded", metadata: ["error": "\(error)"])
