@@ -18,6 +18,9 @@ def json_body(schema, description):
 
 ERRORS = {
     "401": json_body(ref("Error"), "Not authenticated (answered by nginx)"),
+    "429": {**json_body(ref("Error"), "Too many requests for this user (nginx's rate limit)"),
+            "headers": {"Retry-After": {"description": "Seconds to wait before retrying",
+                                        "schema": {"type": "integer"}}}},
     "500": json_body(ref("InternalError"), "Internal error, with an id to find it in the logs"),
 }
 VALIDATION = json_body(ref("HTTPValidationError"), "Validation error: every invalid field, FastAPI style")

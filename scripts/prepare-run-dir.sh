@@ -4,6 +4,7 @@
 # and password are kept. Used by `make run` and by the e2e tests.
 #
 # usage: scripts/prepare-run-dir.sh RUN_DIR HTTPS_PORT FCGI_SOCKET [MAX_BODY_BYTES]
+# env:   MAIL_RATE_LIMIT  requests a second per user (default 100), MAIL_RATE_BURST (default twice it)
 # env:   MAIL_DEMO_PASSWORD  the demo user's password (else RUN_DIR/demo-password, else generated)
 set -euo pipefail
 
@@ -40,7 +41,14 @@ fi
 "$(dirname "$0")/install-redoc.sh" "$run_dir/redoc" \
     || echo "warning: ReDoc could not be installed; /redoc will be missing" >&2
 
+# Requests a second nginx lets each authenticated user make, and the burst beyond it
+# answered at once; more get 429 with Retry-After.
+rate=${MAIL_RATE_LIMIT:-100}
+burst=${MAIL_RATE_BURST:-$((rate * 2))}
+case "$rate$burst" in *[!0-9]*) echo "MAIL_RATE_LIMIT and MAIL_RATE_BURST must be whole numbers" >&2; exit 2 ;; esac
+
 sed -e "s|@RUN_DIR@|$run_dir|g" -e "s|@PORT@|$port|g" -e "s|@SOCKET@|$socket|g" \
+    -e "s|@RATE_LIMIT@|$rate|g" -e "s|@RATE_BURST@|$burst|g" \
     -e "s|@MAX_BODY_BYTES@|$max_body|g" -e "s|@DEPLOY_DIR@|$deploy_dir|g" \
     -e "s|@USER@|$(id -un) $(id -gn)|g" \
     "$deploy_dir/nginx/dev.conf.in" > "$run_dir/nginx.conf"
