@@ -272,7 +272,11 @@ import Testing
         let e = queuedEmail()
         try other.enqueue(e)
         #expect(try queue.claim(now: Date()) == nil, "no scan per claim: unseen until notified")
-        queue.noteArrivals([RequestID.fileBaseName(for: e.requestID)! + ".json", ".tmp-x.json", "junk"])
+        queue.noteChanges(
+            [RequestID.fileBaseName(for: e.requestID)! + ".json", ".tmp-x.json", "junk"].map {
+                QueueWatcher.Change(name: $0, departed: false)
+            }
+        )
         #expect(try queue.claim(now: Date())?.email.requestID == e.requestID)
     }
 

@@ -93,7 +93,7 @@ public final class FileQueue: QueueStore {
     }
 
     /// From now on the index is trusted between re-reads, because a `QueueWatcher` on the
-    /// queue directory reports every arrival through `noteArrivals`.
+    /// queue directory reports every arrival and departure through `noteChanges`.
     public func useChangeNotifications() {
         state.withLock { $0.notified = true }
     }
@@ -103,14 +103,6 @@ public final class FileQueue: QueueStore {
         state.withLock {
             $0.stale = true
             $0.invalidations += 1
-        }
-    }
-
-    /// Adds files that arrived in the queue directory (names from inotify) to the index.
-    public func noteArrivals(_ fileNames: [String]) {
-        for name in fileNames {
-            guard let base = QueueLayout.pendingBase(name) else { continue }
-            addToIndex(base)
         }
     }
 
