@@ -40,9 +40,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wrk(url, connections, script=None):
+def wrk(url, connections, script=None, seconds=SECONDS):
     auth = base64.b64encode(f"demo:{PASSWORD}".encode()).decode()
-    args = ["wrk", "-t2", f"-c{connections}", f"-d{SECONDS}s", "--latency", "-H", f"Authorization: Basic {auth}"]
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Authorization: Basic {auth}"]
     if script:
         args += ["-s", str(script)]
     out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
@@ -109,4 +109,5 @@ def main():
     print(json.dumps(result, indent=2, sort_keys=True))
 
 
-main()
+if __name__ == "__main__":
+    main()

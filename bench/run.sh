@@ -23,6 +23,8 @@ echo "compose: templates rendered and messages composed on one core ..." >&2
 echo "enqueue: POST /email through nginx (wrk), beside nginx alone and the disk's fsync rate ..." >&2
 command -v wrk >/dev/null || { as_root=(); [ "$(id -u)" -eq 0 ] || as_root=(sudo); "${as_root[@]}" apt-get install -y -qq wrk >/dev/null; }
 python3 bench/enqueue.py "$bin_dir" > bench/enqueue.json
+echo "lookup through the stack: GET /email/{request_id} via nginx at 1,000 vs 100,000 stored emails ..." >&2
+python3 bench/lookup_http.py "$bin_dir" > bench/lookup_http.json
 echo "delivery: a 20,000-email backlog into postfix's smtp-sink, beside smtp-source into the same sink ..." >&2
 python3 bench/delivery.py "$bin_dir" > bench/delivery.json
 
@@ -30,10 +32,11 @@ python3 - "$results" <<'PY'
 import json, os, platform, sys, datetime
 claims = json.load(open("bench/claims.json"))
 lookup = json.load(open("bench/lookup.json"))
+lookup_http = json.load(open("bench/lookup_http.json"))
 compose = json.load(open("bench/compose.json"))
 enqueue = json.load(open("bench/enqueue.json"))
 delivery = json.load(open("bench/delivery.json"))
-for name in ("bench/claims.json", "bench/lookup.json", "bench/compose.json", "bench/enqueue.json", "bench/delivery.json"):
+for name in ("bench/claims.json", "bench/lookup.json", "bench/lookup_http.json", "bench/compose.json", "bench/enqueue.json", "bench/delivery.json"):
     os.remove(name)
 report = {
     "date": datetime.date.today().isoformat(),
@@ -41,6 +44,7 @@ report = {
     "machine": platform.machine(),
     "claims": claims,
     "lookup": lookup,
+    "lookup_http": lookup_http,
     "compose": compose,
     "enqueue": enqueue,
     "delivery": delivery,
@@ -75,14 +79,26 @@ lines += [
     "",
     "## Lookups by request id against stored emails",
     "",
-    "| stored emails (delivered, in the trash, and as many pending) | lookups/s |",
-    "|---:|---:|",
-    *[f"| {r['depth']:,} | {r['lookups_per_second']:,.0f} |" for r in lookup["results"]],
+    "Half of the stored emails delivered (in the trash) and half pending. Through the whole stack:",
+    f"GET /email/{{request_id}} via nginx (TLS + basic auth) and mailfcgi, wrk at {lookup_http['connections']} "
+    f"connections, two stacks (one per depth) measured in {lookup_http['slices']} alternating slices of "
+    f"{lookup_http['seconds_per_slice']} s; and the store's call alone (`FileQueue.lookup`, one thread), "
+    "in alternating slices too.",
     "",
-    f"At {lookup['results'][-1]['depth']:,} a lookup runs at {lookup['ratio_last_to_first']:.0%} of the rate at "
-    f"{lookup['results'][0]['depth']:,}. No folder is listed: each lookup opens the few names its id "
-    "leads to; what grows is the kernel's lookup of a name that is not there (ext4's hashed directory "
-    "blocks, not cached for names never asked), paid in the folders tried before the email's own.",
+    "| stored emails | GET /email/{id} req/s (slowest, fastest slice) | p99 | store lookups/s |",
+    "|---:|---:|---:|---:|",
+    *[f"| {h['depth']:,} | {h['lookups_per_second']:,.0f} ({h['min']:,}, {h['max']:,}) | {h['p99_ms']:.1f} ms "
+      f"| {s['lookups_per_second']:,.0f} |" for h, s in zip(lookup_http["results"], lookup["results"])],
+    "",
+    f"Through the stack, a lookup at {lookup_http['results'][-1]['depth']:,} runs at "
+    f"{lookup_http['ratio_last_to_first']:.0%} of the rate at {lookup_http['results'][0]['depth']:,} "
+    f"(target: flat); the store's call alone at {lookup['ratio_last_to_first']:.0%}. No folder is listed: "
+    "each lookup opens the names its id leads to, in the order an email moves through them (so an email "
+    "moving during the lookup is still found), always the same few system calls. What grows in the "
+    "store's call is the memory hierarchy, not the work: names never asked before are looked up in "
+    "ext4's hashed directory blocks (the dentry cache knows only names asked before), and the "
+    "inodes and pages of 100 times as many files are colder in the CPU's caches. Decoding and encoding "
+    "the JSON cost the same at both depths and dominate the request.",
     "",
     "## Messages rendered and composed per second, one core",
     "",

@@ -10,7 +10,10 @@ import Foundation
 // kinds); the median of the slices is reported, with the ratio of the large depth's rate to
 // the small one's.
 //
-// usage: lookup-bench [--depths 1000,100000] [--lookups 2000] [--runs 11] [--dir PATH]
+// With `--fill-only`, the data directories are filled (as the user `demo`'s emails) and kept,
+// each with its ids in `ids.txt`, for bench/lookup_http.py to serve through the whole stack.
+//
+// usage: lookup-bench [--depths 1000,100000] [--lookups 2000] [--runs 11] [--dir PATH] [--fill-only]
 // prints one JSON object.
 import MailModel
 import Queue
@@ -19,6 +22,7 @@ var depths = [1_000, 100_000]
 var lookups = 2_000
 var runs = 11
 var root = NSTemporaryDirectory() + "lookup-bench-\(getpid())"
+var fillOnly = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -26,6 +30,7 @@ while let argument = arguments.next() {
     case "--lookups": lookups = Int(arguments.next()!)!
     case "--runs": runs = Int(arguments.next()!)!
     case "--dir": root = arguments.next()!
+    case "--fill-only": fillOnly = true
     default: fatalError("unknown argument \(argument)")
     }
 }
@@ -45,7 +50,8 @@ func fill(_ layout: QueueLayout, depth: Int) throws -> [String] {
             createdAt: start,
             toEmail: "user\(n)@example.com",
             subject: "bench \(n)",
-            body: String(repeating: "x", count: 400)
+            body: String(repeating: "x", count: 400),
+            submittedBy: "demo"
         )
         let base = RequestID.fileBaseName(for: id)!
         let path = n % 2 == 0 ? layout.trash + "/\(base).sent.json" : layout.queue + "/\(base).json"
@@ -62,7 +68,12 @@ for depth in depths {
     let layout = QueueLayout(root: root + "/depth-\(depth)")
     let ids = try fill(layout, depth: depth)
     stores.append((depth, try FileQueue(layout: layout), ids))
+    if fillOnly {
+        let list = ids.joined(separator: "\n") + "\n"
+        try list.write(toFile: layout.root + "/ids.txt", atomically: true, encoding: .utf8)
+    }
 }
+if fillOnly { exit(0) }
 var rates: [Int: [Double]] = [:]
 var generator = SystemRandomNumberGenerator()
 for _ in 0..<runs {
