@@ -42,6 +42,7 @@ import Testing
         (["SMTP_TLS": "sometimes", "SMTP_SERVER": "h", "SENDER_EMAIL": "a@b.c"], "SMTP_TLS"),
         (["SMTP_SERVER": "h"], "SENDER_EMAIL"), (["SENDER_EMAIL": "nobody"], "SENDER_EMAIL"),
         (["WORKER_POLLING_INTERVAL": "-1"], "WORKER_POLLING_INTERVAL"), (["LOG_LEVEL": "loud"], "LOG_LEVEL"),
+        (["LOG_FORMAT": "xml"], "LOG_FORMAT"),
     ])
     func badValueStopsNamingTheVariable(_ variables: [String: String], _ name: String) {
         #expect { try settings(variables) } throws: { ($0 as? ConfigError)?.variable == name }

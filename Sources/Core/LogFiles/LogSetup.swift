@@ -11,7 +11,8 @@ import Glibc
 /// Process-wide logging on apple/swift-log: each program writes its own rotating file
 /// under `LOG_DIR` (`mailfcgi.log`, `mailworkerd.log`), and standard error too when it runs
 /// in a terminal (or `LOG_STDERR=true`). Lines read
-/// `2026-11-30T06:35:29.123Z info mailfcgi: request_id=… user=demo queued`.
+/// `2026-11-30T06:35:29.123Z info mailfcgi: request_id=… user=demo queued`, or with
+/// `LOG_FORMAT=json` one JSON object a line for journald and log shippers (`LogLine.json`).
 public enum LogSetup {
     /// Installs the handlers; call once, first thing in `main`.
     /// - Parameter fileName: the log file's name in `settings.logDirectory`.
@@ -25,11 +26,12 @@ public enum LogSetup {
         )
         let toStderr = settings.logToStderr ?? (isatty(STDERR_FILENO) == 1)
         let level = settings.logLevel
+        let format = settings.logFormat
         LoggingSystem.bootstrap { label in
-            var file = LineLogHandler(label: label) { file.write($0) }
+            var file = LineLogHandler(label: label, format: format) { file.write($0) }
             file.logLevel = level
             guard toStderr else { return file }
-            var terminal = LineLogHandler(label: label) { line in
+            var terminal = LineLogHandler(label: label, format: format) { line in
                 // One write(2) per line, so lines of several threads do not interleave.
                 let bytes = Array(line.utf8)
                 _ = bytes.withUnsafeBytes { Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
@@ -43,13 +45,15 @@ public enum LogSetup {
 /// A swift-log handler that formats each event as one line and hands it to `write`.
 struct LineLogHandler: LogHandler {
     let label: String
+    let format: LogFormat
     let write: @Sendable (String) -> Void
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
     var metadataProvider: Logger.MetadataProvider?
 
-    init(label: String, write: @escaping @Sendable (String) -> Void) {
+    init(label: String, format: LogFormat, write: @escaping @Sendable (String) -> Void) {
         self.label = label
+        self.format = format
         self.write = write
     }
 
@@ -61,8 +65,73 @@ struct LineLogHandler: LogHandler {
     func log(event: LogEvent) {
         var all = metadata
         if let extra = event.metadata { all.merge(extra) { _, new in new } }
-        let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        let when = Timestamp.iso8601(Date())
-        write("\(when) \(event.level) \(label): \(fields.isEmpty ? "" : fields + " ")\(event.message)\n")
+        let line: String
+        switch format {
+        case .text:
+            line = LogLine.text(
+                at: Date(),
+                level: event.level,
+                component: label,
+                message: "\(event.message)",
+                metadata: all
+            )
+        case .json:
+            line = LogLine.json(
+                at: Date(),
+                level: event.level,
+                component: label,
+                message: "\(event.message)",
+                metadata: all
+            )
+        }
+        write(line)
+    }
+}
+
+/// The two shapes of a log line, each ending in a newline.
+public enum LogLine {
+    /// `TIME LEVEL COMPONENT: key=value ... message`, keys sorted.
+    public static func text(
+        at time: Date,
+        level: Logger.Level,
+        component: String,
+        message: String,
+        metadata: Logger.Metadata
+    ) -> String {
+        let fields = metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        return "\(Timestamp.iso8601(time)) \(level) \(component): \(fields.isEmpty ? "" : fields + " ")\(message)\n"
+    }
+
+    /// One JSON object: `time` (RFC 3339, UTC, milliseconds), `level`, `component`, `message`,
+    /// `request_id` and `user` when the event carries them (else absent), and every other
+    /// metadata key under `metadata` (strings, arrays and objects as JSON). Keys sorted, no
+    /// newline inside, so one line is one event.
+    public static func json(
+        at time: Date,
+        level: Logger.Level,
+        component: String,
+        message: String,
+        metadata: Logger.Metadata
+    ) -> String {
+        var rest = metadata
+        var object: [String: Any] = [
+            "time": Timestamp.iso8601(time), "level": level.rawValue, "component": component, "message": message,
+        ]
+        for key in ["request_id", "user"] {
+            if let value = rest.removeValue(forKey: key) { object[key] = plain(value) }
+        }
+        if !rest.isEmpty { object["metadata"] = rest.mapValues(plain) }
+        // Every value is a string, array or object of strings: serialization cannot fail.
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    private static func plain(_ value: Logger.MetadataValue) -> Any {
+        switch value {
+        case .string(let text): return text
+        case .stringConvertible(let item): return item.description
+        case .array(let items): return items.map(plain)
+        case .dictionary(let fields): return fields.mapValues(plain)
+        }
     }
 }

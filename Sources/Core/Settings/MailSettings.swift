@@ -72,6 +72,8 @@ public struct MailSettings: Sendable {
 
     /// `LOG_LEVEL` (default info): trace, debug, info, notice, warning, error, critical.
     public var logLevel: Logger.Level
+    /// `LOG_FORMAT` (default text): `text` lines or `json`, one object a line.
+    public var logFormat: LogFormat
 
     /// Which program reads the settings.
     public enum Program: Sendable {
@@ -136,6 +138,7 @@ public struct MailSettings: Sendable {
             range: 1...1024
         )
         logLevel = env.choice("LOG_LEVEL", default: .info)
+        logFormat = env.choice("LOG_FORMAT", default: .text)
         maxBodyBytes = env.int("MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20))
         minFreeBytes = UInt64(env.int("MIN_FREE_BYTES", default: 64 << 20, range: 0...(1 << 50)))
         minFreeInodes = UInt64(env.int("MIN_FREE_INODES", default: 1024, range: 0...(1 << 40)))
