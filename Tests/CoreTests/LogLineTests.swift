@@ -8,13 +8,13 @@ import Testing
     let time = Date(timeIntervalSince1970: 1_764_484_529.125)
 
     @Test func jsonLineIsOneObjectWithTheNamedFieldsAndTheRestUnderMetadata() throws {
-        let line = LogLine.json(
-            at: time,
+        let line = LogLine(
+            time: time,
             level: .warning,
             component: "mailfcgi",
             message: "queued \"a\"\nsecond line",
             metadata: ["request_id": "01abc", "user": "demo", "attempt": "2", "to": .array(["a@b.c", "d@e.f"])]
-        )
+        ).json
         #expect(line.hasSuffix("}\n"))
         #expect(line.dropLast().contains("\n") == false)  // a newline in the message stays escaped
         let object = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
@@ -30,19 +30,19 @@ import Testing
     }
 
     @Test func jsonLineWithoutMetadataHasOnlyTheFourFields() throws {
-        let line = LogLine.json(at: time, level: .info, component: "mailworkerd", message: "started", metadata: [:])
+        let line = LogLine(time: time, level: .info, component: "mailworkerd", message: "started", metadata: [:]).json
         let object = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         #expect(Set(object.keys) == ["time", "level", "component", "message"])
     }
 
     @Test func textLineKeepsItsShape() {
-        let line = LogLine.text(
-            at: time,
+        let line = LogLine(
+            time: time,
             level: .info,
             component: "mailfcgi",
             message: "queued",
             metadata: ["user": "demo", "request_id": "01abc"]
-        )
+        ).text
         #expect(line == "2025-11-30T06:35:29.125Z info mailfcgi: request_id=01abc user=demo queued\n")
     }
 }

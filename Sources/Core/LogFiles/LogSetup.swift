@@ -65,39 +65,36 @@ struct LineLogHandler: LogHandler {
     func log(event: LogEvent) {
         var all = metadata
         if let extra = event.metadata { all.merge(extra) { _, new in new } }
-        let line: String
-        switch format {
-        case .text:
-            line = LogLine.text(
-                at: Date(),
-                level: event.level,
-                component: label,
-                message: "\(event.message)",
-                metadata: all
-            )
-        case .json:
-            line = LogLine.json(
-                at: Date(),
-                level: event.level,
-                component: label,
-                message: "\(event.message)",
-                metadata: all
-            )
-        }
-        write(line)
+        let line = LogLine(
+            time: Date(),
+            level: event.level,
+            component: label,
+            message: "\(event.message)",
+            metadata: all
+        )
+        write(format == .json ? line.json : line.text)
     }
 }
 
-/// The two shapes of a log line, each ending in a newline.
-public enum LogLine {
+/// One log event, in the two shapes a line can take (each ending in a newline).
+public struct LogLine {
+    public var time: Date
+    public var level: Logger.Level
+    /// The logger's label: `mailfcgi`, `mailworkerd`.
+    public var component: String
+    public var message: String
+    public var metadata: Logger.Metadata
+
+    public init(time: Date, level: Logger.Level, component: String, message: String, metadata: Logger.Metadata) {
+        self.time = time
+        self.level = level
+        self.component = component
+        self.message = message
+        self.metadata = metadata
+    }
+
     /// `TIME LEVEL COMPONENT: key=value ... message`, keys sorted.
-    public static func text(
-        at time: Date,
-        level: Logger.Level,
-        component: String,
-        message: String,
-        metadata: Logger.Metadata
-    ) -> String {
+    public var text: String {
         let fields = metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         return "\(Timestamp.iso8601(time)) \(level) \(component): \(fields.isEmpty ? "" : fields + " ")\(message)\n"
     }
@@ -106,21 +103,15 @@ public enum LogLine {
     /// `request_id` and `user` when the event carries them (else absent), and every other
     /// metadata key under `metadata` (strings, arrays and objects as JSON). Keys sorted, no
     /// newline inside, so one line is one event.
-    public static func json(
-        at time: Date,
-        level: Logger.Level,
-        component: String,
-        message: String,
-        metadata: Logger.Metadata
-    ) -> String {
+    public var json: String {
         var rest = metadata
         var object: [String: Any] = [
             "time": Timestamp.iso8601(time), "level": level.rawValue, "component": component, "message": message,
         ]
         for key in ["request_id", "user"] {
-            if let value = rest.removeValue(forKey: key) { object[key] = plain(value) }
+            if let value = rest.removeValue(forKey: key) { object[key] = Self.plain(value) }
         }
-        if !rest.isEmpty { object["metadata"] = rest.mapValues(plain) }
+        if !rest.isEmpty { object["metadata"] = rest.mapValues(Self.plain) }
         // Every value is a string, array or object of strings: serialization cannot fail.
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self) + "\n"
