@@ -11,7 +11,7 @@ set -euo pipefail
 run_dir=$(realpath -m "$1")
 port=$2
 socket=$(realpath -m "$3")
-max_body=${4:-1048576}
+max_body=${4:-15029588}  # the default MAX_MESSAGE_BYTES (10 MiB) * 4/3 + 1 MiB
 deploy_dir=$(realpath "$(dirname "$0")/../deploy")
 
 mkdir -p "$run_dir/tls" "$run_dir/nginx-tmp"

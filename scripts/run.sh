@@ -6,7 +6,8 @@
 # sent SIGTERM by the kernel (PR_SET_PDEATHSIG) and stops on its own.
 #
 # Its own settings come from the environment, else from .env: MAIL_HTTPS_PORT (8443),
-# MAIL_DEMO_PASSWORD, MAX_BODY_BYTES (1048576, nginx's body limit too), RUN_DIR (run),
+# MAIL_DEMO_PASSWORD, MAX_BODY_BYTES (nginx's body limit too;
+# by default 4/3 of MAX_MESSAGE_BYTES plus 1 MiB), RUN_DIR (run),
 # BIN_DIR (.build/release). The daemons read every other setting themselves (.env.example).
 set -euo pipefail
 # A script started in the background by another script inherits SIGINT (and SIGQUIT) as
@@ -27,7 +28,9 @@ setting() {
 
 bin_dir=$(setting BIN_DIR .build/release)
 port=$(setting MAIL_HTTPS_PORT 8443)
-max_body=$(setting MAX_BODY_BYTES 1048576)
+# MAX_BODY_BYTES follows from MAX_MESSAGE_BYTES as mailfcgi works it out (MailSettings.bodyLimit).
+max_message=$(setting MAX_MESSAGE_BYTES 10485760)
+max_body=$(setting MAX_BODY_BYTES $((max_message / 3 * 4 + 1048576)))
 run_dir=$(realpath -m "$(setting RUN_DIR run)")
 export MAIL_DEMO_PASSWORD=$(setting MAIL_DEMO_PASSWORD "")
 export FCGI_SOCKET=$(setting FCGI_SOCKET "$run_dir/mailfcgi.sock")

@@ -26,7 +26,11 @@ enum RouteTable {
             queue: queue,
             composer: MessageComposer(sender: settings.sender),
             templates: templates,
-            maxScheduleAhead: TimeInterval(settings.maxScheduleDays) * 86_400
+            limits: EmailRequest.Limits(
+                maxScheduleAhead: TimeInterval(settings.maxScheduleDays) * 86_400,
+                maxAttachments: settings.maxAttachments
+            ),
+            maxMessageBytes: settings.maxMessageBytes
         )
         let lookup = EmailLookupRoute(queue: queue)
         let health = HealthRoute(

@@ -18,7 +18,9 @@ import Testing
             s.delivery == DeliveryPolicy(retry: RetryPolicy(maxRetries: 3, baseDelay: 1), maxQueueLifetime: 432_000)
         )
         #expect(s.deliveryPauseMax == 300)
-        #expect(s.maxBodyBytes == 1 << 20)
+        #expect(s.maxBodyBytes == 15_029_588)  // MAX_MESSAGE_BYTES 10 MiB * 4/3 + 1 MiB
+        #expect(s.maxMessageBytes == 10 << 20)
+        #expect(s.maxAttachments == 20)
     }
 
     @Test func seedVariablesKeepTheirMeaning() throws {

@@ -55,6 +55,13 @@ class Stack:
         self.procs = {}
 
     @property
+    def max_body_bytes(self):
+        """nginx's body limit: MAX_BODY_BYTES, else what mailfcgi derives from MAX_MESSAGE_BYTES."""
+        if "MAX_BODY_BYTES" in self.env:
+            return int(self.env["MAX_BODY_BYTES"])
+        return int(self.env.get("MAX_MESSAGE_BYTES", 10 << 20)) // 3 * 4 + (1 << 20)
+
+    @property
     def cert(self):
         """The stack's self-signed certificate, trusted explicitly (names 127.0.0.1)."""
         return str(self.run_dir / "tls" / "cert.pem")
@@ -63,7 +70,8 @@ class Stack:
 
     def start(self):
         subprocess.run(
-            [ROOT / "scripts" / "prepare-run-dir.sh", self.run_dir, str(self.port), self.socket],
+            [ROOT / "scripts" / "prepare-run-dir.sh", self.run_dir, str(self.port), self.socket,
+             str(self.max_body_bytes)],
             check=True, capture_output=True,
             # Tests drive the API faster than a client should: the limit is theirs to set.
             env={**os.environ, "MAIL_DEMO_PASSWORD": self.password,

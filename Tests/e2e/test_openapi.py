@@ -62,7 +62,7 @@ def test_production_nginx_example_passes_nginx_t(tmp_path):
     assert result.returncode == 0, result.stderr
     # The example keeps its promises.
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf and "Strict-Transport-Security" in conf
-    assert "client_max_body_size 1m;" in conf and "limit_req" in conf
+    assert "client_max_body_size 15m;" in conf and "limit_req" in conf
     assert "limit_req_zone $remote_user" in conf and "add_header Retry-After" in conf
 
 

@@ -13,9 +13,9 @@ public struct OutgoingMessage: Sendable {
     public var messageID: String
 }
 
-/// Turns a `QueuedEmail` into an RFC 5322 message with MIME bodies (RFC 2045, 2046):
-/// text parts in UTF-8 quoted-printable, non-ASCII headers as RFC 2047 encoded-words,
-/// `multipart/alternative` for text plus HTML.
+/// Turns a `QueuedEmail` into an RFC 5322 message with MIME bodies (RFC 2045, 2046) from a
+/// `MIMEPart` tree: text parts in UTF-8 quoted-printable, files in base64, non-ASCII headers
+/// as RFC 2047 encoded-words, file names as RFC 2231 parameters.
 public struct MessageComposer: Sendable {
     public let sender: Sender
 
@@ -30,8 +30,38 @@ public struct MessageComposer: Sendable {
     }
 
     /// Composes `email`. Does not validate addresses: the responder does that on acceptance.
-    /// Every header it writes is folded by `HeaderText` (no line over 78 where a space allows).
+    /// Every header it writes is folded by `HeaderText` (no line over 78 where a space allows);
+    /// the body is the `MIMEPart.body(of:)` tree. The buffer is reserved with room for a
+    /// DKIM-Signature, so signing adds it without copying the message.
     public func compose(_ email: QueuedEmail) -> OutgoingMessage {
+        var writer = MIMEWriter(token: Self.boundaryToken(email), reserving: composedSize(email) + 1024)
+        write(email, to: &writer)
+        return OutgoingMessage(
+            envelopeFrom: sender.address,
+            recipients: email.pendingRecipients,
+            data: writer.out,
+            messageID: email.messageID
+        )
+    }
+
+    /// The size in bytes of `compose(email).data`, worked out without composing it: base64
+    /// parts are counted, not written (`MAX_MESSAGE_BYTES` is held against this).
+    public func composedSize(_ email: QueuedEmail) -> Int {
+        var writer = MIMEWriter(token: Self.boundaryToken(email), measuring: true)
+        write(email, to: &writer)
+        return writer.count
+    }
+
+    private func write(_ email: QueuedEmail, to writer: inout MIMEWriter) {
+        for (name, value) in headers(email) {
+            writer.emit("\(name): \(value)\r\n")
+        }
+        writer.write(MIMEPart.body(of: email), preamble: true)
+    }
+
+    /// The message's own headers, in order: Date, Message-ID, From, To, Cc, Reply-To, Subject,
+    /// priority, the client's custom headers, MIME-Version (the body's part headers follow).
+    func headers(_ email: QueuedEmail) -> [(String, String)] {
         var headers: [(String, String)] = [
             ("Date", Self.rfc5322Date(email.createdAt)),
             ("Message-ID", email.messageID),
@@ -59,43 +89,28 @@ public struct MessageComposer: Sendable {
             headers.append(("X-Priority", level.xPriority))
             headers.append(("Importance", level.importance))
         }
+        for header in email.headers ?? [] {
+            headers.append((header.name, Self.customValue(header)))
+        }
         headers.append(("MIME-Version", "1.0"))
-
-        var data: [UInt8] = []
-        for (name, value) in headers {
-            data += Array("\(name): \(value)\r\n".utf8)
-        }
-        switch email.format {
-        case .plain:
-            data += Self.textPart(email.body, subtype: "plain")
-        case .html:
-            data += Self.textPart(email.body, subtype: "html")
-        case .multipart:
-            let boundary = "=_alt_" + email.requestID.filter { $0 != "-" }
-            data += Array("Content-Type: multipart/alternative;\r\n boundary=\"\(boundary)\"\r\n\r\n".utf8)
-            data += Array("This is a multi-part message in MIME format.\r\n".utf8)
-            for (text, subtype) in [(email.body, "plain"), (email.htmlBody ?? email.body, "html")] {
-                data += Array("\r\n--\(boundary)\r\n".utf8)
-                data += Self.textPart(text, subtype: subtype)
-            }
-            data += Array("\r\n--\(boundary)--\r\n".utf8)
-        }
-        return OutgoingMessage(
-            envelopeFrom: sender.address,
-            recipients: email.pendingRecipients,
-            data: data,
-            messageID: email.messageID
-        )
+        return headers
     }
 
-    /// Part headers and a quoted-printable body ending in CRLF. Text without a final line
-    /// break ends in a soft break (`=` CRLF), so the decoded text has no line break added.
-    static func textPart(_ text: String, subtype: String) -> [UInt8] {
-        var part = Array(
-            "Content-Type: text/\(subtype); charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".utf8
-        )
-        part += QuotedPrintable.encode(text, softBreakAtEnd: true)
-        return part
+    /// A custom header's value, folded: a `List-Unsubscribe` list after its commas (its URIs
+    /// must stay whole and unencoded), any other as unstructured text (RFC 2047 when not ASCII).
+    static func customValue(_ header: CustomHeader) -> String {
+        if header.name.lowercased() == "list-unsubscribe", let uris = CustomHeader.listUnsubscribeURIs(header.value) {
+            return HeaderText.foldTokens(
+                uris.enumerated().map { "<\($0.element)>" + ($0.offset < uris.count - 1 ? "," : "") },
+                firstLineUsed: header.name.count + 2
+            )
+        }
+        return HeaderText.unstructured(header.value, headerName: header.name)
+    }
+
+    /// The request id's hex digits, which make the message's boundaries its own.
+    static func boundaryToken(_ email: QueuedEmail) -> String {
+        email.requestID.filter { $0 != "-" }
     }
 
     static let priorityHeaders: [Int: (xPriority: String, importance: String)] = [

@@ -69,7 +69,7 @@ public enum HeaderText {
 
     /// Joins `tokens` with single spaces, folding (CRLF before the space) where the next
     /// token would take the line past 78 characters.
-    static func foldTokens(_ tokens: [String], firstLineUsed: Int) -> String {
+    public static func foldTokens(_ tokens: [String], firstLineUsed: Int) -> String {
         var out = ""
         var lineLength = firstLineUsed
         for (index, token) in tokens.enumerated() {
@@ -91,7 +91,7 @@ public enum HeaderText {
     /// for UTF-8), never inside one. Each line holding them stays within 76 characters
     /// (RFC 2047 §2): the first word after `firstLineUsed` characters, the others after the
     /// one space of folding.
-    static func encodedWords(_ text: String, firstLineUsed: Int) -> [String] {
+    public static func encodedWords(_ text: String, firstLineUsed: Int) -> [String] {
         let prefix = "=?UTF-8?B?"
         let suffix = "?="
         /// UTF-8 bytes that fit in a word of at most `length` characters.

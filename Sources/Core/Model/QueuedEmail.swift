@@ -54,6 +54,10 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
     public var sendAt: Date?
     /// The client's labels (`tags`), kept with the email and answered by the lookup.
     public var tags: [EmailTag]?
+    /// Files carried by the email, inline parts among them, in the client's order.
+    public var attachments: [Attachment]?
+    /// Headers the client added, written after the composer's own, sorted by name.
+    public var headers: [CustomHeader]?
 
     /// When `MAX_QUEUE_LIFETIME` starts: acceptance, a scheduled time, or an operator's
     /// requeue, whichever is latest.
@@ -99,6 +103,8 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         self.displayNames = nil
         self.sendAt = nil
         self.tags = nil
+        self.attachments = nil
+        self.headers = nil
     }
 
     /// The SMTP envelope's recipients: To, Cc and Bcc in that order, each mailbox once
@@ -144,6 +150,24 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
             }
         }
         if !(1...3).contains(priority) { return "priority \(priority) is not 1, 2 or 3" }
+        for header in headers ?? [] {
+            if let problem = CustomHeader.nameProblem(header.name)
+                ?? CustomHeader.valueProblem(
+                    header.value,
+                    name: header.name
+                )
+            {
+                return "header \(header.name): \(problem)"
+            }
+        }
+        for attachment in attachments ?? [] {
+            let problem =
+                Attachment.filenameProblem(attachment.filename)
+                ?? MediaType.checked(attachment.contentType).failureReason
+                ?? attachment.contentID.flatMap(Attachment.contentIDProblem)
+                ?? (Base64Text.canonical(attachment.content) == attachment.content ? nil : "content is not base64")
+            if let problem { return "attachment \(attachment.filename): \(problem)" }
+        }
         return nil
     }
 
@@ -166,7 +190,7 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         case attempts, recipients
         case displayNames = "display_names"
         case sendAt = "send_at"
-        case tags
+        case tags, attachments, headers
     }
 }
 

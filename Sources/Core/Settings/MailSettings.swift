@@ -57,8 +57,15 @@ public struct MailSettings: Sendable {
     public var fcgiSocket: String
     /// `FCGI_THREADS` (default 2 x cores).
     public var fcgiThreads: Int
-    /// `MAX_BODY_BYTES` (default 1 MiB): larger request bodies get 413.
+    /// `MAX_BODY_BYTES`: larger request bodies get 413. By default it follows from
+    /// `MAX_MESSAGE_BYTES`: 4/3 of it (base64 attachments in JSON) plus 1 MiB, so a request
+    /// whose message is over that limit is still read and told so by name.
     public var maxBodyBytes: Int
+    /// `MAX_MESSAGE_BYTES` (default 10 MiB, as Postmark allows): the largest composed message,
+    /// headers, text and encoded attachments together; a larger one is answered 413.
+    public var maxMessageBytes: Int
+    /// `MAX_ATTACHMENTS` (default 20): the most `attachments` items on one email.
+    public var maxAttachments: Int
     /// `FCGI_IDLE_TIMEOUT` seconds (default 300): a connection from the web server that sends
     /// nothing for this long, with nothing in flight, is closed. Longer than nginx's upstream
     /// `keepalive_timeout` (60 s), so that nginx normally closes its idle connections first.
@@ -139,7 +146,13 @@ public struct MailSettings: Sendable {
         )
         logLevel = env.choice("LOG_LEVEL", default: .info)
         logFormat = env.choice("LOG_FORMAT", default: .text)
-        maxBodyBytes = env.int("MAX_BODY_BYTES", default: 1 << 20, range: 1024...(64 << 20))
+        maxMessageBytes = env.int("MAX_MESSAGE_BYTES", default: 10 << 20, range: (64 << 10)...(40 << 20))
+        maxAttachments = env.int("MAX_ATTACHMENTS", default: 20, range: 0...Attachment.maxCount)
+        maxBodyBytes = env.int(
+            "MAX_BODY_BYTES",
+            default: Self.bodyLimit(forMessageLimit: maxMessageBytes),
+            range: 1024...(64 << 20)
+        )
         minFreeBytes = UInt64(env.int("MIN_FREE_BYTES", default: 64 << 20, range: 0...(1 << 50)))
         minFreeInodes = UInt64(env.int("MIN_FREE_INODES", default: 1024, range: 0...(1 << 40)))
         fcgiIdleTimeout = env.seconds("FCGI_IDLE_TIMEOUT", default: 300, range: 1...86_400)
@@ -171,6 +184,13 @@ public struct MailSettings: Sendable {
             )
         }
         return relay
+    }
+
+    /// `MAX_BODY_BYTES`' default for a `MAX_MESSAGE_BYTES` of `messageBytes`: base64 is 4/3
+    /// of the bytes it carries, and 1 MiB leaves room for the JSON around it.
+    /// `scripts/run.sh` works out the same figure for nginx's `client_max_body_size`.
+    public static func bodyLimit(forMessageLimit messageBytes: Int) -> Int {
+        messageBytes / 3 * 4 + (1 << 20)
     }
 
     /// The queue folders under `dataDirectory`.

@@ -82,15 +82,16 @@ struct BatchRoute: Sendable {
         var refused: [Int: [FieldError]] = [:]
         for (index, item) in items.enumerated() {
             do {
-                let fields = try EmailRequest.parse(
-                    document: item,
-                    now: now,
-                    maxScheduleAhead: single.maxScheduleAhead
-                )
-                prepared.append((index, fields, try EmailRoute.content(of: fields, templates: single.templates)))
+                let fields = try EmailRequest.parse(document: item, now: now, limits: single.limits)
+                let content = try EmailRoute.content(of: fields, templates: single.templates)
+                prepared.append((index, fields, content))
             } catch let error as HTTPError {
                 refused[index] = Self.located(error, at: index)
             }
+        }
+        // A message over MAX_MESSAGE_BYTES refuses the whole batch (413), in either mode.
+        for item in prepared {
+            try single.checkSize(item.fields, item.content, now: now, item: item.index)
         }
         if !refused.isEmpty, !permissive || prepared.isEmpty {
             throw HTTPError.validation(refused.keys.sorted().flatMap { refused[$0]! })

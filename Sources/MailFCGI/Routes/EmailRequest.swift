@@ -22,6 +22,10 @@ struct EmailRequest {
     /// `send_at` when it is in the future; nil means now.
     var sendAt: Date?
     var tags: [EmailTag]
+    /// Files, inline parts among them (`attachments`).
+    var attachments: [Attachment]
+    /// The client's extra headers (`headers`), sorted by name.
+    var headers: [CustomHeader]
 
     /// Most Cc plus Bcc recipients in one email.
     static let maxRecipients = 100
@@ -29,21 +33,22 @@ struct EmailRequest {
     /// With `template_name`, `subject` and `body` may be left out; if sent, the template's
     /// output replaces them.
     /// - Throws: `HTTPError` 415 (not JSON), 422 (invalid fields or malformed JSON).
-    /// `maxScheduleAhead` is `MAX_SCHEDULE_DAYS` in seconds.
-    static func parse(
-        _ request: Request,
-        now: Date = Date(),
-        maxScheduleAhead: TimeInterval = 30 * 86_400
-    ) throws
-        -> EmailRequest
-    {
+    static func parse(_ request: Request, now: Date = Date(), limits: Limits = Limits()) throws -> EmailRequest {
         try requireJSON(request)
-        return try parse(document: try JSONValue.parse(request.body), now: now, maxScheduleAhead: maxScheduleAhead)
+        return try parse(document: try JSONValue.parse(request.body), now: now, limits: limits)
+    }
+
+    /// The settings that bound one email's fields.
+    struct Limits: Sendable {
+        /// `MAX_SCHEDULE_DAYS` in seconds.
+        var maxScheduleAhead: TimeInterval = 30 * 86_400
+        /// `MAX_ATTACHMENTS`.
+        var maxAttachments = 20
     }
 
     /// One email's fields from its JSON (the body of `POST /email`, or one item of a batch).
     /// - Throws: `HTTPError` 422 listing every invalid field at `["body", field]`.
-    static func parse(document: JSONValue, now: Date, maxScheduleAhead: TimeInterval) throws -> EmailRequest {
+    static func parse(document: JSONValue, now: Date, limits: Limits) throws -> EmailRequest {
         guard case .object(let object) = document else {
             throw HTTPError.validation([
                 FieldError(
@@ -68,8 +73,10 @@ struct EmailRequest {
         let cc = fields.addressList("cc")
         let bcc = fields.addressList("bcc")
         let replyTo = fields.address("reply_to", required: false)
-        let sendAt = fields.scheduledTime("send_at", now: now, maxAhead: maxScheduleAhead)
+        let sendAt = fields.scheduledTime("send_at", now: now, maxAhead: limits.maxScheduleAhead)
         let tags = fields.tags("tags")
+        let attachments = fields.attachments("attachments", maxCount: limits.maxAttachments)
+        let headers = fields.customHeaders("headers")
         var displayNames: [String: String] = [:]
         for mailbox in [to, replyTo].compactMap({ $0 }) + cc {  // Bcc never reaches a header
             if let name = mailbox.displayName { displayNames[mailbox.address] = name }
@@ -106,7 +113,9 @@ struct EmailRequest {
             replyTo: replyTo?.address,
             displayNames: displayNames,
             sendAt: sendAt,
-            tags: tags
+            tags: tags,
+            attachments: attachments,
+            headers: headers
         )
     }
 

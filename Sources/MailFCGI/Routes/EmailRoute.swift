@@ -13,8 +13,10 @@ struct EmailRoute: Sendable {
     let queue: any QueueStore
     let composer: MessageComposer
     let templates: TemplateStore
-    /// `MAX_SCHEDULE_DAYS` in seconds.
-    var maxScheduleAhead: TimeInterval = 30 * 86_400
+    /// `MAX_SCHEDULE_DAYS` and `MAX_ATTACHMENTS`.
+    var limits = EmailRequest.Limits()
+    /// `MAX_MESSAGE_BYTES`: the largest composed message accepted.
+    var maxMessageBytes = 10 << 20
 
     struct Accepted: Encodable {
         let request_id: String
@@ -29,8 +31,9 @@ struct EmailRoute: Sendable {
     /// (`idempotency_key_reused`), and one arriving while the first is handled is 409.
     func handle(_ request: Request, _ logger: Logger) throws -> Response {
         let now = Date()
-        let fields = try EmailRequest.parse(request, now: now, maxScheduleAhead: maxScheduleAhead)
+        let fields = try EmailRequest.parse(request, now: now, limits: limits)
         let content = try Self.content(of: fields, templates: templates)
+        try checkSize(fields, content, now: now)
         let keyed = try IdempotentRequest.start(
             request,
             keys: queue.idempotencyKeys,
@@ -115,6 +118,20 @@ struct EmailRoute: Sendable {
         return Response.json(Self.accepted(email))
     }
 
+    /// - Throws: `HTTPError` 413 naming `MAX_MESSAGE_BYTES` when the message composed from
+    /// `fields` and `content` would be larger (`item`: its place in a batch). It is measured,
+    /// not composed, so an attachment is not encoded here.
+    func checkSize(_ fields: EmailRequest, _ content: Content, now: Date, item: Int? = nil) throws {
+        let email = makeEmail(fields, content, requestID: RequestID.make(at: now), now: now, user: nil)
+        let size = composer.composedSize(email)
+        guard size > maxMessageBytes else { return }
+        let which = item.map { "Email \($0): the" } ?? "The"
+        throw HTTPError(
+            413,
+            "\(which) composed message would be \(size) bytes, over MAX_MESSAGE_BYTES (\(maxMessageBytes) bytes)"
+        )
+    }
+
     /// The email to store for validated `fields` and their rendered `content`.
     func makeEmail(
         _ fields: EmailRequest,
@@ -147,6 +164,8 @@ struct EmailRoute: Sendable {
             email.nextAttemptAt = sendAt  // the index holds it back until then
         }
         if !fields.tags.isEmpty { email.tags = fields.tags }
+        if !fields.attachments.isEmpty { email.attachments = fields.attachments }
+        if !fields.headers.isEmpty { email.headers = fields.headers }
         return email
     }
 
@@ -156,13 +175,33 @@ struct EmailRoute: Sendable {
     /// Subject, text, HTML and format: rendered from the template, or taken from the raw
     /// fields. `multipart` without `html_body` treats `body` as text, as its name says, and
     /// derives the HTML part from it (escaped, paragraphs and line breaks kept).
-    /// - Throws: `HTTPError` 400 for template errors.
+    /// - Throws: `HTTPError` 400 for template errors; 422 for inline parts (`content_id`)
+    ///   on an email without HTML, which nothing could reference.
     static func content(
         of fields: EmailRequest,
         templates: TemplateStore
     )
         throws -> (subject: String, body: String, html: String?, format: EmailFormat)
     {
+        let content = try rendered(fields, templates: templates)
+        if content.format == .plain {
+            let inline = fields.attachments.enumerated().filter { $0.element.contentID != nil }
+            if !inline.isEmpty {
+                throw HTTPError.validation(
+                    inline.map { index, _ in
+                        FieldError(
+                            [.key("body"), .key("attachments"), .index(index), .key("content_id")],
+                            "An inline part (content_id) needs an HTML body to reference it as cid:",
+                            type: "value_error"
+                        )
+                    }
+                )
+            }
+        }
+        return content
+    }
+
+    private static func rendered(_ fields: EmailRequest, templates: TemplateStore) throws -> Content {
         guard let name = fields.templateName else {
             let subject = fields.subject ?? ""
             let body = fields.body ?? ""
