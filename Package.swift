@@ -60,6 +60,11 @@ let package = Package(
             path: "Sources/Core/Composition"
         ),
         .target(
+            name: "DKIM",  // DKIM signatures (RFC 6376, 8463) with libcrypto
+            dependencies: ["CCrypto"],
+            path: "Sources/Core/DKIM"
+        ),
+        .target(
             name: "Queue",  // the file queue: states, claims, recovery, census, watcher, idempotency keys
             dependencies: [
                 "MailModel", "Platform", "Digest",
@@ -85,7 +90,7 @@ let package = Package(
         .target(
             name: "Delivery",  // policy, pause, agent, the transport protocol, the file transport
             dependencies: [
-                "MailModel", "Composition", "Queue", "Status", "Platform",
+                "MailModel", "Composition", "Queue", "Status", "Platform", "DKIM",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Core/Delivery"
@@ -93,7 +98,7 @@ let package = Package(
         .target(
             name: "Settings",  // every setting, from the environment and .env
             dependencies: [
-                "MailModel", "Queue", "Delivery",
+                "MailModel", "Queue", "Delivery", "DKIM",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
@@ -134,7 +139,7 @@ let package = Package(
         .executableTarget(
             name: "MailWorkerd",
             dependencies: [
-                "MailModel", "Composition", "Queue", "Status", "Delivery", "SMTP", "Settings", "LogFiles",
+                "MailModel", "Composition", "Queue", "Status", "Delivery", "SMTP", "Settings", "LogFiles", "DKIM",
                 "Platform", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -145,6 +150,7 @@ let package = Package(
             name: "CoreTests",
             dependencies: [
                 "Digest", "MailModel", "Composition", "Queue", "Status", "Templates", "Delivery", "SMTP", "Settings",
+                "DKIM",
                 "LogFiles", "Platform",
             ],
             path: "Tests/CoreTests"

@@ -10,7 +10,8 @@ command -v nginx >/dev/null 2>&1 || packages+=(nginx-light)
 # pip fetches Swagger UI for /docs (scripts/install-swagger-ui.sh).
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 # jq: the README's dead-letter requeue recipe, which the tests run as written.
-[ "${1:-}" = "--test" ] && packages+=(chromium jq)
+# opendkim: its library verifies DKIM signatures beside dkimpy (`opendkim -t`, TestPublicKeys).
+[ "${1:-}" = "--test" ] && packages+=(chromium jq opendkim)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -39,7 +39,7 @@ export FCGI_SOCKET=$(setting FCGI_SOCKET "$run_dir/mailfcgi.sock")
 # without any of them in its environment (it also withholds them when reading .env).
 responder=(env)
 for name in SMTP_SERVER PORT PASSWORD SMTP_USERNAME SMTP_TLS SMTP_CA_FILE SMTP_TLS_VERIFY \
-    SMTP_CONNECT_TIMEOUT SMTP_TIMEOUT; do
+    SMTP_CONNECT_TIMEOUT SMTP_TIMEOUT DKIM_DOMAIN DKIM_SELECTOR DKIM_PRIVATE_KEY_FILE; do
     responder+=(-u "$name")
 done
 responder+=("$bin_dir/mailfcgi")

@@ -71,6 +71,16 @@ struct MailWorkerd: AsyncParsableCommand {
             logger.info("no SMTP_SERVER: writing messages to \(outbox)")
         }
         let policy = settings.delivery
+        let signer = settings.dkim
+        if let signer {
+            logger.info(
+                "signing with DKIM",
+                metadata: [
+                    "domain": "\(signer.domain)", "selector": "\(signer.selector)",
+                    "algorithm": "\(signer.key.algorithm.rawValue)", "bits": "\(signer.key.bits)",
+                ]
+            )
+        }
         let pause = DeliveryPause(maxDelay: settings.deliveryPauseMax)
         let pool = WorkerPool(
             queue: queue,
@@ -80,8 +90,14 @@ struct MailWorkerd: AsyncParsableCommand {
             logger: logger
         ) { metrics in
             let transport = try Self.transport(smtp, outbox: outbox)
-            return DeliveryAgent(queue: queue, composer: composer, transport: transport, policy: policy, logger: logger)
-            {
+            return DeliveryAgent(
+                queue: queue,
+                composer: composer,
+                transport: transport,
+                policy: policy,
+                signer: signer,
+                logger: logger
+            ) {
                 metrics.setRecordingTrouble($0)
             }
         }
@@ -160,6 +176,7 @@ struct MailWorkerd: AsyncParsableCommand {
         let smtp = settings.smtp
         let outbox = settings.layout.outbox
         let policy = settings.delivery
+        let signer = settings.dkim
         do {
             return try ControlServer(
                 path: settings.layout.controlSocket,
@@ -175,6 +192,7 @@ struct MailWorkerd: AsyncParsableCommand {
                         composer: composer,
                         transport: transport,
                         policy: policy,
+                        signer: signer,
                         logger: logger,
                         recordingPatience: 5
                     )

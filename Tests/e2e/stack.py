@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / ".build" / "debug"))
 # The relay's settings: given to mailworkerd only, as the units and `make run` do.
 RELAY_SETTINGS = {"SMTP_SERVER", "PORT", "PASSWORD", "SMTP_USERNAME", "SMTP_TLS", "SMTP_CA_FILE",
-                  "SMTP_TLS_VERIFY", "SMTP_CONNECT_TIMEOUT", "SMTP_TIMEOUT"}
+                  "SMTP_TLS_VERIFY", "SMTP_CONNECT_TIMEOUT", "SMTP_TIMEOUT",
+                  "DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_FILE"}
 
 
 def free_port():

@@ -1,4 +1,5 @@
 import Composition
+import DKIM
 import Foundation
 import Logging
 import MailModel
@@ -17,6 +18,8 @@ public final class DeliveryAgent {
     public let composer: MessageComposer
     public let transport: any Transport
     public let policy: DeliveryPolicy
+    /// Signs each message just before it is sent (`DKIM_*` settings); nil signs nothing.
+    public let signer: DKIMSigner?
     private let logger: Logger
 
     /// What happened to the email `processNext` claimed.
@@ -64,6 +67,7 @@ public final class DeliveryAgent {
         composer: MessageComposer,
         transport: any Transport,
         policy: DeliveryPolicy = DeliveryPolicy(),
+        signer: DKIMSigner? = nil,
         logger: Logger,
         recordingPatience: TimeInterval = .infinity,
         recordingTrouble: @escaping @Sendable (String?) -> Void = { _ in }
@@ -72,6 +76,7 @@ public final class DeliveryAgent {
         self.composer = composer
         self.transport = transport
         self.policy = policy
+        self.signer = signer
         self.logger = logger
         self.recordingPatience = recordingPatience
         self.recordingTrouble = recordingTrouble
@@ -143,7 +148,7 @@ public final class DeliveryAgent {
             log.error("undelivered for MAX_QUEUE_LIFETIME; moved to dead letters", metadata: ["error": "\(reason)"])
             return (.deadLettered(error: reason), nil, false, [])
         }
-        let message = composer.compose(email)
+        var message = composer.compose(email)
         let result: Result<[RecipientReply], DeliveryError>
         if message.recipients.isEmpty {
             // Every recipient settled by earlier attempts (a record put back by recovery):
@@ -151,9 +156,16 @@ public final class DeliveryAgent {
             result = .success([])
         } else {
             do {
+                // Signed at each attempt: `t=` is the time it goes out.
+                try signer?.sign(&message.data)
                 result = .success(try transport.send(message))
-            } catch {
+            } catch let error as DKIMKey.Problem {
+                // Our side (OpenSSL out of memory): the email's retries are not spent.
+                result = .failure(DeliveryError(.transient, scope: .sender, "DKIM signing failed: \(error)"))
+            } catch let error as DeliveryError {
                 result = .failure(error)
+            } catch {
+                result = .failure(DeliveryError(.transient, scope: .sender, "\(error)"))
             }
         }
         let at = Date()

@@ -1,3 +1,4 @@
+import DKIM
 import Delivery
 import Foundation
 import Logging
@@ -57,6 +58,9 @@ public struct MailSettings: Sendable {
     public var fcgiSocket: String
     /// `FCGI_THREADS` (default 2 x cores).
     public var fcgiThreads: Int
+    /// `DKIM_DOMAIN`, `DKIM_SELECTOR` and `DKIM_PRIVATE_KEY_FILE` (all three, or none: nothing
+    /// is signed), with the key loaded and checked; mailworkerd only (mailfcgi withholds them).
+    public var dkim: DKIMSigner?
     /// `MAX_BODY_BYTES`: larger request bodies get 413. By default it follows from
     /// `MAX_MESSAGE_BYTES`: 4/3 of it (base64 attachments in JSON) plus 1 MiB, so a request
     /// whose message is over that limit is still read and told so by name.
@@ -146,6 +150,7 @@ public struct MailSettings: Sendable {
         )
         logLevel = env.choice("LOG_LEVEL", default: .info)
         logFormat = env.choice("LOG_FORMAT", default: .text)
+        dkim = program == .worker ? Self.signer(env, sender: sender) : nil
         maxMessageBytes = env.int("MAX_MESSAGE_BYTES", default: 10 << 20, range: (64 << 10)...(40 << 20))
         maxAttachments = env.int("MAX_ATTACHMENTS", default: 20, range: 0...Attachment.maxCount)
         maxBodyBytes = env.int(
@@ -184,6 +189,56 @@ public struct MailSettings: Sendable {
             )
         }
         return relay
+    }
+
+    /// The DKIM signer the settings describe, or nil (none given, or a problem reported).
+    private static func signer(_ env: EnvironmentReader, sender: Sender) -> DKIMSigner? {
+        let domain = env.string("DKIM_DOMAIN")?.lowercased()
+        let selector = env.string("DKIM_SELECTOR")
+        let keyFile = env.string("DKIM_PRIVATE_KEY_FILE")
+        let given = [("DKIM_DOMAIN", domain), ("DKIM_SELECTOR", selector), ("DKIM_PRIVATE_KEY_FILE", keyFile)]
+        if given.allSatisfy({ $0.1 == nil }) { return nil }
+        for (name, value) in given where value == nil {
+            env.report(name, "required with the other DKIM_ settings (give all three, or none to sign nothing)")
+        }
+        guard let domain, let selector, let keyFile else { return nil }
+        var valid = true
+        if !Self.isDomainName(domain) {
+            env.report("DKIM_DOMAIN", "\"\(domain)\" is not a domain name")
+            valid = false
+        } else if !(sender.domain.lowercased() == domain || sender.domain.lowercased().hasSuffix("." + domain)) {
+            env.report(
+                "DKIM_DOMAIN",
+                "\(domain) is not aligned with SENDER_EMAIL's domain \(sender.domain): DMARC needs d= to be the "
+                    + "From domain or a parent of it"
+            )
+            valid = false
+        }
+        if !Self.isDomainName(selector) {
+            env.report("DKIM_SELECTOR", "\"\(selector)\" is not a selector (DNS labels: letters, digits, -, .)")
+            valid = false
+        }
+        let key: DKIMKey
+        do {
+            key = try DKIMKey(path: keyFile)
+        } catch {
+            env.report("DKIM_PRIVATE_KEY_FILE", error.description)
+            return nil
+        }
+        return valid ? DKIMSigner(domain: domain, selector: selector, key: key) : nil
+    }
+
+    /// Whether `name` is dot-separated DNS labels of letters, digits and inner hyphens
+    /// (RFC 1035 §2.3.1; underscores allowed, as selectors use them).
+    static func isDomainName(_ name: String) -> Bool {
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        return name.utf8.count <= 253
+            && labels.allSatisfy { label in
+                !label.isEmpty && label.utf8.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                    && label.unicodeScalars.allSatisfy {
+                        $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_")
+                    }
+            }
     }
 
     /// `MAX_BODY_BYTES`' default for a `MAX_MESSAGE_BYTES` of `messageBytes`: base64 is 4/3

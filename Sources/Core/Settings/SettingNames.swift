@@ -6,6 +6,12 @@ public enum SettingNames {
         "SMTP_CONNECT_TIMEOUT", "SMTP_TIMEOUT",
     ]
 
+    /// The DKIM signing settings: only mailworkerd reads them, so the key never enters mailfcgi.
+    public static let signing: Set<String> = ["DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_FILE"]
+
+    /// What mailfcgi withholds: the relay's and the signing settings.
+    public static let workerOnly = relay.union(signing)
+
     /// The known name an unknown `name` most likely meant, or nil when none is close.
     ///
     /// A known name made of some of the unknown one's words, or the other way round, wins

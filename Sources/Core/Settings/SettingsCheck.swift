@@ -28,7 +28,7 @@ public struct SettingsCheck: Sendable {
     /// and finding them in its process environment is warned about.
     public func settings(for program: MailSettings.Program) async throws -> MailSettings? {
         let settings: MailSettings
-        let withheld = program == .responder ? SettingNames.relay : []
+        let withheld = program == .responder ? SettingNames.workerOnly : []
         let exposed = ProcessInfo.processInfo.environment.keys.filter(withheld.contains).sorted()
         if !exposed.isEmpty {
             Self.printError(
