@@ -179,7 +179,7 @@ if Context.environment["MAIL_BENCH"] != nil {
         ),
         .executableTarget(
             name: "compose-bench",
-            dependencies: ["MailModel", "Composition", "Templates"],
+            dependencies: ["MailModel", "Composition", "Templates", "DKIM"],
             path: "bench/ComposeBench"
         ),
         .executableTarget(

@@ -146,28 +146,25 @@ public enum ParameterText {
         if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }), value.utf8.count + name.count <= 60 {
             return "\(name)=\(quoted(value))"
         }
-        var encoded = "utf-8''"
-        for byte in value.utf8 {
-            if attributeCharacters.contains(byte) {
-                encoded.unicodeScalars.append(Unicode.Scalar(byte))
-            } else {
-                encoded += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
-            }
+        // Each character percent-encoded as a unit, so a section never splits one (some
+        // readers decode each section on its own).
+        let units = value.unicodeScalars.map { scalar in
+            String(scalar).utf8.map { byte in
+                attributeCharacters.contains(byte)
+                    ? String(Unicode.Scalar(byte)) : "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }.joined()
         }
-        if encoded.utf8.count + name.count <= 70 { return "\(name)*=\(encoded)" }
-        // Sections of at most 60 characters, never splitting a %XX escape.
+        let encoded = units.joined()
+        if encoded.utf8.count + name.count + "*=utf-8''".count <= 70 { return "\(name)*=utf-8''\(encoded)" }
+        // Sections of at most 60 characters.
         var sections: [String] = []
-        var current = ""
-        var index = encoded.startIndex
-        while index < encoded.endIndex {
-            let step = encoded[index] == "%" ? 3 : 1
-            let end = encoded.index(index, offsetBy: step)
-            if current.utf8.count + step > 60 {
+        var current = "utf-8''"
+        for unit in units {
+            if current.utf8.count + unit.utf8.count > 60, !current.isEmpty {
                 sections.append(current)
                 current = ""
             }
-            current += encoded[index..<end]
-            index = end
+            current += unit
         }
         if !current.isEmpty { sections.append(current) }
         return sections.enumerated().map { "\(name)*\($0.offset)*=\($0.element)" }.joined(separator: ";\r\n ")

@@ -36,47 +36,62 @@ public enum RelaxedCanonicalization {
 
     /// The SHA-256 of a body canonicalized (§3.4.4): in each line, runs of white space made one
     /// space and white space before the line end removed; empty lines at the end removed; a
-    /// non-empty body ends in CRLF. Hashed line by line, so no canonical copy is made.
+    /// non-empty body ends in CRLF. Hashed line by line, so no canonical copy is made: a line
+    /// without white space (every base64 and most quoted-printable lines) is hashed in place.
     public static func bodyHash(_ body: ArraySlice<UInt8>) -> [UInt8] {
         guard let context = ccrypto_sha256_new() else { fatalError("OpenSSL could not start a SHA-256") }
         var emptyLines = 0
         var line: [UInt8] = []
-        line.reserveCapacity(1024)
-        func update(_ bytes: [UInt8]) {
-            _ = bytes.withUnsafeBytes { ccrypto_sha256_update(context, $0.baseAddress, $0.count) }
-        }
-        func finishLine() {
-            while let last = line.last, isWhiteSpace(last) { line.removeLast() }
-            if line.isEmpty {
-                emptyLines += 1  // held back until a line with text follows
-            } else {
-                for _ in 0..<emptyLines { update([0x0D, 0x0A]) }
+        body.withUnsafeBufferPointer { bytes in
+            let crlf: [UInt8] = [0x0D, 0x0A]
+            func update(_ piece: UnsafeBufferPointer<UInt8>) {
+                _ = ccrypto_sha256_update(context, piece.baseAddress, piece.count)
+            }
+            func flushEmptyLines() {
+                crlf.withUnsafeBufferPointer { for _ in 0..<emptyLines { update($0) } }
                 emptyLines = 0
-                line += [0x0D, 0x0A]
-                update(line)
             }
-            line.removeAll(keepingCapacity: true)
+            var start = 0
+            while start < bytes.count {
+                // The line's end: its CRLF, or the end of a body whose last line has none.
+                var end = start
+                var hasWhiteSpace = false
+                while end < bytes.count, !(bytes[end] == 0x0D && end + 1 < bytes.count && bytes[end + 1] == 0x0A) {
+                    if isWhiteSpace(bytes[end]) { hasWhiteSpace = true }
+                    end += 1
+                }
+                let terminated = end < bytes.count
+                if !hasWhiteSpace {
+                    if end > start {
+                        flushEmptyLines()
+                        update(UnsafeBufferPointer(rebasing: bytes[start..<end]))
+                        crlf.withUnsafeBufferPointer(update)
+                    } else if terminated {
+                        emptyLines += 1  // held back until a line with text follows
+                    }
+                } else {
+                    line.removeAll(keepingCapacity: true)
+                    var pendingSpace = false
+                    for byte in bytes[start..<end] {
+                        if isWhiteSpace(byte) {
+                            pendingSpace = true
+                        } else {
+                            if pendingSpace { line.append(0x20) }
+                            pendingSpace = false
+                            line.append(byte)
+                        }
+                    }
+                    if line.isEmpty {
+                        emptyLines += 1
+                    } else {
+                        flushEmptyLines()
+                        line += crlf
+                        line.withUnsafeBufferPointer(update)
+                    }
+                }
+                start = terminated ? end + 2 : end
+            }
         }
-        var index = body.startIndex
-        var pendingSpace = false
-        while index < body.endIndex {
-            let byte = body[index]
-            if byte == 0x0D, body.index(after: index) < body.endIndex, body[body.index(after: index)] == 0x0A {
-                pendingSpace = false
-                finishLine()
-                index = body.index(index, offsetBy: 2)
-                continue
-            }
-            if isWhiteSpace(byte) {
-                pendingSpace = true
-            } else {
-                if pendingSpace { line.append(0x20) }
-                pendingSpace = false
-                line.append(byte)
-            }
-            index = body.index(after: index)
-        }
-        if pendingSpace || !line.isEmpty { finishLine() }  // a last line without CRLF gets one
         var digest = [UInt8](repeating: 0, count: 32)
         guard ccrypto_sha256_final(context, &digest) == 1 else { fatalError("OpenSSL could not finish a SHA-256") }
         return digest
