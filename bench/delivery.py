@@ -152,10 +152,10 @@ def sent_so_far(data):
     return sum(worker["emails_sent"] for worker in status["workers"])
 
 
-def deliver(workers, port, backlog, work):
+def deliver(workers, port, backlog, work, extra_env=None):
     """One run: mailworkerd with `workers` threads empties a copy of `backlog` into the sink
-    at `port`. Returns emails/s from its start to the last email sent, the seconds to the
-    first one, its peak RSS and its CPU time per email."""
+    at `port` (`extra_env`: settings added, DKIM's say). Returns emails/s from its start to
+    the last email sent, the seconds to the first one, its peak RSS and its CPU time per email."""
     base = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     data = base / "data"
     copy_backlog(backlog, data / "queue")
@@ -165,7 +165,7 @@ def deliver(workers, port, backlog, work):
     # Only what this run sets: a PASSWORD or SMTP_* in the caller's environment must not leak in.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DATA_DIR": str(data), "LOG_DIR": str(base / "logs"),
            "LOG_STDERR": "false", "SENDER_EMAIL": SENDER, "SMTP_SERVER": "127.0.0.1", "PORT": str(port),
-           "SMTP_TLS": "none", "NUM_WORKERS": str(workers)}
+           "SMTP_TLS": "none", "NUM_WORKERS": str(workers), **(extra_env or {})}
     try:
         started = time.time()
         proc = start([BIN / "mailworkerd"], cwd=base, env=env)
