@@ -207,6 +207,12 @@ final class FastCGIConnection: @unchecked Sendable {
                 return refuse(id, 413, "Request body is larger than \(limits.body) bytes")
             case .none:
                 return refuse(id, 400, "CONTENT_LENGTH is not a number of bytes")
+            case .some(.some(let length)):
+                pending[id]!.params = []
+                pending[id]!.environment = environment
+                // The whole body at once (at most the limit): growing by doubling would
+                // hold up to twice it while a large one arrives.
+                pending[id]!.body.reserveCapacity(length)
             default:
                 pending[id]!.params = []
                 pending[id]!.environment = environment

@@ -13,6 +13,17 @@ public enum QueueCoding {
         return encoder
     }
 
+    /// Decodes `bytes` (a file's contents) without copying them into a `Data` first: queue
+    /// files with attachments are megabytes, and every copy is one more in peak memory.
+    public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        try bytes.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return try decoder().decode(T.self, from: Data()) }
+            // The Data only borrows the array's storage, and does not outlive this closure.
+            let data = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: raw.count, deallocator: .none)
+            return try decoder().decode(T.self, from: data)
+        }
+    }
+
     public static func decoder() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in

@@ -94,6 +94,9 @@ public enum Syscall {
     /// Reads from `fd` to its end.
     public static func readAll(_ fd: Int32, path: String) throws(SystemError) -> [UInt8] {
         var result: [UInt8] = []
+        // Room for the whole file at once: growing by doubling would hold up to twice its size.
+        var status = stat()
+        if fstat(fd, &status) == 0, status.st_size > 0 { result.reserveCapacity(Int(status.st_size)) }
         var chunk = [UInt8](repeating: 0, count: 16 * 1024)
         while true {
             let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }

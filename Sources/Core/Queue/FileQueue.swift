@@ -692,7 +692,7 @@ public final class FileQueue: QueueStore {
                 (reason, detail) = (.tooLarge, "\(info.st_size) bytes, over \(QueueLayout.maxEntryBytes)")
             } else {
                 let bytes = try Syscall.readAll(fd, path: claimed)
-                if let batch = try? QueueCoding.decoder().decode(LegacyBatch.self, from: Data(bytes)) {
+                if let batch = try? QueueCoding.decode(LegacyBatch.self, from: bytes) {
                     try importLegacy(batch, from: base, claimedName: claimedName, lock: lock, at: now)
                     return nil
                 }
@@ -780,7 +780,7 @@ public final class FileQueue: QueueStore {
     }
 
     private static func decodeEntry(_ bytes: [UInt8]) throws -> QueuedEmail {
-        try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
+        try QueueCoding.decode(QueuedEmail.self, from: bytes)
     }
 
     /// Whether `path` is a regular file of one name, not too large, holding a queue entry
@@ -795,7 +795,7 @@ public final class FileQueue: QueueStore {
         else { return false }
         let email =
             deadLetter
-            ? (try? QueueCoding.decoder().decode(DeadLetter.self, from: Data(bytes)))?.email
+            ? (try? QueueCoding.decode(DeadLetter.self, from: bytes))?.email
             : try? Self.decodeEntry(bytes)
         return email.flatMap { RequestID.fileBaseName(for: $0.requestID) } == base
     }
@@ -921,7 +921,7 @@ public final class FileQueue: QueueStore {
             if error.errno == ENOENT { return }  // claimed meanwhile
             bytes = []  // a stranger: due now, so the claim that reads it sets it aside
         }
-        let fields = try? QueueCoding.decoder().decode(Fields.self, from: Data(bytes))
+        let fields = try? QueueCoding.decode(Fields.self, from: bytes)
         state.withLock { $0.index.insert(base, priority: fields?.priority ?? 2, notBefore: fields?.next_attempt_at) }
     }
 }

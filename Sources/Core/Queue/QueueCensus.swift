@@ -120,7 +120,7 @@ public final class QueueCensus: Sendable {
                 maxBytes: QueueLayout.maxEntryBytes
             )
         else { return nil }
-        return try? QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
+        return try? QueueCoding.decode(QueuedEmail.self, from: bytes)
     }
 
     private func describe(_ base: String, fileName: String, state: String) -> FileInfo {
@@ -130,7 +130,7 @@ public final class QueueCensus: Sendable {
                 followSymlinks: false,
                 maxBytes: QueueLayout.maxEntryBytes
             )) ?? []
-        let email = try? QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
+        let email = try? QueueCoding.decode(QueuedEmail.self, from: bytes)
         return FileInfo(
             file: fileName,
             request_id: email?.requestID,

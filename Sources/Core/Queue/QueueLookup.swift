@@ -133,7 +133,7 @@ extension FileQueue {
         }
         let letterPath = layout.deadLetter + "/" + QueueLayout.pendingName(base)
         if let bytes = try readBytes(letterPath) {
-            let letter = try QueueCoding.decoder().decode(DeadLetter.self, from: Data(bytes))
+            let letter = try QueueCoding.decode(DeadLetter.self, from: bytes)
             var email = letter.email
             email.attempts = letter.attempts
             return EmailRecord(
@@ -150,7 +150,7 @@ extension FileQueue {
     /// we wrote: a link, not a regular file, too large).
     private func readEntry(_ path: String) throws -> QueuedEmail? {
         guard let bytes = try readBytes(path) else { return nil }
-        return try QueueCoding.decoder().decode(QueuedEmail.self, from: Data(bytes))
+        return try QueueCoding.decode(QueuedEmail.self, from: bytes)
     }
 
     private func readBytes(_ path: String) throws -> [UInt8]? {

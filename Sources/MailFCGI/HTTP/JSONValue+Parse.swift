@@ -25,12 +25,22 @@ extension JSONValue {
             // No body at all: FastAPI reports the body as a missing field.
             throw HTTPError.validation([FieldError([.key("body")], "Field required", type: "missing", input: .null)])
         }
-        guard String(validating: bytes, as: UTF8.self) != nil else {
+        // Validated in place (no String made of a body that can be megabytes).
+        guard (try? UTF8Span(validating: bytes.span)) != nil else {
             throw invalid("the body is not valid UTF-8 (RFC 8259 §8.1)")
         }
         if let (problem, offset) = JSONStrictness.problemAndOffset(bytes) { throw invalid(problem, at: offset) }
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+            return try bytes.withUnsafeBytes { raw in
+                guard let base = raw.baseAddress else { return try JSONDecoder().decode(JSONValue.self, from: Data()) }
+                // Borrowed, not copied: the Data does not outlive this closure.
+                let data = Data(
+                    bytesNoCopy: UnsafeMutableRawPointer(mutating: base),
+                    count: raw.count,
+                    deallocator: .none
+                )
+                return try JSONDecoder().decode(JSONValue.self, from: data)
+            }
         } catch {
             throw invalid("Expecting value", at: syntaxErrorOffset(bytes))
         }
