@@ -66,7 +66,7 @@ doc = {
                         "headers": {"Idempotent-Replayed": REPLAYED}},
                 "409": json_body(ref("Error"), "A request with this Idempotency-Key is being handled (Retry-After: 1)"),
                 "400": json_body(ref("Error"), "Template error: unknown template, missing variables"),
-                "413": json_body(ref("Error"), "Body larger than MAX_BODY_BYTES"),
+                "413": json_body(ref("Error"), "Body larger than MAX_BODY_BYTES, or a composed message larger than MAX_MESSAGE_BYTES (the detail names the limit)"),
                 "415": json_body(ref("Error"), "Not UTF-8 JSON"),
                 "422": VALIDATION,
                 "503": json_body(ref("Error"), "The queue cannot store emails right now (not accepted; "
@@ -95,7 +95,7 @@ doc = {
                 "200": {**json_body(ref("BatchResponse"), "Stored durably (the valid items, when permissive)"),
                         "headers": {"Idempotent-Replayed": REPLAYED}},
                 "409": json_body(ref("Error"), "A request with this Idempotency-Key is being handled (Retry-After: 1)"),
-                "413": json_body(ref("Error"), "Body larger than MAX_BODY_BYTES"),
+                "413": json_body(ref("Error"), "Body larger than MAX_BODY_BYTES, or a composed message larger than MAX_MESSAGE_BYTES (the detail names the limit)"),
                 "415": json_body(ref("Error"), "Not UTF-8 JSON"),
                 "422": VALIDATION,
                 "503": json_body(ref("Error"), "The queue cannot store emails right now (nothing accepted)"),
@@ -209,6 +209,33 @@ doc = {
                                 "Until then the email is scheduled, and can be canceled"},
                     "tags": {"type": "array", "maxItems": 10, "items": ref("Tag"),
                              "description": "Labels kept with the email and answered by GET /email/{request_id}"},
+                    "attachments": {"type": "array", "maxItems": 100, "items": ref("Attachment"),
+                                    "description": "Files, at most MAX_ATTACHMENTS (default 20). Items with a "
+                                    "content_id are inline parts the HTML references as cid:ID (multipart/related); "
+                                    "the others are attachments (multipart/mixed). The composed message may be at "
+                                    "most MAX_MESSAGE_BYTES (default 10 MiB; base64 included): larger is 413"},
+                    "headers": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 50,
+                                "description": "Extra headers, name to value: names as RFC 5322 field-names, values "
+                                "without control characters (non-ASCII as RFC 2047). Refused: From, Sender, To, Cc, "
+                                "Bcc, Reply-To, Subject, Date, Message-ID, MIME-Version, Content-*, Received, "
+                                "DKIM-Signature, Return-Path, X-Priority, Importance. List-Unsubscribe takes "
+                                "<https:...> or <mailto:...> URIs; List-Unsubscribe-Post must be "
+                                "List-Unsubscribe=One-Click (RFC 8058) beside an https List-Unsubscribe"},
+                },
+            },
+            "Attachment": {
+                "type": "object", "required": ["filename", "content"],
+                "properties": {
+                    "filename": {"type": "string", "minLength": 1, "maxLength": 255,
+                                 "description": "Any Unicode (sent as RFC 2231 filename* and an RFC 2047 name); "
+                                 "no / or \\, no control characters"},
+                    "content": {"type": "string", "contentEncoding": "base64",
+                                "description": "The file's bytes in base64 (RFC 4648; line breaks allowed)"},
+                    "content_type": {"type": "string", "description": "A media type (type/subtype, parameters "
+                                     "allowed; not multipart/* or message/*); default: from the file name's "
+                                     "extension, else application/octet-stream"},
+                    "content_id": {"type": "string", "description": "Makes the item an inline part with this "
+                                   "Content-ID (angle brackets optional), e.g. logo@example.com; needs an HTML body"},
                 },
             },
             "BatchResponse": {

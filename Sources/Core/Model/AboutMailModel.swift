@@ -7,4 +7,6 @@
 // - `DeadLetter.swift`: the dead letter record and `DeadLetterKind`.
 // - `Mailbox.swift`, `MailboxInput.swift`, `HeaderText.swift`, `Sender.swift`: addresses and
 //   headers (RFC 5321, 5322, 2047).
+// - `Attachment.swift` (attachments, base64 checked without decoding, media types) and
+//   `CustomHeader.swift` (the client's headers, List-Unsubscribe).
 // - `RequestID.swift`, `QueueCoding.swift` (JSON coding, `Timestamp`), `JSONValue.swift`.
