@@ -11,7 +11,8 @@ command -v nginx >/dev/null 2>&1 || packages+=(nginx-light)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 # jq: the README's dead-letter requeue recipe, which the tests run as written.
 # opendkim: its library verifies DKIM signatures beside dkimpy (`opendkim -t`, TestPublicKeys).
-[ "${1:-}" = "--test" ] && packages+=(chromium jq opendkim)
+# prometheus: promtool checks GET /metrics (the server itself is not started).
+[ "${1:-}" = "--test" ] && packages+=(chromium jq opendkim prometheus)
 
 missing=()
 for package in "${packages[@]}"; do

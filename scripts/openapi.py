@@ -146,6 +146,17 @@ doc = {
             "responses": {"200": json_body(ref("Health"), "Healthy"),
                           "503": json_body(ref("Health"), "Degraded: a component is unhealthy"), **ERRORS},
         }},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics",
+            "description": "The Prometheus text format 0.0.4: accepted, sent, partially sent, deferred, "
+                           "dead-lettered and canceled counters; queue depth by state; the age of the oldest due "
+                           "email; enqueue and delivery duration histograms; relay health and pause state; "
+                           "mail_worker_up; mail_build_info. Open without a password from this host, as /health.",
+            "operationId": "metrics_metrics_get",
+            "security": [{}, {"basicAuth": []}],
+            "responses": {"200": {"description": "Metrics",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}, **ERRORS},
+        }},
         "/templates": {"get": {
             "summary": "List the templates",
             "operationId": "list_templates_templates_get",

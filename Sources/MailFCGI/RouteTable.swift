@@ -22,6 +22,7 @@ enum RouteTable {
             logger: logger
         )
         let templates = try TemplateStore(directory: settings.templatesDirectory, logger: logger)
+        let metrics = ResponderMetrics()
         let email = EmailRoute(
             queue: queue,
             composer: MessageComposer(sender: settings.sender),
@@ -30,9 +31,10 @@ enum RouteTable {
                 maxScheduleAhead: TimeInterval(settings.maxScheduleDays) * 86_400,
                 maxAttachments: settings.maxAttachments
             ),
-            maxMessageBytes: settings.maxMessageBytes
+            maxMessageBytes: settings.maxMessageBytes,
+            metrics: metrics
         )
-        let lookup = EmailLookupRoute(queue: queue)
+        let lookup = EmailLookupRoute(queue: queue, metrics: metrics)
         let health = HealthRoute(
             layout: settings.layout,
             queue: queue,
@@ -49,6 +51,7 @@ enum RouteTable {
         router.add("GET", "/status", StatusRoute(queue: queue).handle)
         router.add("GET", "/templates", TemplatesRoute(templates: templates).handle)
         router.add("GET", "/workers/status", WorkersRoute(layout: settings.layout).handle)
+        router.add("GET", "/metrics", MetricsRoute(queue: queue, layout: settings.layout, metrics: metrics).handle)
         router.add("POST", "/process-batch", ProcessBatchRoute(socketPath: settings.layout.controlSocket).handle)
         let openAPI = OpenAPIDocument.json
         router.add("GET", "/openapi.json") { _, _ in

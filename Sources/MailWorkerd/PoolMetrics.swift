@@ -14,9 +14,12 @@ final class PoolMetrics: Sendable {
 
     private let state: Mutex<State>
     let pause: DeliveryPause
+    /// The Prometheus side of the same figures.
+    let prometheus: DeliveryMetrics
 
     init(workers: Int, pause: DeliveryPause) {
         self.pause = pause
+        prometheus = DeliveryMetrics(workers: workers)
         state = Mutex(
             State(
                 workers: (1...max(1, workers)).map { WorkerMetrics(workerID: $0) },
@@ -34,6 +37,7 @@ final class PoolMetrics: Sendable {
     }
 
     func finished(_ worker: Int, _ attempt: DeliveryAgent.Attempt) {
+        prometheus.record(attempt)
         state.withLock { state in
             let i = worker - 1
             state.workers[i].currentBatch = nil

@@ -85,7 +85,8 @@ final class StatusPublisher: Sendable {
             queuePending: counts.pending,
             queueDeferred: counts.deferred,
             queueProblems: queue.problems,
-            storageError: metrics.recordingTrouble
+            storageError: metrics.recordingTrouble,
+            metrics: metrics.prometheus.text(workers: workers, sender: sender)
         )
         do {
             try status.write(to: layout, fileName: fileName)

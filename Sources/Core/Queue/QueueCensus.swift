@@ -49,6 +49,9 @@ public final class QueueCensus: Sendable {
         public var corrupt = 0
         /// The first `limit` files: claimed ones, then pending in name (arrival) order.
         public var files: [FileInfo] = []
+        /// When the longest-waiting due email became due (its due time, or its acceptance,
+        /// from its name), or nil when none is due.
+        public var oldestDue: Date?
         /// Files in the queue directory: pending, scheduled, deferred and processing.
         public var total: Int { pending + scheduled + deferred + processing }
     }
@@ -91,7 +94,12 @@ public final class QueueCensus: Sendable {
             switch Self.state(entry, now: now) {
             case "scheduled": report.scheduled += 1
             case "deferred": report.deferred += 1
-            default: report.pending += 1
+            default:
+                report.pending += 1
+                if let accepted = QueueLayout.acceptedAt(base) {
+                    let due = max(accepted, entry.notBefore ?? accepted)
+                    report.oldestDue = min(report.oldestDue ?? due, due)
+                }
             }
         }
         cache.withLock { $0 = fresh }

@@ -106,6 +106,13 @@ public struct QueueLayout: Sendable {
         return String(fileName.dropLast(pendingSuffix.count))
     }
 
+    /// When the email named `base` (`batch_{timestamp_ms}_{uuid8}`) was accepted, from its name.
+    static func acceptedAt(_ base: String) -> Date? {
+        let parts = base.split(separator: "_")
+        guard parts.count == 3, let milliseconds = Int64(parts[1]) else { return nil }
+        return Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+    }
+
     private static func removeIgnoringErrors(_ path: String) -> Bool {
         (try? Syscall.unlink(path)) != nil
     }

@@ -22,6 +22,9 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
     public var queueProblems: [String]
     /// Why mailworkerd cannot record outcomes right now (e.g. the disk is full), or nil.
     public var storageError: String?
+    /// mailworkerd's own metrics in the Prometheus text format (0.0.4), which mailfcgi's
+    /// `GET /metrics` serves after its own; nil from a mailworkerd that predates it.
+    public var metrics: String?
 
     /// Seconds between heartbeats, and after how long a heartbeat counts as stale (three).
     public static let interval: TimeInterval = 1
@@ -41,7 +44,8 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         queuePending: Int,
         queueDeferred: Int,
         queueProblems: [String] = [],
-        storageError: String? = nil
+        storageError: String? = nil,
+        metrics: String? = nil
     ) {
         self.heartbeat = heartbeat
         self.pid = pid
@@ -54,6 +58,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         self.queueDeferred = queueDeferred
         self.queueProblems = queueProblems
         self.storageError = storageError
+        self.metrics = metrics
     }
 
     enum CodingKeys: String, CodingKey {
@@ -66,6 +71,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         case queueDeferred = "queue_deferred"
         case queueProblems = "queue_problems"
         case storageError = "storage_error"
+        case metrics
     }
 
     public init(from decoder: any Decoder) throws {
@@ -82,6 +88,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         // Absent in status files written before these fields existed.
         queueProblems = try c.decodeIfPresent([String].self, forKey: .queueProblems) ?? []
         storageError = try c.decodeIfPresent(String.self, forKey: .storageError)
+        metrics = try c.decodeIfPresent(String.self, forKey: .metrics)
     }
 
     /// Whether the heartbeat is recent enough at `now` for mailworkerd to count as running:

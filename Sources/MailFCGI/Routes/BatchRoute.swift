@@ -162,7 +162,10 @@ struct BatchRoute: Sendable {
             single.makeEmail(item.fields, item.content, requestID: ids[item.index], now: now, user: request.remoteUser)
         }
         do {
-            try single.queue.enqueue(batch: emails.filter { !skipping.contains($0.requestID) })
+            let started = Date()
+            let storing = emails.filter { !skipping.contains($0.requestID) }
+            try single.queue.enqueue(batch: storing)
+            single.metrics.stored(storing.count, seconds: Date().timeIntervalSince(started))
         } catch let error as SystemError {
             throw HTTPError.storage(error, logger: logger)
         } catch QueueError.nameTaken(let id) {

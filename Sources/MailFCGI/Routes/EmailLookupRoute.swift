@@ -10,6 +10,8 @@ import Queue
 /// email is answered exactly as an unknown one, 404, so ids cannot be probed.
 struct EmailLookupRoute: Sendable {
     let queue: any QueueStore
+    /// Counts cancels, for `GET /metrics`.
+    var metrics = ResponderMetrics()
 
     func get(_ request: Request, _ parameters: [String: String], _ logger: Logger) throws -> Response {
         let record = try find(parameters, for: request)
@@ -21,6 +23,7 @@ struct EmailLookupRoute: Sendable {
         let record = try find(parameters, for: request)  // someone else's: 404 before anything changes
         switch try queue.cancel(requestID: record.email.requestID) {
         case .canceled(let canceled):
+            metrics.canceledOne()
             logger.info(
                 "canceled",
                 metadata: ["request_id": "\(canceled.email.requestID)", "user": "\(request.remoteUser ?? "-")"]

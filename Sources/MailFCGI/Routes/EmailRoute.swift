@@ -17,6 +17,8 @@ struct EmailRoute: Sendable {
     var limits = EmailRequest.Limits()
     /// `MAX_MESSAGE_BYTES`: the largest composed message accepted.
     var maxMessageBytes = 10 << 20
+    /// Counts what is stored, for `GET /metrics`.
+    var metrics = ResponderMetrics()
 
     struct Accepted: Encodable {
         let request_id: String
@@ -104,7 +106,9 @@ struct EmailRoute: Sendable {
     ) throws -> Response {
         let email = makeEmail(fields, content, requestID: requestID, now: now, user: request.remoteUser)
         do {
+            let started = Date()
             try queue.enqueue(email)
+            metrics.stored(1, seconds: Date().timeIntervalSince(started))
         } catch let error as SystemError {
             throw HTTPError.storage(error, logger: logger)
         } catch QueueError.nameTaken(let id) {
