@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "mailfcgi", targets: ["MailFCGI"]),
         .executable(name: "mailworkerd", targets: ["MailWorkerd"]),
+        .executable(name: "mailctl", targets: ["MailCtl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -148,6 +149,16 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             path: "Sources/MailWorkerd"
+        ),
+        // The operator's command: the queue store's administration operations, no daemon needed.
+        .executableTarget(
+            name: "MailCtl",
+            dependencies: [
+                "MailModel", "Composition", "Queue", "Settings",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/MailCtl"
         ),
         .testTarget(
             name: "CoreTests",

@@ -221,7 +221,7 @@ doc = {
                     "tags": {"type": "array", "maxItems": 10, "items": ref("Tag"),
                              "description": "Labels kept with the email and answered by GET /email/{request_id}"},
                     "attachments": {"type": "array", "maxItems": 100, "items": ref("Attachment"),
-                                    "description": "Files, at most MAX_ATTACHMENTS (default 20). Items with a "
+                                    "description": "Files, at most MAX_ATTACHMENTS (default 20; maxItems is its upper bound). Items with a "
                                     "content_id are inline parts the HTML references as cid:ID (multipart/related); "
                                     "the others are attachments (multipart/mixed). The composed message may be at "
                                     "most MAX_MESSAGE_BYTES (default 10 MiB; base64 included): larger is 413"},
@@ -238,7 +238,8 @@ doc = {
                 "type": "object", "required": ["filename", "content"],
                 "properties": {
                     "filename": {"type": "string", "minLength": 1, "maxLength": 255,
-                                 "description": "Any Unicode (sent as RFC 2231 filename* and an RFC 2047 name); "
+                                 "description": "Any Unicode, at most 255 bytes of UTF-8 (sent as RFC 2231 filename* and an "
+                                 "RFC 2047 name); "
                                  "no / or \\, no control characters"},
                     "content": {"type": "string", "contentEncoding": "base64",
                                 "description": "The file's bytes in base64 (RFC 4648; line breaks allowed)"},

@@ -68,12 +68,78 @@ final class MemoryQueueStore: QueueStore {
             case .sending: report.processing += 1
             case .deadLetter: report.deadLetter += 1
             case .sent, .partiallySent, .canceled: report.trash += 1
+            case .held: report.held += 1
             }
         }
         return report
     }
 
     func healthProblems(reported: [String]) -> [String] { reported }
+
+    // MARK: Administration
+
+    func list(states: Set<EmailState>?, now: Date) throws -> [EmailRecord] {
+        let wanted = states ?? [.scheduled, .queued, .deferred, .sending, .held, .deadLetter]
+        return entries.withLock { entries in
+            entries.keys.sorted().compactMap { id in
+                let entry = entries[id]!
+                guard wanted.contains(entry.state) else { return nil }
+                return EmailRecord(state: entry.state, email: entry.email, deadLetter: entry.deadLetter)
+            }
+        }
+    }
+
+    /// Moves one email from one of `allowed` states to what `change` makes of it.
+    private func change(
+        _ requestID: String,
+        allowed: Set<EmailState>,
+        _ change: (inout Entry) -> Void
+    ) -> AdminOutcome {
+        entries.withLock { entries in
+            guard var entry = entries[requestID] else { return .notFound }
+            let record = EmailRecord(state: entry.state, email: entry.email, deadLetter: entry.deadLetter)
+            guard allowed.contains(entry.state) else { return .notInState(record) }
+            change(&entry)
+            entries[requestID] = entry
+            return .done(EmailRecord(state: entry.state, email: entry.email))
+        }
+    }
+
+    func hold(requestID: String, now: Date) throws -> AdminOutcome {
+        change(requestID, allowed: [.scheduled, .queued, .deferred]) { $0.state = .held }
+    }
+
+    func releaseHeld(requestID: String, now: Date) throws -> AdminOutcome {
+        change(requestID, allowed: [.held]) { $0.state = $0.email.retryCount > 0 ? .deferred : .queued }
+    }
+
+    func flush(requestID: String, now: Date) throws -> AdminOutcome {
+        change(requestID, allowed: [.deferred]) { $0.email.nextAttemptAt = nil }
+    }
+
+    func requeue(requestID: String, now: Date) throws -> AdminOutcome {
+        change(requestID, allowed: [.deadLetter]) {
+            $0.state = .queued
+            $0.deadLetter = nil
+            $0.email.retryCount = 0
+            $0.email.nextAttemptAt = nil
+            $0.email.requeuedAt = now
+        }
+    }
+
+    func interruptedRequeues() throws -> [String] { [] }  // each change here is one step
+
+    func delete(requestID: String, now: Date) throws -> AdminOutcome {
+        entries.withLock { entries in
+            guard let entry = entries[requestID] else { return .notFound }
+            let record = EmailRecord(state: entry.state, email: entry.email, deadLetter: entry.deadLetter)
+            guard [.scheduled, .queued, .deferred, .held, .deadLetter].contains(entry.state) else {
+                return .notInState(record)
+            }
+            entries[requestID] = nil
+            return .done(record)
+        }
+    }
 
     private func isDue(_ entry: Entry, now: Date) -> Bool {
         [.queued, .deferred, .scheduled].contains(entry.state) && (entry.email.nextAttemptAt ?? .distantPast) <= now

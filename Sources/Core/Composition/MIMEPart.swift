@@ -93,7 +93,9 @@ public struct MIMEWriter {
         case .multipart(let subtype, let parts):
             boundaries += 1
             let boundary = "=_\(subtype.prefix(3))\(boundaries == 1 ? "" : String(boundaries))_\(token)"
-            emit("Content-Type: multipart/\(subtype);\r\n boundary=\"\(boundary)\"\r\n\r\n")
+            // RFC 2387 §3.1: a multipart/related names its root's type (the HTML, here).
+            let root = subtype == "related" ? ";\r\n type=\"text/html\"" : ""
+            emit("Content-Type: multipart/\(subtype);\r\n boundary=\"\(boundary)\"\(root)\r\n\r\n")
             if preamble { emit("This is a multi-part message in MIME format.\r\n") }
             for child in parts {
                 emit("\r\n--\(boundary)\r\n")

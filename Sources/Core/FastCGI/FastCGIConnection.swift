@@ -204,7 +204,7 @@ final class FastCGIConnection: @unchecked Sendable {
             switch Self.declaredLength(environment["CONTENT_LENGTH"]) {
             case .some(.some(let length)) where length > limits.body:
                 // Refused before the body arrives: a client cannot make us buffer more than the limit.
-                return refuse(id, 413, "Request body is larger than \(limits.body) bytes")
+                return refuse(id, 413, "Request body is larger than \(limits.body) bytes (MAX_BODY_BYTES)")
             case .none:
                 return refuse(id, 400, "CONTENT_LENGTH is not a number of bytes")
             case .some(.some(let length)):
@@ -226,7 +226,7 @@ final class FastCGIConnection: @unchecked Sendable {
                 pending[id]!.body += content
                 let buffered = pending.values.reduce(0) { $0 + $1.bytes }
                 if pending[id]!.body.count > limits.body || buffered > limits.buffered {
-                    refuse(id, 413, "Request body is larger than \(limits.body) bytes")
+                    refuse(id, 413, "Request body is larger than \(limits.body) bytes (MAX_BODY_BYTES)")
                 }
                 return
             }

@@ -643,7 +643,7 @@ public final class FileQueue: QueueStore {
     /// claimant got there first, or the entry is not a valid queue file (it is then set
     /// aside in `corrupt/`). Claiming changes no metadata of the file: it works on files
     /// this process does not own, and never on what a link points to.
-    private func take(_ base: String, at now: Date) throws -> (QueuedEmail, ClaimLock)? {
+    func take(_ base: String, at now: Date) throws -> (QueuedEmail, ClaimLock)? {
         let claimedName = QueueLayout.claimedName(base)
         let claimed = path(claimedName)
         // Gone: claimed by someone else. Exists: its previous claim is still being closed.

@@ -44,6 +44,8 @@ public final class QueueCensus: Sendable {
         public var scheduled = 0
         public var processing = 0
         public var deadLetter = 0
+        /// Held by an operator (`mailctl hold`).
+        public var held = 0
         public var trash = 0
         /// Entries set aside in `corrupt/`.
         public var corrupt = 0
@@ -72,6 +74,8 @@ public final class QueueCensus: Sendable {
         report.processing = claimed.count
         report.deadLetter = try Syscall.listDirectory(layout.deadLetter).filter { !AtomicFile.isTemporary($0) }.count
         report.trash = try Syscall.listDirectory(layout.trash).count
+        report.held =
+            ((try? Syscall.listDirectory(layout.held)) ?? []).filter { QueueLayout.pendingBase($0) != nil }.count
         report.corrupt =
             ((try? Syscall.listDirectory(layout.corrupt)) ?? []).filter { !AtomicFile.isTemporary($0) }.count
 

@@ -33,6 +33,8 @@ public struct QueueLayout: Sendable {
     public var active: String { root + "/queue/active" }
     public var trash: String { root + "/trash" }
     public var deadLetter: String { root + "/dead_letter" }
+    /// Emails an operator holds out of delivery (`mailctl hold`), as `B.json`.
+    public var held: String { root + "/held" }
     /// Entries that are not valid queue files (not regular, unreadable, not decodable, bad
     /// addresses), set aside with the reason in their name. Never pruned: an operator looks.
     public var corrupt: String { root + "/corrupt" }
@@ -51,12 +53,14 @@ public struct QueueLayout: Sendable {
     /// Creates every folder that is missing.
     /// - Throws: `SystemError` from mkdir(2).
     public func create() throws {
-        for dir in [queue, active, trash, deadLetter, corrupt, outbox, status] { try Syscall.makeDirectories(dir) }
+        for dir in [queue, active, trash, deadLetter, corrupt, held, outbox, status] {
+            try Syscall.makeDirectories(dir)
+        }
     }
 
     /// The folders a state change renames between: each rename(2) is atomic only within one
     /// filesystem, and across two it fails with `EXDEV`.
-    public var renameFolders: [String] { [queue, active, trash, deadLetter, corrupt] }
+    public var renameFolders: [String] { [queue, active, trash, deadLetter, corrupt, held] }
 
     /// Checks that a file can be renamed from `queue/` into every other folder of
     /// `renameFolders` (an operator may have mounted, bind-mounted or symlinked one

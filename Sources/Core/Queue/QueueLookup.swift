@@ -24,12 +24,14 @@ public enum EmailState: String, Codable, Sendable, CaseIterable {
     case deadLetter = "dead_letter"
     /// Canceled by the client before it was sent.
     case canceled
+    /// Kept out of delivery by an operator (`mailctl hold`) until released.
+    case held
 
     /// Whether the email can still change state without an operator.
     public var isFinal: Bool {
         switch self {
         case .sent, .partiallySent, .deadLetter, .canceled: true
-        case .scheduled, .queued, .deferred, .sending: false
+        case .scheduled, .queued, .deferred, .sending, .held: false
         }
     }
 }
@@ -59,7 +61,7 @@ extension FileQueue {
     /// The email with request id `requestID`, found from the names its id leads to in each
     /// folder (no listing): `queue/B.json`, `queue/active/B.processing.json`,
     /// `queue/active/B.sent.json`, `trash/B.sent.json`, `trash/B.canceled.json`,
-    /// `dead_letter/B.json`. An email moving between folders while it is looked for is looked
+    /// `held/B.json`, `dead_letter/B.json`. An email moving between folders while it is looked for is looked
     /// for again. Trash entries stay findable until `TRASH_RETENTION_DAYS` prunes them.
     /// - Returns: nil when no folder holds it (or `requestID` is not a UUIDv7).
     /// - Throws: `SystemError` when a file that exists cannot be read.
@@ -73,7 +75,8 @@ extension FileQueue {
         return nil
     }
 
-    /// Cancels a scheduled, queued or deferred email: one rename, `queue/B.json` to
+    /// Cancels a scheduled, queued, deferred or held email: one rename, `queue/B.json` (or
+    /// `held/B.json`) to
     /// `trash/B.canceled.json`, decides it against a worker's claim (the same rename from the
     /// same name): exactly one of them wins. The rename is fsynced in both folders before
     /// this returns, so a cancel answered is not undone by a power cut.
@@ -82,19 +85,21 @@ extension FileQueue {
         guard let base = RequestID.fileBaseName(for: requestID) else { return .notFound }
         while true {
             guard let record = try lookup(requestID: requestID, now: now) else { return .notFound }
+            let from: String
             switch record.state {
-            case .scheduled, .queued, .deferred: break
+            case .scheduled, .queued, .deferred: from = path(QueueLayout.pendingName(base))
+            case .held: from = layout.held + "/" + QueueLayout.pendingName(base)
             case .sending, .sent, .partiallySent, .deadLetter, .canceled: return .notCancelable(record)
             }
             let canceled = layout.trash + "/" + QueueLayout.trashName(base, status: .canceled)
             do {
-                try Syscall.rename(path(QueueLayout.pendingName(base)), canceled)
+                try Syscall.rename(from, canceled)
             } catch {
                 if error.errno == ENOENT { continue }  // claimed (or rewritten) meanwhile: look again
                 throw error
             }
             try Syscall.fsyncDirectory(layout.trash)
-            try Syscall.fsyncDirectory(layout.queue)
+            try Syscall.fsyncDirectory(record.state == .held ? layout.held : layout.queue)
             var done = record
             done.state = .canceled
             done.finishedAt = now
@@ -131,6 +136,10 @@ extension FileQueue {
         if let email = try readEntry(canceled) {
             return EmailRecord(state: .canceled, email: email, finishedAt: Syscall.changeTime(canceled))
         }
+        let heldPath = layout.held + "/" + QueueLayout.pendingName(base)
+        if let email = try readEntry(heldPath) {
+            return EmailRecord(state: .held, email: email)
+        }
         let letterPath = layout.deadLetter + "/" + QueueLayout.pendingName(base)
         if let bytes = try readBytes(letterPath) {
             let letter = try QueueCoding.decode(DeadLetter.self, from: bytes)
@@ -148,12 +157,12 @@ extension FileQueue {
 
     /// The email in the file at `path`, or nil when there is no such file (or it is not one
     /// we wrote: a link, not a regular file, too large).
-    private func readEntry(_ path: String) throws -> QueuedEmail? {
+    func readEntry(_ path: String) throws -> QueuedEmail? {
         guard let bytes = try readBytes(path) else { return nil }
         return try QueueCoding.decode(QueuedEmail.self, from: bytes)
     }
 
-    private func readBytes(_ path: String) throws -> [UInt8]? {
+    func readBytes(_ path: String) throws -> [UInt8]? {
         let fd: Int32
         do {
             fd = try Syscall.openRegular(path, followSymlinks: false)

@@ -98,6 +98,31 @@ public protocol QueueStore: Sendable {
     /// Entries the store could neither handle nor set aside, as "name: reason".
     var problems: [String] { get }
 
+    // MARK: Administration (mailctl)
+
+    /// Every email in `states` (every one not finished when nil), in the order accepted.
+    func list(states: Set<EmailState>?, now: Date) throws -> [EmailRecord]
+
+    /// Keeps a scheduled, queued or deferred email out of delivery until `releaseHeld`;
+    /// exactly one of a hold and a claim racing for it wins.
+    func hold(requestID: String, now: Date) throws -> AdminOutcome
+
+    /// Puts a held email back to be delivered.
+    func releaseHeld(requestID: String, now: Date) throws -> AdminOutcome
+
+    /// Makes a deferred email due now.
+    func flush(requestID: String, now: Date) throws -> AdminOutcome
+
+    /// Puts a dead letter back in the queue with its retries reset; never queues it twice.
+    func requeue(requestID: String, now: Date) throws -> AdminOutcome
+
+    /// Request ids of requeues that were interrupted (a crash between their steps): running
+    /// `requeue` on each finishes it.
+    func interruptedRequeues() throws -> [String]
+
+    /// Deletes an email that is waiting, held or dead-lettered; never one being sent.
+    func delete(requestID: String, now: Date) throws -> AdminOutcome
+
     // MARK: Idempotency keys (mailfcgi)
 
     /// Where `Idempotency-Key`s are kept, beside the emails they name (so that a database

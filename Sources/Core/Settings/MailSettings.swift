@@ -90,11 +90,19 @@ public struct MailSettings: Sendable {
     public enum Program: Sendable {
         /// mailfcgi: everything but the relay's settings, which it withholds.
         case responder
+        /// mailctl: what the queue needs; the relay's and DKIM's settings are not read.
+        case admin
         /// mailworkerd: everything.
         case worker
 
         /// The executable's name, for messages.
-        public var name: String { self == .responder ? "mailfcgi" : "mailworkerd" }
+        public var name: String {
+            switch self {
+            case .responder: "mailfcgi"
+            case .admin: "mailctl"
+            case .worker: "mailworkerd"
+            }
+        }
     }
 
     /// Reads and checks every setting `program` uses.

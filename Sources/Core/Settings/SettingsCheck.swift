@@ -14,7 +14,9 @@ public struct SettingsCheck: Sendable {
     }
 
     /// The settings were refused; every problem has been printed on standard error.
-    public struct Refused: Error {}
+    public struct Refused: Error, CustomStringConvertible {
+        public var description: String { "the settings named above are invalid" }
+    }
 
     /// Names that only `make run` (scripts/run.sh) reads from the same `.env`.
     static let runScriptNames: Set<String> = ["MAIL_HTTPS_PORT", "MAIL_DEMO_PASSWORD", "RUN_DIR", "BIN_DIR"]
@@ -28,9 +30,9 @@ public struct SettingsCheck: Sendable {
     /// and finding them in its process environment is warned about.
     public func settings(for program: MailSettings.Program) async throws -> MailSettings? {
         let settings: MailSettings
-        let withheld = program == .responder ? SettingNames.workerOnly : []
+        let withheld = program == .worker ? [] : SettingNames.workerOnly
         let exposed = ProcessInfo.processInfo.environment.keys.filter(withheld.contains).sorted()
-        if !exposed.isEmpty {
+        if program == .responder, !exposed.isEmpty {
             Self.printError(
                 "warning: the environment gives mailfcgi \(exposed.joined(separator: ", ")), which only mailworkerd "
                     + "reads; ignored here. Keep relay settings out of mailfcgi's environment (see README, Security)"

@@ -125,7 +125,7 @@ struct EmailView: Encodable {
                 case .sent, .partiallySent: "sent"
                 case .deadLetter: "failed"
                 case .canceled: "canceled"
-                case .scheduled, .queued, .deferred, .sending: "pending"
+                case .scheduled, .queued, .deferred, .sending, .held: "pending"
                 }
             return Recipient(address: address, state: state, code: nil, reply: nil, at: nil)
         }

@@ -57,7 +57,12 @@ extension FieldReader {
             // The content is not echoed back in errors: it can be megabytes.
             let content = text("content", required: true).flatMap { encoded -> String? in
                 guard let canonical = Base64Text.canonical(encoded) else {
-                    refuse("content", "Content must be base64 (RFC 4648 §4)", type: "base64_decode", input: nil)
+                    refuse(
+                        "content",
+                        "Content must be base64 (RFC 4648 §4)" + Self.base64Hint(encoded),
+                        type: "base64_decode",
+                        input: nil
+                    )
                     return nil
                 }
                 return canonical
@@ -92,6 +97,22 @@ extension FieldReader {
             )
         }
         return attachments
+    }
+
+    /// What most likely made `text` not base64, for the error message.
+    static func base64Hint(_ text: String) -> String {
+        if text.hasPrefix("data:") { return ": remove the data: URL prefix, up to and including the comma" }
+        if text.contains("-") || text.contains("_") {
+            return ": use standard base64 (+ and /), not base64url (- and _)"
+        }
+        let stripped = text.filter { !$0.isWhitespace }
+        if stripped.count % 4 != 0 {
+            return ": its length (\(stripped.count) characters) is not a multiple of 4 (padding missing?)"
+        }
+        if let bad = stripped.first(where: { !($0.isASCII && ($0.isLetter || $0.isNumber || "+/=".contains($0))) }) {
+            return ": \"\(bad)\" is not a base64 character"
+        }
+        return ": the padding or its last character is wrong"
     }
 
     /// `headers`: an object of header names to string values, each checked by

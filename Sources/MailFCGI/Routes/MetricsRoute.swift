@@ -50,7 +50,7 @@ final class ScrapeGauges: Sendable {
     private let oldestDue: Gauge
     private let workerUp: Gauge
 
-    static let states = ["pending", "scheduled", "deferred", "sending", "dead_letter", "finished", "corrupt"]
+    static let states = ["pending", "scheduled", "deferred", "sending", "held", "dead_letter", "finished", "corrupt"]
 
     init() {
         var gauges: [String: Gauge] = [:]
@@ -75,7 +75,8 @@ final class ScrapeGauges: Sendable {
     func text(census: QueueCensus.Report, workerUp up: Bool, now: Date) -> String {
         let counts = [
             "pending": census.pending, "scheduled": census.scheduled, "deferred": census.deferred,
-            "sending": census.processing, "dead_letter": census.deadLetter, "finished": census.trash,
+            "sending": census.processing, "held": census.held, "dead_letter": census.deadLetter,
+            "finished": census.trash,
             "corrupt": census.corrupt,
         ]
         for (state, gauge) in byState { gauge.set(to: Double(counts[state] ?? 0)) }
