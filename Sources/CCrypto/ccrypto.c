@@ -32,6 +32,16 @@ int ccrypto_sha256_final(void *context, uint8_t out[32]) {
     return ok;
 }
 
+// OpenSSL's default would prompt on the terminal for an encrypted key's pass phrase and wait:
+// a daemon must fail instead.
+static int refuse_passphrase(char *buffer, int size, int writing, void *data) {
+    (void)buffer;
+    (void)size;
+    (void)writing;
+    *(int *)data = 1;
+    return -1;
+}
+
 void *ccrypto_private_key_load(const char *path, char *error, size_t error_length) {
     FILE *file = fopen(path, "r");
     if (file == NULL) {
@@ -39,11 +49,15 @@ void *ccrypto_private_key_load(const char *path, char *error, size_t error_lengt
         return NULL;
     }
     ERR_clear_error();
-    EVP_PKEY *key = PEM_read_PrivateKey(file, NULL, NULL, NULL);
+    int asked = 0;
+    EVP_PKEY *key = PEM_read_PrivateKey(file, NULL, refuse_passphrase, &asked);
     fclose(file);
     if (key == NULL) {
         unsigned long code = ERR_get_error();
-        if (code == 0) {
+        if (asked) {
+            snprintf(error, error_length,
+                     "the key is encrypted; give an unencrypted PEM key (openssl pkey -in KEY -out PLAIN)");
+        } else if (code == 0) {
             snprintf(error, error_length, "no PEM private key in the file");
         } else {
             ERR_error_string_n(code, error, error_length);

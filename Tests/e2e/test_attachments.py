@@ -2,6 +2,7 @@
 Python's email parser: the bytes sent come back exactly, in the right MIME structure."""
 import base64
 import email
+import email.header
 import itertools
 import json
 import os
@@ -75,6 +76,20 @@ def test_file_names_survive_rfc_2231_and_2047(stack, smtp, name):
     # The Content-Type's name (what clients before RFC 2231 read) decodes to the same name.
     assert str(attachment.get_param("name")) == name or \
         str(email.header.make_header(email.header.decode_header(attachment.get_param("name")))) == name
+
+
+def test_a_file_name_that_looks_like_an_encoded_word_stays_literal(stack, smtp):
+    # Mail clients decode encoded-words in parameters: written plain, this would read "../../evil.exe".
+    name = "=?UTF-8?B?Li4vLi4vZXZpbC5leGU=?="
+    response = stack.post_email({"to_email": "x@example.com", "subject": "s", "body": "b",
+                                 "attachments": [{"filename": name, "content": "QUJD"}]})
+    assert response.status_code == 200, response.text
+    raw = smtp.wait_for(1)[0].data
+    attachment = list(parse(raw).iter_attachments())[0]
+    assert attachment.get_filename() == name
+    # The RFC 2047 name decodes (policy.default decodes it) to the literal text, not a path.
+    assert str(attachment.get_param("name")) == name
+    assert b'name="=?UTF-8?B?Li4v' not in raw and b'filename="=?' not in raw
 
 
 @pytest.mark.parametrize("fmt,inline,attached", list(itertools.product(
@@ -166,6 +181,14 @@ def error_locations(response):
     ({"filename": "a.bin", "content": "QUJD", "content_type": "text/plain; charset"}, "content_type", "parameter"),
     ({"filename": "a.eml", "content": "QUJD", "content_type": "message/rfc822"}, "content_type", "base64"),
     ({"filename": "a.bin", "content": "QUJD", "content_type": "multipart/mixed"}, "content_type", "base64"),
+    ({"filename": "../\u0301../\u0301evil.exe", "content": "QUJD"}, "filename", "path"),  # "/" + combining mark
+    ({"filename": "dir\\\u0301file.txt", "content": "QUJD"}, "filename", "path"),
+    ({"filename": "a.pdf", "content": "QUJD", "content_type": "application/pdf; name=\"../x.exe\""},
+     "content_type", "name parameter"),
+    ({"filename": "a.pdf", "content": "QUJD", "content_type": "application/pdf; FILENAME*=utf-8''x"},
+     "content_type", "filename"),
+    ({"filename": "a.bin", "content": "QUJD", "content_type": "application/octet-stream; x=" + "a" * 2000},
+     "content_type", "longer than 200"),
     ({"filename": "a.png", "content": "QUJD", "content_id": "two@at@signs"}, "content_id", "dot-atom"),
     ({"filename": "a.png", "content": "QUJD", "content_id": "has space@x"}, "content_id", "dot-atom"),
 ])
@@ -222,7 +245,8 @@ def test_limits_attachments_count_and_composed_size(small_stack, smtp):
     locations = error_locations(response)
     assert "MAX_ATTACHMENTS" in locations[("body", "attachments")]
 
-    # 70,000 bytes are about 95,000 composed: under 100,000. 75,000 are over.
+    # 70,000 bytes are about 95,000 composed (and 2,048 kept for a DKIM signature): under
+    # 100,000. 75,000 are over.
     fits = small_stack.post_email({"to_email": "h@example.com", "subject": "s", "body": "b",
                                    "attachments": [{"filename": "a.bin", "content": b64(os.urandom(70_000))}]})
     assert fits.status_code == 200, fits.text
@@ -230,6 +254,7 @@ def test_limits_attachments_count_and_composed_size(small_stack, smtp):
                                       "attachments": [{"filename": "a.bin", "content": b64(os.urandom(75_000))}]})
     assert too_big.status_code == 413, too_big.text
     assert "MAX_MESSAGE_BYTES" in too_big.json()["detail"] and "100000" in too_big.json()["detail"]
+    assert "DKIM" in too_big.json()["detail"]
     # A body past MAX_BODY_BYTES (which follows from MAX_MESSAGE_BYTES) is refused by nginx.
     huge = small_stack.post_email({"to_email": "h@example.com", "subject": "s", "body": "b",
                                    "attachments": [{"filename": "a.bin", "content": b64(os.urandom(1_200_000))}]})
@@ -316,6 +341,7 @@ def test_custom_headers_arrive_and_list_unsubscribe_is_one_click(stack, smtp):
     ({"List-Unsubscribe": "<javascript:alert(1)>"}, "List-Unsubscribe", "https: or mailto:"),
     ({"List-Unsubscribe": "<mailto:>"}, "List-Unsubscribe", "no address"),
     ({"List-Unsubscribe-Post": "yes"}, "List-Unsubscribe-Post", "One-Click"),
+    ({"List-Unsubscribe": "<https://example.org/u/" + "a" * 2000 + ">"}, "List-Unsubscribe", "longer than 900"),
 ])
 def test_bad_custom_headers_are_refused_by_name(stack, smtp, headers, name, words):
     locations = error_locations(stack.post_email({"to_email": "k@example.com", "subject": "s", "body": "b",
@@ -336,3 +362,29 @@ def test_header_sets_that_cannot_go_together(stack, smtp):
                                                   "headers": twice}))
     assert "twice" in locations[("body", "headers")]
     assert stack.files("queue") == []
+
+
+@pytest.mark.parametrize("change", [
+    {"headers": [{"name": "X-A", "value": "1"}, {"name": "x-a", "value": "2"}]},
+    {"headers": [{"name": "List-Unsubscribe-Post", "value": "List-Unsubscribe=One-Click"}]},
+    {"headers": [{"name": f"X-H{i}", "value": "v"} for i in range(60)]},
+    {"attachments": [{"filename": "a.txt", "content_type": "text/plain\u00a0", "content": "QUJD"}]},
+    {"attachments": [{"filename": "a/\u0301b.txt", "content_type": "text/plain", "content": "QUJD"}]},
+    {"message_id": "<\u00e9@example.org>"},
+])
+def test_a_hand_edited_queue_file_is_set_aside_not_sent(stack, smtp, change):
+    """The worker checks again what the API checked: an edited queue file cannot smuggle it in."""
+    from datetime import datetime, timedelta, timezone
+    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    assert stack.post_email({"to_email": "y@example.com", "subject": "s", "body": "b", "send_at": later}).status_code == 200
+    [name] = stack.files("queue")
+    stack.stop_daemon("mailworkerd")  # its index holds the send_at; a restart reads the edit
+    path = stack.data / "queue" / name
+    stored = json.loads(path.read_text())
+    stored.update(change, send_at=None, next_attempt_at=None)
+    temp = stack.data / "queue" / ".edit.tmp"
+    temp.write_text(json.dumps(stored))
+    temp.rename(path)
+    stack.start_daemon("mailworkerd")
+    wait_until(lambda: stack.files("corrupt"), timeout=15, what="the entry set aside")
+    assert smtp.messages == []

@@ -190,6 +190,9 @@ def test_check_config_refuses_each_bad_dkim_setting_by_name(tmp_path):
                    check=True, capture_output=True)
     public = keys / "public.pem"
     subprocess.run(["openssl", "pkey", "-in", good, "-pubout", "-out", public], check=True, capture_output=True)
+    encrypted = keys / "encrypted.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ED25519", "-aes256", "-pass", "pass:secret",
+                    "-out", encrypted], check=True, capture_output=True)
     unreadable = keys / "nope.pem"
     base = {"DKIM_DOMAIN": "example.org", "DKIM_SELECTOR": "s1", "DKIM_PRIVATE_KEY_FILE": str(good)}
     assert check_config(tmp_path, **base).returncode == 0
@@ -198,6 +201,8 @@ def test_check_config_refuses_each_bad_dkim_setting_by_name(tmp_path):
         ({"DKIM_PRIVATE_KEY_FILE": str(ec)}, "DKIM_PRIVATE_KEY_FILE", "neither an RSA nor an Ed25519"),
         ({"DKIM_PRIVATE_KEY_FILE": str(public)}, "DKIM_PRIVATE_KEY_FILE", "cannot read a PEM private key"),
         ({"DKIM_PRIVATE_KEY_FILE": str(unreadable)}, "DKIM_PRIVATE_KEY_FILE", "No such file"),
+        # Never a pass-phrase prompt (which would hang a daemon with a terminal): refused by name.
+        ({"DKIM_PRIVATE_KEY_FILE": str(encrypted)}, "DKIM_PRIVATE_KEY_FILE", "the key is encrypted"),
         ({"DKIM_DOMAIN": "other.example"}, "DKIM_DOMAIN", "not aligned"),
         ({"DKIM_DOMAIN": "bad domain"}, "DKIM_DOMAIN", "not a domain name"),
         ({"DKIM_SELECTOR": "s 1"}, "DKIM_SELECTOR", "not a selector"),

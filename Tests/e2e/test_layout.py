@@ -40,7 +40,7 @@ def test_mailfcgi_links_no_smtp_and_mailworkerd_no_templates(targets):
 
 def test_only_the_executables_parse_arguments(targets):
     users = {name for name, t in targets.items() if "ArgumentParser" in t.get("product_dependencies", [])}
-    assert users == {"MailFCGI", "MailWorkerd"}, users
+    assert users == {"MailFCGI", "MailWorkerd", "MailCtl"}, users
 
 
 def test_each_library_has_its_own_folder_under_sources_core(targets):

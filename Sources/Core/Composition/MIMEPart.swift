@@ -145,7 +145,11 @@ public enum ParameterText {
     /// RFC 2231 form, percent-encoded UTF-8 (`name*=utf-8''...`), split into numbered sections
     /// (`name*0*=`, `name*1*=`, one per folded line) so no line passes 78 characters.
     public static func parameter(_ name: String, _ value: String) -> String {
-        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }), value.utf8.count + name.count <= 60 {
+        // Text that looks like an encoded-word (`=?`) is never written plain: clients decode
+        // encoded-words in parameters, and `=?UTF-8?B?Li4v...?=` would become a path.
+        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }), value.utf8.count + name.count <= 60,
+            !value.contains("=?")
+        {
             return "\(name)=\(quoted(value))"
         }
         // Each character percent-encoded as a unit, so a section never splits one (some
@@ -176,7 +180,9 @@ public enum ParameterText {
     /// holding RFC 2047 encoded-words (folded between them) when the name is not ASCII or
     /// too long for one line.
     public static func legacyName(_ value: String) -> String {
-        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }), value.utf8.count <= 68 { return quoted(value) }
+        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }), value.utf8.count <= 68, !value.contains("=?") {
+            return quoted(value)
+        }
         return "\"" + HeaderText.encodedWords(value, firstLineUsed: 7).joined(separator: "\r\n ") + "\""
     }
 

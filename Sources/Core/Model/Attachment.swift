@@ -37,7 +37,11 @@ public struct Attachment: Codable, Equatable, Sendable {
     public static func filenameProblem(_ name: String) -> String? {
         if name.isEmpty { return "must not be empty" }
         if name.utf8.count > maxFilenameBytes { return "is longer than \(maxFilenameBytes) bytes" }
-        if name.contains("/") || name.contains("\\") { return "must be a file name, not a path (found a separator)" }
+        // Bytes, not Characters: "/" followed by a combining mark is one Character that
+        // `contains("/")` would not find.
+        if name.utf8.contains(0x2F) || name.utf8.contains(0x5C) {
+            return "must be a file name, not a path (found a separator)"
+        }
         if name == "." || name == ".." { return "must be a file name, not \(name)" }
         return HeaderText.controlCharacterProblem(name)
     }
@@ -142,6 +146,10 @@ public enum MediaType {
     /// `text` is not one. `multipart/*` and `message/*` are refused: RFC 2045 §6.4 and RFC 2046
     /// §5.2.1 forbid the base64 that every attachment is sent in.
     public static func checked(_ text: String) -> Result<String, MediaTypeProblem> {
+        // A media type is one header line's worth at most: an unfoldable line must stay under 998.
+        guard text.utf8.count <= maxLength else {
+            return .failure(MediaTypeProblem("is longer than \(maxLength) characters"))
+        }
         let pieces = text.split(separator: ";", omittingEmptySubsequences: false)
         let essence = pieces[0].trimmingCharacters(in: .whitespaces).lowercased()
         let halves = essence.split(separator: "/", omittingEmptySubsequences: false)
@@ -157,6 +165,12 @@ public enum MediaType {
             guard let equals = parameter.firstIndex(of: "="), isToken(parameter[..<equals]) else {
                 return .failure(MediaTypeProblem("parameter \"\(parameter)\" is not attribute=value"))
             }
+            let attribute = parameter[..<equals].lowercased()
+            if attribute == "name" || attribute.hasPrefix("name*") || attribute.hasPrefix("filename") {
+                return .failure(
+                    MediaTypeProblem("must not carry a \(attribute) parameter: the file name is filename's")
+                )
+            }
             let value = parameter[parameter.index(after: equals)...]
             guard isToken(value) || isQuotedString(value) else {
                 return .failure(
@@ -167,6 +181,9 @@ public enum MediaType {
         }
         return .success(([essence] + parameters).joined(separator: "; "))
     }
+
+    /// The longest media type accepted, parameters included.
+    public static let maxLength = 200
 
     /// The media type for `filename`'s extension from `byExtension`, else
     /// `application/octet-stream`.

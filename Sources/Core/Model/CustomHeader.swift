@@ -7,6 +7,8 @@ public struct CustomHeader: Codable, Equatable, Sendable {
     public var name: String
     public var value: String
 
+    /// Longest `List-Unsubscribe` URI, which is written on one line.
+    public static let maxURILength = 900
     /// Most custom headers on one email.
     public static let maxCount = 50
     /// Longest value, in code points; it is folded over several lines.
@@ -78,6 +80,10 @@ public struct CustomHeader: Codable, Equatable, Sendable {
             return "must be one or more <https:...> or <mailto:...> URIs in angle brackets, comma-separated"
         }
         for uri in uris {
+            // A URI is never folded: its line (the name, the brackets, a comma) must stay under 998.
+            guard uri.utf8.count <= maxURILength else {
+                return "URI is longer than \(maxURILength) characters"
+            }
             guard uri.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x3C && $0 != 0x3E && $0 != 0x22 }) else {
                 return "URI \(uri) must be printable ASCII without spaces, quotes or angle brackets"
             }

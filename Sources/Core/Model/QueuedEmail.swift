@@ -150,25 +150,38 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
             }
         }
         if !(1...3).contains(priority) { return "priority \(priority) is not 1, 2 or 3" }
-        for header in headers ?? [] {
-            if let problem = CustomHeader.nameProblem(header.name)
-                ?? CustomHeader.valueProblem(
-                    header.value,
-                    name: header.name
-                )
-            {
-                return "header \(header.name): \(problem)"
-            }
+        if !messageID.hasPrefix("<") || !messageID.hasSuffix(">") || messageID.utf8.count > 250
+            || !messageID.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
+        {
+            return "message_id must be <...> in printable ASCII, at most 250 characters"
         }
+        let custom = headers ?? []
+        if custom.count > CustomHeader.maxCount { return "more than \(CustomHeader.maxCount) custom headers" }
+        for header in custom {
+            let problem =
+                CustomHeader.nameProblem(header.name) ?? CustomHeader.valueProblem(header.value, name: header.name)
+            if let problem { return "header \(header.name): \(problem)" }
+        }
+        if let problem = CustomHeader.setProblem(custom) { return "headers: \(problem)" }
+        if (attachments ?? []).count > Attachment.maxCount { return "more than \(Attachment.maxCount) attachments" }
         for attachment in attachments ?? [] {
             let problem =
                 Attachment.filenameProblem(attachment.filename)
-                ?? MediaType.checked(attachment.contentType).failureReason
+                ?? Self.contentTypeProblem(attachment.contentType)
                 ?? attachment.contentID.flatMap(Attachment.contentIDProblem)
                 ?? (Base64Text.canonical(attachment.content) == attachment.content ? nil : "content is not base64")
             if let problem { return "attachment \(attachment.filename): \(problem)" }
         }
         return nil
+    }
+
+    /// Why a stored `content_type` cannot be written as it is: not a media type, or not in the
+    /// form the API stores (lowercased, parameters joined by "; ", ASCII only).
+    static func contentTypeProblem(_ type: String) -> String? {
+        switch MediaType.checked(type) {
+        case .failure(let problem): "content_type \(problem.reason)"
+        case .success(let written): written == type ? nil : "content_type \(type) is not as the API writes it"
+        }
     }
 
     enum CodingKeys: String, CodingKey {
