@@ -39,7 +39,7 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[\\x20-\\x7E]+$"},
 }
 REPLAYED = {"description": "true when this is the first answer again", "schema": {"type": "string", "enum": ["true"]}}
-STATES = ["scheduled", "queued", "deferred", "sending", "sent", "partially_sent", "dead_letter", "canceled"]
+STATES = ["scheduled", "queued", "deferred", "sending", "sent", "partially_sent", "dead_letter", "canceled", "held"]
 
 # Operation ids and schema names are those FastAPI generated for the Python service this one
 # replaces ({function}{path}_{method}), so client code generated from its spec keeps compiling.
