@@ -132,6 +132,43 @@ doc = {
                 },
             },
         },
+        "/suppressions": {
+            "get": {
+                "summary": "The suppression list, paged by address",
+                "description": "Addresses not sent to: added when a relay refuses a recipient for good because "
+                               "its mailbox does not exist or is disabled (5.1.1, 5.1.10, 5.2.1), or by hand. "
+                               "An email whose only recipients are suppressed is a 422 (recipient_suppressed); "
+                               "a suppressed recipient among others is left out and recorded as suppressed.",
+                "operationId": "list_suppressions_suppressions_get",
+                "parameters": [
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+                    {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "The next_after of the page before"},
+                ],
+                "responses": {"200": json_body(ref("SuppressionPage"), "One page"), "422": VALIDATION, **ERRORS},
+            },
+            "post": {
+                "summary": "Add an address to the suppression list",
+                "operationId": "add_suppression_suppressions_post",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("SuppressionRequest")}}},
+                "responses": {"201": json_body(ref("Suppression"), "Added"),
+                              "200": json_body(ref("Suppression"), "It was there: replaced"),
+                              "422": VALIDATION, **ERRORS},
+            },
+        },
+        "/suppressions/{address}": {
+            "delete": {
+                "parameters": [{"name": "address", "in": "path", "required": True,
+                                "schema": {"type": "string", "format": "email"}}],
+                "summary": "Remove an address from the suppression list",
+                "operationId": "remove_suppression_suppressions__address__delete",
+                "responses": {"200": json_body({"type": "object", "required": ["address", "deleted"],
+                                                "properties": {"address": {"type": "string"},
+                                                               "deleted": {"type": "boolean"}}}, "Removed"),
+                              "404": json_body(ref("Error"), "Not on the list"), "422": VALIDATION, **ERRORS},
+            },
+        },
         "/status": {"get": {
             "summary": "Queue statistics and the first queue files",
             "operationId": "get_status_status_get",
@@ -234,6 +271,30 @@ doc = {
                                 "List-Unsubscribe=One-Click (RFC 8058) beside an https List-Unsubscribe"},
                 },
             },
+            "Suppression": {
+                "type": "object", "required": ["address", "origin", "reason", "created_at"],
+                "properties": {
+                    "address": {"type": "string"},
+                    "origin": {"type": "string", "enum": ["bounce", "manual"]},
+                    "reason": {"type": "string", "description": "The relay's reply for a bounce, else the reason given"},
+                    "code": {"type": "integer", "description": "The bounce's reply code"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "expires_at": {"type": "string", "format": "date-time",
+                                   "description": "With SUPPRESSION_TTL_DAYS; absent: never"},
+                    "request_id": {"type": "string", "description": "The email whose bounce added it"},
+                },
+            },
+            "SuppressionPage": {
+                "type": "object", "required": ["data", "has_more", "next_after"],
+                "properties": {"data": {"type": "array", "items": ref("Suppression")},
+                               "has_more": {"type": "boolean"},
+                               "next_after": {"type": ["string", "null"]}},
+            },
+            "SuppressionRequest": {
+                "type": "object", "required": ["address", "reason"],
+                "properties": {"address": {"type": "string", "format": "email"},
+                               "reason": {"type": "string", "maxLength": 1000}},
+            },
             "Attachment": {
                 "type": "object", "required": ["filename", "content"],
                 "properties": {
@@ -294,7 +355,7 @@ doc = {
                         "type": "object", "required": ["address", "state", "code", "reply", "at"],
                         "properties": {
                             "address": {"type": "string"},
-                            "state": {"type": "string", "enum": ["pending", "sent", "failed", "deferred", "canceled"]},
+                            "state": {"type": "string", "enum": ["pending", "sent", "failed", "deferred", "canceled", "suppressed"]},
                             "code": {"type": ["integer", "null"]},
                             "reply": {"type": ["string", "null"]},
                             "at": {"type": ["string", "null"], "format": "date-time"}}}},

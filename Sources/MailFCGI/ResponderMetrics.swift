@@ -8,6 +8,7 @@ final class ResponderMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     private let accepted: Counter
     private let canceled: Counter
+    private let suppressedRecipients: Counter
     private let enqueueDuration: DurationHistogram
 
     init() {
@@ -18,6 +19,10 @@ final class ResponderMetrics: Sendable {
         canceled = registry.makeCounter(
             name: "mail_emails_canceled_total",
             help: "Emails canceled by DELETE /email/{request_id}."
+        )
+        suppressedRecipients = registry.makeCounter(
+            name: "mail_recipients_suppressed_total",
+            help: "Recipients left out of an email, or refusing it, because they are on the suppression list."
         )
         enqueueDuration = registry.makeDurationHistogram(
             name: "mail_enqueue_duration_seconds",
@@ -40,4 +45,8 @@ final class ResponderMetrics: Sendable {
     }
 
     func canceledOne() { canceled.increment() }
+
+    func suppressed(_ count: Int) {
+        if count > 0 { suppressedRecipients.increment(by: Int64(count)) }
+    }
 }

@@ -52,6 +52,10 @@ enum RouteTable {
         router.add("GET", "/templates", TemplatesRoute(templates: templates).handle)
         router.add("GET", "/workers/status", WorkersRoute(layout: settings.layout).handle)
         router.add("GET", "/metrics", MetricsRoute(queue: queue, layout: settings.layout, metrics: metrics).handle)
+        let suppressions = SuppressionsRoute(queue: queue, ttl: settings.suppressionTTL)
+        router.add("GET", "/suppressions", suppressions.list)
+        router.add("POST", "/suppressions", suppressions.add)
+        router.add("DELETE", "/suppressions/{address}", suppressions.remove)
         router.add("POST", "/process-batch", ProcessBatchRoute(socketPath: settings.layout.controlSocket).handle)
         let openAPI = OpenAPIDocument.json
         router.add("GET", "/openapi.json") { _, _ in

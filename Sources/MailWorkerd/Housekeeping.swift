@@ -71,6 +71,10 @@ final class Housekeeping: Sendable {
                     let pruned = try queue.idempotencyKeys.prune(now: Date())
                     if pruned > 0 { logger.info("idempotency records pruned", metadata: ["files": "\(pruned)"]) }
                 }
+                attempt("suppression list pruning") {
+                    let pruned = try queue.suppressions.prune(now: Date())
+                    if pruned > 0 { logger.info("expired suppressions pruned", metadata: ["addresses": "\(pruned)"]) }
+                }
                 nextPrune = now.addingTimeInterval(3600)
             }
             let next = min(nextPoll, nextSweep, nextPrune)

@@ -72,6 +72,7 @@ struct MailWorkerd: AsyncParsableCommand {
         }
         let policy = settings.delivery
         let signer = settings.dkim
+        let suppressionTTL = settings.suppressionTTL
         if let signer {
             logger.info(
                 "signing with DKIM",
@@ -96,6 +97,7 @@ struct MailWorkerd: AsyncParsableCommand {
                 transport: transport,
                 policy: policy,
                 signer: signer,
+                suppressionTTL: suppressionTTL,
                 logger: logger
             ) {
                 metrics.setRecordingTrouble($0)
@@ -177,6 +179,7 @@ struct MailWorkerd: AsyncParsableCommand {
         let outbox = settings.layout.outbox
         let policy = settings.delivery
         let signer = settings.dkim
+        let suppressionTTL = settings.suppressionTTL
         do {
             return try ControlServer(
                 path: settings.layout.controlSocket,
@@ -193,6 +196,7 @@ struct MailWorkerd: AsyncParsableCommand {
                         transport: transport,
                         policy: policy,
                         signer: signer,
+                        suppressionTTL: suppressionTTL,
                         logger: logger,
                         recordingPatience: 5
                     )

@@ -76,6 +76,42 @@ final class MemoryQueueStore: QueueStore {
 
     func healthProblems(reported: [String]) -> [String] { reported }
 
+    // MARK: Suppressions
+
+    /// The suppression list, in memory.
+    final class Suppressions: SuppressionStore {
+        private let entries = Mutex<[String: Suppression]>([:])
+
+        func suppression(of address: String, now: Date) throws -> Suppression? {
+            entries.withLock { $0[QueuedEmail.mailboxKey(address)] }.flatMap { $0.isActive(at: now) ? $0 : nil }
+        }
+
+        func add(_ suppression: Suppression) throws { entries.withLock { $0[suppression.key] = suppression } }
+
+        func remove(address: String) throws -> Bool {
+            entries.withLock { $0.removeValue(forKey: QueuedEmail.mailboxKey(address)) != nil }
+        }
+
+        func list(after: String?, limit: Int, now: Date) throws -> [Suppression] {
+            entries.withLock { entries in
+                Array(
+                    entries.values.filter { $0.isActive(at: now) && (after == nil || $0.key > after!) }
+                        .sorted { $0.key < $1.key }.prefix(limit)
+                )
+            }
+        }
+
+        func prune(now: Date) throws -> Int {
+            entries.withLock { entries in
+                let expired = entries.filter { !$0.value.isActive(at: now) }.map(\.key)
+                for key in expired { entries[key] = nil }
+                return expired.count
+            }
+        }
+    }
+
+    let suppressions: any SuppressionStore = Suppressions()
+
     // MARK: Administration
 
     func list(states: Set<EmailState>?, now: Date) throws -> [EmailRecord] {

@@ -15,7 +15,7 @@ def test_openapi_document_is_valid_3_1_and_lists_every_route(stack):
     spec = response.json()
     validate(spec)
     assert spec["openapi"].startswith("3.1")
-    assert set(spec["paths"]) == {"/", "/email", "/emails/batch", "/email/{request_id}", "/status", "/health", "/metrics", "/templates", "/workers/status",
+    assert set(spec["paths"]) == {"/", "/email", "/emails/batch", "/email/{request_id}", "/status", "/health", "/metrics", "/suppressions", "/suppressions/{address}", "/templates", "/workers/status",
                                   "/process-batch", "/openapi.json"}
 
 

@@ -20,6 +20,8 @@ public final class DeliveryAgent {
     public let policy: DeliveryPolicy
     /// Signs each message just before it is sent (`DKIM_*` settings); nil signs nothing.
     public let signer: DKIMSigner?
+    /// `SUPPRESSION_TTL_DAYS` in seconds; nil: a bounce suppresses for ever.
+    public let suppressionTTL: TimeInterval?
     private let logger: Logger
 
     /// What happened to the email `processNext` claimed.
@@ -68,6 +70,7 @@ public final class DeliveryAgent {
         transport: any Transport,
         policy: DeliveryPolicy = DeliveryPolicy(),
         signer: DKIMSigner? = nil,
+        suppressionTTL: TimeInterval? = nil,
         logger: Logger,
         recordingPatience: TimeInterval = .infinity,
         recordingTrouble: @escaping @Sendable (String?) -> Void = { _ in }
@@ -77,6 +80,7 @@ public final class DeliveryAgent {
         self.transport = transport
         self.policy = policy
         self.signer = signer
+        self.suppressionTTL = suppressionTTL
         self.logger = logger
         self.recordingPatience = recordingPatience
         self.recordingTrouble = recordingTrouble
@@ -169,6 +173,7 @@ public final class DeliveryAgent {
             }
         }
         let at = Date()
+        suppressUnknownMailboxes(result, of: email, at: at, log)
         let decision = policy.decide(&email, result: result, at: at)
         let failure: DeliveryError? = if case .failure(let error) = result { error } else { nil }
         let recipients = Self.recipients(of: email, message: message, result: result, decision: decision, at: at)
@@ -201,6 +206,47 @@ public final class DeliveryAgent {
             }
             log.error("delivery failed; moved to dead letters", metadata: ["error": "\(reason)", "kind": "\(kind)"])
             return (.deadLettered(error: reason), failure, true, recipients)
+        }
+    }
+
+    /// Adds to the suppression list each recipient the relay refused for good because its
+    /// mailbox does not exist or is disabled (`Suppression.meansNoMailbox`). Before the outcome
+    /// is recorded, so a crash between the two suppresses too (adding again is harmless);
+    /// a failure to add is logged, never holds up delivery.
+    private func suppressUnknownMailboxes(
+        _ result: Result<[RecipientReply], DeliveryError>,
+        of email: QueuedEmail,
+        at: Date,
+        _ log: Logger
+    ) {
+        let replies: [RecipientReply]
+        switch result {
+        case .success(let all): replies = all
+        case .failure(let error): replies = error.recipients
+        }
+        for reply in replies
+        where reply.status == .refused && Suppression.meansNoMailbox(code: reply.code, reply: reply.reply) {
+            let suppression = Suppression(
+                address: reply.address,
+                origin: .bounce,
+                reason: reply.reply ?? "refused with \(reply.code ?? 0)",
+                code: reply.code,
+                createdAt: at,
+                expiresAt: suppressionTTL.map { at.addingTimeInterval($0) },
+                requestID: email.requestID
+            )
+            do {
+                try queue.suppressions.add(suppression)
+                log.notice(
+                    "recipient suppressed",
+                    metadata: ["address": "\(reply.address)", "reply": "\(reply.reply ?? "")"]
+                )
+            } catch {
+                log.error(
+                    "cannot add to the suppression list",
+                    metadata: ["address": "\(reply.address)", "error": "\(error)"]
+                )
+            }
         }
     }
 

@@ -243,6 +243,8 @@ public struct RecipientOutcome: Codable, Equatable, Sendable {
         case failed
         /// Refused for now (a 4xx, or no answer): tried again with the email's retries.
         case deferred
+        /// On the suppression list when the email was accepted: left out of the envelope.
+        case suppressed
     }
 
     public var address: String

@@ -51,6 +51,7 @@ public final class FileQueue: QueueStore {
     let census: QueueCensus
     /// `data/idempotency/`.
     public let idempotencyKeys: any IdempotencyStore
+    public let suppressions: any SuppressionStore
     /// Entries recovery or a claim could not handle, nor set aside: name to reason.
     private let unhandled = Mutex<[String: String]>([:])
     private let state = Mutex(State())
@@ -82,6 +83,7 @@ public final class FileQueue: QueueStore {
         self.logger = logger
         self.census = QueueCensus(layout: layout)
         self.idempotencyKeys = try IdempotencyKeys(directory: layout.idempotency, ttl: idempotencyTTL)
+        self.suppressions = try FileSuppressionList(directory: layout.suppressions)
         try layout.create()
         try layout.checkSingleFilesystem()
     }

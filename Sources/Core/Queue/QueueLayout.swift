@@ -42,6 +42,8 @@ public struct QueueLayout: Sendable {
     public var status: String { root + "/status" }
     /// Idempotency keys' records (`IdempotencyKeys`), one file per user and key.
     public var idempotency: String { root + "/idempotency" }
+    /// The suppression list: one file per address (`FileSuppressionList`).
+    public var suppressions: String { root + "/suppressions" }
     /// mailworkerd's control socket, on which it carries out `POST /process-batch` for
     /// mailfcgi (which holds no relay settings).
     public var controlSocket: String { status + "/mailworkerd.sock" }

@@ -123,6 +123,11 @@ public protocol QueueStore: Sendable {
     /// Deletes an email that is waiting, held or dead-lettered; never one being sent.
     func delete(requestID: String, now: Date) throws -> AdminOutcome
 
+    // MARK: The suppression list (both)
+
+    /// The addresses not sent to, beside the emails.
+    var suppressions: any SuppressionStore { get }
+
     // MARK: Idempotency keys (mailfcgi)
 
     /// Where `Idempotency-Key`s are kept, beside the emails they name (so that a database

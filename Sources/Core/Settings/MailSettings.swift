@@ -40,6 +40,8 @@ public struct MailSettings: Sendable {
     public var maxScheduleDays: Int
     /// `IDEMPOTENCY_TTL_HOURS` (default 24): how long an `Idempotency-Key` binds its request.
     public var idempotencyTTLHours: Int
+    /// `SUPPRESSION_TTL_DAYS` (default 0: never): how long a suppression applies.
+    public var suppressionTTLDays: Int
     /// `MAX_BATCH` (default 100): the most emails in one `POST /emails/batch`.
     public var maxBatch: Int
     /// `SHUTDOWN_TIMEOUT` seconds (default 30): how long sends in flight (mailworkerd) and
@@ -140,6 +142,7 @@ public struct MailSettings: Sendable {
         maxScheduleDays = env.int("MAX_SCHEDULE_DAYS", default: 30, range: 0...365)
         idempotencyTTLHours = env.int("IDEMPOTENCY_TTL_HOURS", default: 24, range: 1...720)
         maxBatch = env.int("MAX_BATCH", default: 100, range: 1...1000)
+        suppressionTTLDays = env.int("SUPPRESSION_TTL_DAYS", default: 0, range: 0...3650)
         shutdownTimeout = env.seconds("SHUTDOWN_TIMEOUT", default: 30, range: 0...3600)
         workerdShared = env.bool("WORKERD_SHARED", default: false)
         logDirectory = env.string("LOG_DIR") ?? "logs"
@@ -254,6 +257,11 @@ public struct MailSettings: Sendable {
     /// `scripts/run.sh` works out the same figure for nginx's `client_max_body_size`.
     public static func bodyLimit(forMessageLimit messageBytes: Int) -> Int {
         messageBytes / 3 * 4 + (1 << 20)
+    }
+
+    /// `SUPPRESSION_TTL_DAYS` in seconds, nil for never.
+    public var suppressionTTL: TimeInterval? {
+        suppressionTTLDays == 0 ? nil : TimeInterval(suppressionTTLDays) * 86_400
     }
 
     /// The queue folders under `dataDirectory`.

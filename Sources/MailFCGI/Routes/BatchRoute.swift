@@ -82,8 +82,9 @@ struct BatchRoute: Sendable {
         var refused: [Int: [FieldError]] = [:]
         for (index, item) in items.enumerated() {
             do {
-                let fields = try EmailRequest.parse(document: item, now: now, limits: single.limits)
+                var fields = try EmailRequest.parse(document: item, now: now, limits: single.limits)
                 let content = try EmailRoute.content(of: fields, templates: single.templates)
+                fields.suppressed = try single.suppressedRecipients(fields, now: now, logger: logger)
                 prepared.append((index, fields, content))
             } catch let error as HTTPError {
                 refused[index] = Self.located(error, at: index)

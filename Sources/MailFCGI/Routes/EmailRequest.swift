@@ -26,6 +26,11 @@ struct EmailRequest {
     var attachments: [Attachment]
     /// The client's extra headers (`headers`), sorted by name.
     var headers: [CustomHeader]
+    /// Recipients on the suppression list, by address (set by `EmailRoute.suppressedRecipients`).
+    var suppressed: [String: Suppression] = [:]
+
+    /// Every envelope recipient: To, Cc, Bcc.
+    var recipients: [String] { [toEmail] + cc + bcc }
 
     /// Most Cc plus Bcc recipients in one email.
     static let maxRecipients = 100

@@ -33,9 +33,10 @@ struct EmailRoute: Sendable {
     /// (`idempotency_key_reused`), and one arriving while the first is handled is 409.
     func handle(_ request: Request, _ logger: Logger) throws -> Response {
         let now = Date()
-        let fields = try EmailRequest.parse(request, now: now, limits: limits)
+        var fields = try EmailRequest.parse(request, now: now, limits: limits)
         let content = try Self.content(of: fields, templates: templates)
         try checkSize(fields, content, now: now)
+        fields.suppressed = try suppressedRecipients(fields, now: now, logger: logger)
         let keyed = try IdempotentRequest.start(
             request,
             keys: queue.idempotencyKeys,
@@ -109,6 +110,7 @@ struct EmailRoute: Sendable {
             let started = Date()
             try queue.enqueue(email)
             metrics.stored(1, seconds: Date().timeIntervalSince(started))
+            metrics.suppressed(fields.suppressed.count)
         } catch let error as SystemError {
             throw HTTPError.storage(error, logger: logger)
         } catch QueueError.nameTaken(let id) {
@@ -136,6 +138,39 @@ struct EmailRoute: Sendable {
             413,
             "\(which) composed message would be \(size) bytes with room for a DKIM signature, over "
                 + "MAX_MESSAGE_BYTES (\(maxMessageBytes) bytes)"
+        )
+    }
+
+    /// The recipients of `fields` on the suppression list, by address; they are left out of
+    /// the envelope and recorded as `suppressed`.
+    /// - Throws: `HTTPError` 422 of type `recipient_suppressed` naming each when every
+    ///   recipient is suppressed (nothing would be sent); 503/507 when the list cannot be read.
+    func suppressedRecipients(_ fields: EmailRequest, now: Date, logger: Logger) throws -> [String: Suppression] {
+        var found: [String: Suppression] = [:]
+        do {
+            for address in fields.recipients {
+                if let suppression = try queue.suppressions.suppression(of: address, now: now) {
+                    found[address] = suppression
+                }
+            }
+        } catch {
+            throw HTTPError.storage(error, logger: logger)
+        }
+        let everyone = Set(fields.recipients.map(QueuedEmail.mailboxKey))
+        guard !found.isEmpty, Set(found.keys.map(QueuedEmail.mailboxKey)) == everyone else { return found }
+        metrics.suppressed(found.count)
+        throw HTTPError.validation(
+            fields.recipients.enumerated().compactMap { index, address in
+                guard let suppression = found[address] else { return nil }
+                let field = index == 0 ? "to_email" : index <= fields.cc.count ? "cc" : "bcc"
+                return FieldError(
+                    [.key("body"), .key(field)],
+                    "\(address) is on the suppression list (\(suppression.origin.rawValue): \(suppression.reason)); "
+                        + "DELETE /suppressions/{address} to send to it again",
+                    type: "recipient_suppressed",
+                    input: .string(address)
+                )
+            }
         )
     }
 
@@ -177,6 +212,12 @@ struct EmailRoute: Sendable {
         if !fields.tags.isEmpty { email.tags = fields.tags }
         if !fields.attachments.isEmpty { email.attachments = fields.attachments }
         if !fields.headers.isEmpty { email.headers = fields.headers }
+        if !fields.suppressed.isEmpty {
+            // Left out of the envelope: `pendingRecipients` skips every recipient with an outcome.
+            email.recipients = fields.suppressed.sorted { $0.key < $1.key }.map { address, suppression in
+                RecipientOutcome(address: address, state: .suppressed, reply: suppression.reason, at: now)
+            }
+        }
         return email
     }
 
