@@ -14,7 +14,7 @@ struct QueueCommand: AsyncParsableCommand {
 
     @OptionGroup var options: CommonOptions
 
-    @Option(help: "Only this state (repeatable): \(EmailState.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(help: "Only this state (repeatable).")
     var state: [EmailState] = []
 
     @Option(help: "Only emails to this address, or to any address @DOMAIN.")
@@ -65,7 +65,7 @@ struct QueueCommand: AsyncParsableCommand {
             let more = line.recipients > 1 ? " (+\(line.recipients - 1))" : ""
             print(
                 "\(line.request_id)  \(Self.age(line.age_seconds).leftPadded(to: 5, with: " "))  "
-                    + "\(String(line.size_bytes).leftPadded(to: 8, with: " "))  \(line.state.padding(toLength: 11, withPad: " ", startingAt: 0))  "
+                    + "\(String(line.size_bytes).leftPadded(to: 8, with: " "))  \(line.state.padding(toLength: 14, withPad: " ", startingAt: 0))  "
                     + "\(line.to)\(more)\(line.last_error.map { "  \($0.prefix(100))" } ?? "")"
             )
         }
@@ -143,9 +143,17 @@ struct ShowCommand: AsyncParsableCommand {
         )
         print("accepted:    \(Timestamp.iso8601(email.createdAt))\(email.submittedBy.map { " by \($0)" } ?? "")")
         if let sendAt = email.sendAt { print("send at:     \(Timestamp.iso8601(sendAt))") }
-        if let next = email.nextAttemptAt { print("next try:    \(Timestamp.iso8601(next))") }
+        if let next = email.nextAttemptAt, !record.state.isFinal, record.state != .held {
+            print("next try:    \(Timestamp.iso8601(next))")
+        }
+        if let finished = record.finishedAt { print("finished:    \(Timestamp.iso8601(finished))") }
         print("subject:     \(email.subject)")
-        print("recipients:  \(email.envelopeRecipients.joined(separator: ", "))")
+        print("to:          \(email.toEmail)")
+        if !email.cc.isEmpty { print("cc:          \(email.cc.joined(separator: ", "))") }
+        if !email.bcc.isEmpty { print("bcc:         \(email.bcc.joined(separator: ", "))") }
+        if let tags = email.tags, !tags.isEmpty {
+            print("tags:        \(tags.map { "\($0.name)=\($0.value)" }.joined(separator: ", "))")
+        }
         for outcome in email.recipients ?? [] {
             print("  \(outcome.address): \(outcome.state.rawValue)\(outcome.reply.map { " (\($0))" } ?? "")")
         }

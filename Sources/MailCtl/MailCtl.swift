@@ -79,6 +79,13 @@ struct Context {
         } catch is SettingsCheck.Refused {
             throw ExitCode(2)
         }
+        // A read or a change of a queue that is not there would make an empty one here.
+        guard FileManager.default.fileExists(atPath: settings.layout.queue) else {
+            printError(
+                "mailctl: no queue at \(settings.layout.queue): run mailctl where the daemons run, or set DATA_DIR"
+            )
+            throw ExitCode(2)
+        }
         var logger = Logger(label: "mailctl")
         logger.logLevel = .warning
         // The same store the daemons use (a database-backed one is planned behind QueueStore).

@@ -7,8 +7,8 @@ struct TimeArgument: ExpressibleByArgument {
     let date: Date
 
     init?(argument: String) {
-        if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(argument)
-            ?? Date.ISO8601FormatStyle().parse(argument)
+        if let date = (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(argument))
+            ?? (try? Date.ISO8601FormatStyle().parse(argument))
         {
             self.date = date
             return

@@ -17,6 +17,7 @@ final class DeliveryMetrics: Sendable {
     private let relayHealthy: Gauge
     private let paused: Gauge
     private let busyWorkers: Gauge
+    private let sendRate: Gauge
 
     init(workers: Int) {
         sent = registry.makeCounter(
@@ -51,6 +52,10 @@ final class DeliveryMetrics: Sendable {
             help: "1 while delivery is paused after a sender-side failure, else 0."
         )
         busyWorkers = registry.makeGauge(name: "mail_workers_busy", help: "Workers attempting an email now.")
+        sendRate = registry.makeGauge(
+            name: "mail_send_rate_per_second",
+            help: "The pool's send rate limit now (SMTP_MAX_RATE, lowered by a relay's throttle); 0: no limit."
+        )
         registry.makeGauge(name: "mail_workers", help: "Worker threads (NUM_WORKERS).").set(to: Double(workers))
     }
 
@@ -67,7 +72,8 @@ final class DeliveryMetrics: Sendable {
     }
 
     /// The metrics as Prometheus text, with the gauges set from `workers` and `sender` now.
-    func text(workers: [WorkerMetrics], sender: SenderHealth, now: Date = Date()) -> String {
+    func text(workers: [WorkerMetrics], sender: SenderHealth, rate: Double?, now: Date = Date()) -> String {
+        sendRate.set(to: rate ?? 0)
         relayHealthy.set(to: sender.healthy ? 1.0 : 0.0)
         paused.set(to: (sender.pausedUntil.map { $0 > now } ?? false) ? 1.0 : 0.0)
         busyWorkers.set(to: Double(workers.filter { $0.currentBatch != nil }.count))

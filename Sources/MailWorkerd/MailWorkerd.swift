@@ -83,11 +83,20 @@ struct MailWorkerd: AsyncParsableCommand {
             )
         }
         let pause = DeliveryPause(maxDelay: settings.deliveryPauseMax)
+        // One connection per worker: SMTP_MAX_CONNECTIONS below NUM_WORKERS runs that many.
+        let workers = min(settings.workers, settings.smtpMaxConnections ?? settings.workers)
+        if workers < settings.workers {
+            logger.notice(
+                "SMTP_MAX_CONNECTIONS below NUM_WORKERS: running fewer workers",
+                metadata: ["workers": "\(workers)"]
+            )
+        }
         let pool = WorkerPool(
             queue: queue,
-            count: settings.workers,
+            count: workers,
             pollingInterval: settings.pollingInterval,
             pause: pause,
+            rate: SendRate(perSecond: settings.smtpMaxRate),
             logger: logger
         ) { metrics in
             let transport = try Self.transport(smtp, outbox: outbox)
@@ -113,6 +122,7 @@ struct MailWorkerd: AsyncParsableCommand {
             fileName: "workers\(suffix).json",
             queue: queue,
             metrics: pool.metrics,
+            rate: pool.rate,
             autoProcessing: settings.autoProcessing,
             logger: logger
         )

@@ -1,3 +1,4 @@
+import Delivery
 import Foundation
 import Logging
 import Platform
@@ -12,6 +13,7 @@ final class StatusPublisher: Sendable {
     private let fileName: String
     private let queue: any QueueStore
     private let metrics: PoolMetrics
+    private let rate: SendRate
     private let autoProcessing: Bool
     private let startedAt = Date()
     private let logger: Logger
@@ -27,9 +29,11 @@ final class StatusPublisher: Sendable {
         fileName: String,
         queue: any QueueStore,
         metrics: PoolMetrics,
+        rate: SendRate,
         autoProcessing: Bool,
         logger: Logger
     ) {
+        self.rate = rate
         self.layout = layout
         self.fileName = fileName
         self.queue = queue
@@ -86,7 +90,12 @@ final class StatusPublisher: Sendable {
             queueDeferred: counts.deferred,
             queueProblems: queue.problems,
             storageError: metrics.recordingTrouble,
-            metrics: metrics.prometheus.text(workers: workers, sender: sender)
+            metrics: metrics.prometheus.text(workers: workers, sender: sender, rate: rate.current.perSecond),
+            sendRate: SendRateStatus(
+                configured: rate.configured,
+                current: rate.current.perSecond,
+                throttled: rate.current.throttled
+            )
         )
         do {
             try status.write(to: layout, fileName: fileName)

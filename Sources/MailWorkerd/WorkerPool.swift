@@ -22,15 +22,19 @@ final class WorkerPool: Sendable {
     private let threads = Mutex<[BackgroundThread]>([])
     private let stopping = Atomic<Bool>(false)
     let metrics: PoolMetrics
+    /// `SMTP_MAX_RATE`, lowered while the relay asks the pool to slow down.
+    let rate: SendRate
 
     init(
         queue: any QueueStore,
         count: Int,
         pollingInterval: Double,
         pause: DeliveryPause,
+        rate: SendRate = SendRate(perSecond: 0),
         logger: Logger,
         makeAgent: @escaping @Sendable (PoolMetrics) throws -> DeliveryAgent
     ) {
+        self.rate = rate
         self.queue = queue
         self.count = count
         self.pollingInterval = pollingInterval
@@ -107,10 +111,25 @@ final class WorkerPool: Sendable {
                 probe(agent, log)
                 continue
             }
+            if let wait = rate.admit() {
+                rest(min(wait, pollingInterval))
+                continue
+            }
             do {
                 let started = ContinuousClock.now
                 if let attempt = try agent.processNext(onClaim: { metrics.claimed(worker, file: $0) }) {
                     metrics.finished(worker, attempt)
+                    if let error = attempt.error, error.rateLimited {
+                        // The relay is up and asks for fewer messages a second: slow the pool,
+                        // no pause, no probe; the email went back without spending a retry.
+                        rate.slowDown()
+                        let now = rate.current.perSecond.map { String(format: "%.1f", $0) } ?? "unlimited"
+                        log.warning(
+                            "the relay asks to slow down; the pool's rate is lowered",
+                            metadata: ["error": "\(error)", "rate_per_s": "\(now)"]
+                        )
+                        continue
+                    }
                     // An attempt got through within the second before this one began, or since
                     // (most often another worker's session): the relay is up, this connection
                     // was the one refused. After the worker's own last success this only delays

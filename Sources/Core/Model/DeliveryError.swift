@@ -57,6 +57,9 @@ public struct DeliveryError: Error, CustomStringConvertible, Sendable, Equatable
     public var relaySaw: Bool
     /// The replies to each recipient heard before the failure (empty when it came earlier).
     public var recipients: [RecipientReply]
+    /// The relay asked for fewer messages a second (a 421 or 454 that says "rate" or "too
+    /// many" within the transaction): the pool slows down (`SendRate`); no retry is spent.
+    public var rateLimited = false
 
     public init(
         _ kind: Kind,

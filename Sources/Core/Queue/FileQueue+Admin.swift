@@ -107,8 +107,9 @@ extension FileQueue {
             }
             try Syscall.fsyncDirectory((to as NSString).deletingLastPathComponent)
             try Syscall.fsyncDirectory((from as NSString).deletingLastPathComponent)
-            var moved = record
-            moved.state = state == .queued ? (record.email.retryCount > 0 ? .deferred : .queued) : state
+            // The state it is in now, as a lookup sees it (a released email may be scheduled).
+            var moved = try lookup(requestID: requestID, now: now) ?? record
+            if moved.state == record.state { moved.state = state }
             return .done(moved)
         }
     }

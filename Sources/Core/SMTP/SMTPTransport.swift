@@ -213,6 +213,16 @@ public final class SMTPTransport: Transport {
     /// keeps refusing cannot hold the whole pool.
     static let setupReplyCodes: Set<Int> = [530, 534, 535, 538]
 
+    /// Whether a reply within the transaction asks for fewer messages a second: a 421, 451 or
+    /// 454 whose text says "rate", "too many" or "throttl" (SES: 454 "Throttling failure:
+    /// Maximum sending rate exceeded"; Gmail: 421 4.7.28 "unusual rate"; postfix: 421 4.7.0
+    /// "Error: too many ...").
+    static func isRateLimit(code: Int, reply: String) -> Bool {
+        guard [421, 451, 454].contains(code) else { return false }
+        let text = reply.lowercased()
+        return ["rate", "too many", "throttl"].contains { text.contains($0) }
+    }
+
     private func classify(_ code: CURLcode, replies: [RecipientReply]) -> DeliveryError {
         let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
         let saw = session.mailAnswered
@@ -231,6 +241,12 @@ public final class SMTPTransport: Transport {
             let setup = ["", "EHLO", "HELO", "STARTTLS", "AUTH"].contains(failure.command)
             if setup || Self.setupReplyCodes.contains(failure.code) || code == CURLE_LOGIN_DENIED {
                 return DeliveryError(.transient, scope: .sender, replyCode: failure.code, relaySaw: saw, message)
+            }
+            if Self.isRateLimit(code: failure.code, reply: failure.reply) {
+                // Not this email's fault: the pool slows down, the email keeps its retries.
+                var error = DeliveryError(.transient, scope: .sender, replyCode: failure.code, relaySaw: saw, message)
+                error.rateLimited = true
+                return error
             }
             let kind: DeliveryError.Kind = (500...599).contains(failure.code) ? .permanent : .transient
             return DeliveryError(kind, replyCode: failure.code, relaySaw: saw, recipients: replies, message)

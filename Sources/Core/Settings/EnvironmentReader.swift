@@ -127,9 +127,19 @@ public struct EnvironmentReader: Sendable {
 
     /// A number of seconds (fractions allowed) within `range`, or `defaultValue` when unset.
     public func seconds(_ name: String, default defaultValue: Double, range: ClosedRange<Double>) -> Double {
+        number(name, default: defaultValue, range: range, unit: "seconds")
+    }
+
+    /// A number of `unit` (fractions allowed) within `range`, or `defaultValue` when unset.
+    public func number(
+        _ name: String,
+        default defaultValue: Double,
+        range: ClosedRange<Double>,
+        unit: String
+    ) -> Double {
         guard let raw = string(name) else { return defaultValue }
         guard let value = Double(raw.trimmingCharacters(in: .whitespaces)), value.isFinite else {
-            return failed(name, "\"\(raw)\" is not a number of seconds", defaultValue)
+            return failed(name, "\"\(raw)\" is not a number of \(unit)", defaultValue)
         }
         guard range.contains(value) else {
             return failed(name, "\(value) is out of range \(range.lowerBound)...\(range.upperBound)", defaultValue)

@@ -40,6 +40,11 @@ public struct MailSettings: Sendable {
     public var maxScheduleDays: Int
     /// `IDEMPOTENCY_TTL_HOURS` (default 24): how long an `Idempotency-Key` binds its request.
     public var idempotencyTTLHours: Int
+    /// `SMTP_MAX_RATE` (default 0: no limit): messages a second across every worker.
+    public var smtpMaxRate: Double
+    /// `SMTP_MAX_CONNECTIONS` (default `NUM_WORKERS`): connections to the relay at once;
+    /// fewer than `NUM_WORKERS` runs that many workers.
+    public var smtpMaxConnections: Int?
     /// `SUPPRESSION_TTL_DAYS` (default 0: never): how long a suppression applies.
     public var suppressionTTLDays: Int
     /// `MAX_BATCH` (default 100): the most emails in one `POST /emails/batch`.
@@ -143,6 +148,10 @@ public struct MailSettings: Sendable {
         idempotencyTTLHours = env.int("IDEMPOTENCY_TTL_HOURS", default: 24, range: 1...720)
         maxBatch = env.int("MAX_BATCH", default: 100, range: 1...1000)
         suppressionTTLDays = env.int("SUPPRESSION_TTL_DAYS", default: 0, range: 0...3650)
+        smtpMaxRate = env.number("SMTP_MAX_RATE", default: 0, range: 0...1_000_000, unit: "messages a second")
+        smtpMaxConnections =
+            env.string("SMTP_MAX_CONNECTIONS") == nil
+            ? nil : env.int("SMTP_MAX_CONNECTIONS", default: 1, range: 1...1024)
         shutdownTimeout = env.seconds("SHUTDOWN_TIMEOUT", default: 30, range: 0...3600)
         workerdShared = env.bool("WORKERD_SHARED", default: false)
         logDirectory = env.string("LOG_DIR") ?? "logs"

@@ -25,6 +25,8 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
     /// mailworkerd's own metrics in the Prometheus text format (0.0.4), which mailfcgi's
     /// `GET /metrics` serves after its own; nil from a mailworkerd that predates it.
     public var metrics: String?
+    /// The pool's send rate (`SMTP_MAX_RATE` and what a relay's throttle made of it).
+    public var sendRate: SendRateStatus?
 
     /// Seconds between heartbeats, and after how long a heartbeat counts as stale (three).
     public static let interval: TimeInterval = 1
@@ -45,7 +47,8 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         queueDeferred: Int,
         queueProblems: [String] = [],
         storageError: String? = nil,
-        metrics: String? = nil
+        metrics: String? = nil,
+        sendRate: SendRateStatus? = nil
     ) {
         self.heartbeat = heartbeat
         self.pid = pid
@@ -59,6 +62,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         self.queueProblems = queueProblems
         self.storageError = storageError
         self.metrics = metrics
+        self.sendRate = sendRate
     }
 
     enum CodingKeys: String, CodingKey {
@@ -72,6 +76,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         case queueProblems = "queue_problems"
         case storageError = "storage_error"
         case metrics
+        case sendRate = "send_rate"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -89,6 +94,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         queueProblems = try c.decodeIfPresent([String].self, forKey: .queueProblems) ?? []
         storageError = try c.decodeIfPresent(String.self, forKey: .storageError)
         metrics = try c.decodeIfPresent(String.self, forKey: .metrics)
+        sendRate = try c.decodeIfPresent(SendRateStatus.self, forKey: .sendRate)
     }
 
     /// Whether the heartbeat is recent enough at `now` for mailworkerd to count as running:
@@ -248,4 +254,30 @@ public struct SenderHealth: Codable, Equatable, Sendable {
         try container.encode(lastError, forKey: .lastError)
         try container.encode(pausedUntil, forKey: .pausedUntil)
     }
+}
+
+/// The pool's send rate as the status file and `/workers/status` show it: messages a second,
+/// null for no limit.
+public struct SendRateStatus: Codable, Equatable, Sendable {
+    /// `SMTP_MAX_RATE`, or null.
+    public var configured: Double?
+    /// The limit now, or null.
+    public var current: Double?
+    /// Whether a relay's "slow down" lowered it (it recovers by itself).
+    public var throttled: Bool
+
+    public init(configured: Double?, current: Double?, throttled: Bool) {
+        self.configured = configured
+        self.current = current
+        self.throttled = throttled
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(configured, forKey: .configured)
+        try c.encode(current, forKey: .current)
+        try c.encode(throttled, forKey: .throttled)
+    }
+
+    enum CodingKeys: String, CodingKey { case configured, current, throttled }
 }

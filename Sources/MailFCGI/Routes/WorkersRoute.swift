@@ -26,6 +26,9 @@ struct WorkersRoute: Sendable {
         let sender: SenderHealth?
         let queue_pending: Int?
         let queue_deferred: Int?
+        /// Messages a second: `SMTP_MAX_RATE` and the limit now (null: none), and whether a
+        /// relay's "slow down" lowered it.
+        let send_rate: SendRateStatus?
     }
 
     func handle(_ request: Request, _ logger: Logger) -> Response {
@@ -43,7 +46,8 @@ struct WorkersRoute: Sendable {
                         pid: nil,
                         sender: nil,
                         queue_pending: nil,
-                        queue_deferred: nil
+                        queue_deferred: nil,
+                        send_rate: nil
                     )
                 )
             )
@@ -70,7 +74,8 @@ struct WorkersRoute: Sendable {
                     pid: file.pid,
                     sender: file.sender,
                     queue_pending: file.queuePending,
-                    queue_deferred: file.queueDeferred
+                    queue_deferred: file.queueDeferred,
+                    send_rate: file.sendRate
                 )
             )
         )
