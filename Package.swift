@@ -143,7 +143,7 @@ let package = Package(
             name: "MailWorkerd",
             dependencies: [
                 "MailModel", "Composition", "Queue", "Status", "Delivery", "SMTP", "Settings", "LogFiles", "DKIM",
-                "Platform", "CLinux",
+                "Platform", "CLinux", "Digest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

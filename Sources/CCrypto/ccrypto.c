@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +11,11 @@
 int ccrypto_sha256(const void *data, size_t length, uint8_t out[32]) {
     unsigned int written = 0;
     return EVP_Digest(data, length, out, &written, EVP_sha256(), NULL) == 1 && written == 32;
+}
+
+int ccrypto_hmac_sha256(const void *key, size_t key_length, const void *data, size_t length, uint8_t out[32]) {
+    unsigned int written = 0;
+    return HMAC(EVP_sha256(), key, (int)key_length, data, length, out, &written) != NULL && written == 32;
 }
 
 void *ccrypto_sha256_new(void) {

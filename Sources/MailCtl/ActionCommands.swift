@@ -106,6 +106,9 @@ struct DeleteCommand: AsyncParsableCommand {
             let answer = readLine()?.trimmingCharacters(in: .whitespaces).lowercased()
             guard answer == "y" || answer == "yes" else {
                 printError("not deleted (not confirmed; --yes skips the question)")
+                var report = ActionReport()
+                for id in targets { report.failed(id, ValidationError("not confirmed")) }
+                if options.json { try printJSON(report) }
                 throw ExitCode(1)
             }
         }

@@ -120,10 +120,14 @@ struct ShowCommand: AsyncParsableCommand {
         let context = try await Context.open(options)
         guard let record = try context.queue.lookup(requestID: id, now: Date()) else {
             printError("\(id): no email has this id")
+            if options.json { try printJSON(["request_id": id, "error": "no email has this id"]) }
             throw ExitCode(1)
         }
         if message {
             let composed = context.composer.compose(record.email)
+            if options.json {
+                return try printJSON(["request_id": id, "message": String(decoding: composed.data, as: UTF8.self)])
+            }
             FileHandle.standardOutput.write(Data(composed.data))
             return
         }
@@ -180,6 +184,10 @@ struct StatsCommand: AsyncParsableCommand {
 
     @Option(help: "Domains shown (the rest are summed as 'others').")
     var top = 20
+
+    func validate() throws {
+        if top < 0 { throw ValidationError("--top must be 0 or more") }
+    }
 
     /// qshape's buckets: minutes since acceptance, each the upper bound (the last: older).
     static let buckets = [5, 10, 20, 40, 80, 160, 320, 640, 1280]

@@ -24,7 +24,7 @@ struct MailCtl: AsyncParsableCommand {
             "Settings (DATA_DIR, SENDER_EMAIL) come from the environment and the --env-file, as for the daemons.",
         subcommands: [
             QueueCommand.self, ShowCommand.self, RequeueCommand.self, DeleteCommand.self, FlushCommand.self,
-            HoldCommand.self, ReleaseCommand.self, StatsCommand.self, SuppressionsCommand.self,
+            HoldCommand.self, ReleaseCommand.self, StatsCommand.self, SuppressionsCommand.self, EventsCommand.self,
         ]
     )
 

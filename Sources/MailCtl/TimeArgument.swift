@@ -38,12 +38,14 @@ struct RateArgument: ExpressibleByArgument {
 
     init?(argument: String) {
         let parts = argument.split(separator: "/")
-        guard let number = Double(parts.first ?? ""), number > 0 else { return nil }
+        // Between one an hour and a million a second: pacing must fit in a Date.
+        guard let number = Double(parts.first ?? ""), number > 0, number.isFinite else { return nil }
         switch parts.count == 2 ? String(parts[1]) : "s" {
         case "s": perSecond = number
         case "m": perSecond = number / 60
         case "h": perSecond = number / 3600
         default: return nil
         }
+        guard (1.0 / 3600...1_000_000).contains(perSecond) else { return nil }
     }
 }

@@ -18,6 +18,8 @@ final class DeliveryMetrics: Sendable {
     private let paused: Gauge
     private let busyWorkers: Gauge
     private let sendRate: Gauge
+    private let webhookPending: Gauge
+    private let webhookFailed: Gauge
 
     init(workers: Int) {
         sent = registry.makeCounter(
@@ -56,6 +58,16 @@ final class DeliveryMetrics: Sendable {
             name: "mail_send_rate_per_second",
             help: "The pool's send rate limit now (SMTP_MAX_RATE, lowered by a relay's throttle); 0: no limit."
         )
+        webhookPending = registry.makeGauge(
+            name: "mail_webhook_events",
+            labels: [("state", "pending")],
+            help: "Delivery events waiting for the webhook (pending) or given up after the last retry (failed)."
+        )
+        webhookFailed = registry.makeGauge(
+            name: "mail_webhook_events",
+            labels: [("state", "failed")],
+            help: "Delivery events waiting for the webhook (pending) or given up after the last retry (failed)."
+        )
         registry.makeGauge(name: "mail_workers", help: "Worker threads (NUM_WORKERS).").set(to: Double(workers))
     }
 
@@ -72,8 +84,16 @@ final class DeliveryMetrics: Sendable {
     }
 
     /// The metrics as Prometheus text, with the gauges set from `workers` and `sender` now.
-    func text(workers: [WorkerMetrics], sender: SenderHealth, rate: Double?, now: Date = Date()) -> String {
+    func text(
+        workers: [WorkerMetrics],
+        sender: SenderHealth,
+        rate: Double?,
+        webhookBacklog: (pending: Int, failed: Int),
+        now: Date = Date()
+    ) -> String {
         sendRate.set(to: rate ?? 0)
+        webhookPending.set(to: Double(webhookBacklog.pending))
+        webhookFailed.set(to: Double(webhookBacklog.failed))
         relayHealthy.set(to: sender.healthy ? 1.0 : 0.0)
         paused.set(to: (sender.pausedUntil.map { $0 > now } ?? false) ? 1.0 : 0.0)
         busyWorkers.set(to: Double(workers.filter { $0.currentBatch != nil }.count))

@@ -82,6 +82,13 @@ struct MailWorkerd: AsyncParsableCommand {
                 ]
             )
         }
+        let webhooks = WebhookSender(settings: settings.webhook, events: queue.events, logger: logger)
+        if let webhook = settings.webhook {
+            logger.info(
+                "sending delivery events",
+                metadata: ["url": "\(webhook.url)", "events": "\(webhook.events.count)"]
+            )
+        }
         let pause = DeliveryPause(maxDelay: settings.deliveryPauseMax)
         // One connection per worker: SMTP_MAX_CONNECTIONS below NUM_WORKERS runs that many.
         let workers = min(settings.workers, settings.smtpMaxConnections ?? settings.workers)
@@ -107,13 +114,14 @@ struct MailWorkerd: AsyncParsableCommand {
                 policy: policy,
                 signer: signer,
                 suppressionTTL: suppressionTTL,
+                eventRecorded: { webhooks.notify() },
                 logger: logger
             ) {
                 metrics.setRecordingTrouble($0)
             }
         }
         // POST /process-batch, carried out here for mailfcgi; by the first instance only.
-        let control = instance.isPrimary ? Self.controlServer(settings, queue, composer, pool, logger) : nil
+        let control = instance.isPrimary ? Self.controlServer(settings, queue, composer, pool, webhooks, logger) : nil
         let watcher = try queue.watchArrivals { pool.notify() }
 
         let housekeeping = Housekeeping(queue: queue, settings: settings, pool: pool, logger: logger)
@@ -123,16 +131,20 @@ struct MailWorkerd: AsyncParsableCommand {
             queue: queue,
             metrics: pool.metrics,
             rate: pool.rate,
+            webhooks: webhooks,
             autoProcessing: settings.autoProcessing,
             logger: logger
         )
 
         let autoProcessing = settings.autoProcessing
+        let primary = instance.isPrimary
         let shutdownTimeout = settings.shutdownTimeout
         let workersFile = instance.isPrimary ? nil : settings.layout.status + "/workers\(suffix).json"
         try await DaemonLifecycle.run(logger: logger) {
             watcher.start()
             housekeeping.start()
+            // One sender per data directory: further instances leave the events to the first.
+            if primary { webhooks.start() }
             control?.start()
             status.start()
             if autoProcessing {
@@ -157,6 +169,7 @@ struct MailWorkerd: AsyncParsableCommand {
                 unfinished.append(name)
             }
             await housekeeping.stop()
+            await webhooks.stop()
             await watcher.stop()
             await status.stop()
             for name in unfinished {
@@ -183,6 +196,7 @@ struct MailWorkerd: AsyncParsableCommand {
         _ queue: any QueueStore,
         _ composer: MessageComposer,
         _ pool: WorkerPool,
+        _ webhooks: WebhookSender,
         _ logger: Logger
     ) -> ControlServer? {
         let smtp = settings.smtp
@@ -207,6 +221,7 @@ struct MailWorkerd: AsyncParsableCommand {
                         policy: policy,
                         signer: signer,
                         suppressionTTL: suppressionTTL,
+                        eventRecorded: { webhooks.notify() },
                         logger: logger,
                         recordingPatience: 5
                     )

@@ -14,6 +14,7 @@ final class StatusPublisher: Sendable {
     private let queue: any QueueStore
     private let metrics: PoolMetrics
     private let rate: SendRate
+    private let webhooks: WebhookSender
     private let autoProcessing: Bool
     private let startedAt = Date()
     private let logger: Logger
@@ -30,10 +31,12 @@ final class StatusPublisher: Sendable {
         queue: any QueueStore,
         metrics: PoolMetrics,
         rate: SendRate,
+        webhooks: WebhookSender,
         autoProcessing: Bool,
         logger: Logger
     ) {
         self.rate = rate
+        self.webhooks = webhooks
         self.layout = layout
         self.fileName = fileName
         self.queue = queue
@@ -90,12 +93,18 @@ final class StatusPublisher: Sendable {
             queueDeferred: counts.deferred,
             queueProblems: queue.problems,
             storageError: metrics.recordingTrouble,
-            metrics: metrics.prometheus.text(workers: workers, sender: sender, rate: rate.current.perSecond),
+            metrics: metrics.prometheus.text(
+                workers: workers,
+                sender: sender,
+                rate: rate.current.perSecond,
+                webhookBacklog: webhooks.backlog
+            ),
             sendRate: SendRateStatus(
                 configured: rate.configured,
                 current: rate.current.perSecond,
                 throttled: rate.current.throttled
-            )
+            ),
+            webhookEvents: WebhookBacklog(pending: webhooks.backlog.pending, failed: webhooks.backlog.failed)
         )
         do {
             try status.write(to: layout, fileName: fileName)

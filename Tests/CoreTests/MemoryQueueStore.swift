@@ -112,6 +112,48 @@ final class MemoryQueueStore: QueueStore {
 
     let suppressions: any SuppressionStore = Suppressions()
 
+    /// Delivery events, in memory, in the order recorded.
+    final class Events: EventStore {
+        private let entries = Mutex<[(name: String, event: PendingEvent, failed: Bool)]>([])
+
+        func record(_ event: DeliveryEvent) throws {
+            entries.withLock { entries in
+                entries.removeAll { $0.name == event.id }
+                entries.append((event.id, PendingEvent(event: event), false))
+            }
+        }
+
+        func pending() throws -> [(name: String, event: PendingEvent)] {
+            entries.withLock { $0.filter { !$0.failed }.map { ($0.name, $0.event) } }
+        }
+
+        func delivered(_ name: String) throws { entries.withLock { $0.removeAll { $0.name == name } } }
+
+        func retry(_ name: String, _ updated: PendingEvent, failed: Bool) throws {
+            entries.withLock { entries in
+                if let i = entries.firstIndex(where: { $0.name == name }) { entries[i] = (name, updated, failed) }
+            }
+        }
+
+        func failed() throws -> [(name: String, event: PendingEvent)] {
+            entries.withLock { $0.filter(\.failed).map { ($0.name, $0.event) } }
+        }
+
+        func resend(_ names: [String]) throws -> Int {
+            entries.withLock { entries in
+                var count = 0
+                for i in entries.indices where entries[i].failed && names.contains(entries[i].name) {
+                    entries[i].failed = false
+                    entries[i].event.attempts = 0
+                    count += 1
+                }
+                return count
+            }
+        }
+    }
+
+    let events: any EventStore = Events()
+
     // MARK: Administration
 
     func list(states: Set<EmailState>?, now: Date) throws -> [EmailRecord] {

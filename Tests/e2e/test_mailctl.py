@@ -221,3 +221,48 @@ def test_exit_codes_usage_two_and_failures_one_by_name(stack, smtp):
     assert code == 1 and report["items"] == [{"request_id": missing, "ok": False, "state": None,
                                               "error": "no email has this id"}]
     assert mailctl(stack, "--help").returncode == 0
+
+
+def test_two_requeues_at_once_queue_each_dead_letter_once(stack, smtp):
+    ids = dead_letter(stack, smtp, 200)
+    runs = [subprocess.Popen([BIN_DIR / "mailctl", "requeue", "--dead-letters", "--json"], cwd=stack.base,
+                             env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    for run in runs:
+        run.communicate(timeout=120)
+    smtp.wait_for(200, timeout=60)
+    time.sleep(2)
+    message_ids = [email.message_from_bytes(r.data)["Message-ID"] for r in smtp.messages]
+    assert len(message_ids) == 200 and len(set(message_ids)) == 200  # never queued twice
+    assert stack.files("corrupt") == [] and stack.files("dead_letter") == []
+    assert all(state(stack, i) == "sent" for i in ids[:20])
+
+
+@pytest.mark.parametrize("command", ["delete", "hold"])
+def test_a_claim_left_by_a_crash_makes_the_email_sending_not_deletable(tmp_path, smtp, command):
+    # mailworkerd killed after writing the deferred copy, before removing its claim: recovery
+    # will put the claim back, so deleting or holding the pending copy would not stop it.
+    stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
+                             "RETRY_BASE_DELAY": "3600", "MAIL_CRASH_AT": "defer.before-unlink-claim"}).start()
+    try:
+        smtp.rcpt_by_address["slow@example.net"] = ["451 4.7.1 try later"]
+        request_id = post(stack, to_email="slow@example.net")
+        wait_until(lambda: stack.procs["mailworkerd"].poll() is not None, what="mailworkerd killed")
+        stack.procs.pop("mailworkerd")
+        result = mailctl(stack, command, "--yes", request_id) if command == "delete" else mailctl(stack, command, request_id)
+        assert result.returncode == 1 and "sending" in result.stderr, result.stderr
+        del stack.env["MAIL_CRASH_AT"]
+        stack.start_daemon("mailworkerd")
+        assert mailctl(stack, "flush").returncode == 0
+        smtp.wait_for(1, timeout=15)
+        wait_until(lambda: state(stack, request_id) == "sent", what="sent once recovered")
+        assert stack.files("held") == []
+    finally:
+        stack.stop()
+
+
+def test_metrics_still_answer_while_a_folder_is_missing(stack, smtp):
+    import shutil
+    shutil.rmtree(stack.data / "dead_letter")
+    response = stack.request("GET", "/metrics")
+    assert response.status_code == 200 and "mail_worker_up" in response.text

@@ -10,6 +10,10 @@
 /// Returns 1 on success, 0 when libcrypto failed (it does not, short of memory).
 int ccrypto_sha256(const void *data, size_t length, uint8_t out[32]);
 
+/// HMAC-SHA256 (RFC 2104) of `length` bytes at `data` with `key`, into the 32 bytes at `out`.
+/// Returns 1 on success.
+int ccrypto_hmac_sha256(const void *key, size_t key_length, const void *data, size_t length, uint8_t out[32]);
+
 /// A SHA-256 computed piece by piece (EVP_DigestUpdate(3)): new, update any number of
 /// times, final (which frees it). New returns NULL only without memory.
 void *ccrypto_sha256_new(void);

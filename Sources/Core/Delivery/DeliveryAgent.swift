@@ -22,6 +22,8 @@ public final class DeliveryAgent {
     public let signer: DKIMSigner?
     /// `SUPPRESSION_TTL_DAYS` in seconds; nil: a bounce suppresses for ever.
     public let suppressionTTL: TimeInterval?
+    /// Told when an event was recorded (wakes the webhook sender).
+    private let eventRecorded: @Sendable () -> Void
     private let logger: Logger
 
     /// What happened to the email `processNext` claimed.
@@ -71,6 +73,7 @@ public final class DeliveryAgent {
         policy: DeliveryPolicy = DeliveryPolicy(),
         signer: DKIMSigner? = nil,
         suppressionTTL: TimeInterval? = nil,
+        eventRecorded: @escaping @Sendable () -> Void = {},
         logger: Logger,
         recordingPatience: TimeInterval = .infinity,
         recordingTrouble: @escaping @Sendable (String?) -> Void = { _ in }
@@ -81,6 +84,7 @@ public final class DeliveryAgent {
         self.policy = policy
         self.signer = signer
         self.suppressionTTL = suppressionTTL
+        self.eventRecorded = eventRecorded
         self.logger = logger
         self.recordingPatience = recordingPatience
         self.recordingTrouble = recordingTrouble
@@ -142,6 +146,16 @@ public final class DeliveryAgent {
             // Whatever the cause, an email this old is not attempted again.
             let reason = policy.expiryReason(email)
             let at = Date()
+            recordEvent(
+                .deadLetter(kind: .expired, reason: reason),
+                email: email,
+                recipients: email.pendingRecipients.map {
+                    RecipientOutcome(address: $0, state: .failed, reply: reason, at: at)
+                },
+                failure: nil,
+                at: at,
+                log
+            )
             try record("the expiry", log) {
                 try queue.markFailed(
                     claim,
@@ -177,6 +191,7 @@ public final class DeliveryAgent {
         let decision = policy.decide(&email, result: result, at: at)
         let failure: DeliveryError? = if case .failure(let error) = result { error } else { nil }
         let recipients = Self.recipients(of: email, message: message, result: result, decision: decision, at: at)
+        recordEvent(decision, email: email, recipients: recipients, failure: failure, at: at, log)
         switch decision {
         case .sent(let partial):
             let keep = email.recipients == nil ? nil : email
@@ -206,6 +221,46 @@ public final class DeliveryAgent {
             }
             log.error("delivery failed; moved to dead letters", metadata: ["error": "\(reason)", "kind": "\(kind)"])
             return (.deadLettered(error: reason), failure, true, recipients)
+        }
+    }
+
+    /// Records the event the decision reports (`email.sent`, `email.partially_sent`,
+    /// `email.deferred` for a counted retry, `email.dead_lettered`) before the state change is
+    /// recorded, so a crash between the two loses no event: the attempt is redone and records
+    /// the same event id again if it ends the same way. A failure to record is logged; it
+    /// never holds up delivery. Sender-side put-backs report nothing (an outage would flood).
+    private func recordEvent(
+        _ decision: DeliveryPolicy.Decision,
+        email: QueuedEmail,
+        recipients: [RecipientOutcome],
+        failure: DeliveryError?,
+        at: Date,
+        _ log: Logger
+    ) {
+        let kind: DeliveryEvent.Kind
+        switch decision {
+        case .sent(let partial): kind = partial ? .partiallySent : .sent
+        case .retry(_, let counted):
+            guard counted else { return }
+            kind = .deferred
+        case .deadLetter: kind = .deadLettered
+        }
+        let event = DeliveryEvent(
+            type: kind,
+            email: email,
+            sequence: email.attempts.count,
+            at: at,
+            recipients: recipients.map {
+                DeliveryEvent.Recipient(address: $0.address, state: $0.state.rawValue, code: $0.code, reply: $0.reply)
+            },
+            code: failure?.replyCode,
+            reply: failure?.message
+        )
+        do {
+            try queue.events.record(event)
+            eventRecorded()
+        } catch {
+            log.error("cannot record the delivery event", metadata: ["event": "\(event.id)", "error": "\(error)"])
         }
     }
 

@@ -63,7 +63,7 @@ extension FileQueue {
         for file in paths {
             if let email = try? readEntry(file) { return email.requestID }
         }
-        if let bytes = try readBytes(layout.deadLetter + "/" + QueueLayout.pendingName(base)),
+        if let bytes = try? readBytes(layout.deadLetter + "/" + QueueLayout.pendingName(base)),
             let letter = try? QueueCoding.decode(DeadLetter.self, from: bytes)
         {
             return letter.email.requestID
@@ -98,6 +98,7 @@ extension FileQueue {
         while true {
             guard let record = try lookup(requestID: requestID, now: now) else { return .notFound }
             guard allowed.contains(record.state) else { return .notInState(record) }
+            if let claimed = inFlight(base, record) { return .notInState(claimed) }
             let (from, to) = paths(base)
             do {
                 try Syscall.renameNoReplace(from, to)
@@ -112,6 +113,18 @@ extension FileQueue {
             if moved.state == record.state { moved.state = state }
             return .done(moved)
         }
+    }
+
+    /// The record as `sending` when a claim of `base` also exists: a worker holds it, or one
+    /// died after writing the new pending copy and before removing its claim, which recovery
+    /// then puts back. Holding or deleting the pending copy would not stop that claim.
+    private func inFlight(_ base: String, _ record: EmailRecord) -> EmailRecord? {
+        guard [.scheduled, .queued, .deferred].contains(record.state),
+            Syscall.entryStatus(path(QueueLayout.claimedName(base))) != nil
+        else { return nil }
+        var sending = record
+        sending.state = .sending
+        return sending
     }
 
     /// Makes a deferred email due now (postqueue -f, one email): it is claimed as a worker
@@ -137,11 +150,12 @@ extension FileQueue {
 
     /// Puts a dead letter back in the queue with its retries reset (`retry_count` 0,
     /// `requeued_at` now, so `MAX_QUEUE_LIFETIME` counts afresh); its attempts are kept.
-    /// Steps, each a rename or an atomic file: `dead_letter/B.json` to
-    /// `dead_letter/B.requeuing.json` (no longer a dead letter), the email written as
-    /// `queue/B.json`, the marker removed. A requeue killed between them is finished by
-    /// running it again: the marker is found, and the email is written only if no folder
-    /// holds it yet, so it is never queued twice.
+    /// Steps: `dead_letter/B.json` renamed to `dead_letter/B.requeuing.json` (no longer a dead
+    /// letter: of two requeues racing, one wins this rename), the marker locked (flock), the
+    /// email written as `queue/B.json` unless some folder already holds it, the marker removed.
+    /// A requeue killed between them is finished by running it again: the marker is found
+    /// unlocked, and the email is written only if no folder holds it yet, so it is never
+    /// queued twice; while one process completes a marker, another leaves it alone.
     public func requeue(requestID: String, now: Date) throws -> AdminOutcome {
         guard let base = RequestID.fileBaseName(for: requestID) else { return .notFound }
         let letter = layout.deadLetter + "/" + QueueLayout.pendingName(base)
@@ -153,16 +167,34 @@ extension FileQueue {
             do {
                 try Syscall.renameNoReplace(letter, marker)
             } catch {
-                if error.errno != EEXIST { throw error }  // an earlier requeue left its marker
-                try Syscall.unlink(letter)
+                if error.errno == ENOENT {
+                    return try lookup(requestID: requestID, now: now).map(AdminOutcome.notInState) ?? .notFound
+                }
+                if error.errno != EEXIST { throw error }
+                try Syscall.unlink(letter)  // an earlier requeue's marker holds the same email
             }
             try Syscall.fsyncDirectory(layout.deadLetter)
         }
-        guard let bytes = try readBytes(marker) else { return .notFound }
+        // The marker's lock makes one process the one that completes it.
+        let fd: Int32
+        do {
+            fd = try Syscall.openRegular(marker, followSymlinks: false)
+        } catch {
+            if error.errno == ENOENT {  // completed by another requeue meanwhile
+                return try lookup(requestID: requestID, now: now).map(AdminOutcome.done) ?? .notFound
+            }
+            throw error
+        }
+        defer { _ = Glibc.close(fd) }
+        guard try Syscall.tryLock(fd, path: marker), Syscall.names(marker, file: fd) else {
+            // Another process is completing it, or has just removed it.
+            return try lookup(requestID: requestID, now: now).map(AdminOutcome.done) ?? .notFound
+        }
+        let bytes = try Syscall.readAll(fd, path: marker)
         let dead = try QueueCoding.decode(DeadLetter.self, from: bytes)
         guard dead.email.requestID.lowercased() == requestID.lowercased() else { return .notFound }
         if let elsewhere = try lookup(requestID: requestID, now: now) {
-            // Written before a crash: finish by removing the marker.
+            // Written before a crash (and perhaps delivered since): finish by removing the marker.
             try Syscall.unlink(marker)
             return .done(elsewhere)
         }
@@ -202,6 +234,7 @@ extension FileQueue {
     public func delete(requestID: String, now: Date) throws -> AdminOutcome {
         guard let base = RequestID.fileBaseName(for: requestID) else { return .notFound }
         guard let record = try lookup(requestID: requestID, now: now) else { return .notFound }
+        if let claimed = inFlight(base, record) { return .notInState(claimed) }
         switch record.state {
         case .scheduled, .queued, .deferred, .held:
             switch try cancel(requestID: requestID, now: now) {

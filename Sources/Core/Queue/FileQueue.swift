@@ -52,6 +52,7 @@ public final class FileQueue: QueueStore {
     /// `data/idempotency/`.
     public let idempotencyKeys: any IdempotencyStore
     public let suppressions: any SuppressionStore
+    public let events: any EventStore
     /// Entries recovery or a claim could not handle, nor set aside: name to reason.
     private let unhandled = Mutex<[String: String]>([:])
     private let state = Mutex(State())
@@ -84,6 +85,7 @@ public final class FileQueue: QueueStore {
         self.census = QueueCensus(layout: layout)
         self.idempotencyKeys = try IdempotencyKeys(directory: layout.idempotency, ttl: idempotencyTTL)
         self.suppressions = try FileSuppressionList(directory: layout.suppressions)
+        self.events = try FileEventLog(directory: layout.events)
         try layout.create()
         try layout.checkSingleFilesystem()
     }

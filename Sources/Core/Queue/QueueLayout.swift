@@ -44,6 +44,8 @@ public struct QueueLayout: Sendable {
     public var idempotency: String { root + "/idempotency" }
     /// The suppression list: one file per address (`FileSuppressionList`).
     public var suppressions: String { root + "/suppressions" }
+    /// Delivery events for the webhook: `pending/` and `failed/` (`FileEventLog`).
+    public var events: String { root + "/events" }
     /// mailworkerd's control socket, on which it carries out `POST /process-batch` for
     /// mailfcgi (which holds no relay settings).
     public var controlSocket: String { status + "/mailworkerd.sock" }

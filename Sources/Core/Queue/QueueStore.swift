@@ -128,6 +128,9 @@ public protocol QueueStore: Sendable {
     /// The addresses not sent to, beside the emails.
     var suppressions: any SuppressionStore { get }
 
+    /// Delivery events waiting for the webhook, beside the emails.
+    var events: any EventStore { get }
+
     // MARK: Idempotency keys (mailfcgi)
 
     /// Where `Idempotency-Key`s are kept, beside the emails they name (so that a database

@@ -68,6 +68,8 @@ public struct MailSettings: Sendable {
     /// `DKIM_DOMAIN`, `DKIM_SELECTOR` and `DKIM_PRIVATE_KEY_FILE` (all three, or none: nothing
     /// is signed), with the key loaded and checked; mailworkerd only (mailfcgi withholds them).
     public var dkim: DKIMSigner?
+    /// `WEBHOOK_*`: where delivery events go; nil without `WEBHOOK_URL` (mailworkerd only).
+    public var webhook: WebhookSettings?
     /// `MAX_BODY_BYTES`: larger request bodies get 413. By default it follows from
     /// `MAX_MESSAGE_BYTES`: 4/3 of it (base64 attachments in JSON) plus 1 MiB, so a request
     /// whose message is over that limit is still read and told so by name.
@@ -171,6 +173,7 @@ public struct MailSettings: Sendable {
         logLevel = env.choice("LOG_LEVEL", default: .info)
         logFormat = env.choice("LOG_FORMAT", default: .text)
         dkim = program == .worker ? Self.signer(env, sender: sender) : nil
+        webhook = program == .worker ? WebhookSettings.read(env) : nil
         maxMessageBytes = env.int("MAX_MESSAGE_BYTES", default: 10 << 20, range: (64 << 10)...(40 << 20))
         maxAttachments = env.int("MAX_ATTACHMENTS", default: 20, range: 0...Attachment.maxCount)
         maxBodyBytes = env.int(

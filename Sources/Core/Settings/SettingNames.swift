@@ -9,8 +9,13 @@ public enum SettingNames {
     /// The DKIM signing settings: only mailworkerd reads them, so the key never enters mailfcgi.
     public static let signing: Set<String> = ["DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_FILE"]
 
-    /// What mailfcgi withholds: the relay's and the signing settings.
-    public static let workerOnly = relay.union(signing)
+    /// The webhook's settings (its secret signs every event): mailworkerd only.
+    public static let webhook: Set<String> = [
+        "WEBHOOK_URL", "WEBHOOK_SECRET", "WEBHOOK_EVENTS", "WEBHOOK_RETRY_SCHEDULE",
+    ]
+
+    /// What mailfcgi withholds: the relay's, the signing and the webhook's settings.
+    public static let workerOnly = relay.union(signing).union(webhook)
 
     /// The known name an unknown `name` most likely meant, or nil when none is close.
     ///

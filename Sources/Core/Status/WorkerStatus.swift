@@ -27,6 +27,8 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
     public var metrics: String?
     /// The pool's send rate (`SMTP_MAX_RATE` and what a relay's throttle made of it).
     public var sendRate: SendRateStatus?
+    /// Delivery events waiting for the webhook, and given up.
+    public var webhookEvents: WebhookBacklog?
 
     /// Seconds between heartbeats, and after how long a heartbeat counts as stale (three).
     public static let interval: TimeInterval = 1
@@ -48,7 +50,8 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         queueProblems: [String] = [],
         storageError: String? = nil,
         metrics: String? = nil,
-        sendRate: SendRateStatus? = nil
+        sendRate: SendRateStatus? = nil,
+        webhookEvents: WebhookBacklog? = nil
     ) {
         self.heartbeat = heartbeat
         self.pid = pid
@@ -63,6 +66,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         self.storageError = storageError
         self.metrics = metrics
         self.sendRate = sendRate
+        self.webhookEvents = webhookEvents
     }
 
     enum CodingKeys: String, CodingKey {
@@ -77,6 +81,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         case storageError = "storage_error"
         case metrics
         case sendRate = "send_rate"
+        case webhookEvents = "webhook_events"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -95,6 +100,7 @@ public struct WorkerStatus: Codable, Equatable, Sendable {
         storageError = try c.decodeIfPresent(String.self, forKey: .storageError)
         metrics = try c.decodeIfPresent(String.self, forKey: .metrics)
         sendRate = try c.decodeIfPresent(SendRateStatus.self, forKey: .sendRate)
+        webhookEvents = try c.decodeIfPresent(WebhookBacklog.self, forKey: .webhookEvents)
     }
 
     /// Whether the heartbeat is recent enough at `now` for mailworkerd to count as running:
@@ -280,4 +286,16 @@ public struct SendRateStatus: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey { case configured, current, throttled }
+}
+
+/// Delivery events waiting for the webhook (`pending`) and given up after the last retry
+/// (`failed`, in `data/events/failed/`).
+public struct WebhookBacklog: Codable, Equatable, Sendable {
+    public var pending: Int
+    public var failed: Int
+
+    public init(pending: Int, failed: Int) {
+        self.pending = pending
+        self.failed = failed
+    }
 }

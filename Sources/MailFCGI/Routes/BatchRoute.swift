@@ -167,6 +167,10 @@ struct BatchRoute: Sendable {
             let storing = emails.filter { !skipping.contains($0.requestID) }
             try single.queue.enqueue(batch: storing)
             single.metrics.stored(storing.count, seconds: Date().timeIntervalSince(started))
+            for email in storing where email.recipients?.contains(where: { $0.state == .suppressed }) == true {
+                single.metrics.suppressed(email.recipients!.filter { $0.state == .suppressed }.count)
+                single.recordSuppressed(email, logger)
+            }
         } catch let error as SystemError {
             throw HTTPError.storage(error, logger: logger)
         } catch QueueError.nameTaken(let id) {

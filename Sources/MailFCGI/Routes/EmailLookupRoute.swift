@@ -9,6 +9,13 @@ import Queue
 /// submitted (nginx's `REMOTE_USER`); with no authenticated user, every email. Someone else's
 /// email is answered exactly as an unknown one, 404, so ids cannot be probed.
 struct EmailLookupRoute: Sendable {
+    /// Records `event`; a failure is logged, never answered (the change it reports is made).
+    static func record(_ event: DeliveryEvent, in queue: any QueueStore, _ logger: Logger) {
+        do { try queue.events.record(event) } catch {
+            logger.error("cannot record the event", metadata: ["event": "\(event.id)", "error": "\(error)"])
+        }
+    }
+
     let queue: any QueueStore
     /// Counts cancels, for `GET /metrics`.
     var metrics = ResponderMetrics()
@@ -24,6 +31,19 @@ struct EmailLookupRoute: Sendable {
         switch try queue.cancel(requestID: record.email.requestID) {
         case .canceled(let canceled):
             metrics.canceledOne()
+            // After the cancel's rename: a crash between the two loses this one event
+            // (the email is canceled all the same); see README, Events.
+            Self.record(
+                DeliveryEvent(
+                    type: .canceled,
+                    email: canceled.email,
+                    sequence: canceled.email.attempts.count,
+                    at: Date(),
+                    recipients: canceled.email.pendingRecipients.map { .init(address: $0, state: "canceled") }
+                ),
+                in: queue,
+                logger
+            )
             logger.info(
                 "canceled",
                 metadata: ["request_id": "\(canceled.email.requestID)", "user": "\(request.remoteUser ?? "-")"]

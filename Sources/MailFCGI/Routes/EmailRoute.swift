@@ -111,6 +111,7 @@ struct EmailRoute: Sendable {
             try queue.enqueue(email)
             metrics.stored(1, seconds: Date().timeIntervalSince(started))
             metrics.suppressed(fields.suppressed.count)
+            if !fields.suppressed.isEmpty { recordSuppressed(email, logger) }
         } catch let error as SystemError {
             throw HTTPError.storage(error, logger: logger)
         } catch QueueError.nameTaken(let id) {
@@ -172,6 +173,21 @@ struct EmailRoute: Sendable {
                 )
             }
         )
+    }
+
+    /// `email.suppressed` for an email stored without its suppressed recipients. After the
+    /// store: a crash between the two loses this event, never the email.
+    func recordSuppressed(_ email: QueuedEmail, _ logger: Logger) {
+        let event = DeliveryEvent(
+            type: .suppressed,
+            email: email,
+            sequence: 0,
+            at: email.createdAt,
+            recipients: (email.recipients ?? []).filter { $0.state == .suppressed }.map {
+                .init(address: $0.address, state: "suppressed", reply: $0.reply)
+            }
+        )
+        EmailLookupRoute.record(event, in: queue, logger)
     }
 
     /// Bytes kept for a DKIM-Signature header: one made with an 8192-bit RSA key and the

@@ -24,11 +24,14 @@ struct MetricsRoute: Sendable {
 
     func handle(_ request: Request, _ logger: Logger) throws -> Response {
         let now = Date()
-        let census: QueueCensus.Report
+        // A folder missing until the next sweep recreates it must not blind the scraper:
+        // without a census the queue gauges are left out, the rest is served.
+        let census: QueueCensus.Report?
         do {
             census = try queue.census(limit: 0, now: now)
         } catch {
-            throw HTTPError.storage(error, logger: logger)
+            logger.warning("no queue census for /metrics", metadata: ["error": "\(error)"])
+            census = nil
         }
         let status = WorkerStatus.read(from: layout)
         let fresh = status?.isFresh(at: now) == true
@@ -49,6 +52,8 @@ final class ScrapeGauges: Sendable {
     private let byState: [String: Gauge]
     private let oldestDue: Gauge
     private let workerUp: Gauge
+    /// `mail_worker_up` alone, served when there is no census.
+    private let workerOnly = PrometheusCollectorRegistry()
 
     static let states = ["pending", "scheduled", "deferred", "sending", "held", "dead_letter", "finished", "corrupt"]
 
@@ -66,13 +71,15 @@ final class ScrapeGauges: Sendable {
             name: "mail_queue_oldest_due_age_seconds",
             help: "How long the longest-waiting due email has been due (0 when none is waiting)."
         )
-        workerUp = registry.makeGauge(
+        workerUp = workerOnly.makeGauge(
             name: "mail_worker_up",
             help: "1 when mailworkerd's heartbeat is fresh (its metrics follow), else 0."
         )
     }
 
-    func text(census: QueueCensus.Report, workerUp up: Bool, now: Date) -> String {
+    func text(census: QueueCensus.Report?, workerUp up: Bool, now: Date) -> String {
+        workerUp.set(to: up ? 1.0 : 0.0)
+        guard let census else { return workerOnly.emitToString() }
         let counts = [
             "pending": census.pending, "scheduled": census.scheduled, "deferred": census.deferred,
             "sending": census.processing, "held": census.held, "dead_letter": census.deadLetter,
@@ -81,7 +88,6 @@ final class ScrapeGauges: Sendable {
         ]
         for (state, gauge) in byState { gauge.set(to: Double(counts[state] ?? 0)) }
         oldestDue.set(to: census.oldestDue.map { max(0, now.timeIntervalSince($0)) } ?? 0)
-        workerUp.set(to: up ? 1.0 : 0.0)
-        return registry.emitToString()
+        return registry.emitToString() + workerOnly.emitToString()
     }
 }

@@ -29,6 +29,8 @@ struct WorkersRoute: Sendable {
         /// Messages a second: `SMTP_MAX_RATE` and the limit now (null: none), and whether a
         /// relay's "slow down" lowered it.
         let send_rate: SendRateStatus?
+        /// Delivery events waiting for the webhook, and given up (`mailctl events retry`).
+        let webhook_events: WebhookBacklog?
     }
 
     func handle(_ request: Request, _ logger: Logger) -> Response {
@@ -47,7 +49,8 @@ struct WorkersRoute: Sendable {
                         sender: nil,
                         queue_pending: nil,
                         queue_deferred: nil,
-                        send_rate: nil
+                        send_rate: nil,
+                        webhook_events: nil
                     )
                 )
             )
@@ -75,7 +78,8 @@ struct WorkersRoute: Sendable {
                     sender: file.sender,
                     queue_pending: file.queuePending,
                     queue_deferred: file.queueDeferred,
-                    send_rate: file.sendRate
+                    send_rate: file.sendRate,
+                    webhook_events: file.webhookEvents
                 )
             )
         )
