@@ -39,6 +39,8 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[\\x20-\\x7E]+$"},
 }
 REPLAYED = {"description": "true when this is the first answer again", "schema": {"type": "string", "enum": ["true"]}}
+EVENT_TYPES = ["email.sent", "email.partially_sent", "email.deferred", "email.dead_lettered", "email.canceled",
+               "email.suppressed"]
 STATES = ["scheduled", "queued", "deferred", "sending", "sent", "partially_sent", "dead_letter", "canceled", "held"]
 
 # Operation ids and schema names are those FastAPI generated for the Python service this one
@@ -229,6 +231,20 @@ doc = {
                           "500": ERRORS["500"]},
         }},
     },
+    "webhooks": {
+        "emailEvent": {"post": {
+            "summary": "A delivery event, POSTed by mailworkerd to WEBHOOK_URL",
+            "description": "Signed per Standard Webhooks: webhook-id (the event id, stable: de-duplicate on it), "
+                           "webhook-timestamp (Unix seconds), webhook-signature (v1, + base64 HMAC-SHA256 of "
+                           "{id}.{timestamp}.{body} with WEBHOOK_SECRET's bytes). Answer 2xx within 10 s; anything "
+                           "else is retried after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (WEBHOOK_RETRY_SCHEDULE).",
+            "operationId": "email_event_webhook",
+            "parameters": [{"name": n, "in": "header", "required": True, "schema": {"type": "string"}}
+                           for n in ("webhook-id", "webhook-timestamp", "webhook-signature")],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref("WebhookPayload")}}},
+            "responses": {"2XX": {"description": "Taken; anything else is retried"}},
+        }},
+    },
     "components": {
         "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"}},
         "schemas": {
@@ -269,6 +285,32 @@ doc = {
                                 "DKIM-Signature, Return-Path, X-Priority, Importance. List-Unsubscribe takes "
                                 "<https:...> or <mailto:...> URIs; List-Unsubscribe-Post must be "
                                 "List-Unsubscribe=One-Click (RFC 8058) beside an https List-Unsubscribe"},
+                },
+            },
+            "WebhookPayload": {
+                "type": "object", "required": ["type", "timestamp", "data"],
+                "properties": {"type": {"type": "string", "enum": EVENT_TYPES},
+                               "timestamp": {"type": "string", "format": "date-time"},
+                               "data": ref("DeliveryEvent")},
+            },
+            "DeliveryEvent": {
+                "type": "object",
+                "required": ["id", "type", "created_at", "request_id", "message_id", "recipients", "tags"],
+                "properties": {
+                    "id": {"type": "string", "description": "evt_{request id hex}_{n}_{type}: stable, for de-duplication"},
+                    "type": {"type": "string", "enum": EVENT_TYPES},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "request_id": {"type": "string", "format": "uuid"},
+                    "message_id": {"type": "string"},
+                    "recipients": {"type": "array", "items": {
+                        "type": "object", "required": ["address", "state"],
+                        "properties": {"address": {"type": "string"},
+                                       "state": {"type": "string", "enum": ["sent", "failed", "deferred", "suppressed", "canceled"]},
+                                       "code": {"type": "integer"}, "reply": {"type": "string"}}}},
+                    "tags": {"type": "array", "items": ref("Tag")},
+                    "submitted_by": {"type": "string"},
+                    "code": {"type": "integer", "description": "The SMTP reply code that decided it"},
+                    "reply": {"type": "string", "description": "The SMTP reply text"},
                 },
             },
             "Suppression": {
