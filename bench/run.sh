@@ -29,6 +29,8 @@ echo "delivery: a 20,000-email backlog into postfix's smtp-sink, beside smtp-sou
 python3 bench/delivery.py "$bin_dir" > bench/delivery.json
 echo "large messages: 1 MiB attachments sent, signed and not; memory around a 10 MiB message ..." >&2
 python3 bench/large_messages.py "$bin_dir" > bench/large_messages.json
+echo "send rate: SMTP_MAX_RATE=50 held over 30 s by 16 workers ..." >&2
+python3 bench/send_rate.py "$bin_dir" > bench/send_rate.json
 
 python3 - "$results" <<'PY'
 import json, os, platform, sys, datetime
@@ -39,7 +41,8 @@ compose = json.load(open("bench/compose.json"))
 enqueue = json.load(open("bench/enqueue.json"))
 delivery = json.load(open("bench/delivery.json"))
 large = json.load(open("bench/large_messages.json"))
-for name in ("bench/claims.json", "bench/lookup.json", "bench/lookup_http.json", "bench/compose.json", "bench/enqueue.json", "bench/delivery.json", "bench/large_messages.json"):
+send_rate = json.load(open("bench/send_rate.json"))
+for name in ("bench/send_rate.json", "bench/claims.json", "bench/lookup.json", "bench/lookup_http.json", "bench/compose.json", "bench/enqueue.json", "bench/delivery.json", "bench/large_messages.json"):
     os.remove(name)
 report = {
     "date": datetime.date.today().isoformat(),
@@ -52,6 +55,7 @@ report = {
     "enqueue": enqueue,
     "delivery": delivery,
     "large_messages": large,
+    "send_rate": send_rate,
 }
 json.dump(report, open(sys.argv[1], "w"), indent=2, sort_keys=True)
 
@@ -118,6 +122,15 @@ lines += [
     f"Signing's own cost, compose + sign less compose alone: rsa-sha256 {compose['rsa_sha256_sign_microseconds']:.0f} µs "
     f"and ed25519-sha256 {compose['ed25519_sha256_sign_microseconds']:.0f} µs a message (the private-key operation; "
     "the body hash adds about 1 ms per MiB of message).",
+    "",
+    "## Send rate limit",
+    "",
+    f"mailworkerd ({send_rate['workers']} workers) empties a backlog of {send_rate['emails']:,} emails into smtp-sink with "
+    f"SMTP_MAX_RATE={send_rate['limit_per_second']}; counted from the first email sent to the last "
+    f"(about {send_rate['emails'] // send_rate['limit_per_second']} s). Runs: "
+    + ", ".join(f"{r:.2f}" for r in send_rate["runs_emails_per_second"])
+    + f" emails/s; median {send_rate['emails_per_second']:.2f}, {send_rate['ratio']:.1%} of the limit "
+    f"(target: within 10%: {'met' if send_rate['target_met'] else 'NOT met'}).",
     "",
     "## Large messages",
     "",

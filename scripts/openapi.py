@@ -505,7 +505,10 @@ doc = {
                                    "required": ["queue_manager", "template_engine", "email_sender", "storage"],
                                    "properties": {k: {"type": "string"} for k in
                                                   ["queue_manager", "template_engine", "email_sender", "storage"]},
-                                   "additionalProperties": {"type": "string"}}},
+                                   "additionalProperties": {"type": "string"}},
+                               "webhook_events": {
+                                   "type": "object", "description": "Webhook events waiting and given up (not judged)",
+                                   "properties": {"pending": {"type": "integer"}, "failed": {"type": "integer"}}}},
             },
             "TemplateNames": {"type": "object", "required": ["templates", "count"],
                               "properties": {"templates": {"type": "array", "items": {"type": "string"}},

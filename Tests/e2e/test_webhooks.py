@@ -168,6 +168,8 @@ def test_after_the_last_retry_an_event_waits_for_mailctl(tmp_path, smtp, receive
         status = wait_until(lambda: (s := stack.request("GET", "/workers/status").json()["status"])["webhook_events"]["failed"] == 1 and s,
                             what="the backlog in /workers/status")
         assert "mail_webhook_events{state=\"failed\"} 1" in stack.request("GET", "/metrics").text
+        health = stack.request("GET", "/health").json()
+        assert health["webhook_events"] == {"pending": 0, "failed": 1} and health["status"] == "healthy"
         listed = subprocess.run([BIN_DIR / "mailctl", "events", "list", "--failed", "--json"], cwd=stack.base,
                                 env=stack.env, capture_output=True, text=True, timeout=30)
         [line] = json.loads(listed.stdout)

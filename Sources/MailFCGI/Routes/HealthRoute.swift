@@ -20,6 +20,9 @@ struct HealthRoute: Sendable {
         let status: String
         let timestamp: String
         let components: [String: String]
+        /// Webhook events waiting and given up (from mailworkerd): shown, not judged, so a
+        /// receiver that is down does not take the mail service out of a load balancer.
+        let webhook_events: WebhookBacklog?
     }
 
     func handle(_ request: Request, _ logger: Logger) -> Response {
@@ -40,7 +43,12 @@ struct HealthRoute: Sendable {
         components["email_sender"] = Self.senderHealth(status, now: now, aliveByTouch: touched)
         let healthy = components.values.allSatisfy { $0 == "healthy" }
         return Response.json(
-            Body(status: healthy ? "healthy" : "degraded", timestamp: Timestamp.iso8601(now), components: components),
+            Body(
+                status: healthy ? "healthy" : "degraded",
+                timestamp: Timestamp.iso8601(now),
+                components: components,
+                webhook_events: current?.webhookEvents
+            ),
             status: healthy ? 200 : 503
         )
     }
