@@ -50,6 +50,7 @@ def test_a_relay_throttle_slows_the_pool_and_spends_no_retry(tmp_path, smtp):
         smtp.wait_for(40, timeout=60)
         assert stack.files("dead_letter") == []
         status = stack.request("GET", "/workers/status").json()["status"]
+        assert stack.request("GET", "/health").json()["send_rate"] == status["send_rate"]
         assert status["send_rate"]["configured"] is None
         assert status["send_rate"]["throttled"] is True and status["send_rate"]["current"] > 0
         log = stack.log("mailworkerd")

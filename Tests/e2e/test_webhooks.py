@@ -24,8 +24,8 @@ SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789").decode()
 class Receiver:
     """An HTTP server on loopback: verifies each POST, records the verified events in order."""
 
-    def __init__(self):
-        self.port = free_port()
+    def __init__(self, port=None):
+        self.port = port or free_port()
         self.events = []  # verified payloads, in arrival order
         self.rejected = 0  # signatures that did not verify
         self.fail_next = 0  # answer 500 to this many requests
@@ -157,6 +157,25 @@ def test_a_receiver_down_or_failing_gets_every_event_once_it_is_up(tmp_path, smt
         assert stack.files("events/pending") == [] and stack.files("events/failed") == []
     finally:
         stack.stop()
+
+
+def test_a_receiver_that_is_not_there_yet_gets_the_events_once_it_starts(tmp_path, smtp):
+    port = free_port()  # nothing listens: connection refused, retried
+    absent = type("Absent", (), {"port": port})()
+    stack = webhook_stack(tmp_path, smtp, absent, WEBHOOK_RETRY_SCHEDULE="0.3,0.5,1,1,1,1,1,1")
+    receiver = None
+    try:
+        ids = [post(stack, to_email=f"v{i}@example.com") for i in range(2)]
+        smtp.wait_for(2)
+        wait_until(lambda: "Connection refused" in stack.log("mailworkerd") or "connect" in stack.log("mailworkerd"),
+                   what="a refused attempt")
+        receiver = Receiver(port)
+        wait_until(lambda: all(receiver.types(i) == ["email.sent"] for i in ids), timeout=30,
+                   what="the events once the receiver is up")
+    finally:
+        stack.stop()
+        if receiver:
+            receiver.close()
 
 
 def test_after_the_last_retry_an_event_waits_for_mailctl(tmp_path, smtp, receiver):

@@ -23,6 +23,8 @@ struct HealthRoute: Sendable {
         /// Webhook events waiting and given up (from mailworkerd): shown, not judged, so a
         /// receiver that is down does not take the mail service out of a load balancer.
         let webhook_events: WebhookBacklog?
+        /// The pool's send rate (`SMTP_MAX_RATE`, lowered while a relay throttles), shown.
+        let send_rate: SendRateStatus?
     }
 
     func handle(_ request: Request, _ logger: Logger) -> Response {
@@ -47,7 +49,8 @@ struct HealthRoute: Sendable {
                 status: healthy ? "healthy" : "degraded",
                 timestamp: Timestamp.iso8601(now),
                 components: components,
-                webhook_events: current?.webhookEvents
+                webhook_events: current?.webhookEvents,
+                send_rate: current?.sendRate
             ),
             status: healthy ? 200 : 503
         )
