@@ -83,6 +83,7 @@ struct MailWorkerd: AsyncParsableCommand {
             )
         }
         let webhooks = WebhookSender(settings: settings.webhook, events: queue.events, logger: logger)
+        let recordedEvents = settings.webhook?.events ?? []
         if let webhook = settings.webhook {
             logger.info(
                 "sending delivery events",
@@ -115,6 +116,7 @@ struct MailWorkerd: AsyncParsableCommand {
                 signer: signer,
                 suppressionTTL: suppressionTTL,
                 eventRecorded: { webhooks.notify() },
+                recordedEvents: recordedEvents,
                 logger: logger
             ) {
                 metrics.setRecordingTrouble($0)
@@ -204,6 +206,7 @@ struct MailWorkerd: AsyncParsableCommand {
         let policy = settings.delivery
         let signer = settings.dkim
         let suppressionTTL = settings.suppressionTTL
+        let recordedEvents = settings.webhook?.events ?? []
         do {
             return try ControlServer(
                 path: settings.layout.controlSocket,
@@ -222,6 +225,7 @@ struct MailWorkerd: AsyncParsableCommand {
                         signer: signer,
                         suppressionTTL: suppressionTTL,
                         eventRecorded: { webhooks.notify() },
+                        recordedEvents: recordedEvents,
                         logger: logger,
                         recordingPatience: 5
                     )

@@ -24,6 +24,9 @@ public final class DeliveryAgent {
     public let suppressionTTL: TimeInterval?
     /// Told when an event was recorded (wakes the webhook sender).
     private let eventRecorded: @Sendable () -> Void
+    /// The event types recorded (`WEBHOOK_EVENTS`); empty without `WEBHOOK_URL`: recording
+    /// costs a durable file per email, which nobody would read.
+    private let recordedEvents: Set<DeliveryEvent.Kind>
     private let logger: Logger
 
     /// What happened to the email `processNext` claimed.
@@ -74,6 +77,7 @@ public final class DeliveryAgent {
         signer: DKIMSigner? = nil,
         suppressionTTL: TimeInterval? = nil,
         eventRecorded: @escaping @Sendable () -> Void = {},
+        recordedEvents: Set<DeliveryEvent.Kind> = [],
         logger: Logger,
         recordingPatience: TimeInterval = .infinity,
         recordingTrouble: @escaping @Sendable (String?) -> Void = { _ in }
@@ -85,6 +89,7 @@ public final class DeliveryAgent {
         self.signer = signer
         self.suppressionTTL = suppressionTTL
         self.eventRecorded = eventRecorded
+        self.recordedEvents = recordedEvents
         self.logger = logger
         self.recordingPatience = recordingPatience
         self.recordingTrouble = recordingTrouble
@@ -245,6 +250,7 @@ public final class DeliveryAgent {
             kind = .deferred
         case .deadLetter: kind = .deadLettered
         }
+        guard recordedEvents.contains(kind) else { return }
         let event = DeliveryEvent(
             type: kind,
             email: email,
