@@ -112,13 +112,8 @@ struct DeleteCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
-        var report = ActionReport()
-        for id in targets {
-            do { report.record(id, try context.queue.delete(requestID: id, now: Date()), verb: "delete") } catch {
-                report.failed(id, error)
-            }
-        }
-        try report.finish(json: options.json, verb: "deleted")
+        try ActionReport.each(targets, verb: "delete") { try context.queue.delete(requestID: $0, now: Date()) }
+            .finish(json: options.json, verb: "deleted")
     }
 }
 
@@ -138,13 +133,8 @@ struct FlushCommand: AsyncParsableCommand {
         let context = try await Context.open(options)
         let targets =
             ids.isEmpty ? try context.queue.list(states: [.deferred], now: Date()).map(\.email.requestID) : ids
-        var report = ActionReport()
-        for id in targets {
-            do { report.record(id, try context.queue.flush(requestID: id, now: Date()), verb: "flush") } catch {
-                report.failed(id, error)
-            }
-        }
-        try report.finish(json: options.json, verb: "flushed")
+        try ActionReport.each(targets, verb: "flush") { try context.queue.flush(requestID: $0, now: Date()) }
+            .finish(json: options.json, verb: "flushed")
     }
 }
 
@@ -162,13 +152,8 @@ struct HoldCommand: AsyncParsableCommand {
 
     func run() async throws {
         let context = try await Context.open(options)
-        var report = ActionReport()
-        for id in ids {
-            do { report.record(id, try context.queue.hold(requestID: id, now: Date()), verb: "hold") } catch {
-                report.failed(id, error)
-            }
-        }
-        try report.finish(json: options.json, verb: "held")
+        try ActionReport.each(ids, verb: "hold") { try context.queue.hold(requestID: $0, now: Date()) }
+            .finish(json: options.json, verb: "held")
     }
 }
 
@@ -186,12 +171,7 @@ struct ReleaseCommand: AsyncParsableCommand {
 
     func run() async throws {
         let context = try await Context.open(options)
-        var report = ActionReport()
-        for id in ids {
-            do { report.record(id, try context.queue.releaseHeld(requestID: id, now: Date()), verb: "release") } catch {
-                report.failed(id, error)
-            }
-        }
-        try report.finish(json: options.json, verb: "released")
+        try ActionReport.each(ids, verb: "release") { try context.queue.releaseHeld(requestID: $0, now: Date()) }
+            .finish(json: options.json, verb: "released")
     }
 }

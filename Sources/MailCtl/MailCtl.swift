@@ -151,6 +151,15 @@ struct ActionReport: Encodable {
         }
     }
 
+    /// Applies `action` to each id in turn, recording each outcome (a thrown error fails that id only).
+    static func each(_ ids: [String], verb: String, _ action: (String) throws -> AdminOutcome) -> ActionReport {
+        var report = ActionReport()
+        for id in ids {
+            do { report.record(id, try action(id), verb: verb) } catch { report.failed(id, error) }
+        }
+        return report
+    }
+
     mutating func failed(_ id: String, _ error: any Error) {
         items.append(Item(request_id: id, ok: false, state: nil, error: "\(error)"))
     }
