@@ -49,6 +49,11 @@ public final class WebhookClient {
             _ = ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT, timeout)
             _ = ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
             _ = ccurl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0)  // a redirect is not a delivery
+            // The receiver's certificate and name are checked, as the relay's are (libcurl's
+            // defaults, set here so no build or environment can turn them off).
+            _ = ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 1)
+            _ = ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 2)
+            _ = ccurl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")  // no file:, no gopher:
             _ = ccurl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer)
             _ = ccurl_setopt_write_function(handle, Self.discard)
             return curl_easy_perform(handle)
