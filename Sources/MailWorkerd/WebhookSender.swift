@@ -40,7 +40,10 @@ final class WebhookSender: Sendable {
             while !stopping.load(ordering: .relaxed) {
                 let seen = wakeup.generation
                 let next = pass(client)
-                wakeup.wait(after: seen, timeout: min(1, max(0.05, next?.timeIntervalSinceNow ?? 1)))
+                // Woken at once by this process's events; mailfcgi's (canceled, suppressed)
+                // and a retry's due time are found within 5 s. Each pass reads the waiting
+                // events, so a long backlog is not re-read every second.
+                wakeup.wait(after: seen, timeout: min(5, max(0.05, next?.timeIntervalSinceNow ?? 5)))
             }
         }
         thread.withLock { $0 = started }
@@ -59,9 +62,10 @@ final class WebhookSender: Sendable {
     private func pass(_ client: WebhookClient) -> Date? {
         let pending: [(name: String, event: PendingEvent)]
         do {
+            let backlog = try events.backlog()
+            counts.withLock { $0 = backlog }
+            guard backlog.pending > 0 else { return nil }
             pending = try events.pending()
-            let failed = try events.failed().count
-            counts.withLock { $0 = (pending.count, failed) }
         } catch {
             logger.error("cannot read the webhook events", metadata: ["error": "\(error)"])
             return nil

@@ -139,6 +139,10 @@ final class MemoryQueueStore: QueueStore {
             entries.withLock { $0.filter(\.failed).map { ($0.name, $0.event) } }
         }
 
+        func backlog() throws -> (pending: Int, failed: Int) {
+            entries.withLock { entries in (entries.filter { !$0.failed }.count, entries.filter(\.failed).count) }
+        }
+
         func resend(_ names: [String]) throws -> Int {
             entries.withLock { entries in
                 var count = 0

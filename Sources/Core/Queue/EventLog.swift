@@ -46,6 +46,8 @@ public protocol EventStore: Sendable {
     func failed() throws -> [(name: String, event: PendingEvent)]
     /// Puts given-up events back to be sent again, their attempts reset. Returns how many.
     func resend(_ names: [String]) throws -> Int
+    /// How many events wait, and how many were given up, without reading them.
+    func backlog() throws -> (pending: Int, failed: Int)
 }
 
 /// The file store's events: one JSON file per event in `data/events/pending/`, named by its
@@ -93,6 +95,13 @@ public final class FileEventLog: EventStore {
                 else { return nil }
                 return (name, event)
             }
+    }
+
+    public func backlog() throws -> (pending: Int, failed: Int) {
+        func count(_ directory: String) throws -> Int {
+            try Syscall.listDirectory(directory).filter { !AtomicFile.isTemporary($0) && $0.hasSuffix(".json") }.count
+        }
+        return (try count(pendingDirectory), try count(failedDirectory))
     }
 
     public func delivered(_ name: String) throws {
