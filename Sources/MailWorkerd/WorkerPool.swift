@@ -119,14 +119,17 @@ final class WorkerPool: Sendable {
                 let started = ContinuousClock.now
                 if let attempt = try agent.processNext(onClaim: { metrics.claimed(worker, file: $0) }) {
                     metrics.finished(worker, attempt)
-                    if let error = attempt.error, error.rateLimited {
+                    if attempt.rateLimited {
                         // The relay is up and asks for fewer messages a second: slow the pool,
                         // no pause, no probe; the email went back without spending a retry.
                         rate.slowDown()
                         let now = rate.current.perSecond.map { String(format: "%.1f", $0) } ?? "unlimited"
                         log.warning(
                             "the relay asks to slow down; the pool's rate is lowered",
-                            metadata: ["error": "\(error)", "rate_per_s": "\(now)"]
+                            metadata: [
+                                "error": "\(attempt.error?.description ?? "a recipient throttled")",
+                                "rate_per_s": "\(now)",
+                            ]
                         )
                         continue
                     }

@@ -82,3 +82,23 @@ def test_bad_rate_settings_are_named(tmp_path, value):
                             env={**os.environ, "DATA_DIR": str(tmp_path / "data"), "SMTP_MAX_RATE": value},
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0 and "SMTP_MAX_RATE" in result.stderr
+
+
+def test_a_throttle_to_rcpt_spends_no_retry_and_a_word_containing_rate_is_not_one(tmp_path, smtp):
+    stack = relay_stack(tmp_path, smtp, MAX_RETRIES="1", RETRY_BASE_DELAY="0.2")
+    try:
+        smtp.rcpt_by_address["busy@example.com"] = ["454 4.7.0 Throttling failure: Maximum sending rate exceeded"] * 2
+        smtp.rcpt_by_address["b2@example.com"] = ["451 4.7.1 Too many messages, slow down"] * 2
+        # One throttled recipient beside one accepted: delivered to the one, the other tried again free.
+        assert stack.post_email({"to_email": "busy@example.com", "subject": "s", "body": "b"}).status_code == 200
+        assert stack.post_email({"to_email": "fine@example.com", "cc": ["b2@example.com"], "subject": "s",
+                                 "body": "b"}).status_code == 200
+        wait_until(lambda: {"busy@example.com", "b2@example.com"} <= {a for r in smtp.messages for a in r.rcpt_tos},
+                   timeout=30, what="both delivered after the throttles")
+        assert stack.files("dead_letter") == []
+        # "migrated" holds the letters r-a-t-e but is no rate limit: it spends retries as usual.
+        smtp.data_replies = ["451 4.3.0 Message could not be migrated, try later"] * 2
+        assert stack.post_email({"to_email": "m@example.com", "subject": "s", "body": "b"}).status_code == 200
+        wait_until(lambda: stack.files("dead_letter"), timeout=20, what="dead-lettered after its retry")
+    finally:
+        stack.stop()

@@ -175,3 +175,20 @@ def test_suppressed_recipients_are_counted_in_metrics(stack, smtp):
     post(stack, to_email="ok@example.com", cc=["gone@example.com"])
     text = stack.request("GET", "/metrics").text
     assert "\nmail_recipients_suppressed_total 2\n" in text
+
+
+def test_concurrent_adds_and_literal_percent_addresses(stack, smtp):
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: stack.request("POST", "/suppressions", json={"address": "same@example.com",
+                                                                                       "reason": "r"}).status_code,
+                              range(40)))
+    assert set(codes) <= {200, 201}, codes
+    # A literal % in the local part survives the path and the paging cursor (decoded once).
+    for address in ("a%31@example.com", "a1@example.com"):
+        assert stack.request("POST", "/suppressions", json={"address": address, "reason": "r"}).status_code == 201
+    page = stack.request("GET", "/suppressions?limit=1&after=a%2531%40example.com").json()
+    assert [e["address"] for e in page["data"]] == ["a1@example.com"]  # the key after "a%31@..."
+    assert stack.request("DELETE", "/suppressions/a%2531@example.com").status_code == 200
+    assert "a1@example.com" in suppressed(stack) and "a%31@example.com" not in suppressed(stack)
+    assert stack.request("POST", "/suppressions", json={"address": "x@example.com", "reason": " "}).status_code == 422

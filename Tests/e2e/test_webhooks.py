@@ -221,6 +221,23 @@ def test_kill_9_around_the_state_change_loses_no_event(tmp_path, smtp, receiver)
         stack.stop()
 
 
+def test_an_email_s_events_keep_their_order_while_the_receiver_fails(tmp_path, smtp, receiver):
+    receiver.always_fail = True
+    stack = webhook_stack(tmp_path, smtp, receiver, WEBHOOK_RETRY_SCHEDULE="0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5",
+                          RETRY_BASE_DELAY="3600")
+    try:
+        smtp.rcpt_by_address["later@example.com"] = ["451 4.7.1 try later"]
+        request_id = post(stack, to_email="later@example.com")
+        wait_until(lambda: any("deferred" in n for n in stack.files("events/pending")), what="the deferred event")
+        assert stack.request("DELETE", f"/email/{request_id}").status_code == 200
+        time.sleep(1)
+        receiver.always_fail = False
+        wait_until(lambda: len(receiver.types(request_id)) == 2, timeout=20, what="both events")
+        assert receiver.types(request_id) == ["email.deferred", "email.canceled"]
+    finally:
+        stack.stop()
+
+
 def test_the_events_filter_sends_only_what_is_asked(tmp_path, smtp, receiver):
     stack = webhook_stack(tmp_path, smtp, receiver, WEBHOOK_EVENTS="email.dead_lettered, canceled")
     try:

@@ -53,6 +53,16 @@ public final class DeliveryAgent {
         /// Each recipient's outcome after the attempt: its reply in this attempt, or what an
         /// earlier attempt settled (empty for an expired email; all accepted when sent at once).
         public let recipients: [RecipientOutcome]
+
+        /// Whether the relay asked for fewer messages a second (to the transaction, or to the
+        /// recipients left deferred): the pool slows down.
+        public var rateLimited: Bool {
+            if error?.rateLimited == true { return true }
+            guard case .deferred(_, _, counted: false) = outcome else { return false }
+            return recipients.contains {
+                $0.state == .deferred && DeliveryError.isRateLimit(code: $0.code, reply: $0.reply)
+            }
+        }
     }
 
     /// Told why an outcome cannot be recorded (the disk is full, say) while the agent keeps
@@ -159,6 +169,7 @@ public final class DeliveryAgent {
                 },
                 failure: nil,
                 at: at,
+                afterAttempts: true,
                 log
             )
             try record("the expiry", log) {
@@ -240,6 +251,7 @@ public final class DeliveryAgent {
         recipients: [RecipientOutcome],
         failure: DeliveryError?,
         at: Date,
+        afterAttempts: Bool = false,
         _ log: Logger
     ) {
         let kind: DeliveryEvent.Kind
@@ -254,7 +266,9 @@ public final class DeliveryAgent {
         let event = DeliveryEvent(
             type: kind,
             email: email,
-            sequence: email.attempts.count,
+            // An attempt's event follows the attempts before it (the email's acceptance, with an
+            // email.suppressed, is 0); an expiry follows the last attempt's event.
+            sequence: email.eventSequence + (afterAttempts ? 2 : 1),
             at: at,
             recipients: recipients.map {
                 DeliveryEvent.Recipient(address: $0.address, state: $0.state.rawValue, code: $0.code, reply: $0.reply)

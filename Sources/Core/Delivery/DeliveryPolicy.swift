@@ -64,10 +64,29 @@ public struct DeliveryPolicy: Sendable, Equatable {
                 unsettled.isEmpty
                 ? "delivered to the remaining recipients"
                 : unsettled.map { "\($0.address): \($0.reply ?? "no answer")" }.joined(separator: "; ")
+            // Those left are deferred only because the relay wants fewer messages a second:
+            // no retry spent (the pool slows down, `SendRate`).
+            let throttled =
+                !unsettled.isEmpty
+                && unsettled.allSatisfy {
+                    $0.status == .deferred && DeliveryError.isRateLimit(code: $0.code, reply: $0.reply)
+                }
             record(
                 &email,
-                DeliveryAttempt(at: now, error: summary, scope: .email, relaySaw: true, recipients: replies)
+                DeliveryAttempt(
+                    at: now,
+                    error: summary,
+                    scope: throttled ? .sender : .email,
+                    relaySaw: true,
+                    counted: throttled ? false : nil,
+                    recipients: replies
+                )
             )
+            if throttled {
+                email.lastError = summary
+                if expired(email, at: now) { return .deadLetter(kind: .expired, reason: expiryReason(email)) }
+                return .retry(notBefore: nil, counted: false)
+            }
             return afterRecipients(&email, error: summary, at: now)
         case .failure(let error):
             let counted = error.scope == .email
@@ -156,6 +175,7 @@ public struct DeliveryPolicy: Sendable, Equatable {
     }
 
     private func record(_ email: inout QueuedEmail, _ attempt: DeliveryAttempt) {
+        email.attemptTotal = max(email.attemptTotal ?? 0, email.attempts.count) + 1
         email.attempts.append(attempt)
         if email.attempts.count > DeliveryAttempt.keptAttempts {
             email.attempts.removeFirst(email.attempts.count - DeliveryAttempt.keptAttempts)

@@ -80,4 +80,16 @@ public struct DeliveryError: Error, CustomStringConvertible, Sendable, Equatable
     public var description: String {
         message
     }
+
+    /// Whether a 421, 451 or 454 asks for fewer messages a second: its text has the word
+    /// "rate" (or "ratelimit", "rate-limited"...), "throttl..." or "too many" (SES: 454
+    /// "Throttling failure: Maximum sending rate exceeded"; Gmail: 421 4.7.28 "unusual rate";
+    /// postfix: 421 4.7.0 "Error: too many ..."). Whole words: "migrated" or "generated" is not a rate.
+    public static func isRateLimit(code: Int?, reply: String?) -> Bool {
+        guard let code, [421, 451, 454].contains(code), let reply else { return false }
+        let text = reply.lowercased()
+        if text.contains("throttl") || text.contains("too many") { return true }
+        let words = text.split { !$0.isLetter }
+        return words.contains { $0 == "rate" || $0 == "rates" || $0.hasPrefix("ratelimit") }
+    }
 }

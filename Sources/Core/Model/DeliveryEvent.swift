@@ -30,7 +30,10 @@ public struct DeliveryEvent: Codable, Equatable, Sendable {
 
     /// Stable across retries of the webhook and a redo after a crash (derived from the email,
     /// the attempt and the type), so receivers de-duplicate on it: `evt_{request id}_{n}_{type}`,
-    /// which sorts by the email's acceptance (a UUIDv7), then by `n`.
+    /// which sorts by the email's acceptance (a UUIDv7), then by `n`: 0 for `email.suppressed`
+    /// at acceptance, attempts recorded + 1 for an attempt's event, + 2 for a cancel or an
+    /// expiry (after the last attempt's event). `QueuedEmail.attemptTotal` counts every
+    /// attempt, so `n` never repeats when only the last 100 are kept.
     public var id: String
     public var type: Kind
     public var createdAt: Date

@@ -58,6 +58,12 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
     public var attachments: [Attachment]?
     /// Headers the client added, written after the composer's own, sorted by name.
     public var headers: [CustomHeader]?
+    /// Attempts recorded so far, all of them (`attempts` keeps the last 100): numbers the
+    /// email's events, so two events never share an id. Absent in older files.
+    public var attemptTotal: Int?
+
+    /// The number the next event of this email gets: past every attempt recorded.
+    public var eventSequence: Int { max(attemptTotal ?? 0, attempts.count) }
 
     /// When `MAX_QUEUE_LIFETIME` starts: acceptance, a scheduled time, or an operator's
     /// requeue, whichever is latest.
@@ -105,6 +111,7 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         self.tags = nil
         self.attachments = nil
         self.headers = nil
+        self.attemptTotal = nil
     }
 
     /// The SMTP envelope's recipients: To, Cc and Bcc in that order, each mailbox once
@@ -204,6 +211,7 @@ public struct QueuedEmail: Codable, Equatable, Sendable {
         case displayNames = "display_names"
         case sendAt = "send_at"
         case tags, attachments, headers
+        case attemptTotal = "attempt_total"
     }
 }
 

@@ -38,7 +38,11 @@ public enum AtomicFile {
         crashPoint: String? = nil
     ) throws {
         let final = directory + "/" + name
-        let temp = directory + "/" + temporaryPrefix + name
+        // Unique to this write: two processes (or threads) writing the same name at once must
+        // not truncate and rename each other's temp file.
+        let temp =
+            directory + "/" + temporaryPrefix + name + "." + String(getpid()) + "-"
+            + String(UInt64.random(in: 0...UInt64.max), radix: 36)
         let fd = try Syscall.open(temp, O_WRONLY | O_CREAT | O_TRUNC, mode)
         var open = true
         do {

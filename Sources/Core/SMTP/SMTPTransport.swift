@@ -213,14 +213,9 @@ public final class SMTPTransport: Transport {
     /// keeps refusing cannot hold the whole pool.
     static let setupReplyCodes: Set<Int> = [530, 534, 535, 538]
 
-    /// Whether a reply within the transaction asks for fewer messages a second: a 421, 451 or
-    /// 454 whose text says "rate", "too many" or "throttl" (SES: 454 "Throttling failure:
-    /// Maximum sending rate exceeded"; Gmail: 421 4.7.28 "unusual rate"; postfix: 421 4.7.0
-    /// "Error: too many ...").
+    /// Whether a reply within the transaction asks for fewer messages a second (`DeliveryError.isRateLimit`).
     static func isRateLimit(code: Int, reply: String) -> Bool {
-        guard [421, 451, 454].contains(code) else { return false }
-        let text = reply.lowercased()
-        return ["rate", "too many", "throttl"].contains { text.contains($0) }
+        DeliveryError.isRateLimit(code: code, reply: reply)
     }
 
     private func classify(_ code: CURLcode, replies: [RecipientReply]) -> DeliveryError {
@@ -250,6 +245,21 @@ public final class SMTPTransport: Transport {
             }
             let kind: DeliveryError.Kind = (500...599).contains(failure.code) ? .permanent : .transient
             return DeliveryError(kind, replyCode: failure.code, relaySaw: saw, recipients: replies, message)
+        }
+        if !replies.isEmpty, !session.anyRecipientAccepted,
+            replies.allSatisfy({ $0.status == .deferred && DeliveryError.isRateLimit(code: $0.code, reply: $0.reply) })
+        {
+            // Every recipient refused because the relay wants fewer messages a second.
+            var error = DeliveryError(
+                .transient,
+                scope: .sender,
+                replyCode: replies.last?.code,
+                relaySaw: true,
+                recipients: replies,
+                "the relay asks to slow down: " + (replies.last?.reply ?? "")
+            )
+            error.rateLimited = true
+            return error
         }
         if !replies.isEmpty, !session.anyRecipientAccepted {
             // Every recipient refused: the email's failure; permanent only if every one was.

@@ -37,7 +37,7 @@ struct EmailLookupRoute: Sendable {
                 DeliveryEvent(
                     type: .canceled,
                     email: canceled.email,
-                    sequence: canceled.email.attempts.count,
+                    sequence: canceled.email.eventSequence + 2,  // after the events of its attempts
                     at: Date(),
                     recipients: canceled.email.pendingRecipients.map { .init(address: $0, state: "canceled") }
                 ),

@@ -41,7 +41,7 @@ struct SuppressionsRoute: Sendable {
                 )
             ])
         }
-        let after = request.queryItems["after"].map { $0.removingPercentEncoding ?? $0 }
+        let after = request.queryItems["after"]  // decoded once already, as every query item
         let found: [Suppression]
         do {
             found = try queue.suppressions.list(after: after, limit: limit + 1, now: Date())
@@ -66,6 +66,11 @@ struct SuppressionsRoute: Sendable {
         var fields = FieldReader(object)
         let address = fields.address("address", required: true)
         let reason = fields.headerText("reason", required: true, maxLength: 1000)
+        if let reason, reason.trimmingCharacters(in: .whitespaces).isEmpty {
+            fields.errors.append(
+                .body("reason", "Give a reason (it is kept with the address)", type: "string_too_short")
+            )
+        }
         guard fields.errors.isEmpty, let address, let reason else { throw HTTPError.validation(fields.errors) }
         let now = Date()
         let suppression = Suppression(
@@ -91,8 +96,8 @@ struct SuppressionsRoute: Sendable {
 
     /// 200 `{address, deleted: true}`; 404 when the address is not on the list.
     func remove(_ request: Request, _ parameters: [String: String], _ logger: Logger) throws -> Response {
-        let raw = parameters["address"] ?? ""
-        let address = raw.removingPercentEncoding ?? raw
+        // nginx's DOCUMENT_URI is decoded already: decoding again would turn a literal %31 into 1.
+        let address = parameters["address"] ?? ""
         guard Mailbox.problem(address) == nil else {
             throw HTTPError.validation([
                 FieldError(
