@@ -70,10 +70,7 @@ struct MailWorkerd: AsyncParsableCommand {
         } else {
             logger.info("no SMTP_SERVER: writing messages to \(outbox)")
         }
-        let policy = settings.delivery
-        let signer = settings.dkim
-        let suppressionTTL = settings.suppressionTTL
-        if let signer {
+        if let signer = settings.dkim {
             logger.info(
                 "signing with DKIM",
                 metadata: [
@@ -83,7 +80,6 @@ struct MailWorkerd: AsyncParsableCommand {
             )
         }
         let webhooks = WebhookSender(settings: settings.webhook, events: queue.events, logger: logger)
-        let recordedEvents = settings.webhook?.events ?? []
         if let webhook = settings.webhook {
             logger.info(
                 "sending delivery events",
@@ -107,20 +103,7 @@ struct MailWorkerd: AsyncParsableCommand {
             rate: SendRate(perSecond: settings.smtpMaxRate),
             logger: logger
         ) { metrics in
-            let transport = try Self.transport(smtp, outbox: outbox)
-            return DeliveryAgent(
-                queue: queue,
-                composer: composer,
-                transport: transport,
-                policy: policy,
-                signer: signer,
-                suppressionTTL: suppressionTTL,
-                eventRecorded: { webhooks.notify() },
-                recordedEvents: recordedEvents,
-                logger: logger
-            ) {
-                metrics.setRecordingTrouble($0)
-            }
+            try Self.agent(settings, queue, composer, webhooks, logger) { metrics.setRecordingTrouble($0) }
         }
         // POST /process-batch, carried out here for mailfcgi; by the first instance only.
         let control = instance.isPrimary ? Self.controlServer(settings, queue, composer, pool, webhooks, logger) : nil
@@ -186,6 +169,32 @@ struct MailWorkerd: AsyncParsableCommand {
         logger.info("stopped")
     }
 
+    /// A delivery agent with its own transport (a connection of its own), as `settings` say:
+    /// policy, DKIM signer, suppression TTL, the events the webhook wants.
+    private static func agent(
+        _ settings: MailSettings,
+        _ queue: any QueueStore,
+        _ composer: MessageComposer,
+        _ webhooks: WebhookSender,
+        _ logger: Logger,
+        recordingPatience: TimeInterval = .infinity,
+        recordingTrouble: @escaping @Sendable (String?) -> Void = { _ in }
+    ) throws -> DeliveryAgent {
+        DeliveryAgent(
+            queue: queue,
+            composer: composer,
+            transport: try transport(settings.smtp, outbox: settings.layout.outbox),
+            policy: settings.delivery,
+            signer: settings.dkim,
+            suppressionTTL: settings.suppressionTTL,
+            eventRecorded: { webhooks.notify() },
+            recordedEvents: settings.webhook?.events ?? [],
+            logger: logger,
+            recordingPatience: recordingPatience,
+            recordingTrouble: recordingTrouble
+        )
+    }
+
     /// A new connection's transport: SMTP to the relay, or the outbox without `SMTP_SERVER`.
     private static func transport(_ smtp: SMTPSettings?, outbox: String) throws -> any Transport {
         try smtp.map(SMTPTransport.init) ?? FileTransport(directory: outbox)
@@ -201,12 +210,6 @@ struct MailWorkerd: AsyncParsableCommand {
         _ webhooks: WebhookSender,
         _ logger: Logger
     ) -> ControlServer? {
-        let smtp = settings.smtp
-        let outbox = settings.layout.outbox
-        let policy = settings.delivery
-        let signer = settings.dkim
-        let suppressionTTL = settings.suppressionTTL
-        let recordedEvents = settings.webhook?.events ?? []
         do {
             return try ControlServer(
                 path: settings.layout.controlSocket,
@@ -214,21 +217,9 @@ struct MailWorkerd: AsyncParsableCommand {
                 logger: logger,
                 resumed: { pool.notify() },
                 makeAgent: {
-                    let transport = try Self.transport(smtp, outbox: outbox)
                     // A request cannot wait for the disk to come back: after a few seconds the
                     // claim is given up (and recovered; a delivered email may then be sent again).
-                    return DeliveryAgent(
-                        queue: queue,
-                        composer: composer,
-                        transport: transport,
-                        policy: policy,
-                        signer: signer,
-                        suppressionTTL: suppressionTTL,
-                        eventRecorded: { webhooks.notify() },
-                        recordedEvents: recordedEvents,
-                        logger: logger,
-                        recordingPatience: 5
-                    )
+                    try Self.agent(settings, queue, composer, webhooks, logger, recordingPatience: 5)
                 }
             )
         } catch {
