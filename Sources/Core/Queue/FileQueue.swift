@@ -484,7 +484,9 @@ public final class FileQueue: QueueStore {
     public func recoverClaims(lockedOlderThan timeout: TimeInterval?, now: Date) throws -> Int {
         // A folder an operator removed comes back (postfix's queue manager recreates its own).
         try layout.create()
-        for folder in layout.renameFolders {
+        // Temp files a killed write left (each write's is its own: AtomicFile names them uniquely).
+        let alsoWritten = [layout.status, layout.suppressions, layout.events + "/pending", layout.events + "/failed"]
+        for folder in layout.renameFolders + alsoWritten {
             for name in (try? Syscall.listDirectory(folder)) ?? [] where AtomicFile.isTemporary(name) {
                 let file = folder + "/" + name
                 if let written = Syscall.modificationTime(file), now.timeIntervalSince(written) > 60 {
