@@ -57,7 +57,8 @@ public final class DeliveryAgent {
         /// Whether the relay asked for fewer messages a second (to the transaction, or to the
         /// recipients left deferred): the pool slows down.
         public var rateLimited: Bool {
-            if error?.rateLimited == true { return true }
+            if let error { return error.rateLimited }
+            // No failure, yet put back without spending a retry: the recipients left were throttled.
             guard case .deferred(_, _, counted: false) = outcome else { return false }
             return recipients.contains {
                 $0.state == .deferred && DeliveryError.isRateLimit(code: $0.code, reply: $0.reply)
