@@ -266,3 +266,10 @@ def test_metrics_still_answer_while_a_folder_is_missing(stack, smtp):
     shutil.rmtree(stack.data / "dead_letter")
     response = stack.request("GET", "/metrics")
     assert response.status_code == 200 and "mail_worker_up" in response.text
+
+
+def test_an_entry_that_is_not_ours_does_not_break_the_listing(stack, smtp):
+    [dead] = dead_letter(stack, smtp, 1)
+    (stack.data / "dead_letter" / "batch_1700000000002_deadbeef.json").mkdir()
+    lines, code = mailctl_json(stack, "queue")
+    assert code == 0 and [line["request_id"] for line in lines] == [dead]

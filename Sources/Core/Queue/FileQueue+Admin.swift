@@ -35,7 +35,10 @@ extension FileQueue {
         }
         if wanted.contains(.sending) { try add(layout.active, QueueLayout.claimedBase) }
         if wanted.contains(.held) { try add(layout.held, QueueLayout.pendingBase) }
-        if wanted.contains(.deadLetter) { try add(layout.deadLetter, QueueLayout.pendingBase) }
+        if wanted.contains(.deadLetter) {
+            // Not a requeue's marker (`B.requeuing.json`): that email is no longer a dead letter.
+            try add(layout.deadLetter) { $0.hasSuffix(".requeuing.json") ? nil : QueueLayout.pendingBase($0) }
+        }
         if !wanted.isDisjoint(with: [.sent, .partiallySent, .canceled]) {
             try add(layout.trash) { name in
                 [TrashStatus.sent, .canceled].lazy.compactMap { status in
@@ -44,31 +47,12 @@ extension FileQueue {
                 }.first
             }
         }
-        return try bases.sorted().compactMap { base in
-            guard let id = try requestID(ofBase: base), let record = try lookup(requestID: id, now: now) else {
-                return nil
-            }
+        // One read of each file; an entry that cannot be read (a directory, a FIFO: not ours)
+        // is left out rather than failing the whole listing.
+        return bases.sorted().compactMap { base in
+            guard let record = try? find(base, now: now) else { return nil }
             return wanted.contains(record.state) ? record : nil
         }
-    }
-
-    /// The request id of the email stored under `base`, read from whichever file holds it.
-    private func requestID(ofBase base: String) throws -> String? {
-        let paths = [
-            path(QueueLayout.pendingName(base)), path(QueueLayout.claimedName(base)),
-            layout.held + "/" + QueueLayout.pendingName(base),
-            layout.trash + "/" + QueueLayout.trashName(base, status: .sent),
-            layout.trash + "/" + QueueLayout.trashName(base, status: .canceled),
-        ]
-        for file in paths {
-            if let email = try? readEntry(file) { return email.requestID }
-        }
-        if let bytes = try? readBytes(layout.deadLetter + "/" + QueueLayout.pendingName(base)),
-            let letter = try? QueueCoding.decode(DeadLetter.self, from: bytes)
-        {
-            return letter.email.requestID
-        }
-        return nil
     }
 
     /// Keeps a scheduled, queued or deferred email out of delivery (postsuper -h): one rename,

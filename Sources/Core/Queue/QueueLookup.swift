@@ -108,7 +108,7 @@ extension FileQueue {
     }
 
     /// One pass over the names `base` can have, in the order an email moves through them.
-    private func find(_ base: String, now: Date) throws -> EmailRecord? {
+    func find(_ base: String, now: Date) throws -> EmailRecord? {
         if let email = try readEntry(path(QueueLayout.pendingName(base))) {
             let state: EmailState
             if let due = email.nextAttemptAt, due > now, email.retryCount == 0, email.sendAt != nil {

@@ -213,11 +213,6 @@ public final class SMTPTransport: Transport {
     /// keeps refusing cannot hold the whole pool.
     static let setupReplyCodes: Set<Int> = [530, 534, 535, 538]
 
-    /// Whether a reply within the transaction asks for fewer messages a second (`DeliveryError.isRateLimit`).
-    static func isRateLimit(code: Int, reply: String) -> Bool {
-        DeliveryError.isRateLimit(code: code, reply: reply)
-    }
-
     private func classify(_ code: CURLcode, replies: [RecipientReply]) -> DeliveryError {
         let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
         let saw = session.mailAnswered
@@ -237,7 +232,7 @@ public final class SMTPTransport: Transport {
             if setup || Self.setupReplyCodes.contains(failure.code) || code == CURLE_LOGIN_DENIED {
                 return DeliveryError(.transient, scope: .sender, replyCode: failure.code, relaySaw: saw, message)
             }
-            if Self.isRateLimit(code: failure.code, reply: failure.reply) {
+            if DeliveryError.isRateLimit(code: failure.code, reply: failure.reply) {
                 // Not this email's fault: the pool slows down, the email keeps its retries.
                 var error = DeliveryError(.transient, scope: .sender, replyCode: failure.code, relaySaw: saw, message)
                 error.rateLimited = true
