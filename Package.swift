@@ -26,6 +26,12 @@ let package = Package(
             path: "Sources/CCurl",
             linkerSettings: [.linkedLibrary("curl")]
         ),
+        // libpq (Debian libpq-dev): PostgreSQL's client, for the database queue store.
+        .target(
+            name: "CPostgres",
+            path: "Sources/CPostgres",
+            linkerSettings: [.linkedLibrary("pq")]
+        ),
         // renameat2(2), which Glibc's Swift module does not expose.
         .target(name: "CLinux", path: "Sources/CLinux"),
         // OpenSSL's libcrypto (Debian libssl-dev): digests through one small C function.
@@ -74,6 +80,21 @@ let package = Package(
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
             path: "Sources/Core/Queue"
+        ),
+        .target(
+            name: "PostgresQueue",  // the queue in PostgreSQL, for several hosts (libpq)
+            dependencies: [
+                "CPostgres", "MailModel", "Platform", "Queue",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Core/PostgresQueue"
+        ),
+        .target(
+            name: "QueueStores",  // opens the store QUEUE_STORE chooses
+            dependencies: [
+                "Queue", "PostgresQueue", "Settings", .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Core/QueueStores"
         ),
         .target(
             name: "Status",  // mailworkerd's status file, read by mailfcgi
@@ -128,7 +149,7 @@ let package = Package(
         .executableTarget(
             name: "MailFCGI",
             dependencies: [
-                "MailModel", "Composition", "Queue", "Status", "Templates", "Settings", "LogFiles", "Platform",
+                "MailModel", "Composition", "Queue", "QueueStores", "Status", "Templates", "Settings", "LogFiles", "Platform",
                 "FastCGI", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -142,7 +163,7 @@ let package = Package(
         .executableTarget(
             name: "MailWorkerd",
             dependencies: [
-                "MailModel", "Composition", "Queue", "Status", "Delivery", "SMTP", "Settings", "LogFiles", "DKIM",
+                "MailModel", "Composition", "Queue", "QueueStores", "Status", "Delivery", "SMTP", "Settings", "LogFiles", "DKIM",
                 "Platform", "CLinux", "Digest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -154,7 +175,7 @@ let package = Package(
         .executableTarget(
             name: "MailCtl",
             dependencies: [
-                "MailModel", "Composition", "Queue", "Settings",
+                "MailModel", "Composition", "Queue", "QueueStores", "PostgresQueue", "Settings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -3,7 +3,9 @@ import Composition
 import Foundation
 import Logging
 import MailModel
+import PostgresQueue
 import Queue
+import QueueStores
 import Settings
 
 #if canImport(Glibc)
@@ -80,7 +82,7 @@ struct Context {
             throw ExitCode(2)
         }
         // A read or a change of a queue that is not there would make an empty one here.
-        guard FileManager.default.fileExists(atPath: settings.layout.queue) else {
+        guard settings.queueStore != .file || FileManager.default.fileExists(atPath: settings.layout.queue) else {
             printError(
                 "mailctl: no queue at \(settings.layout.queue): run mailctl where the daemons run, or set DATA_DIR"
             )
@@ -88,12 +90,14 @@ struct Context {
         }
         var logger = Logger(label: "mailctl")
         logger.logLevel = .warning
-        // The same store the daemons use (a database-backed one is planned behind QueueStore).
-        let queue: any QueueStore = try FileQueue(
-            layout: settings.layout,
-            idempotencyTTL: TimeInterval(settings.idempotencyTTLHours) * 3600,
-            logger: logger
-        )
+        // The same store the daemons use.
+        let queue: any QueueStore
+        do {
+            queue = try QueueStores.open(settings, program: .admin, logger: logger)
+        } catch let error as DatabaseError {
+            printError("mailctl: \(error)")
+            throw ExitCode(1)
+        }
         return Context(settings: settings, queue: queue, composer: MessageComposer(sender: settings.sender))
     }
 }

@@ -3,6 +3,7 @@ import FastCGI
 import Foundation
 import Logging
 import Queue
+import QueueStores
 import Settings
 import Templates
 
@@ -14,13 +15,8 @@ enum RouteTable {
     /// - Throws: `SystemError` when the queue's folders cannot be created, `TemplateError`
     ///   when the templates cannot be read.
     static func router(settings: MailSettings, logger: Logger) throws -> Router {
-        // The queue store: the file queue (a database-backed one is planned behind QueueStore).
-        let queue: any QueueStore = try FileQueue(
-            layout: settings.layout,
-            minimumFree: (settings.minFreeBytes, settings.minFreeInodes),
-            idempotencyTTL: TimeInterval(settings.idempotencyTTLHours) * 3600,
-            logger: logger
-        )
+        // The queue store QUEUE_STORE chooses: the file queue, or PostgreSQL.
+        let queue = try QueueStores.open(settings, program: .responder, logger: logger)
         let templates = try TemplateStore(directory: settings.templatesDirectory, logger: logger)
         let metrics = ResponderMetrics()
         let email = EmailRoute(

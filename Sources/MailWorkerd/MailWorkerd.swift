@@ -8,6 +8,7 @@ import LogFiles
 import Logging
 import Platform
 import Queue
+import QueueStores
 import SMTP
 import Settings
 import Status
@@ -45,11 +46,11 @@ struct MailWorkerd: AsyncParsableCommand {
         try LogSetup.bootstrap(settings, fileName: "mailworkerd\(suffix).log")
         let logger = Logger(label: "mailworkerd")
 
-        // The queue store: the file queue (a database-backed one is planned behind QueueStore).
-        let queue: any QueueStore = try FileQueue(
-            layout: settings.layout,
+        // The queue store QUEUE_STORE chooses: the file queue, or PostgreSQL.
+        let queue = try QueueStores.open(
+            settings,
+            program: .worker,
             messageIDDomain: settings.sender.domain,
-            idempotencyTTL: TimeInterval(settings.idempotencyTTLHours) * 3600,
             logger: logger
         )
         if instance.isPrimary { WorkerStatus.removeStale(from: settings.layout) }

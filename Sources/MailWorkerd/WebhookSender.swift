@@ -65,6 +65,8 @@ final class WebhookSender: Sendable {
             let backlog = try events.backlog()
             counts.withLock { $0 = backlog }
             guard backlog.pending > 0 else { return nil }
+            // Another host sends them (a shared store): look again shortly, in case it stops.
+            guard events.isSender() else { return Date().addingTimeInterval(5) }
             pending = try events.pending()
         } catch {
             logger.error("cannot read the webhook events", metadata: ["error": "\(error)"])

@@ -48,6 +48,14 @@ public protocol EventStore: Sendable {
     func resend(_ names: [String]) throws -> Int
     /// How many events wait, and how many were given up, without reading them.
     func backlog() throws -> (pending: Int, failed: Int)
+    /// Whether this process is the one to send the events now: a store several hosts share
+    /// lets one sender at a time deliver, so that an event is not sent by each of them.
+    func isSender() -> Bool
+}
+
+extension EventStore {
+    /// A store on one host has one sender: every process may send.
+    public func isSender() -> Bool { true }
 }
 
 /// The file store's events: one JSON file per event in `data/events/pending/`, named by its

@@ -184,14 +184,7 @@ extension FileQueue {
         }
         var email = dead.email
         email.attempts = dead.attempts
-        email.retryCount = 0
-        email.nextAttemptAt = nil
-        email.requeuedAt = now
-        email.recipients = email.recipients?.map { outcome in
-            var pending = outcome
-            if pending.state == .failed { pending.state = .deferred }  // refused for good last time: tried again
-            return pending
-        }
+        email = email.requeued(at: now)
         CrashPoint.reach("requeue.before-write")
         try AtomicFile.write(
             try QueueCoding.encoder().encode(email),
@@ -235,5 +228,23 @@ extension FileQueue {
         case .sending, .sent, .partiallySent, .canceled:
             return .notInState(record)
         }
+    }
+}
+
+extension QueuedEmail {
+    /// The email as `requeue` puts a dead letter back: retries reset, due now, its
+    /// lifetime counted from `now`, and recipients refused for good tried again. Its attempts
+    /// are kept. The same for every store.
+    public func requeued(at now: Date) -> QueuedEmail {
+        var email = self
+        email.retryCount = 0
+        email.nextAttemptAt = nil
+        email.requeuedAt = now
+        email.recipients = email.recipients?.map { outcome in
+            var pending = outcome
+            if pending.state == .failed { pending.state = .deferred }  // refused for good last time: tried again
+            return pending
+        }
+        return email
     }
 }

@@ -35,6 +35,26 @@ public final class QueueCensus: Sendable {
         public let next_attempt_at: String?
         public let created_at: String?
         public let size_bytes: Int
+
+        public init(
+            file: String,
+            request_id: String?,
+            state: String,
+            priority: Int?,
+            retry_count: Int?,
+            next_attempt_at: String?,
+            created_at: String?,
+            size_bytes: Int
+        ) {
+            self.file = file
+            self.request_id = request_id
+            self.state = state
+            self.priority = priority
+            self.retry_count = retry_count
+            self.next_attempt_at = next_attempt_at
+            self.created_at = created_at
+            self.size_bytes = size_bytes
+        }
     }
 
     public struct Report: Sendable {
@@ -56,6 +76,8 @@ public final class QueueCensus: Sendable {
         public var oldestDue: Date?
         /// Files in the queue directory: pending, scheduled, deferred and processing.
         public var total: Int { pending + scheduled + deferred + processing }
+
+        public init() {}
     }
 
     /// Counts every folder and describes at most `limit` queue files.

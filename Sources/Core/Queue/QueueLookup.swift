@@ -45,6 +45,25 @@ public struct EmailRecord: Sendable {
     public var finishedAt: Date?
     /// For a dead letter: why, and its kind.
     public var deadLetter: (reason: String, kind: DeadLetterKind)?
+
+    public init(
+        state: EmailState,
+        email: QueuedEmail,
+        finishedAt: Date? = nil,
+        deadLetter: (reason: String, kind: DeadLetterKind)? = nil
+    ) {
+        self.state = state
+        self.email = email
+        self.finishedAt = finishedAt
+        self.deadLetter = deadLetter
+    }
+
+    /// The state of an email waiting in the queue at `now`: `scheduled` while its `send_at`
+    /// is ahead and it was never attempted, `deferred` once attempted, else `queued`.
+    public static func waitingState(of email: QueuedEmail, now: Date) -> EmailState {
+        if let due = email.nextAttemptAt, due > now, email.retryCount == 0, email.sendAt != nil { return .scheduled }
+        return email.retryCount > 0 ? .deferred : .queued
+    }
 }
 
 /// What `cancel` did.
@@ -110,13 +129,7 @@ extension FileQueue {
     /// One pass over the names `base` can have, in the order an email moves through them.
     func find(_ base: String, now: Date) throws -> EmailRecord? {
         if let email = try readEntry(path(QueueLayout.pendingName(base))) {
-            let state: EmailState
-            if let due = email.nextAttemptAt, due > now, email.retryCount == 0, email.sendAt != nil {
-                state = .scheduled
-            } else {
-                state = email.retryCount > 0 ? .deferred : .queued
-            }
-            return EmailRecord(state: state, email: email)
+            return EmailRecord(state: EmailRecord.waitingState(of: email, now: now), email: email)
         }
         if let email = try readEntry(path(QueueLayout.claimedName(base))) {
             return EmailRecord(state: .sending, email: email)

@@ -32,6 +32,11 @@ public struct MailSettings: Sendable {
     public var deliveryPauseMax: Double
     /// `CLAIM_TIMEOUT` seconds (default 3600): an older claim is put back to pending.
     public var claimTimeout: Double
+    /// `QUEUE_STORE` (default `file`) and, for `postgres`, `DATABASE_URL`: where the queue is.
+    public var queueStore: QueueStoreChoice
+    /// `CLAIM_LEASE` seconds (default 30): how long a database claim holds without renewal
+    /// (renewed every third of it while the email is sent); a lapsed one is taken over.
+    public var claimLease: Double
     /// `TRASH_RETENTION_DAYS` (default 7): trash older than this (and than
     /// `IDEMPOTENCY_TTL_HOURS`) is deleted; delivered and canceled emails stay findable by
     /// `GET /email/{request_id}` until then.
@@ -145,6 +150,8 @@ public struct MailSettings: Sendable {
         )
         deliveryPauseMax = env.seconds("DELIVERY_PAUSE_MAX", default: 300, range: 1...86_400)
         claimTimeout = env.seconds("CLAIM_TIMEOUT", default: 3600, range: 1...(7 * 86400))
+        queueStore = QueueStoreChoice.read(env)
+        claimLease = env.seconds("CLAIM_LEASE", default: 30, range: 1...3600)
         trashRetentionDays = env.int("TRASH_RETENTION_DAYS", default: 7, range: 0...3650)
         maxScheduleDays = env.int("MAX_SCHEDULE_DAYS", default: 30, range: 0...365)
         idempotencyTTLHours = env.int("IDEMPOTENCY_TTL_HOURS", default: 24, range: 1...720)
@@ -278,4 +285,36 @@ public struct MailSettings: Sendable {
 
     /// The queue folders under `dataDirectory`.
     public var layout: QueueLayout { QueueLayout(root: dataDirectory) }
+}
+
+/// Where the queue is kept.
+public enum QueueStoreChoice: Sendable, Equatable {
+    /// The file queue under `DATA_DIR` (one host).
+    case file
+    /// A PostgreSQL database several hosts share; the libpq connection string or URI.
+    case postgres(url: String)
+
+    /// `QUEUE_STORE` (`file` or `postgres`) and `DATABASE_URL` (required for postgres,
+    /// refused without it, never echoed: it may hold a password).
+    static func read(_ env: EnvironmentReader) -> QueueStoreChoice {
+        let url = env.string("DATABASE_URL", isSecret: true)
+        switch env.string("QUEUE_STORE")?.lowercased() ?? "file" {
+        case "file":
+            if url != nil { env.report("DATABASE_URL", "set, but QUEUE_STORE is not postgres: the file queue is used") }
+            return .file
+        case "postgres", "postgresql":
+            guard let url, !url.isEmpty else {
+                env.report("DATABASE_URL", "required with QUEUE_STORE=postgres (a libpq URI: postgresql://user@host/db)")
+                return .file
+            }
+            let scheme = url.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
+            if url.contains("://"), !["postgresql", "postgres"].contains(scheme.lowercased()) {
+                env.report("DATABASE_URL", "must be a postgresql:// URI or a libpq key=value string, not \(scheme)://")
+            }
+            return .postgres(url: url)
+        case let other:
+            env.report("QUEUE_STORE", "\"\(other)\" is not a queue store: file or postgres")
+            return .file
+        }
+    }
 }
