@@ -46,7 +46,7 @@ enum RouteTable {
         router.add("GET", "/health", health.handle)
         router.add("GET", "/status", StatusRoute(queue: queue).handle)
         router.add("GET", "/templates", TemplatesRoute(templates: templates).handle)
-        router.add("GET", "/workers/status", WorkersRoute(layout: settings.layout).handle)
+        router.add("GET", "/workers/status", WorkersRoute(layout: settings.layout, queue: queue).handle)
         router.add("GET", "/metrics", MetricsRoute(queue: queue, layout: settings.layout, metrics: metrics).handle)
         let suppressions = SuppressionsRoute(queue: queue, ttl: settings.suppressionTTL)
         router.add("GET", "/suppressions", suppressions.list)

@@ -1,3 +1,4 @@
+import MailModel
 import Delivery
 import Foundation
 import Logging
@@ -106,6 +107,10 @@ final class StatusPublisher: Sendable {
             ),
             webhookEvents: WebhookBacklog(pending: webhooks.backlog.pending, failed: webhooks.backlog.failed)
         )
+        // A store shared by several hosts keeps a copy for every host's responder.
+        if let bytes = try? QueueCoding.encoder().encode(status) {
+            queue.publishWorkerStatus(id: "\(ProcessInfo.processInfo.hostName)/\(getpid())", status: Array(bytes))
+        }
         do {
             try status.write(to: layout, fileName: fileName)
             pool.failedWrites = 0

@@ -38,6 +38,7 @@ public final class PostgresQueueStore: QueueStore {
     /// `abandonClaim`.
     let leases = Mutex<[String: Lease]>([:])
     private let keeper = Mutex<LeaseKeeper?>(nil)
+    private let heartbeats: WorkerHeartbeats
     /// When lapsed leases were last swept back (at most once a second per process).
     private let lastSweep = Mutex<Date>(.distantPast)
 
@@ -75,6 +76,7 @@ public final class PostgresQueueStore: QueueStore {
         idempotencyKeys = PostgresIdempotencyKeys(pool: pool, ttl: idempotencyTTL)
         suppressions = PostgresSuppressions(pool: pool)
         events = PostgresEvents(pool: pool, logger: logger)
+        heartbeats = WorkerHeartbeats(pool: pool, logger: logger)
         let applied = try pool.with { try Schema.migrate($0) }
         if !applied.isEmpty {
             logger.notice("database schema migrated", metadata: ["versions": "\(applied)"])
@@ -407,6 +409,12 @@ public final class PostgresQueueStore: QueueStore {
     }
 
     public var problems: [String] { [] }
+
+    public func publishWorkerStatus(id: String, status: [UInt8]) {
+        heartbeats.publish(id: id, status: status)
+    }
+
+    public func workerStatuses() -> [WorkerHeartbeat] { heartbeats.all() }
 
     public func healthProblems(reported: [String]) -> [String] {
         do {

@@ -131,11 +131,40 @@ public protocol QueueStore: Sendable {
     /// Delivery events waiting for the webhook, beside the emails.
     var events: any EventStore { get }
 
+    // MARK: Worker hosts
+
+    /// Records this mailworkerd's status (its status file's JSON, under `id`) where every
+    /// host's responder can read it. Must not block: a store that writes it elsewhere does
+    /// so from a thread of its own.
+    func publishWorkerStatus(id: String, status: [UInt8])
+
+    /// The statuses every host's mailworkerd published (`publishWorkerStatus`), by id; empty
+    /// for a store on one host, whose status files say it all.
+    func workerStatuses() -> [WorkerHeartbeat]
+
     // MARK: Idempotency keys (mailfcgi)
 
     /// Where `Idempotency-Key`s are kept, beside the emails they name (so that a database
     /// store keeps both in one place).
     var idempotencyKeys: any IdempotencyStore { get }
+}
+
+/// One mailworkerd's last published status, as a shared store keeps it.
+public struct WorkerHeartbeat: Sendable {
+    /// `host/pid`.
+    public let id: String
+    public let host: String
+    /// When the store last received it (the store's clock).
+    public let updatedAt: Date
+    /// The status file's JSON.
+    public let status: [UInt8]
+
+    public init(id: String, host: String, updatedAt: Date, status: [UInt8]) {
+        self.id = id
+        self.host = host
+        self.updatedAt = updatedAt
+        self.status = status
+    }
 }
 
 /// `Idempotency-Key` records: a key reserved with its request ids before the emails are
@@ -250,6 +279,11 @@ public enum FailureDecision: Equatable, Sendable {
 }
 
 extension QueueStore {
+    /// On one host the status file is the record: nothing more to publish.
+    public func publishWorkerStatus(id: String, status: [UInt8]) {}
+
+    public func workerStatuses() -> [WorkerHeartbeat] { [] }
+
     /// `markSent` for an email every recipient accepted at once: the file moves as it is.
     public func markSent(_ claim: QueueClaim, at date: Date) throws {
         try markSent(claim, record: nil, at: date)

@@ -25,6 +25,9 @@ struct HealthRoute: Sendable {
         let webhook_events: WebhookBacklog?
         /// The pool's send rate (`SMTP_MAX_RATE`, lowered while a relay throttles), shown.
         let send_rate: SendRateStatus?
+        /// With a store several hosts share: each worker host's mailworkerd (`host/pid`),
+        /// healthy or why not. Shown; `email_sender` is healthy while any one delivers.
+        let worker_hosts: [String: String]?
     }
 
     func handle(_ request: Request, _ logger: Logger) -> Response {
@@ -43,6 +46,19 @@ struct HealthRoute: Sendable {
         )
         components["template_engine"] = Self.templateHealth(templates)
         components["email_sender"] = Self.senderHealth(status, now: now, aliveByTouch: touched)
+        // Several hosts: each heartbeat in the shared store judged as the local file is; the
+        // sender is healthy when this host's or any other host's mailworkerd delivers.
+        var hosts: [String: String]?
+        for beat in queue.workerStatuses() {
+            let shared = try? QueueCoding.decoder().decode(WorkerStatus.self, from: Data(beat.status))
+            var fresh = shared
+            fresh?.heartbeat = beat.updatedAt  // the store's clock, not the host's
+            hosts = hosts ?? [:]
+            hosts?[beat.id] = Self.senderHealth(fresh, now: now)
+        }
+        if components["email_sender"] != "healthy", let healthy = hosts?.values.first(where: { $0 == "healthy" }) {
+            components["email_sender"] = healthy
+        }
         let healthy = components.values.allSatisfy { $0 == "healthy" }
         return Response.json(
             Body(
@@ -50,7 +66,8 @@ struct HealthRoute: Sendable {
                 timestamp: Timestamp.iso8601(now),
                 components: components,
                 webhook_events: current?.webhookEvents,
-                send_rate: current?.sendRate
+                send_rate: current?.sendRate,
+                worker_hosts: hosts
             ),
             status: healthy ? 200 : 503
         )
