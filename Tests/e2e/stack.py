@@ -34,13 +34,22 @@ def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
 
 
 class Stack:
-    """One running stack in its own directory; `env` holds the daemons' settings."""
+    """One running stack in its own directory; `env` holds the daemons' settings.
 
-    def __init__(self, base: Path, env: dict):
+    `prefix` is put before every command the stack runs (nginx and the daemons), and `host`
+    is the address nginx listens on and the tests connect to: the multi-host tests
+    (`hosts.py`) run a stack's processes in a network namespace with
+    `prefix=["ip", "netns", "exec", NAME, ...]` and the namespace's address. The prefix must
+    exec its command (as `ip netns exec` does), so that the Popen's pid is the daemon's and
+    `stop_daemon` signals the daemon itself. `port` defaults to a free port on this host."""
+
+    def __init__(self, base: Path, env: dict, prefix=(), host="127.0.0.1", port=None):
         self.base = base
         self.run_dir = base / "run"
         self.data = base / "data"
-        self.port = free_port()
+        self.prefix = [str(part) for part in prefix]
+        self.host = host
+        self.port = port or free_port()
         self.socket = self.run_dir / "mailfcgi.sock"
         self.password = "test-password-1"
         self.env = {
@@ -64,40 +73,54 @@ class Stack:
 
     @property
     def cert(self):
-        """The stack's self-signed certificate, trusted explicitly (names 127.0.0.1)."""
+        """The stack's self-signed certificate, trusted explicitly (names 127.0.0.1 and `host`)."""
         return str(self.run_dir / "tls" / "cert.pem")
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self):
-        subprocess.run(
-            [ROOT / "scripts" / "prepare-run-dir.sh", self.run_dir, str(self.port), self.socket,
-             str(self.max_body_bytes)],
-            check=True, capture_output=True,
-            # Tests drive the API faster than a client should: the limit is theirs to set.
-            env={**os.environ, "MAIL_DEMO_PASSWORD": self.password,
-                 "MAIL_RATE_LIMIT": self.env.get("MAIL_RATE_LIMIT", "100000"),
-                 "MAIL_RATE_BURST": self.env.get("MAIL_RATE_BURST", "100000")})
-        self.start_daemon("mailfcgi")
-        wait_until(self.socket.exists, what="the FastCGI socket")
-        self.start_daemon("mailworkerd")
-        wait_until((self.data / "status" / "workers.json").exists, what="the worker's status file")
-        self.procs["nginx"] = subprocess.Popen(
-            ["nginx", "-c", self.run_dir / "nginx.conf", "-e", self.run_dir / "nginx-error.log",
-             "-g", "daemon off;"], cwd=self.base)
-        wait_until(self._answers, what="nginx to answer")
+    DAEMONS = ("mailfcgi", "mailworkerd", "nginx")
+
+    def start(self, daemons=DAEMONS):
+        """Starts `daemons` (all three by default) in this order: mailfcgi, mailworkerd, nginx.
+        A multi-host test starts only nginx and mailfcgi on a responder host and only
+        mailworkerd on a worker host."""
+        unknown = set(daemons) - set(self.DAEMONS)
+        assert not unknown, f"unknown daemons {unknown}"
+        self.base.mkdir(parents=True, exist_ok=True)
+        if "nginx" in daemons:
+            subprocess.run(
+                [ROOT / "scripts" / "prepare-run-dir.sh", self.run_dir, str(self.port), self.socket,
+                 str(self.max_body_bytes)],
+                check=True, capture_output=True,
+                # Tests drive the API faster than a client should: the limit is theirs to set.
+                env={**os.environ, "MAIL_DEMO_PASSWORD": self.password, "MAIL_LISTEN_ADDRESS": self.host,
+                     "MAIL_RATE_LIMIT": self.env.get("MAIL_RATE_LIMIT", "100000"),
+                     "MAIL_RATE_BURST": self.env.get("MAIL_RATE_BURST", "100000")})
+        if "mailfcgi" in daemons:
+            self.start_daemon("mailfcgi")
+            wait_until(self.socket.exists, what="the FastCGI socket")
+        if "mailworkerd" in daemons:
+            self.start_daemon("mailworkerd")
+            wait_until((self.data / "status" / "workers.json").exists, what="the worker's status file")
+        if "nginx" in daemons:
+            self.procs["nginx"] = subprocess.Popen(
+                [*self.prefix, "nginx", "-c", self.run_dir / "nginx.conf", "-e", self.run_dir / "nginx-error.log",
+                 "-g", "daemon off;"], cwd=self.base)
+            wait_until(self._answers, what="nginx to answer")
         return self
 
     def start_daemon(self, name, instance=None, user=None):
         """Starts a daemon; `instance` names a second copy (log `{name}-{instance}.log`);
-        `user` runs it as that user (and its primary group) instead of the test's."""
+        `user` runs it as that user (and its primary group) instead of the test's (not with a
+        `prefix`: `ip netns exec` needs root)."""
+        assert not (user and self.prefix), "user= with a prefix: put the change of user in the prefix"
         key = f"{name}-{instance}" if instance else name
         log = open(self.base / f"{key}.log", "ab")
         as_user = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []} if user else {}
         env = self.env if name == "mailworkerd" else {
             k: v for k, v in self.env.items() if k not in RELAY_SETTINGS}
         self.procs[key] = subprocess.Popen(
-            [BIN_DIR / name, "--env-file", self.base / ".env"], cwd=self.base, env=env,
+            [*self.prefix, BIN_DIR / name, "--env-file", self.base / ".env"], cwd=self.base, env=env,
             stdout=log, stderr=subprocess.STDOUT, **as_user)
 
     def stop_daemon(self, name, sig=signal.SIGTERM, timeout=30):
@@ -122,7 +145,7 @@ class Stack:
     # -- HTTP --------------------------------------------------------------------------
 
     def url(self, path):
-        return f"https://127.0.0.1:{self.port}{path}"
+        return f"https://{self.host}:{self.port}{path}"
 
     def request(self, method, path, auth=True, **kwargs):
         if auth is True:
