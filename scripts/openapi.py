@@ -508,7 +508,11 @@ doc = {
                                    "additionalProperties": {"type": "string"}},
                                "webhook_events": {
                                    "type": "object", "description": "Webhook events waiting and given up (not judged)",
-                                   "properties": {"pending": {"type": "integer"}, "failed": {"type": "integer"}}}},
+                                   "properties": {"pending": {"type": "integer"}, "failed": {"type": "integer"}}},
+                               "worker_hosts": {
+                                   "type": "object", "additionalProperties": {"type": "string"},
+                                   "description": "QUEUE_STORE=postgres: each worker host's mailworkerd (host/pid), "
+                                                  "healthy or why not; email_sender is healthy while any one delivers"}},
             },
             "TemplateNames": {"type": "object", "required": ["templates", "count"],
                               "properties": {"templates": {"type": "array", "items": {"type": "string"}},
@@ -551,6 +555,21 @@ doc = {
                                "properties": {"total_workers": {"type": "integer"},
                                               "active_workers": {"type": "integer"},
                                               "workers": {"type": "array", "items": ref("Worker")}}},
+                    "hosts": {
+                        "type": "array",
+                        "description": "QUEUE_STORE=postgres: every worker host's mailworkerd, from its heartbeat in "
+                                       "the shared database (absent with the file queue)",
+                        "items": {
+                            "type": "object",
+                            "required": ["host", "id", "heartbeat", "alive", "worker_pool_status", "total_workers",
+                                         "active_workers", "emails_sent", "emails_failed"],
+                            "properties": {"host": {"type": "string"}, "id": {"type": "string"},
+                                           "heartbeat": {"type": "string", "format": "date-time"},
+                                           "alive": {"type": "boolean"}, "worker_pool_status": {"type": "string"},
+                                           "total_workers": {"type": "integer"},
+                                           "active_workers": {"type": "integer"},
+                                           "emails_sent": {"type": "integer"},
+                                           "emails_failed": {"type": "integer"}}}},
                 },
             },
             "ProcessBatch": {

@@ -1,5 +1,6 @@
 import FastCGI
 import Foundation
+import Queue
 import Logging
 import MailModel
 
@@ -91,6 +92,13 @@ struct Router: Sendable {
             return try handler(request, parameters, logger)
         } catch let error as HTTPError {
             return error.response
+        } catch let error as any StoreUnavailableError {
+            logger.error("the queue store cannot be reached", metadata: ["error": "\(error)"])
+            return HTTPError(
+                503,
+                "The queue cannot be reached right now, so nothing was stored or changed; retry later",
+                headers: [("Retry-After", "5")]
+            ).response
         } catch {
             // Our UUIDv7 (getrandom(2)): Foundation's UUID() gave all zeros when out of descriptors.
             let errorID = RequestID.make()

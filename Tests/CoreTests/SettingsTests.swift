@@ -23,6 +23,17 @@ import Testing
         #expect(s.maxAttachments == 20)
     }
 
+    @Test func queueStoreChoice() throws {
+        #expect(try settings([:]).queueStore == .file)
+        #expect(try settings([:]).claimLease == 30)
+        let url = "postgresql://mail:pw@db.internal/mail?sslmode=verify-full"
+        let s = try settings(["QUEUE_STORE": "postgres", "DATABASE_URL": url, "CLAIM_LEASE": "5"])
+        #expect(s.queueStore == .postgres(url: url))
+        #expect(s.claimLease == 5)
+        let keywords = "host=db.internal dbname=mail"
+        #expect(try settings(["QUEUE_STORE": "PostgreSQL", "DATABASE_URL": keywords]).queueStore == .postgres(url: keywords))
+    }
+
     @Test func seedVariablesKeepTheirMeaning() throws {
         let s = try settings([
             "SENDER_EMAIL": "me@example.org", "PASSWORD": "secret", "SMTP_SERVER": "smtp.example.org",
@@ -45,6 +56,9 @@ import Testing
         (["SMTP_SERVER": "h"], "SENDER_EMAIL"), (["SENDER_EMAIL": "nobody"], "SENDER_EMAIL"),
         (["WORKER_POLLING_INTERVAL": "-1"], "WORKER_POLLING_INTERVAL"), (["LOG_LEVEL": "loud"], "LOG_LEVEL"),
         (["LOG_FORMAT": "xml"], "LOG_FORMAT"),
+        (["QUEUE_STORE": "redis"], "QUEUE_STORE"), (["QUEUE_STORE": "postgres"], "DATABASE_URL"),
+        (["QUEUE_STORE": "postgres", "DATABASE_URL": "mysql://h/db"], "DATABASE_URL"),
+        (["DATABASE_URL": "postgresql://h/db"], "DATABASE_URL"), (["CLAIM_LEASE": "0"], "CLAIM_LEASE"),
     ])
     func badValueStopsNamingTheVariable(_ variables: [String: String], _ name: String) {
         #expect { try settings(variables) } throws: { ($0 as? ConfigError)?.variable == name }

@@ -1,12 +1,13 @@
 import CPostgres
 import Foundation
+import Queue
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// An error from PostgreSQL or from reaching it.
-public struct DatabaseError: Error, CustomStringConvertible, Sendable {
+public struct DatabaseError: StoreUnavailableError, Sendable {
     /// The SQLSTATE code (`23505` unique violation, `55P03` lock not available, ...), or nil
     /// when the connection failed before the server answered.
     public let sqlState: String?

@@ -149,6 +149,11 @@ public protocol QueueStore: Sendable {
     var idempotencyKeys: any IdempotencyStore { get }
 }
 
+/// An error that says the store cannot be reached right now (a database down or cut off),
+/// not that the request was wrong: answered 503 with Retry-After, like a queue disk that
+/// fails.
+public protocol StoreUnavailableError: Error, CustomStringConvertible {}
+
 /// One mailworkerd's last published status, as a shared store keeps it.
 public struct WorkerHeartbeat: Sendable {
     /// `host/pid`.
