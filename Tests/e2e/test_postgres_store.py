@@ -69,7 +69,7 @@ def test_claim_of_a_killed_worker_is_taken_over_when_its_lease_lapses(tmp_path, 
         s.start_daemon("mailworkerd")
         time.sleep(0.5)
         assert row(store, rid).split("|")[1] == token
-        wait_until(lambda: s.lookup(rid)["status"] == "sent", timeout=20, what="delivery by the new worker")
+        wait_until(lambda: s.lookup(rid)["state"] == "sent", timeout=20, what="delivery by the new worker")
         assert len(smtp.messages) == 1
         assert "lapsed claims taken back for delivery" in s.log("mailworkerd")
     finally:
@@ -86,7 +86,7 @@ def test_lease_is_renewed_while_a_send_takes_longer_than_it(tmp_path, smtp, stor
         token = row(store, rid).split("|")[1]
         time.sleep(3)
         assert row(store, rid).split("|")[:2] == ["sending", token]
-        wait_until(lambda: s.lookup(rid)["status"] == "sent", timeout=20, what="delivery")
+        wait_until(lambda: s.lookup(rid)["state"] == "sent", timeout=20, what="delivery")
         time.sleep(1)
         assert len(smtp.messages) == 1
     finally:
@@ -107,7 +107,7 @@ def test_outcome_of_a_lost_lease_does_not_overwrite_the_new_owner(tmp_path, smtp
         s.start_daemon("mailworkerd", instance="b")
         postgres.psql(store.database_url,
                       f"UPDATE mail_emails SET lease_until = now() - interval '1 second' WHERE request_id = '{rid}'")
-        wait_until(lambda: s.lookup(rid)["status"] == "sent", timeout=20, what="delivery by B")
+        wait_until(lambda: s.lookup(rid)["state"] == "sent", timeout=20, what="delivery by B")
         finished = row(store, rid, "state, lease_token, body")
         # A's send completes later and its outcome is refused: the record stays B's.
         wait_until(lambda: "its outcome is not recorded" in s.log("mailworkerd"), timeout=20,
@@ -131,7 +131,7 @@ def test_database_down_answers_503_and_health_says_so(tmp_path, smtp, store):
         answer = s.post_email(EMAIL)
         assert answer.status_code == 503, answer.text
         assert answer.headers["Retry-After"]
-        assert "queue cannot be reached" in answer.json()["detail"]
+        assert "database cannot be reached" in answer.json()["detail"]
         health = s.request("GET", "/health")
         assert health.status_code == 503
         assert "database cannot be reached" in health.json()["components"]["queue_manager"]
@@ -140,7 +140,7 @@ def test_database_down_answers_503_and_health_says_so(tmp_path, smtp, store):
         # Both daemons reconnect by themselves.
         rid = wait_until(lambda: (a := s.post_email(EMAIL)).status_code == 200 and a.json()["request_id"],
                          timeout=10, what="intake back")
-        wait_until(lambda: s.lookup(rid)["status"] == "sent", timeout=20, what="delivery after the outage")
+        wait_until(lambda: s.lookup(rid)["state"] == "sent", timeout=20, what="delivery after the outage")
         assert s.request("GET", "/health").status_code == 200
     finally:
         postgres.psql(admin, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

@@ -113,9 +113,12 @@ extension PostgresQueueStore {
             } else {
                 state = "pending"
             }
+            // Named as the file queue (and the Python service) names the entry, so that
+            // clients reading `files[].file` see the same shape on either store.
+            let base = row[0].flatMap { RequestID.fileBaseName(for: $0) } ?? row[0] ?? ""
             report.files.append(
                 QueueCensus.FileInfo(
-                    file: row[0] ?? "",
+                    file: row[1] == "sending" ? QueueLayout.claimedName(base) : QueueLayout.pendingName(base),
                     request_id: row[0],
                     state: state,
                     priority: row[2].flatMap { Int($0) },

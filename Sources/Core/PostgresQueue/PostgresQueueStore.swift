@@ -5,6 +5,10 @@ import Platform
 import Queue
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The queue in a PostgreSQL database that several hosts share (`QUEUE_STORE=postgres`):
 /// every responder answers for mail any of them took, and every worker host delivers from
 /// the same queue. One row per email in `mail_emails` (the email as the file queue's JSON,
@@ -210,13 +214,33 @@ public final class PostgresQueueStore: QueueStore {
         // email and the row is still leased. The lease lapses, another claim takes it over
         // and sends it again with the same Message-ID: the one window for a duplicate.
         CrashPoint.reach("sent.before-trash")
-        try settle(
-            lease,
-            """
-            state = $3, body = $4, finished_at = to_timestamp($5::float8)
-            """,
-            [refused ? "partially_sent" : "sent", Self.text(try QueueCoding.encoder().encode(email)), Self.epoch(date)]
-        )
+        let values = [
+            refused ? "partially_sent" : "sent", Self.text(try QueueCoding.encoder().encode(email)), Self.epoch(date),
+        ]
+        do {
+            try settle(lease, "state = $3, body = $4, finished_at = to_timestamp($5::float8)", values)
+        } catch QueueError.claimLost(let name) {
+            // Put back while it was being sent (`CLAIM_TIMEOUT`, or a lapse): if nobody holds
+            // it now, it was delivered all the same, so it is filed as sent rather than sent
+            // again; a cancel that came meanwhile yields to the delivery, as in the file queue.
+            let filed = try pool.with { connection in
+                try connection.execute(
+                    """
+                    UPDATE mail_emails SET state = $2, body = $3, finished_at = to_timestamp($4::float8),
+                        updated_at = now()
+                    WHERE request_id = $1 AND state IN ('waiting', 'canceled')
+                    """,
+                    [lease.requestID] + values
+                )
+            }
+            if filed.affected == 1 {
+                logger.warning(
+                    "an email put back while it was being sent had been delivered; filed as sent",
+                    metadata: ["request_id": "\(lease.requestID)"]
+                )
+            }
+            throw QueueError.claimLost(name)
+        }
     }
 
     public func markFailed(_ claim: QueueClaim, updated: QueuedEmail, decision: FailureDecision) throws {
@@ -377,9 +401,37 @@ public final class PostgresQueueStore: QueueStore {
 
     // MARK: Housekeeping
 
-    /// Puts back lapsed leases, and with `lockedOlderThan` (`CLAIM_TIMEOUT`) claims held
-    /// longer than that whatever their lease.
+    /// Puts back lapsed leases, claims of this host's processes that are gone (a mailworkerd
+    /// restarted after kill -9 need not wait for its old leases to lapse), and with
+    /// `lockedOlderThan` (`CLAIM_TIMEOUT`) claims held longer than that whatever their lease.
+    /// Hosts sharing a database must have distinct host names: a lease's owner is `host/pid`.
     public func recoverClaims(lockedOlderThan timeout: TimeInterval?, now: Date) throws -> Int {
+        let host = String(owner.split(separator: "/").first ?? "")
+        let ours = try pool.with { connection in
+            try connection.execute(
+                "SELECT lease_token, lease_owner FROM mail_emails WHERE state = 'sending' AND lease_owner LIKE $1",
+                [host.replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "/%"]
+            )
+        }
+        let orphaned = ours.rows.compactMap { row -> String? in
+            guard let token = row[0], let pid = row[1]?.split(separator: "/").last.flatMap({ Int32($0) }),
+                pid != getpid(), kill(pid, 0) == -1, errno == ESRCH
+            else { return nil }
+            return token
+        }
+        var recovered = 0
+        if !orphaned.isEmpty {
+            recovered = try pool.with { connection in
+                try connection.execute(
+                    """
+                    UPDATE mail_emails SET state = 'waiting', lease_token = NULL, lease_owner = NULL,
+                        lease_until = NULL, claimed_at = NULL, updated_at = now()
+                    WHERE state = 'sending' AND lease_token = ANY($1::bigint[])
+                    """,
+                    [Self.array(orphaned)]
+                ).affected
+            }
+        }
         let result = try pool.with { connection in
             try connection.execute(
                 """
@@ -392,7 +444,7 @@ public final class PostgresQueueStore: QueueStore {
                 [timeout.map { "\($0)" }]
             )
         }
-        return result.affected
+        return recovered + result.affected
     }
 
     public func pruneFinished(olderThan age: TimeInterval, now: Date) throws -> Int {

@@ -102,9 +102,9 @@ public struct QueueLayout: Sendable {
     static let pendingSuffix = ".json"
     static let claimedSuffix = ".processing.json"
 
-    static func pendingName(_ base: String) -> String { base + pendingSuffix }
+    public static func pendingName(_ base: String) -> String { base + pendingSuffix }
     /// A claimed file's path relative to `queue`.
-    static func claimedName(_ base: String) -> String { "active/" + base + claimedSuffix }
+    public static func claimedName(_ base: String) -> String { "active/" + base + claimedSuffix }
 
     /// The base name of a pending file, or nil for claims, temp files and strangers.
     static func pendingBase(_ fileName: String) -> String? {

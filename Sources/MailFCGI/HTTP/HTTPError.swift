@@ -61,7 +61,9 @@ struct HTTPError: Error {
             )
         default: break
         }
-        let cause = (error as? SystemError).map { String(cString: strerror($0.errno)) } ?? "an unexpected error"
+        let cause =
+            (error as? SystemError).map { String(cString: strerror($0.errno)) }
+            ?? (error is any StoreUnavailableError ? "its database cannot be reached" : "an unexpected error")
         return HTTPError(
             503,
             "The queue cannot store emails right now (\(cause)), so the email was not accepted; retry later",

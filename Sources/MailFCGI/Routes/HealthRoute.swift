@@ -46,8 +46,7 @@ struct HealthRoute: Sendable {
         )
         components["template_engine"] = Self.templateHealth(templates)
         components["email_sender"] = Self.senderHealth(status, now: now, aliveByTouch: touched)
-        // Several hosts: each heartbeat in the shared store judged as the local file is; the
-        // sender is healthy when this host's or any other host's mailworkerd delivers.
+        // Several hosts: each heartbeat in the shared store judged as the local file is.
         var hosts: [String: String]?
         for beat in queue.workerStatuses() {
             let shared = try? QueueCoding.decoder().decode(WorkerStatus.self, from: Data(beat.status))
@@ -56,7 +55,8 @@ struct HealthRoute: Sendable {
             hosts = hosts ?? [:]
             hosts?[beat.id] = Self.senderHealth(fresh, now: now)
         }
-        if components["email_sender"] != "healthy", let healthy = hosts?.values.first(where: { $0 == "healthy" }) {
+        // A responder-only host (no status file of its own) is judged by the worker hosts.
+        if status == nil, !touched, let healthy = hosts?.values.first(where: { $0 == "healthy" }) {
             components["email_sender"] = healthy
         }
         let healthy = components.values.allSatisfy { $0 == "healthy" }
