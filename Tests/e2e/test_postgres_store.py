@@ -55,23 +55,49 @@ def test_database_newer_than_the_build_is_refused(tmp_path, store, smtp):
 
 
 def test_claim_of_a_killed_worker_is_taken_over_when_its_lease_lapses(tmp_path, smtp, store):
-    # The relay holds DATA, the worker is killed with the email claimed: the lease is not
-    # renewed, lapses, and a new worker delivers it. Nothing was delivered by the first.
+    # The relay holds DATA and the worker is killed with the email claimed: its lease is no
+    # longer renewed. A mailworkerd on another host (its own host name, through a UTS
+    # namespace) must not take the email before the lease lapses, and delivers it after.
     smtp.delay = 60
     s = smtp_stack(tmp_path, smtp, store, CLAIM_LEASE="3", NUM_WORKERS="1").start()
+    other = None
     try:
         rid = s.post_email(EMAIL).json()["request_id"]
         wait_until(lambda: row(store, rid).startswith("sending|"), what="the claim")
-        state, token, owner = row(store, rid).split("|")
+        _, token, owner = row(store, rid).split("|")
+        s.stop_daemon("mailworkerd", signal.SIGKILL)
+        killed = time.monotonic()
+        smtp.delay = 0
+        log = open(tmp_path / "mailworkerd-other.log", "ab")
+        other = subprocess.Popen(
+            ["unshare", "--uts", "sh", "-c", f'hostname other-host && exec "{BIN_DIR}/mailworkerd"'],
+            cwd=s.base, env=s.env, stdout=log, stderr=subprocess.STDOUT)
+        time.sleep(max(0.0, 0.7 - (time.monotonic() - killed)))
+        assert row(store, rid).split("|")[1] == token  # not lapsed yet: nobody else may take it
+        wait_until(lambda: s.lookup(rid)["state"] == "sent", timeout=20, what="delivery by the other host")
+        assert len(smtp.messages) == 1
+        assert "lapsed claims taken back for delivery" in (tmp_path / "mailworkerd-other.log").read_text()
+        assert owner.startswith(subprocess.os.uname().nodename + "/")
+    finally:
+        if other:
+            other.terminate()
+            other.wait(timeout=30)
+        s.stop()
+
+
+def test_a_restarted_worker_puts_back_its_dead_predecessors_claims_at_once(tmp_path, smtp, store):
+    # Same host, killed with a claim under a 30 s lease: the next mailworkerd on this host
+    # sees that the owner's process is gone and puts the claim back at start.
+    smtp.delay = 60
+    s = smtp_stack(tmp_path, smtp, store, CLAIM_LEASE="30", NUM_WORKERS="1").start()
+    try:
+        rid = s.post_email(EMAIL).json()["request_id"]
+        wait_until(lambda: row(store, rid).startswith("sending|"), what="the claim")
         s.stop_daemon("mailworkerd", signal.SIGKILL)
         smtp.delay = 0
-        # Until the lease lapses, nobody else may take it.
         s.start_daemon("mailworkerd")
-        time.sleep(0.5)
-        assert row(store, rid).split("|")[1] == token
-        wait_until(lambda: s.lookup(rid)["state"] == "sent", timeout=20, what="delivery by the new worker")
-        assert len(smtp.messages) == 1
-        assert "lapsed claims taken back for delivery" in s.log("mailworkerd")
+        wait_until(lambda: s.lookup(rid)["state"] == "sent", timeout=10, what="delivery after the restart")
+        assert "claims from an earlier run put back" in s.log("mailworkerd")
     finally:
         s.stop()
 
