@@ -1,4 +1,5 @@
 """Starts the real stack for a test: nginx (TLS, basic auth) -> mailfcgi -> queue -> mailworkerd."""
+import json
 import os
 import pwd
 import signal
@@ -8,6 +9,8 @@ import time
 from pathlib import Path
 
 import requests
+
+import postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / ".build" / "debug"))
@@ -33,11 +36,41 @@ def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-class Stack:
-    """One running stack in its own directory; `env` holds the daemons' settings."""
+class Store:
+    """Where the daemons keep the emails: `file` (data/queue and the folders beside it) or
+    `postgres` (`database_url`, a database of the test's own: the `store` fixture)."""
 
-    def __init__(self, base: Path, env: dict):
+    def __init__(self, name, database_url=None):
+        self.name = name
+        self.database_url = database_url
+
+    def __repr__(self):
+        return f"Store({self.name!r})"
+
+    @property
+    def env(self):
+        """The settings that choose this store, for every daemon and mailctl."""
+        if self.name == "file":
+            return {"QUEUE_STORE": "file"}
+        return {"QUEUE_STORE": "postgres", "DATABASE_URL": self.database_url}
+
+    def claim_timeout(self, seconds):
+        """The setting after which a claim still held by a living worker is taken back."""
+        return {("CLAIM_TIMEOUT" if self.name == "file" else "CLAIM_LEASE"): str(seconds)}
+
+
+# The file store's folders under data/ (the queue and what the store keeps beside it: dead
+# letters, finished emails, suppressions, webhook events, idempotency keys).
+FILE_STORE_FOLDERS = {"queue", "dead_letter", "trash", "corrupt", "held", "suppressions", "events", "idempotency"}
+
+
+class Stack:
+    """One running stack in its own directory; `env` holds the daemons' settings, `store`
+    says where they keep the emails (the `store` fixture's)."""
+
+    def __init__(self, base: Path, env: dict, store: Store):
         self.base = base
+        self.store = store
         self.run_dir = base / "run"
         self.data = base / "data"
         self.port = free_port()
@@ -51,6 +84,7 @@ class Stack:
             "SENDER_EMAIL": "dispatch@example.org",
             "LOG_DIR": str(base / "logs"),
             "LOG_STDERR": "true",  # the tests read each daemon's output
+            **store.env,
             **env,
         }
         self.procs = {}
@@ -70,6 +104,8 @@ class Stack:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self):
+        """Starts mailfcgi, mailworkerd and nginx; when one fails to come up, stops the others
+        (a test that fails here leaves nothing running)."""
         subprocess.run(
             [ROOT / "scripts" / "prepare-run-dir.sh", self.run_dir, str(self.port), self.socket,
              str(self.max_body_bytes)],
@@ -78,14 +114,21 @@ class Stack:
             env={**os.environ, "MAIL_DEMO_PASSWORD": self.password,
                  "MAIL_RATE_LIMIT": self.env.get("MAIL_RATE_LIMIT", "100000"),
                  "MAIL_RATE_BURST": self.env.get("MAIL_RATE_BURST", "100000")})
-        self.start_daemon("mailfcgi")
-        wait_until(self.socket.exists, what="the FastCGI socket")
-        self.start_daemon("mailworkerd")
-        wait_until((self.data / "status" / "workers.json").exists, what="the worker's status file")
-        self.procs["nginx"] = subprocess.Popen(
-            ["nginx", "-c", self.run_dir / "nginx.conf", "-e", self.run_dir / "nginx-error.log",
-             "-g", "daemon off;"], cwd=self.base)
-        wait_until(self._answers, what="nginx to answer")
+        try:
+            self.start_daemon("mailfcgi")
+            wait_until(self.socket.exists, what="the FastCGI socket")
+            self.start_daemon("mailworkerd")
+            wait_until((self.data / "status" / "workers.json").exists, what="the worker's status file")
+            self.procs["nginx"] = subprocess.Popen(
+                ["nginx", "-c", self.run_dir / "nginx.conf", "-e", self.run_dir / "nginx-error.log",
+                 "-g", "daemon off;"], cwd=self.base)
+            wait_until(self._answers, what="nginx to answer")
+            if self.store.name == "postgres":
+                assert postgres.tables(self.store.database_url), (
+                    "the daemons made no table in DATABASE_URL: they do not use the postgres store")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def start_daemon(self, name, instance=None, user=None):
@@ -139,8 +182,40 @@ class Stack:
 
     def files(self, folder):
         """The files (not folders) in data/`folder`; claims are in data/queue/active."""
+        assert self.store.name == "file" or folder.split("/")[0] not in FILE_STORE_FOLDERS, (
+            f"data/{folder} is the file store's: mark the test file_store, or ask the API (counts())")
         path = self.data / folder
         return sorted(p.name for p in path.iterdir() if p.is_file()) if path.exists() else []
+
+    # -- the store, through the API and mailctl (either store) ---------------------------
+
+    def counts(self):
+        """The queue's counts as GET /status gives them: `pending`, `deferred` (with the
+        scheduled), `processing` (claimed), `dead_letter`, `trash` (finished), `corrupt`, and
+        `waiting`: pending and deferred, what data/queue holds in the file store."""
+        body = self.request("GET", "/status").json()
+        return {**body["queue"], "waiting": body["pending_emails"]}
+
+    def lookup(self, request_id):
+        """GET /email/{request_id}: the email and where it stands (it must be found)."""
+        answer = self.request("GET", f"/email/{request_id}")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def mailctl(self, *args, input=None, env=None):
+        """Runs mailctl on this stack's store, with the daemons' settings."""
+        return subprocess.run([BIN_DIR / "mailctl", *args], cwd=self.base, env={**self.env, **(env or {})},
+                              capture_output=True, text=True, input=input, timeout=120)
+
+    def mailctl_json(self, *args):
+        result = self.mailctl(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def record(self, request_id):
+        """`mailctl show --json`: the state, the dead letter's reason and kind, and the email as
+        the store keeps it (the file queue's JSON: attempts, attachments, headers...)."""
+        return self.mailctl_json("show", request_id)
 
     def log(self, name):
         return (self.base / f"{name}.log").read_text(errors="replace")
