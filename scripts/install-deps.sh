@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and `make run` need, if missing; with --test also
-# what only the tests use (Chromium, to load /docs headless). Runs apt-get as root
+# what only the tests use (Chromium, to load /docs headless; PostgreSQL). Runs apt-get as root
 # (directly, or through sudo when available).
 # usage: scripts/install-deps.sh [--test]
 set -euo pipefail
 
-packages=(libcurl4-openssl-dev libssl-dev openssl ca-certificates)
+# libpq-dev: the PostgreSQL queue store links libpq.
+packages=(libcurl4-openssl-dev libssl-dev libpq-dev openssl ca-certificates)
 command -v nginx >/dev/null 2>&1 || packages+=(nginx-light)
 # pip fetches Swagger UI for /docs (scripts/install-swagger-ui.sh).
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 # jq: the README's dead-letter requeue recipe, which the tests run as written.
 # opendkim: its library verifies DKIM signatures beside dkimpy (`opendkim -t`, TestPublicKeys).
 # prometheus: promtool checks GET /metrics (the server itself is not started).
-[ "${1:-}" = "--test" ] && packages+=(chromium jq opendkim prometheus)
+# postgresql: the e2e suite runs on the PostgreSQL store too, with a private server of its
+# own (scripts/test-postgres.sh; the package's own cluster is not used).
+[ "${1:-}" = "--test" ] && packages+=(chromium jq opendkim prometheus postgresql)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -1,4 +1,5 @@
 """Starts the real stack for a test: nginx (TLS, basic auth) -> mailfcgi -> queue -> mailworkerd."""
+import json
 import os
 import pwd
 import signal
@@ -8,6 +9,8 @@ import time
 from pathlib import Path
 
 import requests
+
+import postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / ".build" / "debug"))
@@ -34,7 +37,8 @@ def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
 
 
 class Stack:
-    """One running stack in its own directory; `env` holds the daemons' settings.
+    """One running stack in its own directory; `env` holds the daemons' settings, `store`
+    says where they keep the emails (the `store` fixture's; by default the one `env` names).
 
     `prefix` is put before every command the stack runs (nginx and the daemons), and `host`
     is the address nginx listens on and the tests connect to: the multi-host tests
@@ -43,8 +47,12 @@ class Stack:
     exec its command (as `ip netns exec` does), so that the Popen's pid is the daemon's and
     `stop_daemon` signals the daemon itself. `port` defaults to a free port on this host."""
 
-    def __init__(self, base: Path, env: dict, prefix=(), host="127.0.0.1", port=None):
+    def __init__(self, base: Path, env: dict, store: Store = None, prefix=(), host="127.0.0.1", port=None):
         self.base = base
+        if store is None:
+            named = env.get("QUEUE_STORE", "file")
+            store = Store(named, env.get("DATABASE_URL") if named == "postgres" else None)
+        self.store = store
         self.run_dir = base / "run"
         self.data = base / "data"
         self.prefix = [str(part) for part in prefix]
@@ -60,6 +68,7 @@ class Stack:
             "SENDER_EMAIL": "dispatch@example.org",
             "LOG_DIR": str(base / "logs"),
             "LOG_STDERR": "true",  # the tests read each daemon's output
+            **store.env,
             **env,
         }
         self.procs = {}
@@ -83,7 +92,8 @@ class Stack:
     def start(self, daemons=DAEMONS):
         """Starts `daemons` (all three by default) in this order: mailfcgi, mailworkerd, nginx.
         A multi-host test starts only nginx and mailfcgi on a responder host and only
-        mailworkerd on a worker host."""
+        mailworkerd on a worker host. When one fails to come up, stops the others (a test
+        that fails here leaves nothing running)."""
         unknown = set(daemons) - set(self.DAEMONS)
         assert not unknown, f"unknown daemons {unknown}"
         self.base.mkdir(parents=True, exist_ok=True)
@@ -96,17 +106,24 @@ class Stack:
                 env={**os.environ, "MAIL_DEMO_PASSWORD": self.password, "MAIL_LISTEN_ADDRESS": self.host,
                      "MAIL_RATE_LIMIT": self.env.get("MAIL_RATE_LIMIT", "100000"),
                      "MAIL_RATE_BURST": self.env.get("MAIL_RATE_BURST", "100000")})
-        if "mailfcgi" in daemons:
-            self.start_daemon("mailfcgi")
-            wait_until(self.socket.exists, what="the FastCGI socket")
-        if "mailworkerd" in daemons:
-            self.start_daemon("mailworkerd")
-            wait_until((self.data / "status" / "workers.json").exists, what="the worker's status file")
-        if "nginx" in daemons:
-            self.procs["nginx"] = subprocess.Popen(
-                [*self.prefix, "nginx", "-c", self.run_dir / "nginx.conf", "-e", self.run_dir / "nginx-error.log",
-                 "-g", "daemon off;"], cwd=self.base)
-            wait_until(self._answers, what="nginx to answer")
+        try:
+            if "mailfcgi" in daemons:
+                self.start_daemon("mailfcgi")
+                wait_until(self.socket.exists, what="the FastCGI socket")
+            if "mailworkerd" in daemons:
+                self.start_daemon("mailworkerd")
+                wait_until((self.data / "status" / "workers.json").exists, what="the worker's status file")
+            if "nginx" in daemons:
+                self.procs["nginx"] = subprocess.Popen(
+                    [*self.prefix, "nginx", "-c", self.run_dir / "nginx.conf", "-e", self.run_dir / "nginx-error.log",
+                     "-g", "daemon off;"], cwd=self.base)
+                wait_until(self._answers, what="nginx to answer")
+            if self.store.name == "postgres" and "mailfcgi" in daemons:
+                assert postgres.tables(self.store.database_url), (
+                    "the daemons made no table in DATABASE_URL: they do not use the postgres store")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def start_daemon(self, name, instance=None, user=None):
@@ -162,8 +179,40 @@ class Stack:
 
     def files(self, folder):
         """The files (not folders) in data/`folder`; claims are in data/queue/active."""
+        assert self.store.name == "file" or folder.split("/")[0] not in FILE_STORE_FOLDERS, (
+            f"data/{folder} is the file store's: mark the test file_store, or ask the API (counts())")
         path = self.data / folder
         return sorted(p.name for p in path.iterdir() if p.is_file()) if path.exists() else []
+
+    # -- the store, through the API and mailctl (either store) ---------------------------
+
+    def counts(self):
+        """The queue's counts as GET /status gives them: `pending`, `deferred` (with the
+        scheduled), `processing` (claimed), `dead_letter`, `trash` (finished), `corrupt`, and
+        `waiting`: pending and deferred, what data/queue holds in the file store."""
+        body = self.request("GET", "/status").json()
+        return {**body["queue"], "waiting": body["pending_emails"]}
+
+    def lookup(self, request_id):
+        """GET /email/{request_id}: the email and where it stands (it must be found)."""
+        answer = self.request("GET", f"/email/{request_id}")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def mailctl(self, *args, input=None, env=None):
+        """Runs mailctl on this stack's store, with the daemons' settings."""
+        return subprocess.run([BIN_DIR / "mailctl", *args], cwd=self.base, env={**self.env, **(env or {})},
+                              capture_output=True, text=True, input=input, timeout=120)
+
+    def mailctl_json(self, *args):
+        result = self.mailctl(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def record(self, request_id):
+        """`mailctl show --json`: the state, the dead letter's reason and kind, and the email as
+        the store keeps it (the file queue's JSON: attempts, attachments, headers...)."""
+        return self.mailctl_json("show", request_id)
 
     def log(self, name):
         return (self.base / f"{name}.log").read_text(errors="replace")

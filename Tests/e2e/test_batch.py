@@ -5,7 +5,7 @@ import pytest
 
 from stack import Stack, wait_until
 from test_email_lifecycle import email, lookup
-from test_idempotency import held, queued  # noqa: F401  (the fixture)
+from test_idempotency import held, queue_files, queued  # noqa: F401  (the fixture)
 
 
 def batch(stack, items, query="", **kwargs):
@@ -81,9 +81,9 @@ def test_a_keyed_batch_is_stored_once(held):
     assert other.status_code == 422 and other.json()["detail"][0]["type"] == "idempotency_key_reused"
 
 
-def test_a_batch_is_delivered(tmp_path, smtp):
+def test_a_batch_is_delivered(tmp_path, smtp, store):
     stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
-                             "WORKER_POLLING_INTERVAL": "5"}).start()
+                             "WORKER_POLLING_INTERVAL": "5"}, store).start()
     try:
         answer = batch(stack, [email(subject=f"d{i}") for i in range(10)])
         assert answer.status_code == 200
@@ -94,11 +94,12 @@ def test_a_batch_is_delivered(tmp_path, smtp):
         stack.stop()
 
 
+@pytest.mark.file_store("kill -9 at the file queue's crash points (MAIL_CRASH_AT), then reads the queue files")
 @pytest.mark.parametrize("point", ["enqueue-batch.before-renames", "enqueue-batch.before-directory-sync"])
-def test_kill_9_while_storing_a_batch_then_a_keyed_retry_stores_each_email_once(tmp_path, point):
+def test_kill_9_while_storing_a_batch_then_a_keyed_retry_stores_each_email_once(tmp_path, store, point):
     import requests
     import signal
-    stack = Stack(tmp_path, {"WORKER_POLLING_INTERVAL": "5", "MAIL_CRASH_AT": point}).start()
+    stack = Stack(tmp_path, {"WORKER_POLLING_INTERVAL": "5", "MAIL_CRASH_AT": point}, store).start()
     try:
         assert stack.stop_daemon("mailworkerd") == 0
         items = [email(subject=f"c{i}") for i in range(4)]
@@ -107,15 +108,15 @@ def test_kill_9_while_storing_a_batch_then_a_keyed_retry_stores_each_email_once(
         except requests.ConnectionError:
             pass
         assert stack.procs.pop("mailfcgi").wait(timeout=10) == -signal.SIGKILL
-        assert len(queued(stack)) == (0 if point.endswith("renames") else 4)
+        assert len(queue_files(stack)) == (0 if point.endswith("renames") else 4)
         del stack.env["MAIL_CRASH_AT"]
         stack.start_daemon("mailfcgi")
         wait_until(lambda: stack.request("GET", "/templates").status_code == 200, what="mailfcgi back")
         retry = batch(stack, items, headers={"Idempotency-Key": "crash-batch"})
         assert retry.status_code == 200, retry.text
-        subjects = sorted(json.loads((stack.data / "queue" / f).read_text())["subject"] for f in queued(stack))
+        subjects = sorted(json.loads((stack.data / "queue" / f).read_text())["subject"] for f in queue_files(stack))
         assert subjects == ["c0", "c1", "c2", "c3"]
         assert {item["request_id"] for item in retry.json()["data"]} == {
-            json.loads((stack.data / "queue" / f).read_text())["request_id"] for f in queued(stack)}
+            json.loads((stack.data / "queue" / f).read_text())["request_id"] for f in queue_files(stack)}
     finally:
         stack.stop()

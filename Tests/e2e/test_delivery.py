@@ -46,9 +46,9 @@ def test_email_reaches_smtp_server_with_every_header(stack, smtp):
     assert message.get_content() == "Hello Alice,\nyour code is 123456.\n"
     assert all(len(line) <= 78 for line in received.data.split(b"\r\n"))
 
-    # The queue file ends in the trash, marked sent.
-    wait_until(lambda: any(".sent." in name for name in stack.files("trash")), what="trash entry")
-    assert stack.files("queue") == []
+    # The email is kept as sent.
+    wait_until(lambda: stack.lookup(request_id)["state"] == "sent", what="state sent")
+    assert stack.counts()["waiting"] == 0
 
 
 def test_non_ascii_subject_and_body_arrive_decoded(stack, smtp):
@@ -76,13 +76,12 @@ def test_cc_and_bcc_are_envelope_recipients_and_bcc_is_no_header(stack, smtp):
 
 
 def test_authenticated_user_is_stored_with_the_email(tmp_path, file_stack):
-    # With the worker stopped, the queue file stays for inspection.
+    # With the worker stopped, the email stays queued for inspection.
     assert file_stack.stop_daemon("mailworkerd") == 0
     response = file_stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"})
     assert response.status_code == 200
-    (name,) = file_stack.files("queue")
-    import json
-    entry = json.loads((file_stack.data / "queue" / name).read_text())
+    assert file_stack.counts()["waiting"] == 1
+    entry = file_stack.record(response.json()["request_id"])["email"]
     assert entry["submitted_by"] == "demo"
     assert entry["request_id"] == response.json()["request_id"]
 
@@ -174,10 +173,10 @@ def test_priority_headers_and_reply_to(stack, smtp):
 
 
 @pytest.mark.parametrize("name", ["Acme Transactional Mail " * 40 + "Team", "Café Ünïcødé Støre 😀 " * 30])
-def test_long_subjects_and_sender_names_are_folded_not_refused(tmp_path, smtp, name):
+def test_long_subjects_and_sender_names_are_folded_not_refused(tmp_path, smtp, store, name):
     from stack import Stack
     s = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
-                         "SENDER_NAME": name}).start()
+                         "SENDER_NAME": name}, store).start()
     try:
         subject = ("A long subject with words " * 200)[:5000] + " é"
         response = s.post_email({"to_email": "u@example.com", "subject": subject, "body": "b"})

@@ -27,8 +27,8 @@ def pki(tmp_path_factory):
     return make_ca_and_server_cert(tmp_path_factory.mktemp("pki"))
 
 
-def relay_stack(base, port, **env):
-    return Stack(base, {"SMTP_SERVER": "127.0.0.1", "PORT": str(port), "SMTP_TLS": "none", **env}).start()
+def relay_stack(base, port, store, **env):
+    return Stack(base, {"SMTP_SERVER": "127.0.0.1", "PORT": str(port), "SMTP_TLS": "none", **env}, store).start()
 
 
 def post(stack, n, **fields):
@@ -41,7 +41,7 @@ def post(stack, n, **fields):
 
 
 def entries(stack, folder):
-    """The JSON of every entry in data/`folder` (temp files skipped)."""
+    """The JSON of every entry in data/`folder` (temp files skipped): the file store's."""
     found = []
     for name in stack.files(folder):
         if name.startswith("."):
@@ -60,10 +60,10 @@ def sender_health(stack):
 # -- 1. Outages ------------------------------------------------------------------------
 
 
-def test_a_relay_down_longer_than_every_retry_dead_letters_nothing(tmp_path):
+def test_a_relay_down_longer_than_every_retry_dead_letters_nothing(tmp_path, store):
     """All retries would take under 1 s (3 at 0.1 s doubling); the relay is away for 6 s."""
     port = free_port()
-    stack = relay_stack(tmp_path, port, MAX_RETRIES="3", RETRY_BASE_DELAY="0.1", DELIVERY_PAUSE_MAX="1",
+    stack = relay_stack(tmp_path, port, store, MAX_RETRIES="3", RETRY_BASE_DELAY="0.1", DELIVERY_PAUSE_MAX="1",
                         SMTP_CONNECT_TIMEOUT="1")
     controller = None
     try:
@@ -71,9 +71,9 @@ def test_a_relay_down_longer_than_every_retry_dead_letters_nothing(tmp_path):
         health = wait_until(lambda: "paused" in (h := sender_health(stack)) and h, what="a paused sender")
         assert "retries are not spent" in health and "next probe in" in health, health
         time.sleep(6)
-        assert stack.files("dead_letter") == []
-        pending = entries(stack, "queue")
-        assert len(pending) == 40
+        counts = stack.counts()
+        assert counts["dead_letter"] == 0 and counts["waiting"] == 40
+        pending = [stack.lookup(i) for i in ids]
         assert all(e["retry_count"] == 0 for e in pending)
         tried = [e for e in pending if e["attempts"]]
         # One probe at a time while paused: only the emails in flight when the outage
@@ -83,9 +83,9 @@ def test_a_relay_down_longer_than_every_retry_dead_letters_nothing(tmp_path):
                    for e in tried for a in e["attempts"])
         controller, handler = start_smtp_server(port)
         handler.wait_for(40, timeout=30)
-        wait_until(lambda: stack.files("queue") == [], what="the queue to drain")
+        wait_until(lambda: stack.counts()["waiting"] == 0, what="the queue to drain")
         assert sorted(handler.message_ids()) == sorted(f"<{i}@example.org>" for i in ids)
-        assert stack.files("dead_letter") == []
+        assert stack.counts()["dead_letter"] == 0
         wait_until(lambda: sender_health(stack) == "healthy", what="the sender healthy again")
     finally:
         stack.stop()
@@ -93,14 +93,14 @@ def test_a_relay_down_longer_than_every_retry_dead_letters_nothing(tmp_path):
             controller.stop()
 
 
-def test_421_too_many_connections_pauses_without_spending_retries(tmp_path, smtp):
+def test_421_too_many_connections_pauses_without_spending_retries(tmp_path, smtp, store):
     proxy = WireProxy(smtp.port, refuse_first=4)
-    stack = relay_stack(tmp_path, proxy.port, MAX_RETRIES="0", DELIVERY_PAUSE_MAX="1")
+    stack = relay_stack(tmp_path, proxy.port, store, MAX_RETRIES="0", DELIVERY_PAUSE_MAX="1")
     try:
         ids = post(stack, 5)
         smtp.wait_for(5, timeout=30)
-        wait_until(lambda: stack.files("queue") == [], what="the queue to drain")
-        assert stack.files("dead_letter") == [], "MAX_RETRIES=0, yet no 421 at greeting cost an email"
+        wait_until(lambda: stack.counts()["waiting"] == 0, what="the queue to drain")
+        assert stack.counts()["dead_letter"] == 0, "MAX_RETRIES=0, yet no 421 at greeting cost an email"
         assert sorted(smtp.message_ids()) == sorted(f"<{i}@example.org>" for i in ids)
         assert proxy.connections >= 5
         assert "421" in stack.log("mailworkerd")
@@ -109,16 +109,17 @@ def test_421_too_many_connections_pauses_without_spending_retries(tmp_path, smtp
         proxy.close()
 
 
-def test_an_email_older_than_max_queue_lifetime_is_dead_lettered_whatever_the_cause(tmp_path):
+def test_an_email_older_than_max_queue_lifetime_is_dead_lettered_whatever_the_cause(tmp_path, store):
     port = free_port()  # nothing listens: the relay is down for the whole test
-    stack = relay_stack(tmp_path, port, MAX_QUEUE_LIFETIME="2", DELIVERY_PAUSE_MAX="1")
+    stack = relay_stack(tmp_path, port, store, MAX_QUEUE_LIFETIME="2", DELIVERY_PAUSE_MAX="1")
     try:
         (request_id,) = post(stack, 1)
-        (letter,) = wait_until(lambda: entries(stack, "dead_letter"), timeout=15, what="the expired email")
-        assert letter["kind"] == "expired"
-        assert "MAX_QUEUE_LIFETIME" in letter["reason"] and letter["email"]["request_id"] == request_id
-        assert letter["email"]["retry_count"] == 0
-        assert stack.files("queue") == []
+        letter = wait_until(lambda: (e := stack.lookup(request_id))["state"] == "dead_letter" and e, timeout=15,
+                            what="the expired email")
+        assert letter["dead_letter"]["kind"] == "expired"
+        assert "MAX_QUEUE_LIFETIME" in letter["dead_letter"]["reason"]
+        assert letter["retry_count"] == 0
+        assert stack.counts()["waiting"] == 0
     finally:
         stack.stop()
 
@@ -126,27 +127,27 @@ def test_an_email_older_than_max_queue_lifetime_is_dead_lettered_whatever_the_ca
 # -- 2. A failed connection is never reused ------------------------------------------------
 
 
-def test_a_stall_at_the_end_of_data_then_a_healthy_email_arrives_on_its_first_try(tmp_path, smtp):
+def test_a_stall_at_the_end_of_data_then_a_healthy_email_arrives_on_its_first_try(tmp_path, smtp, store):
     smtp.stall_data, smtp.stall_seconds = 1, 4
-    stack = relay_stack(tmp_path, smtp.port, NUM_WORKERS="1", SMTP_TIMEOUT="2", RETRY_BASE_DELAY="1")
+    stack = relay_stack(tmp_path, smtp.port, store, NUM_WORKERS="1", SMTP_TIMEOUT="2", RETRY_BASE_DELAY="1")
     try:
         (stalled,) = post(stack, 1)
-        wait_until(lambda: smtp.sessions == 1 and stack.files("queue/active"), what="the stalled send")
+        wait_until(lambda: smtp.sessions == 1 and stack.counts()["processing"], what="the stalled send")
         (healthy,) = post(stack, 1, to_email="next@example.com")
         wait_until(lambda: f"<{healthy}@example.org>" in smtp.message_ids(), timeout=10, what="the healthy email")
         smtp.wait_for(2, timeout=15)
-        # Both filed in the trash (a delivery's move follows the relay's answer).
-        wait_until(lambda: len(entries(stack, "trash")) == 2, what="both emails filed")
+        # Both filed as finished (a delivery's record follows the relay's answer).
+        wait_until(lambda: stack.counts()["trash"] == 2, what="both emails filed")
         assert sorted(smtp.message_ids()) == sorted([f"<{stalled}@example.org>", f"<{healthy}@example.org>"])
         assert smtp.sessions >= 2  # the timed-out session was dropped, not reused
-        trash = {e["request_id"]: e for e in entries(stack, "trash")}
+        trash = {i: stack.lookup(i) for i in (stalled, healthy)}
         assert trash[healthy]["attempts"] == [] and trash[healthy]["retry_count"] == 0
         stalled_attempt, retry = trash[stalled]["attempts"]
         assert stalled_attempt["scope"] == "email" and stalled_attempt["counted"] is True
         assert stalled_attempt["relay_saw"] is True  # it may have been delivered: the relay had it
         assert "timeout" in stalled_attempt["error"].lower(), stalled_attempt["error"]
         assert [r["status"] for r in retry["recipients"]] == ["accepted"]
-        assert stack.files("dead_letter") == []
+        assert stack.counts()["dead_letter"] == 0
     finally:
         stack.stop()
 
@@ -154,21 +155,21 @@ def test_a_stall_at_the_end_of_data_then_a_healthy_email_arrives_on_its_first_tr
 # -- 3. Recipients one by one ----------------------------------------------------------
 
 
-def test_one_refused_recipient_of_three_costs_the_others_nothing(tmp_path, smtp):
+def test_one_refused_recipient_of_three_costs_the_others_nothing(tmp_path, smtp, store):
     smtp.rcpt_by_address = {"b@example.com": ["550 5.1.1 <b@example.com>: no such user"]}
-    stack = relay_stack(tmp_path, smtp.port)
+    stack = relay_stack(tmp_path, smtp.port, store)
     try:
         response = stack.post_email({"to_email": "a@example.com", "cc": ["b@example.com", "c@example.com"],
                                      "subject": "three", "body": "b"})
         request_id = response.json()["request_id"]
         (message,) = smtp.wait_for(1)
-        wait_until(lambda: entries(stack, "trash"), what="the trash record")
+        wait_until(lambda: stack.counts()["trash"] == 1, what="the finished record")
         time.sleep(0.5)  # time for a second copy to arrive, were one sent
         assert len(smtp.messages) == 1
         assert sorted(message.rcpt_tos) == ["a@example.com", "c@example.com"]
         assert parse(message.data)["Cc"] == "b@example.com, c@example.com"  # the headers are unchanged
-        assert stack.files("dead_letter") == []
-        (record,) = entries(stack, "trash")
+        assert stack.counts()["dead_letter"] == 0
+        record = stack.lookup(request_id)
         outcomes = {r["address"]: r for r in record["recipients"]}
         assert outcomes["a@example.com"]["state"] == outcomes["c@example.com"]["state"] == "sent"
         assert outcomes["b@example.com"]["state"] == "failed" and outcomes["b@example.com"]["code"] == 550
@@ -181,19 +182,19 @@ def test_one_refused_recipient_of_three_costs_the_others_nothing(tmp_path, smtp)
         stack.stop()
 
 
-def test_a_deferred_recipient_alone_is_retried_with_the_same_message_id(tmp_path, smtp):
+def test_a_deferred_recipient_alone_is_retried_with_the_same_message_id(tmp_path, smtp, store):
     smtp.rcpt_by_address = {"b@example.com": ["451 4.2.1 mailbox busy"]}
-    stack = relay_stack(tmp_path, smtp.port, RETRY_BASE_DELAY="0.3")
+    stack = relay_stack(tmp_path, smtp.port, store, RETRY_BASE_DELAY="0.3")
     try:
         (request_id,) = post(stack, 1, to_email="a@example.com", cc=["b@example.com"], bcc=["c@example.com"])
         first, second = smtp.wait_for(2, timeout=15)
-        wait_until(lambda: entries(stack, "trash"), what="the trash record")
+        wait_until(lambda: stack.counts()["trash"] == 1, what="the finished record")
         time.sleep(0.5)  # time for a second copy to arrive, were one sent
         assert len(smtp.messages) == 2
         assert sorted(first.rcpt_tos) == ["a@example.com", "c@example.com"]
         assert second.rcpt_tos == ["b@example.com"]
         assert smtp.message_ids() == [f"<{request_id}@example.org>"] * 2
-        (record,) = entries(stack, "trash")
+        record = stack.lookup(request_id)
         assert {r["address"]: r["state"] for r in record["recipients"]} == {
             "a@example.com": "sent", "b@example.com": "sent", "c@example.com": "sent"}
         assert record["retry_count"] == 1
@@ -201,9 +202,9 @@ def test_a_deferred_recipient_alone_is_retried_with_the_same_message_id(tmp_path
         stack.stop()
 
 
-def test_process_batch_answers_each_recipients_outcome(tmp_path, smtp):
+def test_process_batch_answers_each_recipients_outcome(tmp_path, smtp, store):
     smtp.rcpt_by_address = {"b@example.com": ["550 5.1.1 no such user"]}
-    stack = relay_stack(tmp_path, smtp.port, AUTO_PROCESSING_ENABLED="false")
+    stack = relay_stack(tmp_path, smtp.port, store, AUTO_PROCESSING_ENABLED="false")
     try:
         post(stack, 1, to_email="a@example.com", cc=["b@example.com"])
         answer = stack.request("POST", "/process-batch").json()
@@ -215,15 +216,16 @@ def test_process_batch_answers_each_recipients_outcome(tmp_path, smtp):
         stack.stop()
 
 
-def test_every_recipient_refused_for_good_is_a_dead_letter_naming_each(tmp_path, smtp):
+def test_every_recipient_refused_for_good_is_a_dead_letter_naming_each(tmp_path, smtp, store):
     smtp.rcpt_by_address = {"a@example.com": ["550 5.1.1 gone"], "b@example.com": ["553 5.1.3 bad"]}
-    stack = relay_stack(tmp_path, smtp.port)
+    stack = relay_stack(tmp_path, smtp.port, store)
     try:
-        post(stack, 1, to_email="a@example.com", cc=["b@example.com"])
-        (letter,) = wait_until(lambda: entries(stack, "dead_letter"), what="the dead letter")
-        assert letter["kind"] == "permanent"
-        assert "gone" in letter["reason"] and "bad" in letter["reason"]
-        assert {r["address"]: r["state"] for r in letter["email"]["recipients"]} == {
+        (request_id,) = post(stack, 1, to_email="a@example.com", cc=["b@example.com"])
+        letter = wait_until(lambda: (e := stack.lookup(request_id))["state"] == "dead_letter" and e,
+                            what="the dead letter")
+        assert letter["dead_letter"]["kind"] == "permanent"
+        assert "gone" in letter["dead_letter"]["reason"] and "bad" in letter["dead_letter"]["reason"]
+        assert {r["address"]: r["state"] for r in letter["recipients"]} == {
             "a@example.com": "failed", "b@example.com": "failed"}
         assert smtp.messages == []
     finally:
@@ -242,7 +244,7 @@ def credential_forms():
 
 
 @pytest.mark.parametrize("relay", ["plain relay", "STARTTLS stripped on the path"])
-def test_no_starttls_means_no_auth_and_no_send(tmp_path, pki, relay):
+def test_no_starttls_means_no_auth_and_no_send(tmp_path, pki, store, relay):
     ca, cert, key = pki
     backend = free_port()
     handler = RecordingHandler()
@@ -254,7 +256,7 @@ def test_no_starttls_means_no_auth_and_no_send(tmp_path, pki, relay):
                                                 auth=(USER, PASSWORD), handler=handler)
     proxy = WireProxy(backend)
     stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(proxy.port), "SMTP_TLS": "auto",
-                             "PASSWORD": PASSWORD, "SMTP_CA_FILE": str(ca), "MAX_RETRIES": "0"}).start()
+                             "PASSWORD": PASSWORD, "SMTP_CA_FILE": str(ca), "MAX_RETRIES": "0"}, store).start()
     try:
         post(stack, 1)
         health = wait_until(lambda: "STARTTLS" in (h := sender_health(stack)) and h, what="the STARTTLS refusal")
@@ -265,7 +267,7 @@ def test_no_starttls_means_no_auth_and_no_send(tmp_path, pki, relay):
         assert b"AUTH" not in transcript and b"MAIL FROM" not in transcript
         for form in credential_forms():
             assert form not in transcript
-        assert handler.messages == [] and stack.files("dead_letter") == []
+        assert handler.messages == [] and stack.counts()["dead_letter"] == 0
         assert PASSWORD not in stack.log("mailworkerd")
     finally:
         stack.stop()
@@ -273,11 +275,11 @@ def test_no_starttls_means_no_auth_and_no_send(tmp_path, pki, relay):
         controller.stop()
 
 
-def test_a_relay_that_offers_no_auth_gets_nothing_while_a_password_is_set(tmp_path, smtp):
+def test_a_relay_that_offers_no_auth_gets_nothing_while_a_password_is_set(tmp_path, smtp, store):
     proxy = WireProxy(smtp.port)
-    stack = relay_stack(tmp_path, proxy.port, PASSWORD=PASSWORD, MAX_RETRIES="0")
+    stack = relay_stack(tmp_path, proxy.port, store, PASSWORD=PASSWORD, MAX_RETRIES="0")
     try:
-        post(stack, 1)
+        (request_id,) = post(stack, 1)
         health = wait_until(lambda: "did not offer AUTH" in (h := sender_health(stack)) and h,
                             what="the missing AUTH to be reported")
         assert "paused" in health
@@ -285,8 +287,9 @@ def test_a_relay_that_offers_no_auth_gets_nothing_while_a_password_is_set(tmp_pa
         assert b"EHLO" in transcript and b"MAIL FROM" not in transcript
         for form in credential_forms():
             assert form not in transcript
-        assert smtp.messages == [] and stack.files("dead_letter") == []
-        (entry,) = entries(stack, "queue")
+        assert smtp.messages == [] and stack.counts()["dead_letter"] == 0
+        assert stack.counts()["waiting"] == 1
+        entry = stack.lookup(request_id)
         assert entry["retry_count"] == 0 and "did not offer AUTH" in entry["last_error"]
     finally:
         stack.stop()
@@ -311,15 +314,15 @@ def test_a_password_with_smtp_tls_none_is_refused_at_start_unless_the_relay_is_l
 # -- 5. Only mailworkerd holds the relay's settings ----------------------------------------------
 
 
-def test_process_batch_without_mailworkerd_answers_503_saying_so(tmp_path, smtp):
-    stack = relay_stack(tmp_path, smtp.port, AUTO_PROCESSING_ENABLED="false")
+def test_process_batch_without_mailworkerd_answers_503_saying_so(tmp_path, smtp, store):
+    stack = relay_stack(tmp_path, smtp.port, store, AUTO_PROCESSING_ENABLED="false")
     try:
         post(stack, 1)
         stack.stop_daemon("mailworkerd")
         response = stack.request("POST", "/process-batch")
         assert response.status_code == 503
         assert "mailworkerd is not running" in response.json()["detail"]
-        assert smtp.messages == [] and len(stack.files("queue")) == 1
+        assert smtp.messages == [] and stack.counts()["waiting"] == 1
     finally:
         stack.stop()
 
@@ -367,8 +370,8 @@ def test_make_run_gives_mailfcgi_no_relay_setting(tmp_path, smtp):
     assert proc.returncode == 0, output
 
 
-def test_mailfcgi_warns_when_its_environment_holds_relay_settings_and_ignores_them(tmp_path):
-    stack = Stack(tmp_path, {})
+def test_mailfcgi_warns_when_its_environment_holds_relay_settings_and_ignores_them(tmp_path, store):
+    stack = Stack(tmp_path, {}, store)
     (tmp_path / ".env").write_text(f"SMTP_SERVER=127.0.0.1\nPASSWORD={PASSWORD}\n")
     env = {**stack.env, "SMTP_SERVER": "127.0.0.1", "PASSWORD": PASSWORD}
     result = subprocess.run([BIN_DIR / "mailfcgi", "--check-config", "--env-file", tmp_path / ".env"],
@@ -394,32 +397,35 @@ def test_the_units_give_the_relay_settings_to_mailworkerd_only():
 # -- Found by a hostile review: refusals that must not hold the pool, crashes mid-delivery ---------
 
 
-def test_an_email_the_relay_keeps_refusing_with_421_spends_its_retries_and_holds_no_one(tmp_path, smtp):
+def test_an_email_the_relay_keeps_refusing_with_421_spends_its_retries_and_holds_no_one(tmp_path, smtp, store):
     smtp.rcpt_by_address = {"poison@example.com": ["421 4.7.0 Try again later, closing connection"] * 1000}
-    stack = relay_stack(tmp_path, smtp.port, NUM_WORKERS="1", MAX_RETRIES="2", RETRY_BASE_DELAY="0.2")
+    stack = relay_stack(tmp_path, smtp.port, store, NUM_WORKERS="1", MAX_RETRIES="2", RETRY_BASE_DELAY="0.2")
     try:
         (poison,) = post(stack, 1, to_email="poison@example.com")
         others = post(stack, 3)
         smtp.wait_for(3, timeout=20)
         assert sorted(smtp.message_ids()) == sorted(f"<{i}@example.org>" for i in others)
-        (letter,) = wait_until(lambda: entries(stack, "dead_letter"), timeout=20, what="the refused email")
-        assert letter["email"]["request_id"] == poison and letter["kind"] == "retries_exhausted"
+        letter = wait_until(lambda: (e := stack.lookup(poison))["state"] == "dead_letter" and e, timeout=20,
+                            what="the refused email")
+        assert letter["dead_letter"]["kind"] == "retries_exhausted"
         assert [a["counted"] for a in letter["attempts"]] == [True, True, True]
         assert all(a["scope"] == "email" and a["code"] == 421 for a in letter["attempts"])
     finally:
         stack.stop()
 
 
-def test_a_relay_that_authenticates_but_refuses_every_mail_from_is_tried_ever_less_often(tmp_path, smtp):
+def test_a_relay_that_authenticates_but_refuses_every_mail_from_is_tried_ever_less_often(tmp_path, smtp, store):
     """The probe (EHLO, NOOP) works, every MAIL FROM gets 530: a setup problem, so no retry is
     spent, and the pause doubles (1, 2, 4, 4 s) instead of starting again at 1 s."""
     smtp.mail_reply = "530 5.7.0 Authentication required"
-    stack = relay_stack(tmp_path, smtp.port, NUM_WORKERS="1", MAX_RETRIES="0", DELIVERY_PAUSE_MAX="4")
+    stack = relay_stack(tmp_path, smtp.port, store, NUM_WORKERS="1", MAX_RETRIES="0", DELIVERY_PAUSE_MAX="4")
     try:
-        post(stack, 1)
+        (request_id,) = post(stack, 1)
         time.sleep(10)
-        (entry,) = entries(stack, "queue")
-        assert entry["retry_count"] == 0 and stack.files("dead_letter") == []
+        counts = stack.counts()
+        assert counts["waiting"] == 1 and counts["dead_letter"] == 0
+        entry = stack.lookup(request_id)
+        assert entry["retry_count"] == 0
         # Attempts at about 0, 1, 3 and 7 s; a pause starting again at 1 s would make ten.
         assert 2 <= len(entry["attempts"]) <= 6, len(entry["attempts"])
         assert "530" in sender_health(stack)
@@ -427,9 +433,9 @@ def test_a_relay_that_authenticates_but_refuses_every_mail_from_is_tried_ever_le
         stack.stop()
 
 
-def test_a_client_trickling_bytes_to_the_control_socket_holds_process_batch_for_5_s_at_most(tmp_path, smtp):
+def test_a_client_trickling_bytes_to_the_control_socket_holds_process_batch_for_5_s_at_most(tmp_path, smtp, store):
     import socket
-    stack = relay_stack(tmp_path, smtp.port, AUTO_PROCESSING_ENABLED="false")
+    stack = relay_stack(tmp_path, smtp.port, store, AUTO_PROCESSING_ENABLED="false")
     try:
         post(stack, 1)
         trickler = socket.socket(socket.AF_UNIX)
@@ -446,23 +452,24 @@ def test_a_client_trickling_bytes_to_the_control_socket_holds_process_batch_for_
         stack.stop()
 
 
-def test_an_expired_email_goes_while_paused_though_newer_ones_of_higher_priority_wait(tmp_path):
+def test_an_expired_email_goes_while_paused_though_newer_ones_of_higher_priority_wait(tmp_path, store):
     port = free_port()  # the relay is down throughout
-    stack = relay_stack(tmp_path, port, MAX_QUEUE_LIFETIME="3", DELIVERY_PAUSE_MAX="1")
+    stack = relay_stack(tmp_path, port, store, MAX_QUEUE_LIFETIME="3", DELIVERY_PAUSE_MAX="1")
     try:
         (low,) = post(stack, 1, priority=3)
         for _ in range(6):
             post(stack, 1, priority=1)
             time.sleep(0.7)
-        wait_until(lambda: any(e["email"]["request_id"] == low for e in entries(stack, "dead_letter")),
-                   timeout=10, what="the old low-priority email to expire")
+        wait_until(lambda: stack.lookup(low)["state"] == "dead_letter", timeout=10,
+                   what="the old low-priority email to expire")
     finally:
         stack.stop()
 
 
-def test_the_readme_recipe_requeues_an_expired_dead_letter(tmp_path):
+@pytest.mark.file_store("the README's recipe requeues a dead letter by editing its file with jq")
+def test_the_readme_recipe_requeues_an_expired_dead_letter(tmp_path, store):
     port = free_port()
-    stack = relay_stack(tmp_path, port, MAX_QUEUE_LIFETIME="2", DELIVERY_PAUSE_MAX="1")
+    stack = relay_stack(tmp_path, port, store, MAX_QUEUE_LIFETIME="2", DELIVERY_PAUSE_MAX="1")
     controller = None
     try:
         (request_id,) = post(stack, 1)
@@ -496,10 +503,11 @@ PARTIAL_GAPS = [
 ]
 
 
+@pytest.mark.file_store("kill -9 at the file queue's crash points (MAIL_CRASH_AT), then reads the queue files")
 @pytest.mark.parametrize("point,b_replies,a_most,b_count", PARTIAL_GAPS, ids=[g[0] for g in PARTIAL_GAPS])
-def test_kill_9_in_a_partial_delivery_loses_no_recipient(tmp_path, smtp, point, b_replies, a_most, b_count):
+def test_kill_9_in_a_partial_delivery_loses_no_recipient(tmp_path, smtp, store, point, b_replies, a_most, b_count):
     smtp.rcpt_by_address = {"b@example.com": list(b_replies)}
-    stack = relay_stack(tmp_path, smtp.port, MAIL_CRASH_AT=point, RETRY_BASE_DELAY="0.2")
+    stack = relay_stack(tmp_path, smtp.port, store, MAIL_CRASH_AT=point, RETRY_BASE_DELAY="0.2")
     try:
         (request_id,) = post(stack, 1, to_email="a@example.com", cc=["b@example.com"])
         assert stack.procs.pop("mailworkerd").wait(timeout=30) == -signal.SIGKILL, "the crash point was not reached"
@@ -528,15 +536,15 @@ def test_kill_9_in_a_partial_delivery_loses_no_recipient(tmp_path, smtp, point, 
 # -- Found by the second hostile review ----------------------------------------------------
 
 
-def test_more_workers_than_the_relay_allows_connections_pause_no_one_but_the_refused(tmp_path, smtp):
+def test_more_workers_than_the_relay_allows_connections_pause_no_one_but_the_refused(tmp_path, smtp, store):
     proxy = WireProxy(smtp.port, max_concurrent=2)
-    stack = relay_stack(tmp_path, proxy.port, NUM_WORKERS="4", MAX_RETRIES="0")
+    stack = relay_stack(tmp_path, proxy.port, store, NUM_WORKERS="4", MAX_RETRIES="0")
     try:
         ids = post(stack, 60)
         smtp.wait_for(60, timeout=60)
-        wait_until(lambda: not entries(stack, "queue"), what="the queue to drain")
+        wait_until(lambda: stack.counts()["waiting"] == 0, what="the queue to drain")
         assert sorted(smtp.message_ids()) == sorted(f"<{i}@example.org>" for i in ids)
-        assert stack.files("dead_letter") == [] and proxy.refused >= 1
+        assert stack.counts()["dead_letter"] == 0 and proxy.refused >= 1
         log = stack.log("mailworkerd")
         assert "connection refused while other workers deliver" in log
         # The pool pauses only while no connection works (at most at the very start).
@@ -556,7 +564,8 @@ def plant(folder, entry, name=None):
     os.rename(folder / (".tmp-" + name), folder / name)
 
 
-def test_many_requeued_old_emails_and_a_foreign_name_do_not_shield_an_expired_one(tmp_path):
+@pytest.mark.file_store("plants queue files (old names, a foreign name) before the start")
+def test_many_requeued_old_emails_and_a_foreign_name_do_not_shield_an_expired_one(tmp_path, store):
     port = free_port()  # the relay is down throughout
     queue = tmp_path / "data" / "queue"
     queue.mkdir(parents=True)
@@ -571,7 +580,7 @@ def test_many_requeued_old_emails_and_a_foreign_name_do_not_shield_an_expired_on
     plant(queue, expired)
     foreign = queued_email(to="foreign@example.com", created_at=iso(now - timedelta(days=9)))
     plant(queue, foreign, name="batch_handmade.json")
-    stack = relay_stack(tmp_path, port, DELIVERY_PAUSE_MAX="1", SMTP_CONNECT_TIMEOUT="1")
+    stack = relay_stack(tmp_path, port, store, DELIVERY_PAUSE_MAX="1", SMTP_CONNECT_TIMEOUT="1")
     try:
         gone = lambda: {e["email"]["request_id"] for e in entries(stack, "dead_letter")}
         wait_until(lambda: {expired["request_id"], foreign["request_id"]} <= gone(), timeout=20,
@@ -582,23 +591,24 @@ def test_many_requeued_old_emails_and_a_foreign_name_do_not_shield_an_expired_on
         stack.stop()
 
 
-def test_sigterm_with_a_stalled_send_and_a_stalled_process_batch_puts_both_back_in_time(tmp_path, smtp):
+def test_sigterm_with_a_stalled_send_and_a_stalled_process_batch_puts_both_back_in_time(tmp_path, smtp, store):
     import threading
     smtp.stall_data, smtp.stall_seconds = 2, 40
-    stack = relay_stack(tmp_path, smtp.port, NUM_WORKERS="1", SHUTDOWN_TIMEOUT="3", SMTP_TIMEOUT="60")
+    stack = relay_stack(tmp_path, smtp.port, store, NUM_WORKERS="1", SHUTDOWN_TIMEOUT="3", SMTP_TIMEOUT="60")
     try:
         post(stack, 1)
-        wait_until(lambda: len(stack.files("queue/active")) == 1, what="the worker's stalled send")
+        wait_until(lambda: stack.counts()["processing"] == 1, what="the worker's stalled send")
         post(stack, 1)
         answers = []
         batch = threading.Thread(target=lambda: answers.append(stack.request("POST", "/process-batch", timeout=70)))
         batch.start()
-        wait_until(lambda: len(stack.files("queue/active")) == 2, what="the stalled process-batch")
+        wait_until(lambda: stack.counts()["processing"] == 2, what="the stalled process-batch")
         worker = stack.procs.pop("mailworkerd")
         worker.send_signal(signal.SIGTERM)
         # One SHUTDOWN_TIMEOUT for both (twice would be 6 s; the stalls last 40 s).
         assert worker.wait(timeout=20) == 0
-        assert stack.files("queue/active") == [] and len(entries(stack, "queue")) == 2
+        counts = stack.counts()
+        assert counts["processing"] == 0 and counts["waiting"] == 2
         batch.join(70)
         # And after SIGTERM no new process-batch is taken up.
         assert stack.request("POST", "/process-batch").status_code == 503

@@ -55,12 +55,12 @@ class Verifiers:
         return self.dkimpy(raw), self.opendkim(raw)
 
 
-def dkim_stack(tmp_path, smtp, key, selector, **extra):
+def dkim_stack(tmp_path, smtp, store, key, selector, **extra):
     return Stack(tmp_path, {
         "SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
         "DKIM_DOMAIN": "example.org", "DKIM_SELECTOR": selector, "DKIM_PRIVATE_KEY_FILE": str(key),
         **extra,
-    }).start()
+    }, store).start()
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20
@@ -83,11 +83,11 @@ MESSAGES = [
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ed25519"])
-def test_every_message_verifies_with_both_verifiers(tmp_path, smtp, kind):
+def test_every_message_verifies_with_both_verifiers(tmp_path, smtp, store, kind):
     key, record = make_key(tmp_path / "keys", "sel1", kind)
     verifiers = Verifiers(tmp_path)
     verifiers.publish("sel1", record)
-    stack = dkim_stack(tmp_path, smtp, key, "sel1")
+    stack = dkim_stack(tmp_path, smtp, store, key, "sel1")
     try:
         started = int(time.time())
         for payload in MESSAGES:
@@ -117,11 +117,11 @@ def test_every_message_verifies_with_both_verifiers(tmp_path, smtp, kind):
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ed25519"])
-def test_one_changed_byte_breaks_the_signature(tmp_path, smtp, kind):
+def test_one_changed_byte_breaks_the_signature(tmp_path, smtp, store, kind):
     key, record = make_key(tmp_path / "keys", "sel1", kind)
     verifiers = Verifiers(tmp_path)
     verifiers.publish("sel1", record)
-    stack = dkim_stack(tmp_path, smtp, key, "sel1")
+    stack = dkim_stack(tmp_path, smtp, store, key, "sel1")
     try:
         assert stack.post_email(MESSAGES[2]).status_code == 200
         raw = smtp.wait_for(1)[0].data
@@ -143,18 +143,18 @@ def test_one_changed_byte_breaks_the_signature(tmp_path, smtp, kind):
     assert verifiers.both(refolded) == (True, True)
 
 
-def test_rotated_selector_signs_with_the_new_key(tmp_path, smtp):
+def test_rotated_selector_signs_with_the_new_key(tmp_path, smtp, store):
     old_key, old_record = make_key(tmp_path / "keys", "2026a", "rsa")
     new_key, new_record = make_key(tmp_path / "keys", "2026b", "ed25519")
     verifiers = Verifiers(tmp_path)
     verifiers.publish("2026a", old_record)
-    stack = dkim_stack(tmp_path / "one", smtp, old_key, "2026a")
+    stack = dkim_stack(tmp_path / "one", smtp, store, old_key, "2026a")
     try:
         assert stack.post_email(MESSAGES[0]).status_code == 200
         before = smtp.wait_for(1)[0].data
     finally:
         stack.stop()
-    stack = dkim_stack(tmp_path / "two", smtp, new_key, "2026b")
+    stack = dkim_stack(tmp_path / "two", smtp, store, new_key, "2026b")
     try:
         assert stack.post_email(MESSAGES[0]).status_code == 200
         after = smtp.wait_for(2)[1].data

@@ -1,7 +1,6 @@
 """The email's lifecycle through the API on the real stack: GET /email/{request_id} in every
 state, DELETE to cancel (and its race with delivery), send_at, and tags."""
 import datetime
-import json
 import os
 import signal
 import subprocess
@@ -13,10 +12,10 @@ import pytest
 from stack import Stack, wait_until
 
 
-def relay_stack(tmp_path, smtp, **env):
+def relay_stack(tmp_path, smtp, store, **env):
     settings = {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
                 "WORKER_POLLING_INTERVAL": "5", **env}
-    return Stack(tmp_path, settings).start()
+    return Stack(tmp_path, settings, store).start()
 
 
 def rfc3339(seconds_from_now):
@@ -51,9 +50,9 @@ def add_user(stack, name, password):
 
 
 @pytest.fixture
-def held(tmp_path, smtp):
+def held(tmp_path, smtp, store):
     """The stack with mailworkerd stopped: what is accepted stays queued."""
-    s = relay_stack(tmp_path, smtp)
+    s = relay_stack(tmp_path, smtp, store)
     assert s.stop_daemon("mailworkerd") == 0
     yield s
     s.stop()
@@ -110,12 +109,12 @@ def test_an_email_moves_from_queued_to_sent_and_stays_findable(held, smtp):
     body = lookup(held, request_id).json()
     assert body["recipients"][0]["state"] == "sent" and body["finished_at"] is not None
     assert body["next_attempt_at"] is None
-    assert any(name.startswith("batch_") and name.endswith(".sent.json") for name in held.files("trash"))
+    assert held.counts()["trash"] == 1
 
 
-def test_deferred_then_dead_letter_with_every_attempt(tmp_path, smtp):
+def test_deferred_then_dead_letter_with_every_attempt(tmp_path, smtp, store):
     smtp.rcpt_replies = ["451 4.2.0 try later", "550 5.1.1 no such user"]
-    stack = relay_stack(tmp_path, smtp, RETRY_BASE_DELAY="3", MAX_RETRIES="3")
+    stack = relay_stack(tmp_path, smtp, store, RETRY_BASE_DELAY="3", MAX_RETRIES="3")
     try:
         request_id = submit(stack)
         wait_until(lambda: state(stack, request_id) == "deferred", what="state deferred")
@@ -132,9 +131,9 @@ def test_deferred_then_dead_letter_with_every_attempt(tmp_path, smtp):
         stack.stop()
 
 
-def test_partially_sent_names_each_recipients_outcome(tmp_path, smtp):
+def test_partially_sent_names_each_recipients_outcome(tmp_path, smtp, store):
     smtp.rcpt_by_address = {"gone@example.org": ["550 5.1.1 no such user"]}
-    stack = relay_stack(tmp_path, smtp)
+    stack = relay_stack(tmp_path, smtp, store)
     try:
         request_id = submit(stack, cc=["gone@example.org"])
         wait_until(lambda: state(stack, request_id) == "partially_sent", what="state partially_sent")
@@ -146,9 +145,9 @@ def test_partially_sent_names_each_recipients_outcome(tmp_path, smtp):
         stack.stop()
 
 
-def test_sending_then_a_crash_mid_delivery_then_sent(tmp_path, smtp):
+def test_sending_then_a_crash_mid_delivery_then_sent(tmp_path, smtp, store):
     smtp.stall_data, smtp.stall_seconds = 1, 30
-    stack = relay_stack(tmp_path, smtp, NUM_WORKERS="1")
+    stack = relay_stack(tmp_path, smtp, store, NUM_WORKERS="1")
     try:
         request_id = submit(stack)
         wait_until(lambda: state(stack, request_id) == "sending", what="state sending")
@@ -161,8 +160,8 @@ def test_sending_then_a_crash_mid_delivery_then_sent(tmp_path, smtp):
         stack.stop()
 
 
-def test_cancel_a_scheduled_email_and_it_is_never_sent(tmp_path, smtp):
-    stack = relay_stack(tmp_path, smtp)
+def test_cancel_a_scheduled_email_and_it_is_never_sent(tmp_path, smtp, store):
+    stack = relay_stack(tmp_path, smtp, store)
     try:
         request_id = submit(stack, send_at=rfc3339(2))
         assert state(stack, request_id) == "scheduled"
@@ -173,13 +172,14 @@ def test_cancel_a_scheduled_email_and_it_is_never_sent(tmp_path, smtp):
         assert again.status_code == 409 and again.json()["state"] == "canceled"
         time.sleep(3.5)
         assert smtp.messages == [] and state(stack, request_id) == "canceled"
-        assert stack.files("queue") == [] and any(n.endswith(".canceled.json") for n in stack.files("trash"))
+        counts = stack.counts()
+        assert counts["waiting"] == 0 and counts["trash"] == 1
     finally:
         stack.stop()
 
 
-def test_cancel_racing_delivery_has_exactly_one_winner(tmp_path, smtp):
-    stack = relay_stack(tmp_path, smtp, NUM_WORKERS="4")
+def test_cancel_racing_delivery_has_exactly_one_winner(tmp_path, smtp, store):
+    stack = relay_stack(tmp_path, smtp, store, NUM_WORKERS="4")
     try:
         outcomes = {}
         for _ in range(30):
@@ -202,8 +202,8 @@ def test_cancel_racing_delivery_has_exactly_one_winner(tmp_path, smtp):
         stack.stop()
 
 
-def test_a_scheduled_email_goes_out_within_a_second_of_its_time(tmp_path, smtp):
-    stack = relay_stack(tmp_path, smtp)
+def test_a_scheduled_email_goes_out_within_a_second_of_its_time(tmp_path, smtp, store):
+    stack = relay_stack(tmp_path, smtp, store)
     try:
         due = time.time() + 3
         moment = datetime.datetime.fromtimestamp(due, datetime.timezone.utc).astimezone(
@@ -234,7 +234,7 @@ def test_bad_send_at_is_a_422_naming_it(held, send_at, problem):
     assert answer.status_code == 422, answer.text
     (error,) = answer.json()["detail"]
     assert error["loc"] == ["body", "send_at"] and problem in error["msg"]
-    assert held.files("queue") == []
+    assert held.counts()["waiting"] == 0
 
 
 def test_send_at_in_the_past_means_now(held):
@@ -257,22 +257,22 @@ def test_bad_tags_are_a_422_naming_the_item(held, tags, loc):
     answer = held.post_email(email(tags=tags))
     assert answer.status_code == 422, answer.text
     assert loc in [e["loc"] for e in answer.json()["detail"]]
-    assert held.files("queue") == []
+    assert held.counts()["waiting"] == 0
 
 
-def test_tags_are_kept_in_the_queue_file(held):
+def test_tags_are_kept_with_the_stored_email(held):
     request_id = submit(held, tags=[{"name": "k", "value": "v-1_2"}])
-    (name,) = held.files("queue")
-    stored = json.loads((held.data / "queue" / name).read_text())
+    assert held.counts()["waiting"] == 1
+    stored = held.record(request_id)["email"]
     assert stored["tags"] == [{"name": "k", "value": "v-1_2"}] and stored["request_id"] == request_id
 
 
-def test_a_cancel_after_a_hung_claim_was_put_back_yields_to_the_delivery(tmp_path, smtp):
+def test_a_cancel_after_a_hung_claim_was_put_back_yields_to_the_delivery(tmp_path, smtp, store):
     """CLAIM_TIMEOUT shorter than one send: the sweep puts the claim back while the relay is
     still answering, a cancel then takes the put-back file; the relay does accept the email,
     so its record must end as sent, not canceled."""
     smtp.delay = 5
-    stack = relay_stack(tmp_path, smtp, CLAIM_TIMEOUT="2", NUM_WORKERS="1")
+    stack = relay_stack(tmp_path, smtp, store, NUM_WORKERS="1", **store.claim_timeout(2))
     try:
         request_id = submit(stack)
         wait_until(lambda: state(stack, request_id) == "queued", timeout=15, what="the claim put back")
@@ -280,6 +280,6 @@ def test_a_cancel_after_a_hung_claim_was_put_back_yields_to_the_delivery(tmp_pat
         assert answer.status_code == 200, answer.text
         smtp.wait_for(1, timeout=15)
         wait_until(lambda: state(stack, request_id) == "sent", timeout=10, what="the record corrected to sent")
-        assert not any(n.endswith(".canceled.json") for n in stack.files("trash"))
+        assert stack.counts()["trash"] == 1  # the sent record alone, no canceled one beside it
     finally:
         stack.stop()

@@ -13,9 +13,9 @@ from test_email_lifecycle import add_user, email
 
 
 @pytest.fixture
-def held(tmp_path):
-    """The stack with mailworkerd stopped: what is accepted stays in data/queue."""
-    s = Stack(tmp_path, {"WORKER_POLLING_INTERVAL": "5"}).start()
+def held(tmp_path, store):
+    """The stack with mailworkerd stopped: what is accepted stays queued."""
+    s = Stack(tmp_path, {"WORKER_POLLING_INTERVAL": "5"}, store).start()
     assert s.stop_daemon("mailworkerd") == 0
     yield s
     s.stop()
@@ -27,6 +27,12 @@ def keyed(stack, key, payload=None, **kwargs):
 
 
 def queued(stack):
+    """The request ids of the emails waiting, as GET /status lists them (the first 100)."""
+    return [f["request_id"] for f in stack.request("GET", "/status").json()["files"]]
+
+
+def queue_files(stack):
+    """The file store's queue files (for a test whose responder may be down)."""
     return [f for f in stack.files("queue") if not f.startswith(".")]
 
 
@@ -74,6 +80,7 @@ def test_a_bad_key_is_a_422_naming_the_header(held, key):
     assert queued(held) == []
 
 
+@pytest.mark.file_store("holds the key's lock file in data/idempotency/ as a request being handled does")
 def test_a_repeat_while_the_first_is_handled_is_a_409_with_retry_after(held):
     name = hashlib.sha256(b"demo\0busy-key").hexdigest() + ".json"
     path = held.data / "idempotency" / name
@@ -99,9 +106,10 @@ CRASHES = [
 ]
 
 
+@pytest.mark.file_store("kill -9 at the file queue's crash points (MAIL_CRASH_AT), then reads the queue files")
 @pytest.mark.parametrize("point,stored", CRASHES, ids=[c[0] for c in CRASHES])
-def test_kill_9_during_a_keyed_request_then_a_retry_makes_exactly_one_email(tmp_path, point, stored):
-    stack = Stack(tmp_path, {"WORKER_POLLING_INTERVAL": "5", "MAIL_CRASH_AT": point}).start()
+def test_kill_9_during_a_keyed_request_then_a_retry_makes_exactly_one_email(tmp_path, store, point, stored):
+    stack = Stack(tmp_path, {"WORKER_POLLING_INTERVAL": "5", "MAIL_CRASH_AT": point}, store).start()
     try:
         assert stack.stop_daemon("mailworkerd") == 0
         try:
@@ -110,7 +118,7 @@ def test_kill_9_during_a_keyed_request_then_a_retry_makes_exactly_one_email(tmp_
         except requests.ConnectionError:
             pass
         assert stack.procs.pop("mailfcgi").wait(timeout=10) == -signal.SIGKILL, "the crash point was not reached"
-        left = queued(stack)
+        left = queue_files(stack)
         assert len(left) == (1 if stored else 0), left
         del stack.env["MAIL_CRASH_AT"]
         stack.start_daemon("mailfcgi")
@@ -120,7 +128,7 @@ def test_kill_9_during_a_keyed_request_then_a_retry_makes_exactly_one_email(tmp_
         assert retry.status_code == 200, retry.text
         request_id = retry.json()["request_id"]
         assert (retry.headers.get("Idempotent-Replayed") == "true") == stored
-        mine = [f for f in queued(stack)
+        mine = [f for f in queue_files(stack)
                 if json.loads((stack.data / "queue" / f).read_text())["subject"] == "lifecycle"]
         assert len(mine) == 1
         assert json.loads((stack.data / "queue" / mine[0]).read_text())["request_id"] == request_id

@@ -14,11 +14,11 @@ def json_lines(text):
     return [json.loads(line) for line in lines]  # every line, or the test fails here
 
 
-def test_json_logs_from_both_daemons_carry_request_id_and_user(tmp_path, smtp):
+def test_json_logs_from_both_daemons_carry_request_id_and_user(tmp_path, smtp, store):
     stack = Stack(tmp_path, {
         "SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
         "WORKER_POLLING_INTERVAL": "5", "LOG_FORMAT": "json", "LOG_LEVEL": "info",
-    }).start()
+    }, store).start()
     try:
         response = stack.post_email({"to_email": "alice@example.com", "subject": "Code", "body": "123456"})
         assert response.status_code == 200, response.text
@@ -42,8 +42,8 @@ def test_json_logs_from_both_daemons_carry_request_id_and_user(tmp_path, smtp):
         json_lines(stack.log(name))
 
 
-def test_unknown_log_format_stops_the_daemon_naming_it(tmp_path):
-    stack = Stack(tmp_path, {"LOG_FORMAT": "xml"})
+def test_unknown_log_format_stops_the_daemon_naming_it(tmp_path, store):
+    stack = Stack(tmp_path, {"LOG_FORMAT": "xml"}, store)
     for name in ("mailfcgi", "mailworkerd"):
         result = subprocess.run([BIN_DIR / name], env=stack.env, cwd=tmp_path, capture_output=True,
                                 text=True, timeout=30)

@@ -14,11 +14,11 @@ from stack import BIN_DIR, Stack, wait_until
 
 
 @pytest.fixture
-def stack(tmp_path, smtp):
+def stack(tmp_path, smtp, store):
     s = Stack(tmp_path, {
         "SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none", "NUM_WORKERS": "4",
         "MAX_RETRIES": "3", "RETRY_BASE_DELAY": "3600", "WORKER_POLLING_INTERVAL": "1",
-    }).start()
+    }, store).start()
     yield s
     s.stop()
 
@@ -59,7 +59,7 @@ def dead_letter(stack, smtp, count):
         response = stack.request("POST", "/emails/batch", json=batch)
         assert response.status_code == 200, response.text
         ids += [item["request_id"] for item in response.json()["data"]]
-    wait_until(lambda: len(stack.files("dead_letter")) == count, timeout=120, what=f"{count} dead letters")
+    wait_until(lambda: stack.counts()["dead_letter"] == count, timeout=120, interval=0.1, what=f"{count} dead letters")
     smtp.mail_reply = None
     return ids
 
@@ -146,7 +146,7 @@ def test_requeue_of_1000_dead_letters_at_a_rate_while_delivering(stack, smtp):
     assert len(message_ids) == 1000 and len(set(message_ids)) == 1000  # each delivered once
     time.sleep(2)
     assert len(smtp.messages) == 1000
-    assert stack.files("dead_letter") == []
+    assert stack.counts()["dead_letter"] == 0
     record = stack.request("GET", f"/email/{ids[0]}").json()
     # Retries reset; the history kept: the refused attempt, then the one that delivered it.
     assert record["state"] == "sent" and record["retry_count"] == 0
@@ -162,6 +162,7 @@ def test_requeue_filters_by_reason_and_since(stack, smtp):
     smtp.wait_for(3, timeout=15)
 
 
+@pytest.mark.file_store("kill -9 at the file queue's crash points (MAIL_CRASH_AT)")
 @pytest.mark.parametrize("point", ["requeue.before-write", "requeue.before-unlink-marker"])
 def test_a_requeue_killed_between_its_steps_is_finished_by_the_next_one(stack, smtp, point):
     [dead] = dead_letter(stack, smtp, 1)
@@ -201,11 +202,11 @@ def test_delete_asks_first_and_takes_dead_letters_before_a_time(stack, smtp):
     ids = dead_letter(stack, smtp, 2)
     refused = mailctl(stack, "delete", "--dead-letters", input="n\n")
     assert refused.returncode == 1 and "not confirmed" in refused.stderr
-    assert len(stack.files("dead_letter")) == 2
+    assert stack.counts()["dead_letter"] == 2
     assert mailctl_json(stack, "delete", "--dead-letters", "--before", "1h", "--yes")[0]["items"] == []
     confirmed = mailctl(stack, "delete", "--dead-letters", input="y\n")
     assert confirmed.returncode == 0 and "deleted: 2 of 2" in confirmed.stdout
-    assert stack.files("dead_letter") == []
+    assert stack.counts()["dead_letter"] == 0
     assert stack.request("GET", f"/email/{ids[0]}").status_code == 404
 
 
@@ -234,16 +235,18 @@ def test_two_requeues_at_once_queue_each_dead_letter_once(stack, smtp):
     time.sleep(2)
     message_ids = [email.message_from_bytes(r.data)["Message-ID"] for r in smtp.messages]
     assert len(message_ids) == 200 and len(set(message_ids)) == 200  # never queued twice
-    assert stack.files("corrupt") == [] and stack.files("dead_letter") == []
+    counts = stack.counts()
+    assert counts["corrupt"] == 0 and counts["dead_letter"] == 0
     assert all(state(stack, i) == "sent" for i in ids[:20])
 
 
+@pytest.mark.file_store("kill -9 at a file queue's crash point (MAIL_CRASH_AT), then checks data/held/")
 @pytest.mark.parametrize("command", ["delete", "hold"])
-def test_a_claim_left_by_a_crash_makes_the_email_sending_not_deletable(tmp_path, smtp, command):
+def test_a_claim_left_by_a_crash_makes_the_email_sending_not_deletable(tmp_path, smtp, store, command):
     # mailworkerd killed after writing the deferred copy, before removing its claim: recovery
     # will put the claim back, so deleting or holding the pending copy would not stop it.
     stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
-                             "RETRY_BASE_DELAY": "3600", "MAIL_CRASH_AT": "defer.before-unlink-claim"}).start()
+                             "RETRY_BASE_DELAY": "3600", "MAIL_CRASH_AT": "defer.before-unlink-claim"}, store).start()
     try:
         smtp.rcpt_by_address["slow@example.net"] = ["451 4.7.1 try later"]
         request_id = post(stack, to_email="slow@example.net")
@@ -261,6 +264,7 @@ def test_a_claim_left_by_a_crash_makes_the_email_sending_not_deletable(tmp_path,
         stack.stop()
 
 
+@pytest.mark.file_store("removes data/dead_letter/ under the running daemons")
 def test_metrics_still_answer_while_a_folder_is_missing(stack, smtp):
     import shutil
     shutil.rmtree(stack.data / "dead_letter")
@@ -268,6 +272,7 @@ def test_metrics_still_answer_while_a_folder_is_missing(stack, smtp):
     assert response.status_code == 200 and "mail_worker_up" in response.text
 
 
+@pytest.mark.file_store("puts a folder named like a dead letter in data/dead_letter/")
 def test_an_entry_that_is_not_ours_does_not_break_the_listing(stack, smtp):
     [dead] = dead_letter(stack, smtp, 1)
     (stack.data / "dead_letter" / "batch_1700000000002_deadbeef.json").mkdir()

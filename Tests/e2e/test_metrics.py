@@ -11,11 +11,11 @@ from stack import Stack, wait_until
 
 
 @pytest.fixture
-def stack(tmp_path, smtp):
+def stack(tmp_path, smtp, store):
     s = Stack(tmp_path, {
         "SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
         "MAX_RETRIES": "1", "RETRY_BASE_DELAY": "0", "WORKER_POLLING_INTERVAL": "1",
-    }).start()
+    }, store).start()
     yield s
     s.stop()
 

@@ -46,10 +46,11 @@ def start_without_worker(stack):
     stack.stop_daemon("mailworkerd")
 
 
+@pytest.mark.file_store("plants the Python service's queue files, which the file store converts")
 @pytest.mark.parametrize("crash", [None, "legacy.before-unlink"])
-def test_mail_queued_by_the_python_service_is_delivered_once(tmp_path, smtp, crash):
+def test_mail_queued_by_the_python_service_is_delivered_once(tmp_path, smtp, store, crash):
     env = {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none", "WORKER_POLLING_INTERVAL": "1"}
-    stack = Stack(tmp_path, env)
+    stack = Stack(tmp_path, env, store)
     start_without_worker(stack)
     try:
         emails = plant(stack)
@@ -80,9 +81,10 @@ def test_mail_queued_by_the_python_service_is_delivered_once(tmp_path, smtp, cra
         stack.stop()
 
 
-def test_one_bad_email_in_a_python_queue_file_costs_the_others_nothing(tmp_path, smtp):
+@pytest.mark.file_store("plants the Python service's queue files, which the file store converts")
+def test_one_bad_email_in_a_python_queue_file_costs_the_others_nothing(tmp_path, smtp, store):
     env = {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none", "WORKER_POLLING_INTERVAL": "1"}
-    stack = Stack(tmp_path, env)
+    stack = Stack(tmp_path, env, store)
     start_without_worker(stack)
     try:
         queue = stack.data / "queue"

@@ -53,10 +53,11 @@ WORKER_GAPS = [
 ]
 
 
+@pytest.mark.file_store("kill -9 at the file queue's crash points (MAIL_CRASH_AT), then reads the queue files")
 @pytest.mark.parametrize("point,first_reply,outcome,most", WORKER_GAPS, ids=[g[0] for g in WORKER_GAPS])
-def test_kill_9_in_each_gap_of_the_worker_is_resolved_by_the_next_start(tmp_path, smtp, point, first_reply,
+def test_kill_9_in_each_gap_of_the_worker_is_resolved_by_the_next_start(tmp_path, smtp, store, point, first_reply,
                                                                          outcome, most):
-    stack = Stack(tmp_path, smtp_env(smtp, MAIL_CRASH_AT=point)).start()
+    stack = Stack(tmp_path, smtp_env(smtp, MAIL_CRASH_AT=point), store).start()
     try:
         if first_reply:
             smtp.rcpt_replies.append(first_reply)
@@ -90,9 +91,10 @@ def test_kill_9_in_each_gap_of_the_worker_is_resolved_by_the_next_start(tmp_path
         stack.stop()
 
 
+@pytest.mark.file_store("kill -9 at the file queue's crash points (MAIL_CRASH_AT), then reads the queue files")
 @pytest.mark.parametrize("point,delivered", [("enqueue.before-rename", 0), ("enqueue.before-directory-sync", 1)])
-def test_kill_9_in_each_gap_of_an_enqueue(tmp_path, smtp, point, delivered):
-    stack = Stack(tmp_path, smtp_env(smtp, MAIL_CRASH_AT=point)).start()
+def test_kill_9_in_each_gap_of_an_enqueue(tmp_path, smtp, store, point, delivered):
+    stack = Stack(tmp_path, smtp_env(smtp, MAIL_CRASH_AT=point), store).start()
     try:
         r = stack.post_email({"to_email": "gap@example.com", "subject": "gap", "body": "b"})
         assert r.status_code == 502  # the responder died: nginx had no answer
@@ -112,6 +114,7 @@ def test_kill_9_in_each_gap_of_an_enqueue(tmp_path, smtp, point, delivered):
         stack.stop()
 
 
+@pytest.mark.file_store("puts data/trash/ on another filesystem (the file store renames into it)")
 @pytest.mark.parametrize("how", ["mount", "symlink", "bind"])
 @pytest.mark.parametrize("daemon", ["mailworkerd", "mailfcgi"])
 def test_a_data_folder_on_another_filesystem_stops_the_daemon_naming_it(tmp_path, daemon, how):
@@ -142,8 +145,9 @@ def test_a_data_folder_on_another_filesystem_stops_the_daemon_naming_it(tmp_path
         shutil.rmtree(elsewhere)
 
 
-def test_a_trash_that_refuses_renames_after_start_never_makes_a_delivered_email_go_again(tmp_path, smtp):
-    stack = Stack(tmp_path, smtp_env(smtp)).start()
+@pytest.mark.file_store("bind-mounts over data/trash/ so that renames into it fail, then reads queue/active/")
+def test_a_trash_that_refuses_renames_after_start_never_makes_a_delivered_email_go_again(tmp_path, smtp, store):
+    stack = Stack(tmp_path, smtp_env(smtp), store).start()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     trash = stack.data / "trash"
@@ -171,8 +175,9 @@ def test_a_trash_that_refuses_renames_after_start_never_makes_a_delivered_email_
         stack.stop()
 
 
-def test_a_trash_removed_by_an_operator_while_running_sends_nothing_twice(tmp_path, smtp):
-    stack = Stack(tmp_path, smtp_env(smtp, CLAIM_TIMEOUT="8")).start()
+@pytest.mark.file_store("removes data/trash/ under the running daemons, then reads it")
+def test_a_trash_removed_by_an_operator_while_running_sends_nothing_twice(tmp_path, smtp, store):
+    stack = Stack(tmp_path, smtp_env(smtp, CLAIM_TIMEOUT="8"), store).start()
     try:
         first = post(stack)
         wait_until(lambda: deliveries(smtp, first) == 1, what="a first delivery")
@@ -203,13 +208,15 @@ def fill(path):
     return written
 
 
-def test_a_full_disk_refuses_with_507_keeps_the_retry_claimed_and_recovers_in_seconds(tmp_path, smtp):
+@pytest.mark.file_store("fills data/'s filesystem (a tmpfs) where the file store writes; reads the claim and trash")
+def test_a_full_disk_refuses_with_507_keeps_the_retry_claimed_and_recovers_in_seconds(tmp_path, smtp, store):
     data = tmp_path / "data"
     data.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", data], check=True)
     stack = None
     try:
-        stack = Stack(tmp_path, smtp_env(smtp, MIN_FREE_BYTES="0", MIN_FREE_INODES="0", RETRY_BASE_DELAY="1")).start()
+        stack = Stack(tmp_path, smtp_env(smtp, MIN_FREE_BYTES="0", MIN_FREE_INODES="0", RETRY_BASE_DELAY="1"),
+                      store).start()
         smtp.delay = 1.5
         smtp.data_replies.append("451 4.3.0 busy, try later")
         first = post(stack)
@@ -254,8 +261,9 @@ def test_a_full_disk_refuses_with_507_keeps_the_retry_claimed_and_recovers_in_se
         subprocess.run(["umount", data], check=True)
 
 
-def test_free_space_below_the_reserve_is_507_and_reported_by_health(tmp_path, smtp):
-    stack = Stack(tmp_path, smtp_env(smtp, MIN_FREE_BYTES=str(1 << 50))).start()
+@pytest.mark.file_store("MIN_FREE_BYTES is the file store's own check (FileQueue's enqueue measures data/queue/)")
+def test_free_space_below_the_reserve_is_507_and_reported_by_health(tmp_path, smtp, store):
+    stack = Stack(tmp_path, smtp_env(smtp, MIN_FREE_BYTES=str(1 << 50)), store).start()
     try:
         r = stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"})
         assert r.status_code == 507
@@ -280,12 +288,13 @@ def test_a_heartbeat_from_the_future_is_not_taken_for_a_running_worker(stack):
     assert body["status"] == "degraded"
 
 
+@pytest.mark.file_store("plants symlinks, a folder, a FIFO, unreadable and hostile queue files in data/queue/")
 @pytest.mark.parametrize("user", [None, "nobody"])
-def test_entries_that_are_not_what_they_seem_are_set_aside_and_the_rest_delivered(smtp, user):
+def test_entries_that_are_not_what_they_seem_are_set_aside_and_the_rest_delivered(smtp, store, user):
     # A base every user can reach (pytest's own temp folders are private to root).
     base = Path(tempfile.mkdtemp(prefix="odd-files-"))
     base.chmod(0o755)
-    stack = Stack(base, smtp_env(smtp))
+    stack = Stack(base, smtp_env(smtp), store)
     queue, active = stack.data / "queue", stack.data / "queue" / "active"
     active.mkdir(parents=True)
     passwd = os.stat("/etc/passwd")

@@ -7,9 +7,9 @@ from test_email_lifecycle import add_user
 
 
 @pytest.fixture
-def limited(tmp_path):
+def limited(tmp_path, store):
     """The stack with 2 requests a second per user and a burst of 3."""
-    s = Stack(tmp_path, {"WORKER_POLLING_INTERVAL": "5", "MAIL_RATE_LIMIT": "2", "MAIL_RATE_BURST": "3"}).start()
+    s = Stack(tmp_path, {"WORKER_POLLING_INTERVAL": "5", "MAIL_RATE_LIMIT": "2", "MAIL_RATE_BURST": "3"}, store).start()
     yield s
     s.stop()
 

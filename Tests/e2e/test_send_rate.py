@@ -8,9 +8,9 @@ import pytest
 from stack import Stack, wait_until
 
 
-def relay_stack(tmp_path, smtp, **env):
+def relay_stack(tmp_path, smtp, store, **env):
     return Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
-                            "NUM_WORKERS": "8", **env}).start()
+                            "NUM_WORKERS": "8", **env}, store).start()
 
 
 def send(stack, count):
@@ -19,8 +19,8 @@ def send(stack, count):
         assert stack.request("POST", "/emails/batch", json=batch).status_code == 200
 
 
-def test_the_rate_limit_holds_across_every_worker(tmp_path, smtp):
-    stack = relay_stack(tmp_path, smtp, SMTP_MAX_RATE="25")
+def test_the_rate_limit_holds_across_every_worker(tmp_path, smtp, store):
+    stack = relay_stack(tmp_path, smtp, store, SMTP_MAX_RATE="25")
     try:
         arrivals = []
         original = smtp.handle_DATA
@@ -41,14 +41,14 @@ def test_the_rate_limit_holds_across_every_worker(tmp_path, smtp):
         stack.stop()
 
 
-def test_a_relay_throttle_slows_the_pool_and_spends_no_retry(tmp_path, smtp):
-    stack = relay_stack(tmp_path, smtp, MAX_RETRIES="0")  # any counted failure would dead-letter
+def test_a_relay_throttle_slows_the_pool_and_spends_no_retry(tmp_path, smtp, store):
+    stack = relay_stack(tmp_path, smtp, store, MAX_RETRIES="0")  # any counted failure would dead-letter
     try:
         smtp.data_replies = ["454 4.7.0 Throttling failure: Maximum sending rate exceeded"] * 4 + \
             ["421 4.7.0 Error: too many messages in this connection"] * 2
         send(stack, 40)
         smtp.wait_for(40, timeout=60)
-        assert stack.files("dead_letter") == []
+        assert stack.counts()["dead_letter"] == 0
         status = stack.request("GET", "/workers/status").json()["status"]
         assert stack.request("GET", "/health").json()["send_rate"] == status["send_rate"]
         assert status["send_rate"]["configured"] is None
@@ -61,8 +61,8 @@ def test_a_relay_throttle_slows_the_pool_and_spends_no_retry(tmp_path, smtp):
         stack.stop()
 
 
-def test_fewer_connections_than_workers_runs_fewer_workers(tmp_path, smtp):
-    stack = relay_stack(tmp_path, smtp, SMTP_MAX_CONNECTIONS="2")
+def test_fewer_connections_than_workers_runs_fewer_workers(tmp_path, smtp, store):
+    stack = relay_stack(tmp_path, smtp, store, SMTP_MAX_CONNECTIONS="2")
     try:
         status = wait_until(lambda: stack.request("GET", "/workers/status").json()["status"], what="status")
         assert status["total_workers"] == 2
@@ -84,8 +84,8 @@ def test_bad_rate_settings_are_named(tmp_path, value):
     assert result.returncode != 0 and "SMTP_MAX_RATE" in result.stderr
 
 
-def test_a_throttle_to_rcpt_spends_no_retry_and_a_word_containing_rate_is_not_one(tmp_path, smtp):
-    stack = relay_stack(tmp_path, smtp, MAX_RETRIES="1", RETRY_BASE_DELAY="0.2")
+def test_a_throttle_to_rcpt_spends_no_retry_and_a_word_containing_rate_is_not_one(tmp_path, smtp, store):
+    stack = relay_stack(tmp_path, smtp, store, MAX_RETRIES="1", RETRY_BASE_DELAY="0.2")
     try:
         smtp.rcpt_by_address["busy@example.com"] = ["454 4.7.0 Throttling failure: Maximum sending rate exceeded"] * 2
         smtp.rcpt_by_address["b2@example.com"] = ["451 4.7.1 Too many messages, slow down"] * 2
@@ -95,10 +95,10 @@ def test_a_throttle_to_rcpt_spends_no_retry_and_a_word_containing_rate_is_not_on
                                  "body": "b"}).status_code == 200
         wait_until(lambda: {"busy@example.com", "b2@example.com"} <= {a for r in smtp.messages for a in r.rcpt_tos},
                    timeout=30, what="both delivered after the throttles")
-        assert stack.files("dead_letter") == []
+        assert stack.counts()["dead_letter"] == 0
         # "migrated" holds the letters r-a-t-e but is no rate limit: it spends retries as usual.
         smtp.data_replies = ["451 4.3.0 Message could not be migrated, try later"] * 2
         assert stack.post_email({"to_email": "m@example.com", "subject": "s", "body": "b"}).status_code == 200
-        wait_until(lambda: stack.files("dead_letter"), timeout=20, what="dead-lettered after its retry")
+        wait_until(lambda: stack.counts()["dead_letter"], timeout=20, what="dead-lettered after its retry")
     finally:
         stack.stop()

@@ -13,10 +13,10 @@ from stack import BIN_DIR, Stack, wait_until
 
 
 @pytest.fixture
-def stack(tmp_path, smtp):
+def stack(tmp_path, smtp, store):
     s = Stack(tmp_path, {
         "SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none", "MAX_RETRIES": "0",
-    }).start()
+    }, store).start()
     yield s
     s.stop()
 
@@ -93,7 +93,7 @@ def test_only_no_such_mailbox_refusals_suppress(stack, smtp, reply, suppresses):
 def test_a_deferral_never_suppresses(stack, smtp):
     smtp.rcpt_by_address["later@example.com"] = ["450 4.2.1 mailbox busy"]
     assert post(stack, to_email="later@example.com").status_code == 200
-    wait_until(lambda: stack.files("dead_letter"), what="given up (MAX_RETRIES 0)")
+    wait_until(lambda: stack.counts()["dead_letter"], what="given up (MAX_RETRIES 0)")
     assert suppressed(stack) == {}
 
 
@@ -140,9 +140,10 @@ def test_batches_refuse_or_keep_items_by_suppression(stack, smtp):
     assert smtp.wait_for(1)[0].rcpt_tos == ["fine@example.com"]
 
 
-def test_expiry_applies_and_mailctl_manages_the_list(tmp_path, smtp):
+@pytest.mark.file_store("moves a suppression's expiry into the past by editing its file in data/suppressions/")
+def test_expiry_applies_and_mailctl_manages_the_list(tmp_path, smtp, store):
     stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
-                             "SUPPRESSION_TTL_DAYS": "30"}).start()
+                             "SUPPRESSION_TTL_DAYS": "30"}, store).start()
     try:
         def mailctl(*args):
             return subprocess.run([BIN_DIR / "mailctl", *args], cwd=stack.base, env=stack.env,

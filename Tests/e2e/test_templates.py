@@ -92,7 +92,7 @@ def test_missing_variables_are_400_naming_every_one_and_nothing_is_queued(stack)
     for missing in ("app_name", "username", "email", "signup_date"):
         assert missing in detail
     assert "name," not in detail.split(":")[-1].split()  # given, so not listed
-    assert stack.files("queue") == []
+    assert stack.counts()["waiting"] == 0
 
 
 def test_unknown_template_is_400_listing_the_available_ones(stack):
@@ -102,7 +102,7 @@ def test_unknown_template_is_400_listing_the_available_ones(stack):
     assert "nope" in detail
     for name in DEFAULTS:
         assert name in detail
-    assert stack.files("queue") == []
+    assert stack.counts()["waiting"] == 0
 
 
 @pytest.mark.parametrize("name", ["../etc/passwd", "_partial", "a b", ""])
@@ -209,4 +209,4 @@ def test_template_subject_gets_the_raw_subject_checks(stack):
         response = stack.post_email({"to_email": "u@example.com", "template_name": "notification",
                                      "template_vars": {"title": title, "message": "m", "app_name": "A"}})
         assert response.status_code == 400, title
-    assert stack.files("queue") == []
+    assert stack.counts()["waiting"] == 0

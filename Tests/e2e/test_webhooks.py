@@ -87,13 +87,18 @@ def receiver():
     r.close()
 
 
-def webhook_stack(tmp_path, smtp, receiver, **env):
+def webhook_stack(tmp_path, smtp, store, receiver, **env):
     return Stack(tmp_path, {
         "SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
         "WEBHOOK_URL": f"http://127.0.0.1:{receiver.port}/hooks", "WEBHOOK_SECRET": SECRET,
         # The published schedule is 5 s, 5 min, ...; the tests' is short.
         "WEBHOOK_RETRY_SCHEDULE": "0.3,0.5,1", "MAX_RETRIES": "1", "RETRY_BASE_DELAY": "0.2", **env,
-    }).start()
+    }, store).start()
+
+
+def queued_events(stack, *flags):
+    """mailctl's list of the events waiting (--failed: given up), from either store."""
+    return stack.mailctl_json("events", "list", *flags)
 
 
 def post(stack, **fields):
@@ -102,8 +107,8 @@ def post(stack, **fields):
     return response.json()["request_id"]
 
 
-def test_every_event_type_arrives_signed_once_and_in_order(tmp_path, smtp, receiver):
-    stack = webhook_stack(tmp_path, smtp, receiver)
+def test_every_event_type_arrives_signed_once_and_in_order(tmp_path, smtp, store, receiver):
+    stack = webhook_stack(tmp_path, smtp, store, receiver)
     try:
         sent = post(stack, to_email="ok@example.com", tags=[{"name": "kind", "value": "receipt"}])
         smtp.rcpt_by_address["nobody@example.com"] = ["550 5.7.1 policy refusal"]
@@ -140,29 +145,29 @@ def test_every_event_type_arrives_signed_once_and_in_order(tmp_path, smtp, recei
         assert refused[0]["state"] == "failed" and refused[0]["code"] == 550
         gone = by_type[(suppressed, "email.suppressed")]["data"]["recipients"]
         assert gone == [{"address": "gone@example.com", "state": "suppressed", "reply": "asked"}]
-        assert stack.files("events/pending") == []
+        assert queued_events(stack) == []
     finally:
         stack.stop()
 
 
-def test_a_receiver_down_or_failing_gets_every_event_once_it_is_up(tmp_path, smtp, receiver):
+def test_a_receiver_down_or_failing_gets_every_event_once_it_is_up(tmp_path, smtp, store, receiver):
     receiver.fail_next = 2
     receiver.hang_next = 1  # one answer that never comes: the 10 s timeout, then a retry
-    stack = webhook_stack(tmp_path, smtp, receiver, WEBHOOK_RETRY_SCHEDULE="0.3,0.5,1,1,1")
+    stack = webhook_stack(tmp_path, smtp, store, receiver, WEBHOOK_RETRY_SCHEDULE="0.3,0.5,1,1,1")
     try:
         ids = [post(stack, to_email=f"u{i}@example.com") for i in range(3)]
         wait_until(lambda: all(receiver.types(i) == ["email.sent"] for i in ids), timeout=60,
                    what="every event after the failures")
         assert len(receiver.unique()) == 3
-        assert stack.files("events/pending") == [] and stack.files("events/failed") == []
+        assert queued_events(stack) == [] and queued_events(stack, "--failed") == []
     finally:
         stack.stop()
 
 
-def test_a_receiver_that_is_not_there_yet_gets_the_events_once_it_starts(tmp_path, smtp):
+def test_a_receiver_that_is_not_there_yet_gets_the_events_once_it_starts(tmp_path, smtp, store):
     port = free_port()  # nothing listens: connection refused, retried
     absent = type("Absent", (), {"port": port})()
-    stack = webhook_stack(tmp_path, smtp, absent, WEBHOOK_RETRY_SCHEDULE="0.3,0.5,1,1,1,1,1,1")
+    stack = webhook_stack(tmp_path, smtp, store, absent, WEBHOOK_RETRY_SCHEDULE="0.3,0.5,1,1,1,1,1,1")
     receiver = None
     try:
         ids = [post(stack, to_email=f"v{i}@example.com") for i in range(2)]
@@ -178,12 +183,12 @@ def test_a_receiver_that_is_not_there_yet_gets_the_events_once_it_starts(tmp_pat
             receiver.close()
 
 
-def test_after_the_last_retry_an_event_waits_for_mailctl(tmp_path, smtp, receiver):
+def test_after_the_last_retry_an_event_waits_for_mailctl(tmp_path, smtp, store, receiver):
     receiver.always_fail = True
-    stack = webhook_stack(tmp_path, smtp, receiver, WEBHOOK_RETRY_SCHEDULE="0.2,0.2")
+    stack = webhook_stack(tmp_path, smtp, store, receiver, WEBHOOK_RETRY_SCHEDULE="0.2,0.2")
     try:
         request_id = post(stack, to_email="u@example.com")
-        wait_until(lambda: stack.files("events/failed"), timeout=20, what="the event given up")
+        wait_until(lambda: queued_events(stack, "--failed"), timeout=20, interval=0.1, what="the event given up")
         status = wait_until(lambda: (s := stack.request("GET", "/workers/status").json()["status"])["webhook_events"]["failed"] == 1 and s,
                             what="the backlog in /workers/status")
         assert "mail_webhook_events{state=\"failed\"} 1" in stack.request("GET", "/metrics").text
@@ -202,11 +207,12 @@ def test_after_the_last_retry_an_event_waits_for_mailctl(tmp_path, smtp, receive
         stack.stop()
 
 
-def test_kill_9_around_the_state_change_loses_no_event(tmp_path, smtp, receiver):
+@pytest.mark.file_store("kill -9 at a file queue's crash point (MAIL_CRASH_AT)")
+def test_kill_9_around_the_state_change_loses_no_event(tmp_path, smtp, store, receiver):
     # Killed after the relay took it and the event was recorded, before the sent email left
     # queue/active: the restart sends it again (the documented window) and records the same
     # event id again; after de-duplication the receiver has it once.
-    stack = webhook_stack(tmp_path, smtp, receiver, MAIL_CRASH_AT="sent.before-trash")
+    stack = webhook_stack(tmp_path, smtp, store, receiver, MAIL_CRASH_AT="sent.before-trash")
     try:
         request_id = post(stack, to_email="u@example.com")
         wait_until(lambda: stack.procs["mailworkerd"].poll() is not None, what="mailworkerd killed")
@@ -221,14 +227,15 @@ def test_kill_9_around_the_state_change_loses_no_event(tmp_path, smtp, receiver)
         stack.stop()
 
 
-def test_an_email_s_events_keep_their_order_while_the_receiver_fails(tmp_path, smtp, receiver):
+def test_an_email_s_events_keep_their_order_while_the_receiver_fails(tmp_path, smtp, store, receiver):
     receiver.always_fail = True
-    stack = webhook_stack(tmp_path, smtp, receiver, WEBHOOK_RETRY_SCHEDULE="0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5",
+    stack = webhook_stack(tmp_path, smtp, store, receiver, WEBHOOK_RETRY_SCHEDULE="0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5",
                           RETRY_BASE_DELAY="3600")
     try:
         smtp.rcpt_by_address["later@example.com"] = ["451 4.7.1 try later"]
         request_id = post(stack, to_email="later@example.com")
-        wait_until(lambda: any("deferred" in n for n in stack.files("events/pending")), what="the deferred event")
+        wait_until(lambda: any(e["type"] == "email.deferred" for e in queued_events(stack)), interval=0.1,
+                   what="the deferred event")
         assert stack.request("DELETE", f"/email/{request_id}").status_code == 200
         time.sleep(1)
         receiver.always_fail = False
@@ -238,8 +245,8 @@ def test_an_email_s_events_keep_their_order_while_the_receiver_fails(tmp_path, s
         stack.stop()
 
 
-def test_the_events_filter_sends_only_what_is_asked(tmp_path, smtp, receiver):
-    stack = webhook_stack(tmp_path, smtp, receiver, WEBHOOK_EVENTS="email.dead_lettered, canceled")
+def test_the_events_filter_sends_only_what_is_asked(tmp_path, smtp, store, receiver):
+    stack = webhook_stack(tmp_path, smtp, store, receiver, WEBHOOK_EVENTS="email.dead_lettered, canceled")
     try:
         sent = post(stack, to_email="ok@example.com")
         smtp.wait_for(1)
@@ -248,7 +255,7 @@ def test_the_events_filter_sends_only_what_is_asked(tmp_path, smtp, receiver):
         wait_until(lambda: receiver.types(dead) == ["email.dead_lettered"], timeout=20, what="the dead letter")
         time.sleep(1)
         assert receiver.types(sent) == []
-        assert stack.files("events/pending") == []  # the unwanted ones are dropped, not kept
+        assert queued_events(stack) == []  # the unwanted ones are dropped, not kept
     finally:
         stack.stop()
 

@@ -42,9 +42,9 @@ def test_killed_worker_makes_health_503_within_three_heartbeats_and_back(stack):
     wait_until(lambda: stack.request("GET", "/health").status_code == 200, timeout=10, what="/health 200")
 
 
-def test_stopped_smtp_server_leaves_the_email_pending_and_health_degraded(tmp_path, smtp):
+def test_stopped_smtp_server_leaves_the_email_pending_and_health_degraded(tmp_path, smtp, store):
     stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
-                             "RETRY_BASE_DELAY": "0.5", "DELIVERY_PAUSE_MAX": "2"}).start()
+                             "RETRY_BASE_DELAY": "0.5", "DELIVERY_PAUSE_MAX": "2"}, store).start()
     try:
         smtp.controller.stop()
         assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
@@ -52,7 +52,8 @@ def test_stopped_smtp_server_leaves_the_email_pending_and_health_degraded(tmp_pa
         health = stack.request("GET", "/health").json()
         assert "delivery paused" in health["components"]["email_sender"]
         assert "next probe in" in health["components"]["email_sender"]
-        assert stack.files("dead_letter") == [] and len(stack.files("queue")) == 1
+        counts = stack.counts()
+        assert counts["dead_letter"] == 0 and counts["waiting"] == 1
         controller, handler = start_smtp_server(smtp.port)
         try:
             handler.wait_for(1, timeout=30)
@@ -63,16 +64,16 @@ def test_stopped_smtp_server_leaves_the_email_pending_and_health_degraded(tmp_pa
         stack.stop()
 
 
-def test_auto_processing_disabled_delivers_nothing_and_says_so(tmp_path, smtp):
+def test_auto_processing_disabled_delivers_nothing_and_says_so(tmp_path, smtp, store):
     stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
-                             "AUTO_PROCESSING_ENABLED": "false"}).start()
+                             "AUTO_PROCESSING_ENABLED": "false"}, store).start()
     try:
         assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
         body = wait_until(lambda: (b := stack.request("GET", "/workers/status").json())["worker_pool_status"] == "disabled" and b,
                           what="the disabled state")
         assert body["auto_processing_enabled"] is False
         time.sleep(1)
-        assert smtp.messages == [] and len(stack.files("queue")) == 1
+        assert smtp.messages == [] and stack.counts()["waiting"] == 1
         assert stack.request("GET", "/health").status_code == 200
     finally:
         stack.stop()
@@ -99,7 +100,7 @@ def test_sigterm_while_sending_exits_0_and_loses_nothing(stack, smtp):
     started = time.monotonic()
     assert stack.stop_daemon("mailworkerd") == 0
     assert time.monotonic() - started < 30
-    assert stack.files("queue/active") == []
+    assert stack.counts()["processing"] == 0
     status = stack.request("GET", "/workers/status").json()
     assert status["worker_pool_status"] == "stopped"
     stack.start_daemon("mailworkerd")
@@ -107,26 +108,26 @@ def test_sigterm_while_sending_exits_0_and_loses_nothing(stack, smtp):
                what="every email after the restart")
 
 
-def test_sends_stuck_past_shutdown_timeout_go_back_to_the_queue(tmp_path, smtp):
+def test_sends_stuck_past_shutdown_timeout_go_back_to_the_queue(tmp_path, smtp, store):
     smtp.delay = 8
     stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
-                             "SHUTDOWN_TIMEOUT": "1", "NUM_WORKERS": "1"}).start()
+                             "SHUTDOWN_TIMEOUT": "1", "NUM_WORKERS": "1"}, store).start()
     try:
         assert stack.post_email({"to_email": "a@example.com", "subject": "s", "body": "b"}).status_code == 200
-        wait_until(lambda: stack.files("queue/active"), what="the claim")
+        wait_until(lambda: stack.counts()["processing"], what="the claim")
         started = time.monotonic()
         assert stack.stop_daemon("mailworkerd") == 0
         assert time.monotonic() - started < 5
-        (name,) = stack.files("queue")
-        assert name.endswith(".json") and ".processing" not in name
+        counts = stack.counts()
+        assert counts["waiting"] == 1 and counts["processing"] == 0
         assert "back to the queue" in stack.log("mailworkerd")
     finally:
         stack.stop()
 
 
-def test_log_file_rotates_keeping_its_backups(tmp_path, smtp):
+def test_log_file_rotates_keeping_its_backups(tmp_path, smtp, store):
     stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
-                             "LOG_MAX_BYTES": "4096", "LOG_BACKUPS": "3", "LOG_LEVEL": "debug"}).start()
+                             "LOG_MAX_BYTES": "4096", "LOG_BACKUPS": "3", "LOG_LEVEL": "debug"}, store).start()
     try:
         post_many(stack, 120, threads=4)
         smtp.wait_for(120, timeout=60)
@@ -142,9 +143,9 @@ def test_log_file_rotates_keeping_its_backups(tmp_path, smtp):
         stack.stop()
 
 
-def test_process_batch_delivers_the_next_email_by_hand(tmp_path, smtp):
+def test_process_batch_delivers_the_next_email_by_hand(tmp_path, smtp, store):
     stack = Stack(tmp_path, {"SMTP_SERVER": "127.0.0.1", "PORT": str(smtp.port), "SMTP_TLS": "none",
-                             "AUTO_PROCESSING_ENABLED": "false"}).start()
+                             "AUTO_PROCESSING_ENABLED": "false"}, store).start()
     try:
         empty = stack.request("POST", "/process-batch").json()
         assert empty["processed"] is False
@@ -166,5 +167,5 @@ def test_process_batch_while_mailworkerd_runs_never_sends_twice(stack, smtp):
     for _ in range(30):
         stack.request("POST", "/process-batch")
     smtp.wait_for(60, timeout=30)
-    wait_until(lambda: stack.files("queue") == [], what="the queue to drain")
+    wait_until(lambda: stack.counts()["waiting"] == 0, what="the queue to drain")
     assert sorted(smtp.message_ids()) == sorted(f"<{i}@example.org>" for i in ids)
