@@ -36,6 +36,35 @@ def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+class Store:
+    """Where the daemons keep the emails: `file` (data/queue and the folders beside it) or
+    `postgres` (`database_url`, a database of the test's own: the `store` fixture)."""
+
+    def __init__(self, name, database_url=None):
+        self.name = name
+        self.database_url = database_url
+
+    def __repr__(self):
+        return f"Store({self.name!r})"
+
+    @property
+    def env(self):
+        """The settings that choose this store, for every daemon and mailctl."""
+        if self.name == "file":
+            return {"QUEUE_STORE": "file"}
+        return {"QUEUE_STORE": "postgres", "DATABASE_URL": self.database_url}
+
+    def claim_timeout(self, seconds):
+        """The setting after which a claim still held by a living worker is taken back
+        (`CLAIM_TIMEOUT` on both stores; the database store also has its leases)."""
+        return {"CLAIM_TIMEOUT": str(seconds)}  # the same for both stores: a lease renewed while sending is still put back
+
+
+# The file store's folders under data/ (the queue and what the store keeps beside it: dead
+# letters, finished emails, suppressions, webhook events, idempotency keys).
+FILE_STORE_FOLDERS = {"queue", "dead_letter", "trash", "corrupt", "held", "suppressions", "events", "idempotency"}
+
+
 class Stack:
     """One running stack in its own directory; `env` holds the daemons' settings, `store`
     says where they keep the emails (the `store` fixture's; by default the one `env` names).
