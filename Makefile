@@ -27,9 +27,17 @@ run: release
 unit: build
 	$(SWIFT) test
 
-# The e2e suite drives the debug binaries: same code as release, and CI builds once.
+# The e2e suite drives the debug binaries: same code as release, and CI builds once. It runs
+# on both queue stores (MAIL_STORES=file or postgres for one: Tests/e2e/conftest.py, which
+# starts and stops a private PostgreSQL server), in E2E_WORKERS pytest-xdist processes (its
+# tests mostly wait on the daemons), then the timing-sensitive ones (marked serial) one at a
+# time; the second pass runs however the first ended.
+E2E_WORKERS ?= 3
 e2e: build venv
-	BIN_DIR=$$($(SWIFT) build --show-bin-path) .venv/bin/pytest -q Tests/e2e
+	@export BIN_DIR=$$($(SWIFT) build --show-bin-path); status=0; \
+	(set -x; .venv/bin/pytest -q -n $(E2E_WORKERS) --dist worksteal -m "not serial" Tests/e2e) || status=1; \
+	(set -x; .venv/bin/pytest -q -m serial Tests/e2e) || [ $$? -eq 5 ] || status=1; \
+	exit $$status
 
 # The committed .swift-format is the style; `make format` applies it, `make test` checks it.
 format:

@@ -2,6 +2,8 @@
 import json
 import os
 import pwd
+import random
+import re
 import signal
 import socket
 import subprocess
@@ -20,10 +22,38 @@ RELAY_SETTINGS = {"SMTP_SERVER", "PORT", "PASSWORD", "SMTP_USERNAME", "SMTP_TLS"
                   "DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY_FILE"}
 
 
+def _port_range():
+    """This process's own slice of the ports below the kernel's ephemeral range: pytest-xdist's
+    workers never hand out the same port, and no client connection takes one as its source
+    port between the test choosing it and a server binding it."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral = int(f.read().split()[0])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...; unset without xdist
+    index = int(re.sub(r"\D", "", worker)) + 1 if worker else 0
+    slices = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")) + 1
+    low = 10000
+    size = (ephemeral - low) // slices
+    return range(low + index * size, low + (index + 1) * size)
+
+
+_PORTS = _port_range()
+_next_port = random.randrange(len(_PORTS))  # another suite running beside this one starts elsewhere
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, from this process's slice (ports just used are skipped:
+    a listener still in TIME_WAIT fails the probe)."""
+    global _next_port
+    for _ in range(len(_PORTS)):
+        port = _PORTS[_next_port % len(_PORTS)]
+        _next_port += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {_PORTS}")
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):

@@ -86,6 +86,7 @@ def test_authenticated_user_is_stored_with_the_email(tmp_path, file_stack):
     assert entry["request_id"] == response.json()["request_id"]
 
 
+@pytest.mark.serial  # the .eml within a second
 def test_file_transport_writes_eml_within_a_second(file_stack):
     response = file_stack.post_email({"to_email": "carol@example.com", "subject": "hi", "body": "there"})
     assert response.status_code == 200

@@ -327,6 +327,13 @@ def test_process_batch_without_mailworkerd_answers_503_saying_so(tmp_path, smtp,
         stack.stop()
 
 
+def working_in(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None  # ended meanwhile
+
+
 def environ(pid):
     raw = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
     return {item.split(b"=", 1)[0].decode(): item.split(b"=", 1)[1] for item in raw if b"=" in item}
@@ -355,7 +362,8 @@ def test_make_run_gives_mailfcgi_no_relay_setting(tmp_path, smtp):
                 return None
         wait_until(answers, timeout=20, what="make run to answer")
         pids = subprocess.run(["pgrep", "-f", str(BIN_DIR)], capture_output=True, text=True).stdout.split()
-        daemons = {open(f"/proc/{p}/comm").read().strip(): p for p in pids}
+        # This make run's daemons, which work in its folder (other tests' may run beside them).
+        daemons = {open(f"/proc/{p}/comm").read().strip(): p for p in pids if working_in(p) == str(tmp_path)}
         fcgi, worker = environ(daemons["mailfcgi"]), environ(daemons["mailworkerd"])
         assert not RELAY_SETTINGS & set(fcgi), sorted(RELAY_SETTINGS & set(fcgi))
         assert worker.get("SMTP_TIMEOUT") == b"30"

@@ -202,6 +202,7 @@ def test_cancel_racing_delivery_has_exactly_one_winner(tmp_path, smtp, store):
         stack.stop()
 
 
+@pytest.mark.serial  # sent within a second of send_at
 def test_a_scheduled_email_goes_out_within_a_second_of_its_time(tmp_path, smtp, store):
     stack = relay_stack(tmp_path, smtp, store)
     try:

@@ -36,6 +36,7 @@ def test_claims_left_by_a_killed_worker_are_delivered_after_restart(stack, smtp)
     wait_until(lambda: stack.files("queue") == [], what="the queue to empty")
 
 
+@pytest.mark.serial  # the .eml within a second
 def test_make_run_script_serves_the_readme_example_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
     env = {**os.environ, "BIN_DIR": str(BIN_DIR), "RUN_DIR": str(tmp_path / "run"),

@@ -178,9 +178,10 @@ def test_a_requeue_killed_between_its_steps_is_finished_by_the_next_one(stack, s
 
 
 def test_delete_racing_claims_never_both_deletes_and_sends(stack, smtp):
-    # 4 workers at 0.2 s an email take 2 s for 40: one mailctl call deletes them as they are
-    # being claimed, so some deletes win and some find the email sending or sent.
-    smtp.delay = 0.2
+    # 4 workers at 1 s an email take 10 s for 40, far longer than posting them even on a busy
+    # machine: one mailctl call deletes them as they are being claimed, so some deletes win and
+    # some find the email sending or sent.
+    smtp.delay = 1.0
     ids = [post(stack, to_email=f"race{i}@example.com") for i in range(40)]
     result, _ = mailctl_json(stack, "delete", "--yes", *ids)
     outcomes = {item["request_id"]: item for item in result["items"]}

@@ -32,6 +32,7 @@ from stack import Stack, wait_until
 
 pytestmark = [
     pytest.mark.multihost,
+    pytest.mark.serial,  # heavy (five hosts, 5,000 emails): alone, after the parallel pass
     pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
                        reason="network namespaces need root and iproute2 (ip netns)"),
 ]

@@ -5,6 +5,9 @@ import requests
 from stack import Stack
 from test_email_lifecycle import add_user
 
+# 20 requests must take well under a second against 2 a second: one at a time.
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture
 def limited(tmp_path, store):

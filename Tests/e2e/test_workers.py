@@ -2,6 +2,8 @@
 import signal
 import time
 
+import pytest
+
 from smtp_server import start_smtp_server
 from stack import Stack, wait_until
 from test_queue import post_many
@@ -28,6 +30,7 @@ def test_three_workers_share_300_emails_and_report_it(stack, smtp):
     assert len(ids) == 300
 
 
+@pytest.mark.serial  # 503 within 4.5 s of the kill
 def test_killed_worker_makes_health_503_within_three_heartbeats_and_back(stack):
     assert stack.request("GET", "/health").status_code == 200
     stack.stop_daemon("mailworkerd", sig=signal.SIGKILL)
