@@ -294,7 +294,7 @@ lines += [
     + ". The scan stops at the first row it can lock, but steps over the index entries of rows the rounds",
     "claimed, until vacuum removes them. Most of a claim's time is its commit: each claim and each markSent waits",
     "for a WAL flush (the file store's claim and its move to the trash are renames it does not fsync), so one",
-    "thread runs at about the disk's sync rate, and more threads share flushes (group commit).",
+    "thread's rate is bounded by the disk's flushes, and more threads share them (group commit).",
     "",
     f"Delivery of the same {delivery['backlog']:,}-email backlog into the same smtp-sink, the postgres store's run right",
     f"after the file store's at the same worker count (its rows copied in, vacuumed and checkpointed before",
