@@ -209,7 +209,7 @@ if Context.environment["MAIL_BENCH"] != nil {
     package.targets += [
         .executableTarget(
             name: "claims-bench",
-            dependencies: ["MailModel", "Queue"],
+            dependencies: ["MailModel", "Queue", "PostgresQueue", .product(name: "Logging", package: "swift-log")],
             path: "bench/QueueBench"
         ),
         .executableTarget(

@@ -10,8 +10,16 @@ index) to the last email recorded as sent; the end is exact, read from the chang
 the trash files (set by the rename that files each one). The backlog is written once, as mailfcgi writes queue files, and each run's
 `data/queue/` is filled from it before mailworkerd starts, so filling it costs nothing measured.
 
+With BENCH_DATABASE_URL (a server's URL, as bench/postgres.sh prints it), mailworkerd with
+QUEUE_STORE=postgres empties the same backlog, at POSTGRES_WORKERS, each run right after the
+file store's run at the same worker count, with a budget of its own. Its queue is the
+backlog's rows, copied into `mail_emails` as the store inserts them, then vacuumed and
+checkpointed before mailworkerd starts (the database's counterpart of the sync above); its
+end is the last row's `updated_at`, which the statement recording the email as sent sets.
+
 Installs postfix (for smtp-sink and smtp-source) if missing, without configuring or starting
 it. usage: bench/delivery.py BIN_DIR   prints one JSON object, progress on stderr."""
+import csv
 import datetime
 import json
 import os
@@ -35,6 +43,11 @@ ROUNDS = 3
 # Wall time for all rounds (make bench must stay under 15 minutes): a configuration gets
 # another round only while its first round's duration still fits.
 BUDGET_SECONDS = 200
+# The postgres store's runs: the fewest and the most workers of the file store's (the pool's
+# claims contend for the head of the same index only with several), in a budget of their own
+# so that they take no run from the file store's figures.
+POSTGRES_WORKERS = (4, 16)
+POSTGRES_BUDGET_SECONDS = 120
 SENDER, RECIPIENT = "bench@example.com", "user@example.com"
 # The same small raw email as bench/post-email.lua posts in the enqueue benchmark.
 SUBJECT, BODY = "Your code", "Your code is 123456.\nIt expires in 30 minutes."
@@ -137,6 +150,33 @@ def copy_backlog(backlog, queue_dir):
     os.sync()
 
 
+def psql(database, sql):
+    """Runs `sql` with psql against `database` (a URL); returns its unaligned output."""
+    return subprocess.run(["psql", "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1", "-d", database, "-c", sql],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def backlog_rows(backlog, path):
+    """The backlog as the postgres store's rows (a CSV for COPY): what `enqueue` inserts for
+    each email, its JSON as the body."""
+    with open(path, "w", newline="") as out:
+        rows = csv.writer(out)
+        for name in sorted(os.listdir(backlog)):
+            body = (backlog / name).read_text()
+            email = json.loads(body)
+            rows.writerow([email["request_id"], "waiting", email["priority"], email["created_at"], body])
+
+
+def fill_database(database, rows):
+    """A fresh queue in `database`: the rows copied in, vacuumed (hint bits and statistics
+    set, as a queue that has sat for a while has them) and checkpointed (no dirty page left
+    to be flushed during the run)."""
+    psql(database, "TRUNCATE mail_emails")
+    psql(database, f"\\copy mail_emails (request_id, state, priority, created_at, body) FROM '{rows}' WITH (FORMAT csv)")
+    psql(database, "VACUUM ANALYZE mail_emails")
+    psql(database, "CHECKPOINT")
+
+
 def sent_at(path):
     """When a delivered email was filed in the trash (`B.sent.json`): its change time, which
     the rename into the trash sets, epoch seconds."""
@@ -152,16 +192,32 @@ def sent_so_far(data):
     return sum(worker["emails_sent"] for worker in status["workers"])
 
 
-def deliver(workers, port, backlog, work, extra_env=None):
+def failed_so_far(data):
+    """Emails that failed an attempt, from the status file; 0 before it exists."""
+    try:
+        status = json.loads((data / "status/workers.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    return sum(worker["emails_failed"] for worker in status["workers"])
+
+
+def deliver(workers, port, backlog, work, extra_env=None, database=None):
     """One run: mailworkerd with `workers` threads empties a copy of `backlog` into the sink
-    at `port` (`extra_env`: settings added, DKIM's say). Returns emails/s from its start to
-    the last email sent, the seconds to the first one, its peak RSS and its CPU time per email."""
+    at `port` (`extra_env`: settings added, DKIM's say). With `database` (a URL), the postgres
+    store's queue there instead, `backlog` then being its rows (`backlog_rows`). Returns
+    emails/s from its start to the last email sent, the seconds to the first one, its peak
+    RSS and its CPU time per email."""
     base = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     data = base / "data"
-    copy_backlog(backlog, data / "queue")
-    count = len(os.listdir(data / "queue"))
+    if database:
+        fill_database(database, backlog)
+        count = int(psql(database, "SELECT count(*) FROM mail_emails"))
+        extra_env = {**(extra_env or {}), "QUEUE_STORE": "postgres", "DATABASE_URL": database}
+    else:
+        copy_backlog(backlog, data / "queue")
+        count = len(os.listdir(data / "queue"))
     for folder in ("trash", "dead_letter"):  # watched below before mailworkerd makes them
-        (data / folder).mkdir()
+        (data / folder).mkdir(parents=True)
     # Only what this run sets: a PASSWORD or SMTP_* in the caller's environment must not leak in.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DATA_DIR": str(data), "LOG_DIR": str(base / "logs"),
            "LOG_STDERR": "false", "SENDER_EMAIL": SENDER, "SMTP_SERVER": "127.0.0.1", "PORT": str(port),
@@ -174,20 +230,26 @@ def deliver(workers, port, backlog, work, extra_env=None):
             # a trash folder of up to 20,000 names four times a second took a tenth of the
             # machine's CPU from the run. The end time comes from the names, listed once.
             while (done := sent_so_far(data)) < count:
-                failed = os.listdir(data / "dead_letter")
+                failed = failed_so_far(data) if database else len(os.listdir(data / "dead_letter"))
                 if proc.poll() is not None or failed or time.time() - started > RUN_TIMEOUT:
                     tail = (base / "logs/mailworkerd.log").read_text().splitlines()[-5:]
                     raise RuntimeError(f"delivery stopped at {done} of {count} (exit {proc.poll()}, "
-                                       f"{len(failed)} dead letters): " + " | ".join(tail))
+                                       f"{failed} failed): " + " | ".join(tail))
                 time.sleep(0.1)
-            sent = os.listdir(data / "trash")
+            sent = None if database else os.listdir(data / "trash")
             memory = memory_mib(proc.pid)
             # utime and stime, fields 14 and 15 of proc(5)'s stat, after the ")" ending field 2.
             ticks = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
             cpu_seconds = (int(ticks[11]) + int(ticks[12])) / os.sysconf("SC_CLK_TCK")
         finally:
             stop(proc)
-        times = [sent_at(data / "trash" / name) for name in sent]
+        if database:
+            first, last = map(float, psql(database, "SELECT extract(epoch FROM min(updated_at)), "
+                                                    "extract(epoch FROM max(updated_at)) FROM mail_emails "
+                                                    "WHERE state = 'sent'").split("|"))
+            times = [first, last]
+        else:
+            times = [sent_at(data / "trash" / name) for name in sent]
         return {"emails_per_second": count / (max(times) - started), "first_sent_seconds": min(times) - started,
                 # From the first email sent to the last: the steady rate, start-up left out.
                 "span_emails_per_second": (count - 1) / max(1e-6, max(times) - min(times)),
@@ -251,19 +313,38 @@ def main():
         message_bytes, source_length, source_bytes = message_sizes(work, work / "one")
         log(f"  message: {message_bytes} bytes; smtp-source -l {source_length} sends {source_bytes} bytes")
         write_backlog(work / "backlog", BACKLOG)
+        database = None
+        if server := os.environ.get("BENCH_DATABASE_URL"):
+            database = subprocess.run([Path(__file__).parent / "postgres.sh", "createdb", server, "bench_delivery"],
+                                      capture_output=True, text=True, check=True).stdout.strip()
+            # mailctl migrates the schema, as any program opening the store does.
+            subprocess.run([BIN / "mailctl", "stats"], check=True, stdout=subprocess.DEVNULL, cwd=work,
+                           env={"PATH": os.environ["PATH"], "DATA_DIR": str(work / "mailctl"), "LOG_STDERR": "false",
+                                "LOG_DIR": str(work / "mailctl"), "QUEUE_STORE": "postgres", "DATABASE_URL": database})
+            backlog_rows(work / "backlog", work / "backlog.csv")
         sink, port = start_sink()
         runs = {n: {"ours": [], "source": [], "seconds": None} for n in WORKERS}
+        pg_runs = {n: {"ours": [], "seconds": None} for n in POSTGRES_WORKERS if database}
+        pg_spent = 0.0  # the postgres runs' wall time, which the file store's budget leaves out
         for round_number in range(ROUNDS):
             for n in WORKERS:
                 r = runs[n]
-                if r["seconds"] and time.monotonic() - began + r["seconds"] > BUDGET_SECONDS:
+                if not (r["seconds"] and time.monotonic() - began - pg_spent + r["seconds"] > BUDGET_SECONDS):
+                    run_began = time.monotonic()
+                    r["source"].append(smtp_source(n, port, source_length))
+                    r["ours"].append(deliver(n, port, work / "backlog", work))
+                    r["seconds"] = r["seconds"] or time.monotonic() - run_began
+                    log(f"  round {round_number + 1}, {n} workers: {r['ours'][-1]['emails_per_second']:,.0f} emails/s, "
+                        f"smtp-source {r['source'][-1]:,.0f} emails/s")
+                p = pg_runs.get(n)
+                if p is None or (p["seconds"] and pg_spent + p["seconds"] > POSTGRES_BUDGET_SECONDS):
                     continue
                 run_began = time.monotonic()
-                r["source"].append(smtp_source(n, port, source_length))
-                r["ours"].append(deliver(n, port, work / "backlog", work))
-                r["seconds"] = r["seconds"] or time.monotonic() - run_began
-                log(f"  round {round_number + 1}, {n} workers: {r['ours'][-1]['emails_per_second']:,.0f} emails/s, "
-                    f"smtp-source {r['source'][-1]:,.0f} emails/s")
+                p["ours"].append(deliver(n, port, work / "backlog.csv", work, database=database))
+                p["seconds"] = p["seconds"] or time.monotonic() - run_began
+                pg_spent += time.monotonic() - run_began
+                log(f"  round {round_number + 1}, {n} workers, postgres store: "
+                    f"{p['ours'][-1]['emails_per_second']:,.0f} emails/s")
         stop(sink)
     finally:  # also on Ctrl-C, SIGTERM or a failed run: no process or file is left behind
         for proc in list(running):
@@ -289,6 +370,17 @@ def main():
     if reduced:
         result["note"] = (f"NUM_WORKERS {', '.join(map(str, reduced))}: fewer than {ROUNDS} runs, "
                           f"more did not fit the {BUDGET_SECONDS} s budget")
+    for n, p in pg_runs.items():
+        ours = statistics.median(x["emails_per_second"] for x in p["ours"])
+        result.setdefault("postgres", {"budget_seconds": POSTGRES_BUDGET_SECONDS, "by_workers": {}})
+        result["postgres"]["by_workers"][str(n)] = {
+            "runs": len(p["ours"]), "emails_per_second": round(ours),
+            "runs_emails_per_second": [round(x["emails_per_second"]) for x in p["ours"]],
+            "first_sent_seconds": round(statistics.median(x["first_sent_seconds"] for x in p["ours"]), 3),
+            "span_emails_per_second": round(statistics.median(x["span_emails_per_second"] for x in p["ours"])),
+            "vs_file_store": round(ours / result["by_workers"][str(n)]["emails_per_second"], 3),
+            "peak_rss_mib": max(x["peak_rss_mib"] for x in p["ours"]),
+            "cpu_ms_per_email": round(statistics.median(x["cpu_ms_per_email"] for x in p["ours"]), 3)}
     result["peak_rss_mib"] = max(r["peak_rss_mib"] for r in result["by_workers"].values())
     result["ratio_at_16"] = result["by_workers"]["16"]["ratio"]
     result["target_at_16_met"] = result["ratio_at_16"] >= 0.5

@@ -14,27 +14,41 @@ bin_dir=$("${build[@]}" --show-bin-path)
 mkdir -p docs
 results=bench/results.json
 
+# The PostgreSQL store's figures (QUEUE_STORE=postgres) come from a private server started
+# here and stopped at exit, also when a benchmark fails; each benchmark makes its own
+# databases on it (BENCH_DATABASE_URL is the server's URL).
+pg_dir=$(mktemp -d /tmp/mail-bench-postgres.XXXXXX)
+trap 'bench/postgres.sh stop "$pg_dir"' EXIT
+echo "postgres: a private server for the postgres store's figures ..." >&2
+BENCH_DATABASE_URL=$(bench/postgres.sh start "$pg_dir")
+export BENCH_DATABASE_URL
+
 echo "claims: queue depth 1,000 vs 100,000 ..." >&2
 "$bin_dir/claims-bench" > bench/claims.json
+echo "claims, postgres store: claim + markSent per second at 1,000 vs 100,000 queued, 1 and 4 threads ..." >&2
+claims_databases=$(bench/postgres.sh createdb "$BENCH_DATABASE_URL" claims_1000),$(bench/postgres.sh createdb "$BENCH_DATABASE_URL" claims_100000)
+"$bin_dir/claims-bench" --postgres "$claims_databases" --threads 1,4 --claims 500 --runs 3 > bench/claims_postgres.json
 echo "lookup: GET /email/{request_id}'s store call at 1,000 vs 100,000 stored emails ..." >&2
 "$bin_dir/lookup-bench" > bench/lookup.json
 echo "compose: templates rendered and messages composed on one core ..." >&2
 "$bin_dir/compose-bench" > bench/compose.json
-echo "enqueue: POST /email through nginx (wrk), beside nginx alone and the disk's fsync rate ..." >&2
+echo "enqueue: POST /email through nginx (wrk), beside nginx alone and the disk's fsync rate; file and postgres stores ..." >&2
 command -v wrk >/dev/null || { as_root=(); [ "$(id -u)" -eq 0 ] || as_root=(sudo); "${as_root[@]}" apt-get install -y -qq wrk >/dev/null; }
 python3 bench/enqueue.py "$bin_dir" > bench/enqueue.json
 echo "lookup through the stack: GET /email/{request_id} via nginx at 1,000 vs 100,000 stored emails ..." >&2
 python3 bench/lookup_http.py "$bin_dir" > bench/lookup_http.json
-echo "delivery: a 20,000-email backlog into postfix's smtp-sink, beside smtp-source into the same sink ..." >&2
+echo "delivery: a 20,000-email backlog into postfix's smtp-sink, beside smtp-source into the same sink; file and postgres stores ..." >&2
 python3 bench/delivery.py "$bin_dir" > bench/delivery.json
 echo "large messages: 1 MiB attachments sent, signed and not; memory around a 10 MiB message ..." >&2
 python3 bench/large_messages.py "$bin_dir" > bench/large_messages.json
 echo "send rate: SMTP_MAX_RATE=50 held over 30 s by 16 workers ..." >&2
 python3 bench/send_rate.py "$bin_dir" > bench/send_rate.json
 
-python3 - "$results" <<'PY'
+pg_version=$(psql -X -At -d "$BENCH_DATABASE_URL/postgres" -c "SHOW server_version")
+python3 - "$results" "$pg_version" <<'PY'
 import json, os, platform, sys, datetime
 claims = json.load(open("bench/claims.json"))
+claims_postgres = json.load(open("bench/claims_postgres.json"))
 lookup = json.load(open("bench/lookup.json"))
 lookup_http = json.load(open("bench/lookup_http.json"))
 compose = json.load(open("bench/compose.json"))
@@ -42,13 +56,15 @@ enqueue = json.load(open("bench/enqueue.json"))
 delivery = json.load(open("bench/delivery.json"))
 large = json.load(open("bench/large_messages.json"))
 send_rate = json.load(open("bench/send_rate.json"))
-for name in ("bench/send_rate.json", "bench/claims.json", "bench/lookup.json", "bench/lookup_http.json", "bench/compose.json", "bench/enqueue.json", "bench/delivery.json", "bench/large_messages.json"):
+for name in ("bench/send_rate.json", "bench/claims.json", "bench/claims_postgres.json", "bench/lookup.json", "bench/lookup_http.json", "bench/compose.json", "bench/enqueue.json", "bench/delivery.json", "bench/large_messages.json"):
     os.remove(name)
 report = {
     "date": datetime.date.today().isoformat(),
     "cores": os.cpu_count(),
     "machine": platform.machine(),
     "claims": claims,
+    "claims_postgres": claims_postgres,
+    "postgres_server_version": sys.argv[2],
     "lookup": lookup,
     "lookup_http": lookup_http,
     "compose": compose,
@@ -227,6 +243,74 @@ lines += [
 ]
 for name, during, peak, anon, file in rows:
     lines.append(f"| {name} | {during} | {peak:.1f} MiB | {anon:.1f} MiB | {file:.1f} MiB | {'met' if peak < 32 else 'NOT met'} |")
+
+# The postgres store, each figure beside the file store's from the sections above.
+pg_enqueue = sorted(enqueue["by_connections"].items(), key=lambda kv: int(kv[0]))
+pg_claims = {r["depth"]: r for r in claims_postgres["results"]}
+file_claims = {r["depth"]: r for r in claims["results"]}
+threads = claims_postgres["threads"]
+most = str(max(threads))
+pg_delivery = delivery["postgres"]
+spread = lambda runs: f"({min(runs):,}, {max(runs):,})"
+lines += [
+    "",
+    "## PostgreSQL store",
+    "",
+    f"The same measures with `QUEUE_STORE=postgres`, in the same run, each beside the file store's figure. The",
+    f"server is PostgreSQL {report['postgres_server_version']} on this machine and disk, private to `make bench`",
+    "(`bench/postgres.sh`), with its default durability (fsync, `synchronous_commit` on): an enqueue, a claim and",
+    "each outcome return after their commit's WAL flush.",
+    "",
+    f"POST /email through nginx, a second stack with the postgres store measured right after the file store's in",
+    f"each of the {enqueue['rounds']} rounds above ({enqueue['seconds_per_run']} s each); medians, (slowest, fastest round):",
+    "",
+    "| connections | file store req/s | postgres req/s | postgres / file | file p99 | postgres p99 |",
+    "|---:|---:|---:|---:|---:|---:|",
+    *[f"| {c} | {r['enqueue']['requests_per_second']:,.0f} {spread(r['enqueue_runs_requests_per_second'])} "
+      f"| {r['postgres_enqueue']['requests_per_second']:,.0f} {spread(r['postgres_enqueue']['runs_requests_per_second'])} "
+      f"| {r['postgres_vs_file']:.0%} | {r['enqueue']['p99_ms']:.1f} ms | {r['postgres_enqueue']['p99_ms']:.1f} ms |"
+      for c, r in pg_enqueue],
+    "",
+    f"Claims by `claims-bench --postgres`: one database per depth, filled by COPY with the rows `enqueue` writes,",
+    f"topped up by the store's `enqueue(batch:)` before each round; {claims_postgres['claims_per_round']} claims a round",
+    f"(at most half the depth) over 1 and {most} threads, then the markSent ending each, timed apart;",
+    f"{claims_postgres['runs']} rounds, depths and thread counts alternating, medians. The file store's figures",
+    "(from the first section) are one thread's.",
+    "",
+    "| queued | file claims/s | file claim + end /s | "
+    + " | ".join(f"postgres claims/s, {t} thread{'s' if t > 1 else ''} | claim + markSent /s" for t in threads) + " |",
+    "|---:|---:|---:|" + "---:|---:|" * len(threads),
+    *[f"| {d:,} | {file_claims[d]['claims_per_second']:,.0f} | {file_claims[d]['claim_and_end_per_second']:,.0f} | "
+      + " | ".join(f"{pg_claims[d]['by_threads'][str(t)]['claims_per_second']:,.0f} | "
+                   f"{pg_claims[d]['by_threads'][str(t)]['claim_and_end_per_second']:,.0f}" for t in threads) + " |"
+      for d in sorted(pg_claims)],
+    "",
+    f"With {most} threads, postgres claims at {max(pg_claims):,} queued run at "
+    f"{pg_claims[max(pg_claims)]['by_threads'][most]['claims_per_second'] / pg_claims[min(pg_claims)]['by_threads'][most]['claims_per_second']:.0%} "
+    f"of the rate at {min(pg_claims):,}. The claim's choice of row (`ORDER BY priority, created_at, request_id LIMIT 1",
+    "FOR UPDATE SKIP LOCKED`), by EXPLAIN ANALYZE after the rounds: "
+    + "; ".join(f"at {d:,}, {p['scan']}, {p['buffers']} buffers, {p['execution_ms']:.2f} ms"
+                for d, p in ((d, pg_claims[d]['claim_plan_after_rounds']) for d in sorted(pg_claims)))
+    + ". The scan stops at the first row it can lock, but steps over the index entries of rows the rounds",
+    "claimed, until vacuum removes them. Most of a claim's time is its commit: each claim and each markSent waits",
+    "for a WAL flush (the file store's claim and its move to the trash are renames it does not fsync), so one",
+    "thread's rate is bounded by the disk's flushes, and more threads share them (group commit).",
+    "",
+    f"Delivery of the same {delivery['backlog']:,}-email backlog into the same smtp-sink, the postgres store's run right",
+    f"after the file store's at the same worker count (its rows copied in, vacuumed and checkpointed before",
+    f"mailworkerd starts; counted to the last row's `updated_at`), within a budget of {pg_delivery['budget_seconds']} s of its own:",
+    "",
+    "| workers | file store emails/s | postgres emails/s | postgres / file | runs | postgres CPU per email (mailworkerd) |",
+    "|---:|---:|---:|---:|---:|---:|",
+    *[f"| {n} | {delivery['by_workers'][n]['emails_per_second']:,.0f} | {r['emails_per_second']:,.0f} "
+      f"{spread(r['runs_emails_per_second'])} | {r['vs_file_store']:.0%} | {r['runs']} | {r['cpu_ms_per_email']:.2f} ms |"
+      for n, r in sorted(pg_delivery["by_workers"].items(), key=lambda kv: int(kv[0]))],
+    "",
+    "Each email costs the postgres store two commits (the claim, the outcome), each a WAL flush, where the file",
+    "store's claim and outcome are unsynced renames; with more workers more of those flushes are shared.",
+    f"mailfcgi's peak RSS on the postgres store during enqueue: {enqueue['postgres']['memory_at_end']['mailfcgi']['peak_rss_mib']:.1f} MiB "
+    f"(file store: {memory['mailfcgi']['peak_rss_mib']:.1f} MiB).",
+]
 lines.append("")
 open("docs/BENCHMARKS.md", "w").write("\n".join(lines))
 PY

@@ -11,7 +11,11 @@ import Foundation
 // every claim), to show what the index saves at depth; and the time GET /status's census
 // takes at that depth once its cache is warm.
 //
+// With --postgres (one database URL per depth), the same for the PostgreSQL store instead
+// (Postgres.swift): claim and markSent per second on 1 and a few threads.
+//
 // usage: claims-bench [--depths 1000,100000] [--claims 500] [--runs 15] [--dir PATH]
+//        claims-bench --postgres URL,URL [--depths ...] [--threads 1,4] [--claims 500] [--runs 15]
 // prints one JSON object.
 import MailModel
 import Queue
@@ -22,6 +26,8 @@ struct Options {
     var scanClaims = 20
     var runs = 15
     var dir = NSTemporaryDirectory() + "claims-bench-\(getpid())"
+    var postgres: [String] = []
+    var threads = [1, 4]
 
     init(_ args: [String]) {
         var it = args.dropFirst().makeIterator()
@@ -31,6 +37,8 @@ struct Options {
             case "--claims": claims = Int(it.next()!)!
             case "--runs": runs = Int(it.next()!)!
             case "--dir": dir = it.next()!
+            case "--postgres": postgres = it.next()!.split(separator: ",").map(String.init)
+            case "--threads": threads = it.next()!.split(separator: ",").map { Int($0)! }
             default: fatalError("unknown argument \(arg)")
             }
         }
@@ -121,6 +129,14 @@ func round(_ layout: QueueLayout, depth: Int, options: Options, clock: inout Dat
 }
 
 let options = Options(CommandLine.arguments)
+if !options.postgres.isEmpty {
+    let json = try JSONSerialization.data(
+        withJSONObject: try runPostgres(options),
+        options: [.prettyPrinted, .sortedKeys]
+    )
+    print(String(decoding: json, as: UTF8.self))
+    exit(0)
+}
 defer { try? FileManager.default.removeItem(atPath: options.dir) }
 let layouts = try options.depths.map { depth -> QueueLayout in
     let layout = QueueLayout(root: options.dir + "/depth-\(depth)")
