@@ -149,7 +149,8 @@ let package = Package(
         .executableTarget(
             name: "MailFCGI",
             dependencies: [
-                "MailModel", "Composition", "Queue", "QueueStores", "Status", "Templates", "Settings", "LogFiles", "Platform",
+                "MailModel", "Composition", "Queue", "QueueStores", "Status", "Templates", "Settings", "LogFiles",
+                "Platform",
                 "FastCGI", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -163,7 +164,8 @@ let package = Package(
         .executableTarget(
             name: "MailWorkerd",
             dependencies: [
-                "MailModel", "Composition", "Queue", "QueueStores", "Status", "Delivery", "SMTP", "Settings", "LogFiles", "DKIM",
+                "MailModel", "Composition", "Queue", "QueueStores", "Status", "Delivery", "SMTP", "Settings",
+                "LogFiles", "DKIM",
                 "Platform", "CLinux", "Digest",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

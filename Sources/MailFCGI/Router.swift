@@ -1,8 +1,8 @@
 import FastCGI
 import Foundation
-import Queue
 import Logging
 import MailModel
+import Queue
 
 /// The route table: (method, path pattern) to handler. A pattern is a path whose segments may
 /// be parameters in braces (`/email/{request_id}`), each matching one non-empty segment.

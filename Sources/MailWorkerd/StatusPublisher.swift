@@ -1,7 +1,7 @@
-import MailModel
 import Delivery
 import Foundation
 import Logging
+import MailModel
 import Platform
 import Queue
 import Status

@@ -31,7 +31,9 @@ import Testing
         #expect(s.queueStore == .postgres(url: url))
         #expect(s.claimLease == 5)
         let keywords = "host=db.internal dbname=mail"
-        #expect(try settings(["QUEUE_STORE": "PostgreSQL", "DATABASE_URL": keywords]).queueStore == .postgres(url: keywords))
+        #expect(
+            try settings(["QUEUE_STORE": "PostgreSQL", "DATABASE_URL": keywords]).queueStore == .postgres(url: keywords)
+        )
     }
 
     @Test func seedVariablesKeepTheirMeaning() throws {

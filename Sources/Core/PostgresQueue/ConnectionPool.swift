@@ -19,7 +19,8 @@ final class ConnectionPool: Sendable {
     /// - Throws: what `body` throws, or `DatabaseError` when no connection can be made.
     @discardableResult
     func with<T>(_ body: (DatabaseConnection) throws -> T) throws -> T {
-        let connection = try idle.withLock { $0.popLast() } ?? DatabaseConnection(url: url, applicationName: applicationName)
+        let connection =
+            try idle.withLock { $0.popLast() } ?? DatabaseConnection(url: url, applicationName: applicationName)
         do {
             let result = try body(connection)
             giveBack(connection)

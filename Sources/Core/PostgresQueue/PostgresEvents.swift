@@ -44,7 +44,10 @@ final class PostgresEvents: EventStore {
 
     private func read(failed: Bool) throws -> [(name: String, event: PendingEvent)] {
         let found = try pool.with { connection in
-            try connection.execute("SELECT id, body FROM mail_events WHERE failed = $1 ORDER BY id", [failed ? "t" : "f"])
+            try connection.execute(
+                "SELECT id, body FROM mail_events WHERE failed = $1 ORDER BY id",
+                [failed ? "t" : "f"]
+            )
         }
         return found.rows.compactMap { row in
             guard let id = row[0], let body = row[1],
@@ -93,7 +96,9 @@ final class PostgresEvents: EventStore {
 
     func backlog() throws -> (pending: Int, failed: Int) {
         let found = try pool.with { connection in
-            try connection.execute("SELECT count(*) FILTER (WHERE NOT failed), count(*) FILTER (WHERE failed) FROM mail_events")
+            try connection.execute(
+                "SELECT count(*) FILTER (WHERE NOT failed), count(*) FILTER (WHERE failed) FROM mail_events"
+            )
         }
         let row = found.first ?? []
         return (row.first.flatMap { $0.flatMap { Int($0) } } ?? 0, row.last.flatMap { $0.flatMap { Int($0) } } ?? 0)

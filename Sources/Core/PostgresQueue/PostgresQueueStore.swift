@@ -202,7 +202,10 @@ public final class PostgresQueueStore: QueueStore {
                 [id, "\(token)", problem]
             )
         }
-        logger.error("queue entry set aside as corrupt", metadata: ["request_id": "\(id)", "error": "\(problem ?? "")"])
+        logger.error(
+            "queue entry set aside as corrupt",
+            metadata: ["request_id": "\(id)", "error": "\(problem ?? "")"]
+        )
         return nil
     }
 
@@ -254,7 +257,8 @@ public final class PostgresQueueStore: QueueStore {
                 lease,
                 "state = 'waiting', body = $3, due_at = to_timestamp($4::float8), retry_count = $5, scheduled = $6",
                 [
-                    Self.text(try QueueCoding.encoder().encode(email)), notBefore.map(Self.epoch), "\(email.retryCount)",
+                    Self.text(try QueueCoding.encoder().encode(email)), notBefore.map(Self.epoch),
+                    "\(email.retryCount)",
                     email.sendAt != nil && email.retryCount == 0 ? "t" : "f",
                 ]
             )
@@ -491,7 +495,8 @@ public final class PostgresQueueStore: QueueStore {
     /// A PostgreSQL array literal of `values` (each quoted and escaped), for `$n::type[]`.
     static func array(_ values: [String]) -> String {
         let quoted = values.map { value in
-            "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+            "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                + "\""
         }
         return "{" + quoted.joined(separator: ",") + "}"
     }

@@ -44,7 +44,10 @@ final class WorkerHeartbeats: Sendable {
                     failing = false
                 } catch {
                     if !failing {
-                        logger.error("cannot write the worker heartbeat to the database", metadata: ["error": "\(error)"])
+                        logger.error(
+                            "cannot write the worker heartbeat to the database",
+                            metadata: ["error": "\(error)"]
+                        )
                     }
                     failing = true
                 }

@@ -304,7 +304,10 @@ public enum QueueStoreChoice: Sendable, Equatable {
             return .file
         case "postgres", "postgresql":
             guard let url, !url.isEmpty else {
-                env.report("DATABASE_URL", "required with QUEUE_STORE=postgres (a libpq URI: postgresql://user@host/db)")
+                env.report(
+                    "DATABASE_URL",
+                    "required with QUEUE_STORE=postgres (a libpq URI: postgresql://user@host/db)"
+                )
                 return .file
             }
             let scheme = url.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
