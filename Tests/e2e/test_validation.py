@@ -92,6 +92,9 @@ def test_non_json_content_type_is_415(stack):
     assert_nothing_written(stack)
 
 
+# A 15 MiB upload that nginx cuts short: under parallel load the connection reset raced the
+# answer (seen with 3 xdist workers), so it runs in the serial pass.
+@pytest.mark.serial
 def test_oversized_body_is_413(stack):
     # Past MAX_BODY_BYTES (by default 4/3 of MAX_MESSAGE_BYTES plus 1 MiB): nginx refuses it.
     # (The debug build parses and measures 11 MiB: some 13 s alone, far more on a busy machine.)
