@@ -32,7 +32,7 @@ unit: build
 # starts and stops a private PostgreSQL server), in E2E_WORKERS pytest-xdist processes (its
 # tests mostly wait on the daemons), then the timing-sensitive ones (marked serial) one at a
 # time; the second pass runs however the first ended.
-E2E_WORKERS ?= 3
+E2E_WORKERS ?= 4
 e2e: build venv
 	@export BIN_DIR=$$($(SWIFT) build --show-bin-path); status=0; \
 	(set -x; .venv/bin/pytest -q -n $(E2E_WORKERS) --dist worksteal -m "not serial" Tests/e2e) || status=1; \
