@@ -73,7 +73,10 @@ public final class PostgresQueueStore: QueueStore {
         logger: Logger
     ) throws {
         let host = ProcessInfo.processInfo.hostName
-        owner = "\(host)/\(getpid())"
+        // host/pid@pid-namespace: a pid means this host's process only in our namespace
+        // (containers on one host share its name, not its pids).
+        let namespace = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid")) ?? "?"
+        owner = "\(host)/\(getpid())@\(namespace)"
         pool = ConnectionPool(url: url, applicationName: "\(program)@\(host)")
         self.logger = logger
         self.leaseDuration = leaseDuration
@@ -307,7 +310,8 @@ public final class PostgresQueueStore: QueueStore {
                 [lease.requestID, "\(lease.token)"] + values
             )
         }
-        leases.withLock { _ = $0.removeValue(forKey: lease.requestID) }
+        // Only this claim's entry: a newer claim of the same email must keep being renewed.
+        leases.withLock { if $0[lease.requestID] === lease { $0[lease.requestID] = nil } }
         guard result.affected == 1 else {
             logger.warning(
                 "claim was taken over after its lease lapsed; its outcome is not recorded",
@@ -417,9 +421,11 @@ public final class PostgresQueueStore: QueueStore {
                 [host.replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "/%"]
             )
         }
+        let namespace = owner.split(separator: "@", maxSplits: 1).last.map(String.init) ?? ""
         let orphaned = ours.rows.compactMap { row -> String? in
-            guard let token = row[0], let pid = row[1]?.split(separator: "/").last.flatMap({ Int32($0) }),
-                pid != getpid(), kill(pid, 0) == -1, errno == ESRCH
+            guard let token = row[0], let process = row[1]?.split(separator: "/").last,
+                let at = process.firstIndex(of: "@"), process[process.index(after: at)...] == namespace,
+                let pid = Int32(process[..<at]), pid != getpid(), kill(pid, 0) == -1, errno == ESRCH
             else { return nil }
             return token
         }
