@@ -50,8 +50,6 @@ public final class PostgresQueueStore: QueueStore {
     final class Lease: Sendable {
         let token: Int64
         let requestID: String
-        /// Set when a renewal found the row no longer ours (taken over after a lapse).
-        let lost = Atomic<Bool>(false)
 
         init(token: Int64, requestID: String) {
             self.token = token
@@ -123,7 +121,7 @@ public final class PostgresQueueStore: QueueStore {
                 try connection.execute("SELECT pg_notify('mail_arrivals', '')")
             }
         } catch let error as DatabaseError where error.isUniqueViolation {
-            throw QueueError.nameTaken(emails.first { _ in true }!.requestID)
+            throw QueueError.nameTaken(emails[0].requestID)
         }
     }
 
@@ -131,45 +129,38 @@ public final class PostgresQueueStore: QueueStore {
 
     public func claim(now: Date) throws -> QueueClaim? {
         try sweepLapsedLeases()
-        while true {
-            let found = try pool.with { connection in
-                try connection.execute(
-                    """
-                    UPDATE mail_emails SET state = 'sending', lease_token = nextval('mail_lease_tokens'),
-                        lease_owner = $2, lease_until = now() + make_interval(secs => $3::float8),
-                        claimed_at = now(), updated_at = now()
-                    WHERE request_id = (
-                        SELECT request_id FROM mail_emails
-                        WHERE state = 'waiting' AND (due_at IS NULL OR due_at <= to_timestamp($1::float8))
-                        ORDER BY priority, created_at, request_id
-                        LIMIT 1 FOR UPDATE SKIP LOCKED)
-                    RETURNING request_id, body, lease_token
-                    """,
-                    [Self.epoch(now), owner, "\(leaseDuration)"]
-                )
-            }
-            guard let row = found.first else { return nil }
-            if let claim = try claimed(row) { return claim }
-        }
+        return try claimFirst(
+            "due_at IS NULL OR due_at <= to_timestamp($3::float8)",
+            order: "priority, created_at, request_id",
+            [Self.epoch(now)]
+        )
     }
 
     public func claimExpired(createdBefore: Date, now: Date, skipping: Set<String>) throws -> QueueClaim? {
+        try claimFirst(
+            "created_at < to_timestamp($3::float8) AND NOT (request_id = ANY($4::text[]))",
+            order: "created_at, request_id",
+            [Self.epoch(createdBefore), Self.array(skipping.sorted())]
+        )
+    }
+
+    /// Leases the first waiting email, in `order`, that `condition` (with `$3`... bound to
+    /// `values`) admits: one statement, exclusive across hosts (`FOR UPDATE SKIP LOCKED`).
+    /// Rows set aside as corrupt are passed over.
+    private func claimFirst(_ condition: String, order: String, _ values: [String?]) throws -> QueueClaim? {
         while true {
             let found = try pool.with { connection in
                 try connection.execute(
                     """
                     UPDATE mail_emails SET state = 'sending', lease_token = nextval('mail_lease_tokens'),
-                        lease_owner = $2, lease_until = now() + make_interval(secs => $3::float8),
+                        lease_owner = $1, lease_until = now() + make_interval(secs => $2::float8),
                         claimed_at = now(), updated_at = now()
                     WHERE request_id = (
-                        SELECT request_id FROM mail_emails
-                        WHERE state = 'waiting' AND created_at < to_timestamp($1::float8)
-                            AND NOT (request_id = ANY($4::text[]))
-                        ORDER BY created_at, request_id
-                        LIMIT 1 FOR UPDATE SKIP LOCKED)
+                        SELECT request_id FROM mail_emails WHERE state = 'waiting' AND (\(condition))
+                        ORDER BY \(order) LIMIT 1 FOR UPDATE SKIP LOCKED)
                     RETURNING request_id, body, lease_token
                     """,
-                    [Self.epoch(createdBefore), owner, "\(leaseDuration)", Self.array(skipping.sorted())]
+                    [owner, "\(leaseDuration)"] + values
                 )
             }
             guard let row = found.first else { return nil }
@@ -329,26 +320,19 @@ public final class PostgresQueueStore: QueueStore {
         }
     }
 
-    /// Extends every lease this process holds by `CLAIM_LEASE` from now; a lease whose row
-    /// is no longer ours is marked lost (its outcome will be refused).
+    /// Extends every lease this process holds by `CLAIM_LEASE` from now. A lease whose row is
+    /// no longer ours is left alone: its outcome will be refused (`settle`).
     func renewLeases() throws {
         let held = leases.withLock { Array($0.values) }
         guard !held.isEmpty else { return }
-        let renewed = try pool.with { connection in
+        try pool.with { connection in
             try connection.execute(
                 """
                 UPDATE mail_emails SET lease_until = now() + make_interval(secs => $2::float8)
                 WHERE lease_token = ANY($1::bigint[]) AND state = 'sending'
-                RETURNING lease_token
                 """,
                 [Self.array(held.map { "\($0.token)" }), "\(leaseDuration)"]
             )
-        }
-        let kept = Set(renewed.rows.compactMap { $0[0].flatMap { Int64($0) } })
-        for lease in held where !kept.contains(lease.token) {
-            if leases.withLock({ $0[lease.requestID] === lease }) {
-                lease.lost.store(true, ordering: .relaxed)
-            }
         }
     }
 

@@ -47,14 +47,13 @@ struct HealthRoute: Sendable {
         components["template_engine"] = Self.templateHealth(templates)
         components["email_sender"] = Self.senderHealth(status, now: now, aliveByTouch: touched)
         // Several hosts: each heartbeat in the shared store judged as the local file is.
-        var hosts: [String: String]?
+        var judged: [String: String] = [:]
         for beat in queue.workerStatuses() {
-            let shared = try? QueueCoding.decoder().decode(WorkerStatus.self, from: Data(beat.status))
-            var fresh = shared
-            fresh?.heartbeat = beat.updatedAt  // the store's clock, not the host's
-            hosts = hosts ?? [:]
-            hosts?[beat.id] = Self.senderHealth(fresh, now: now)
+            var shared = try? QueueCoding.decoder().decode(WorkerStatus.self, from: Data(beat.status))
+            shared?.heartbeat = beat.updatedAt  // the store's clock, not the host's
+            judged[beat.id] = Self.senderHealth(shared, now: now)
         }
+        let hosts = judged.isEmpty ? nil : judged
         // A responder-only host (no status file of its own) is judged by the worker hosts.
         if status == nil, !touched, let healthy = hosts?.values.first(where: { $0 == "healthy" }) {
             components["email_sender"] = healthy
