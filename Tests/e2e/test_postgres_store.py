@@ -177,6 +177,7 @@ def test_database_down_answers_503_and_health_says_so(tmp_path, smtp, store):
     ({"QUEUE_STORE": "postgres", "DATABASE_URL": ""}, "DATABASE_URL", "required with QUEUE_STORE=postgres"),
     ({"QUEUE_STORE": "mysql"}, "QUEUE_STORE", "is not a queue store"),
     ({"DATABASE_URL": "mysql://u:hunter2@h/db", "QUEUE_STORE": "postgres"}, "DATABASE_URL", "must be a postgresql"),
+    ({"DATABASE_URL": "hunter2", "QUEUE_STORE": "postgres"}, "DATABASE_URL", "neither a postgresql:// URI"),
     ({"CLAIM_LEASE": "0"}, "CLAIM_LEASE", ""),
 ])
 def test_bad_store_settings_are_named(tmp_path, store, env, variable, problem):

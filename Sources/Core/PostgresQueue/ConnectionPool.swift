@@ -19,8 +19,7 @@ final class ConnectionPool: Sendable {
     /// - Throws: what `body` throws, or `DatabaseError` when no connection can be made.
     @discardableResult
     func with<T>(_ body: (DatabaseConnection) throws -> T) throws -> T {
-        let connection =
-            try idle.withLock { $0.popLast() } ?? DatabaseConnection(url: url, applicationName: applicationName)
+        let connection = try take()
         do {
             let result = try body(connection)
             giveBack(connection)
@@ -55,7 +54,18 @@ final class ConnectionPool: Sendable {
         try DatabaseConnection(url: url, applicationName: applicationName)
     }
 
-    private func giveBack(_ connection: DatabaseConnection) {
+    /// Takes a connection out of the pool (a new one when none is idle) for a caller that
+    /// holds it across calls, as an idempotency key's transaction is held for the length of
+    /// its request; `giveBack` returns it.
+    /// - Throws: `DatabaseError` when no connection can be made.
+    func take() throws(DatabaseError) -> DatabaseConnection {
+        if let connection = idle.withLock({ $0.popLast() }) { return connection }
+        return try DatabaseConnection(url: url, applicationName: applicationName)
+    }
+
+    /// Returns a connection to the pool: rolled back if a transaction is still open, dropped
+    /// if broken.
+    func giveBack(_ connection: DatabaseConnection) {
         guard !connection.isBroken else { return }
         if connection.inTransaction { _ = try? connection.execute("ROLLBACK") }
         guard !connection.isBroken else { return }

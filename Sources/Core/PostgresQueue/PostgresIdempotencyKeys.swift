@@ -34,7 +34,11 @@ final class PostgresIdempotencyKeys: IdempotencyStore {
                 [name, requestDigest, ids, PostgresQueueStore.epoch(now)]
             ).affected == 1
         }
-        let connection = try pool.dedicated()
+        // A connection of the pool, held until the request answers (`Held`); every other
+        // outcome gives it back here (rolled back).
+        let connection = try pool.take()
+        var handedOver = false
+        defer { if !handedOver { pool.giveBack(connection) } }
         try connection.execute("BEGIN")
         let row: [String?]
         do {
@@ -64,7 +68,8 @@ final class PostgresIdempotencyKeys: IdempotencyStore {
                 """,
                 [name, requestDigest, ids, PostgresQueueStore.epoch(now)]
             )
-            return .proceed(Held(connection, name: name, ids: fresh), resumed: false)
+            handedOver = true
+            return .proceed(Held(pool, connection, name: name, ids: fresh), resumed: false)
         }
         guard row[0] == requestDigest else {
             _ = try? connection.execute("ROLLBACK")
@@ -75,7 +80,8 @@ final class PostgresIdempotencyKeys: IdempotencyStore {
             return .replay(Array(answer.utf8))
         }
         let reserved = row[1].flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? fresh
-        return .proceed(Held(connection, name: name, ids: reserved), resumed: !inserted)
+        handedOver = true
+        return .proceed(Held(pool, connection, name: name, ids: reserved), resumed: !inserted)
     }
 
     func prune(now: Date) throws -> Int {
@@ -96,14 +102,17 @@ final class PostgresIdempotencyKeys: IdempotencyStore {
         String(decoding: (try? JSONEncoder().encode(ids)) ?? Data("[]".utf8), as: UTF8.self)
     }
 
-    /// A key held by an open transaction on its own connection.
+    /// A key held by an open transaction on a connection taken from the pool, given back
+    /// when the request answers (or gives up).
     final class Held: KeyReservation, @unchecked Sendable {
+        private let pool: ConnectionPool
         private let connection: DatabaseConnection
         private let name: String
         let requestIDs: [String]
         private var open = true
 
-        init(_ connection: DatabaseConnection, name: String, ids: [String]) {
+        init(_ pool: ConnectionPool, _ connection: DatabaseConnection, name: String, ids: [String]) {
+            self.pool = pool
             self.connection = connection
             self.name = name
             requestIDs = ids
@@ -112,6 +121,7 @@ final class PostgresIdempotencyKeys: IdempotencyStore {
         func finish(answer: [UInt8]) throws {
             guard open else { return }
             open = false
+            defer { pool.giveBack(connection) }  // rolled back there if the COMMIT was not reached
             try connection.execute(
                 "UPDATE mail_idempotency_keys SET answer = $2 WHERE name = $1",
                 [name, String(decoding: answer, as: UTF8.self)]
@@ -123,6 +133,7 @@ final class PostgresIdempotencyKeys: IdempotencyStore {
             guard open else { return }
             open = false
             _ = try? connection.execute("COMMIT")
+            pool.giveBack(connection)
         }
 
         deinit {

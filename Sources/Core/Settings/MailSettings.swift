@@ -311,8 +311,19 @@ public enum QueueStoreChoice: Sendable, Equatable {
                 return .file
             }
             let scheme = url.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
-            if url.contains("://"), !["postgresql", "postgres"].contains(scheme.lowercased()) {
-                env.report("DATABASE_URL", "must be a postgresql:// URI or a libpq key=value string, not \(scheme)://")
+            if url.contains("://") {
+                if !["postgresql", "postgres"].contains(scheme.lowercased()) {
+                    env.report(
+                        "DATABASE_URL",
+                        "must be a postgresql:// URI or a libpq key=value string, not \(scheme)://"
+                    )
+                }
+            } else if !url.contains("=") {
+                // libpq would refuse it only at connect time ("missing = after ...").
+                env.report(
+                    "DATABASE_URL",
+                    "is neither a postgresql:// URI nor a libpq key=value string (host=... dbname=...)"
+                )
             }
             return .postgres(url: url)
         case let other:
