@@ -59,6 +59,9 @@ public final class FileQueue: QueueStore {
     /// Held while the index is re-read from the directory, so that claimants arriving
     /// meanwhile wait for the full index instead of finding it empty and going to sleep.
     private let synchronizing = Mutex(())
+    /// The queue directory's fsyncs, shared by the renames made at the same time (group
+    /// commit): concurrent enqueues and batches, put-backs.
+    let queueDirectory: DirectorySync
 
     private struct State {
         var index = QueueIndex()
@@ -86,6 +89,7 @@ public final class FileQueue: QueueStore {
         self.idempotencyKeys = try IdempotencyKeys(directory: layout.idempotency, ttl: idempotencyTTL)
         self.suppressions = try FileSuppressionList(directory: layout.suppressions)
         self.events = try FileEventLog(directory: layout.events)
+        self.queueDirectory = DirectorySync(path: layout.queue)
         try layout.create()
         try layout.checkSingleFilesystem()
     }
@@ -151,6 +155,8 @@ public final class FileQueue: QueueStore {
         // which `recoverClaims` removes after a minute; after it, the email is queued but the
         // client had no answer (a retry of the request makes a second email); before the
         // directory sync a power cut can lose the entry, which is why the answer waits for it.
+        // The sync is shared with the enqueues renamed meanwhile (`DirectorySync`), and
+        // covers this rename: it began after the rename returned.
         // Never over another email: two ids of one millisecond share a name when their last
         // 32 bits do (`RequestID.fileBaseName`); the caller then takes a new id.
         do {
@@ -158,12 +164,14 @@ public final class FileQueue: QueueStore {
                 data,
                 to: QueueLayout.pendingName(base),
                 in: layout.queue,
+                syncDirectory: false,
                 replacing: false,
                 crashPoint: "enqueue"
             )
         } catch let error as SystemError where error.errno == EEXIST {
             throw QueueError.nameTaken(email.requestID)
         }
+        try queueDirectory.sync()
         state.withLock { $0.index.insert(base, priority: email.priority, notBefore: email.nextAttemptAt) }
     }
 
@@ -238,7 +246,7 @@ public final class FileQueue: QueueStore {
         // Gap (crash point `enqueue-batch.before-directory-sync`): every email is in place
         // but a power cut could still lose entries; the answer waits for the sync.
         CrashPoint.reach("enqueue-batch.before-directory-sync")
-        try Syscall.fsyncDirectory(layout.queue)
+        try queueDirectory.sync()
         state.withLock { state in
             for (email, base) in zip(emails, bases) {
                 state.index.insert(base, priority: email.priority, notBefore: email.nextAttemptAt)
@@ -454,7 +462,7 @@ public final class FileQueue: QueueStore {
         // One rename; a crash before the directory sync leaves the claim, unlocked, which
         // recovery puts back the same way.
         try putBack(claim.name, lock: claim.lock)
-        try Syscall.fsyncDirectory(layout.queue)
+        try queueDirectory.sync()
         state.withLock {
             $0.index.insert(claim.name, priority: claim.email.priority, notBefore: claim.email.nextAttemptAt)
         }
