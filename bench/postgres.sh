@@ -40,7 +40,7 @@ start)
     chown postgres: "$dir" 2>/dev/null || true
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     as_postgres "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-sync --no-instructions >"$dir/initdb.log"
-    # max_connections: mailfcgi's pool holds a connection per request thread (FCGI_THREADS=64)
+    # max_connections: mailfcgi's pool holds a connection per request thread (FCGI_THREADS, 16 by default)
     # and mailworkerd's one per worker, beside the claims benchmark's.
     as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 -o \
         "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c shared_buffers=256MB" \

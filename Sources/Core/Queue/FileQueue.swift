@@ -71,7 +71,15 @@ public final class FileQueue: QueueStore {
         var notified = false
     }
 
-    /// - Parameter idempotencyTTL: `IDEMPOTENCY_TTL_HOURS` in seconds.
+    /// Whether this process's enqueues go into the index. mailfcgi never claims, so its
+    /// index would only grow, by one entry per email accepted, for the life of the process.
+    private let indexesEnqueues: Bool
+
+    /// - Parameters:
+    ///   - idempotencyTTL: `IDEMPOTENCY_TTL_HOURS` in seconds.
+    ///   - indexesEnqueues: false for a program that never claims (mailfcgi): emails it
+    ///     enqueues are not added to its index, which a claim here would then re-read from
+    ///     the directory each time.
     /// - Throws: `SystemError` if the folders cannot be created or examined,
     ///   `QueueLayoutError.crossesFilesystems` if they are not on one filesystem.
     public init(
@@ -79,8 +87,10 @@ public final class FileQueue: QueueStore {
         minimumFree: (bytes: UInt64, inodes: UInt64) = (0, 0),
         messageIDDomain: String = "localhost",
         idempotencyTTL: TimeInterval = 86_400,
+        indexesEnqueues: Bool = true,
         logger: Logger = Logger(label: "queue")
     ) throws {
+        self.indexesEnqueues = indexesEnqueues
         self.layout = layout
         self.minimumFree = minimumFree
         self.messageIDDomain = messageIDDomain
@@ -172,6 +182,7 @@ public final class FileQueue: QueueStore {
             throw QueueError.nameTaken(email.requestID)
         }
         try queueDirectory.sync()
+        guard indexesEnqueues else { return }
         state.withLock { $0.index.insert(base, priority: email.priority, notBefore: email.nextAttemptAt) }
     }
 
@@ -247,6 +258,7 @@ public final class FileQueue: QueueStore {
         // but a power cut could still lose entries; the answer waits for the sync.
         CrashPoint.reach("enqueue-batch.before-directory-sync")
         try queueDirectory.sync()
+        guard indexesEnqueues else { return }
         state.withLock { state in
             for (email, base) in zip(emails, bases) {
                 state.index.insert(base, priority: email.priority, notBefore: email.nextAttemptAt)
@@ -255,6 +267,7 @@ public final class FileQueue: QueueStore {
     }
 
     public func claim(now: Date) throws -> QueueClaim? {
+        if !indexesEnqueues { invalidate() }  // its own enqueues are not in the index
         if needsSynchronizing {
             // With an empty index, wait for a re-read in progress (at start, on a backlog);
             // otherwise go on with the index while another claimant re-reads.

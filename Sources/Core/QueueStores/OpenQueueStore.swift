@@ -27,6 +27,7 @@ public enum QueueStores {
                 minimumFree: program == .responder ? (settings.minFreeBytes, settings.minFreeInodes) : (0, 0),
                 messageIDDomain: messageIDDomain ?? "localhost",
                 idempotencyTTL: idempotencyTTL,
+                indexesEnqueues: program != .responder,  // mailfcgi never claims
                 logger: logger
             )
         case .postgres(let url):

@@ -68,7 +68,11 @@ public struct MailSettings: Sendable {
     public var logToStderr: Bool?
     /// `FCGI_SOCKET` (default `run/mailfcgi.sock`): the responder's unix socket.
     public var fcgiSocket: String
-    /// `FCGI_THREADS` (default 2 x cores).
+    /// `FCGI_THREADS` (default 16, or 2 x cores when more): an enqueue spends most of its
+    /// time waiting in fsync(2), not on a core, and concurrent enqueues share the queue
+    /// directory's sync (`DirectorySync`), so more threads than cores make larger groups.
+    /// Measured on 2 cores at 64 connections, same run: 4 threads 2,629 req/s (p99 33 ms),
+    /// 16 threads 3,647 (29 ms), 64 threads 3,321 (43 ms).
     public var fcgiThreads: Int
     /// `DKIM_DOMAIN`, `DKIM_SELECTOR` and `DKIM_PRIVATE_KEY_FILE` (all three, or none: nothing
     /// is signed), with the key loaded and checked; mailworkerd only (mailfcgi withholds them).
@@ -174,7 +178,7 @@ public struct MailSettings: Sendable {
         fcgiSocket = env.string("FCGI_SOCKET") ?? "run/mailfcgi.sock"
         fcgiThreads = env.int(
             "FCGI_THREADS",
-            default: 2 * ProcessInfo.processInfo.activeProcessorCount,
+            default: max(16, 2 * ProcessInfo.processInfo.activeProcessorCount),
             range: 1...1024
         )
         logLevel = env.choice("LOG_LEVEL", default: .info)
