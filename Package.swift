@@ -211,7 +211,9 @@ if Context.environment["MAIL_BENCH"] != nil {
     package.targets += [
         .executableTarget(
             name: "claims-bench",
-            dependencies: ["MailModel", "Queue", "PostgresQueue", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "MailModel", "Queue", "PostgresQueue", "CLinux", .product(name: "Logging", package: "swift-log"),
+            ],
             path: "bench/QueueBench"
         ),
         .executableTarget(

@@ -56,6 +56,18 @@ def free_port():
     raise AssertionError(f"no free port in {_PORTS}")
 
 
+def listening(path):
+    """Whether a process accepts connections on the unix socket at `path`. The file appears at
+    bind(2), a moment before listen(2): a connection in between is refused."""
+    import socket as sockets
+    with sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM) as s:
+        try:
+            s.connect(str(path))
+            return True
+        except OSError:
+            return False
+
+
 def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -168,7 +180,7 @@ class Stack:
         try:
             if "mailfcgi" in daemons:
                 self.start_daemon("mailfcgi")
-                wait_until(self.socket.exists, what="the FastCGI socket")
+                wait_until(lambda: listening(self.socket), what="the FastCGI socket")
             if "mailworkerd" in daemons:
                 self.start_daemon("mailworkerd")
                 wait_until((self.data / "status" / "workers.json").exists, what="the worker's status file")

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import fastcgi_client as fcgi
-from stack import Stack, wait_until
+from stack import Stack, listening, wait_until
 
 MAX_BODY = 4096
 
@@ -23,7 +23,7 @@ def responder(tmp_path, store):
     s = Stack(tmp_path, {"FCGI_THREADS": "2", "MAX_BODY_BYTES": str(MAX_BODY), "SHUTDOWN_TIMEOUT": "5"}, store)
     (tmp_path / ".env").write_text("")
     s.start_daemon("mailfcgi")
-    wait_until(s.socket.exists, what="the FastCGI socket")
+    wait_until(lambda: listening(s.socket), what="the FastCGI socket")
     yield s
     if "mailfcgi" in s.procs:
         assert s.stop_daemon("mailfcgi") == 0
@@ -330,7 +330,7 @@ def test_connections_beyond_the_limit_wait_without_spinning(tmp_path, store):
                             stdout=log, stderr=subprocess.STDOUT,
                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (68, 68)))
     try:
-        wait_until(s.socket.exists, what="the FastCGI socket")
+        wait_until(lambda: listening(s.socket), what="the FastCGI socket")
         first = fcgi.Connection(s.socket)
         first.send(fcgi.request_records(1))
         assert first.responses(1)[1][0] == 200
@@ -473,7 +473,7 @@ def test_silent_connections_are_closed_after_the_idle_timeout(tmp_path, store):
     (tmp_path / ".env").write_text("")
     s.start_daemon("mailfcgi")
     try:
-        wait_until(s.socket.exists, what="the FastCGI socket")
+        wait_until(lambda: listening(s.socket), what="the FastCGI socket")
         silent = fcgi.Connection(s.socket, timeout=5)
         kept = fcgi.Connection(s.socket, timeout=5)
         kept.send(fcgi.request_records(1))

@@ -1,4 +1,3 @@
-import Foundation
 // Claims per second at a queue depth of 1,000 and of 100,000 pending files.
 //
 // Both queues are filled first (setup, not timed). Then, round after round, each depth in
@@ -14,9 +13,17 @@ import Foundation
 // With --postgres (one database URL per depth), the same for the PostgreSQL store instead
 // (Postgres.swift): claim and markSent per second on 1 and a few threads.
 //
+// With --index-memory DEPTH, only the index's footprint: a queue of DEPTH pending files, a
+// fresh FileQueue's index built by its first claim, and the heap that index holds (malloc's
+// bytes in use before and after, per pending email), with this process's resident set.
+// One depth per process, so that the peak resident set is that depth's.
+//
 // usage: claims-bench [--depths 1000,100000] [--claims 500] [--runs 15] [--dir PATH]
 //        claims-bench --postgres URL,URL [--depths ...] [--threads 1,4] [--claims 500] [--runs 15]
+//        claims-bench --index-memory 1000000 [--dir PATH]
 // prints one JSON object.
+import CLinux
+import Foundation
 import MailModel
 import Queue
 
@@ -28,6 +35,7 @@ struct Options {
     var dir = NSTemporaryDirectory() + "claims-bench-\(getpid())"
     var postgres: [String] = []
     var threads = [1, 4]
+    var indexMemory: Int?
 
     init(_ args: [String]) {
         var it = args.dropFirst().makeIterator()
@@ -39,6 +47,7 @@ struct Options {
             case "--dir": dir = it.next()!
             case "--postgres": postgres = it.next()!.split(separator: ",").map(String.init)
             case "--threads": threads = it.next()!.split(separator: ",").map { Int($0)! }
+            case "--index-memory": indexMemory = Int(it.next()!)!
             default: fatalError("unknown argument \(arg)")
             }
         }
@@ -128,7 +137,53 @@ func round(_ layout: QueueLayout, depth: Int, options: Options, clock: inout Dat
     samples.scanRate.append(Double(options.scanClaims) / Date().timeIntervalSince(t1))
 }
 
+/// This process's resident set now and at its peak (VmRSS, VmHWM), MiB.
+func residentMiB() -> (now: Double, peak: Double) {
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    func field(_ name: String) -> Double {
+        let line = status.split(separator: "\n").first { $0.hasPrefix(name + ":") } ?? ""
+        return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+    }
+    return (field("VmRSS"), field("VmHWM"))
+}
+
+/// The index's heap per pending email at `depth`, and how long its build took.
+func indexFootprint(depth: Int, dir: String) throws -> [String: Any] {
+    let layout = QueueLayout(root: dir + "/index-\(depth)")
+    try layout.create()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    var clock = Date(timeIntervalSince1970: 1_700_000_000)
+    try fill(layout, to: depth, start: &clock)
+    let filled = residentMiB()
+    let before = clinux_heap_in_use()
+    let queue = try FileQueue(layout: layout)
+    queue.useChangeNotifications()
+    let started = Date()
+    guard try queue.claim(now: Date()) != nil else { fatalError("no claim from a full queue") }
+    let seconds = Date().timeIntervalSince(started)
+    let after = clinux_heap_in_use()
+    let resident = residentMiB()
+    let pending = queue.indexCounts.pending
+    return [
+        "depth": depth, "indexed": pending,
+        "index_bytes_per_pending": (Double(after - before) / Double(max(1, pending))).rounded(),
+        "index_heap_mib": (Double(after - before) / 1_048_576 * 10).rounded() / 10,
+        "index_build_seconds": (seconds * 1000).rounded() / 1000,
+        "rss_mib_before_build": (filled.now * 10).rounded() / 10,
+        "rss_mib_after_build": (resident.now * 10).rounded() / 10,
+        "peak_rss_mib": (resident.peak * 10).rounded() / 10,
+    ]
+}
+
 let options = Options(CommandLine.arguments)
+if let depth = options.indexMemory {
+    let json = try JSONSerialization.data(
+        withJSONObject: try indexFootprint(depth: depth, dir: options.dir),
+        options: [.prettyPrinted, .sortedKeys]
+    )
+    print(String(decoding: json, as: UTF8.self))
+    exit(0)
+}
 if !options.postgres.isEmpty {
     let json = try JSONSerialization.data(
         withJSONObject: try runPostgres(options),

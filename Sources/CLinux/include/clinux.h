@@ -2,6 +2,7 @@
 #ifndef CLINUX_H
 #define CLINUX_H
 
+#include <stddef.h>
 #include <sys/epoll.h>
 
 /// renameat2(2) with RENAME_NOREPLACE: renames `from` to `to` only if `to` does not exist
@@ -24,5 +25,10 @@ int clinux_name_this_thread(const char *name);
 /// thing, before any thread exists (both daemons do, with 2).
 /// Returns 1 on success, 0 on error (mallopt's convention).
 int clinux_limit_malloc_arenas(int count);
+
+/// Bytes malloc(3) has handed out and not had back, in the main arena and in mmapped
+/// chunks (mallinfo2(3): uordblks + hblkhd). For benchmarks that measure a structure's
+/// footprint on the main thread.
+size_t clinux_heap_in_use(void);
 
 #endif
