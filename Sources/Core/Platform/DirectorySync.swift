@@ -15,8 +15,9 @@ import Glibc
 /// (The same scheme as a database's group commit of its log, e.g. PostgreSQL's
 /// `commit_delay`, here without any delay: a group is whoever arrived during the last sync.)
 ///
-/// Failures: a failed fsync is thrown to every caller it was to cover, and the directory is
-/// opened anew for the next sync; callers registered later are covered by later syncs.
+/// Failures: a failed fsync is thrown to every caller it was to cover, however many syncs
+/// pass before that caller wakes, and the directory is opened anew for the next sync; callers
+/// registered later are covered by later syncs.
 public final class DirectorySync: @unchecked Sendable {
     /// The directory whose entries this syncs.
     public let path: String
@@ -27,7 +28,8 @@ public final class DirectorySync: @unchecked Sendable {
     private var registered: UInt64 = 0  // callers so far, in order: each caller's ticket
     private var durable: UInt64 = 0  // every ticket up to this one is covered by a completed sync
     private var syncing = false
-    private var failures: [(after: UInt64, through: UInt64, error: SystemError)] = []
+    private var waiting = Set<UInt64>()  // tickets of the callers inside `sync()`
+    private var failed: [UInt64: SystemError] = [:]  // waiting callers a failed sync was to cover
     private var descriptor: Int32 = -1
     private var syncs: UInt64 = 0
 
@@ -75,11 +77,11 @@ public final class DirectorySync: @unchecked Sendable {
         defer { pthread_mutex_unlock(mutex) }
         registered += 1
         let ticket = registered
+        waiting.insert(ticket)
+        defer { waiting.remove(ticket) }
         while true {
             // A failure first: a later sync's success does not cover an entry whose sync failed.
-            if let failure = failures.last(where: { $0.after < ticket && ticket <= $0.through }) {
-                throw failure.error
-            }
+            if let error = failed.removeValue(forKey: ticket) { throw error }
             if durable >= ticket { return }
             if syncing {
                 pthread_cond_wait(finished, mutex)
@@ -95,10 +97,10 @@ public final class DirectorySync: @unchecked Sendable {
             syncing = false
             syncs += 1
             if let failure {
-                // Thrown to this range's callers (this one included) as each wakes. The
-                // oldest are dropped past 16: their callers woke long since.
-                failures.append((after, covers, failure))
-                if failures.count > 16 { failures.removeFirst() }
+                // Thrown to each caller it was to cover (this one included) as it wakes, kept
+                // until then however many syncs come between. Callers up to `after` are
+                // durable already: an earlier sync covered them, though some may not have woken.
+                for waiter in waiting where waiter > after && waiter <= covers { failed[waiter] = failure }
             } else {
                 durable = max(durable, covers)
             }
