@@ -85,6 +85,16 @@ final class EventLoop {
         return fd >= 0 ? fd : nil
     }
 
+    /// Accepts every connection the kernel has completed and queued on the listener, without
+    /// waiting for more (the listener is made non-blocking first), at most `limit`.
+    func acceptPending(limit: Int) -> [Int32] {
+        guard listener >= 0 else { return [] }
+        _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
+        var accepted: [Int32] = []
+        while accepted.count < limit, let fd = accept() { accepted.append(fd) }
+        return accepted
+    }
+
     /// Closes the listening socket: new connections are refused from now on.
     func closeListener() {
         guard listener >= 0 else { return }

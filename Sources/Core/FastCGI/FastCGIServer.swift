@@ -168,6 +168,12 @@ public final class FastCGIServer: Sendable {
         while true {
             if stopping.load(ordering: .acquiring), deadline == nil {
                 deadline = now() + drainTimeout
+                // Connections the kernel completed that this thread had not accepted yet are
+                // the peer's as much as the others (nginx may have sent a request on one):
+                // taken in, so that what was sent before the stop is answered, not reset.
+                for fd in loop.acceptPending(limit: max(0, limits.connections - connections.count)) {
+                    connections[fd] = FastCGIConnection(fd: fd, limits: limits, now: now(), refusal: refusal)
+                }
                 loop.closeListener()
                 try? Syscall.unlink(socketPath)
                 for connection in Array(connections.values) {
