@@ -82,8 +82,15 @@ trap 'stop 0' INT TERM HUP
 start() { setsid setpriv --pdeathsig TERM -- "$@" & pids+=($!); }
 start "${responder[@]}"
 start "$bin_dir/mailworkerd"
-# nginx answers 503 until the responder listens; wait for its socket (at most 10 s).
-for _ in $(seq 100); do [ -S "$FCGI_SOCKET" ] && break; sleep 0.1; done
+# nginx answers 503 until the responder listens; wait for its socket (at most 10 s). A daemon
+# that exits at start (a database it cannot reach, say) stops the stack before nginx starts: an
+# nginx stopped while it is still starting up may miss its SIGQUIT and never exit.
+for _ in $(seq 100); do [ -S "$FCGI_SOCKET" ] && break; kill -0 "${pids[0]}" 2>/dev/null || break; sleep 0.1; done
+for i in 0 1; do
+    kill -0 "${pids[$i]}" 2>/dev/null && continue
+    echo "A process of the stack exited at start; see the messages above." >&2
+    stop 1
+done
 # nginx -e: its error log before the configuration is read (else /var/log/nginx). Its master
 # gets SIGTERM if this script dies; its workers end with their master.
 start nginx -c "$run_dir/nginx.conf" -e "$run_dir/nginx-error.log" -g 'daemon off;'

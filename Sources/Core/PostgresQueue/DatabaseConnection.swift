@@ -75,7 +75,7 @@ final class DatabaseConnection: @unchecked Sendable {
         guard PQstatus(connection) == CONNECTION_OK else {
             let message = Self.trimmed(PQerrorMessage(connection))
             PQfinish(connection)
-            throw DatabaseError(sqlState: nil, "cannot connect: \(message)")
+            throw DatabaseError(sqlState: nil, "cannot connect (DATABASE_URL): \(message)")
         }
         cpostgres_silence_notices(connection)
         raw = connection
