@@ -39,7 +39,9 @@ struct MailWorkerd: AsyncParsableCommand {
         do {
             instance = try InstanceLock(layout: settings.layout, shared: settings.workerdShared)
         } catch let failure as InstanceLock.Failure {
-            throw ValidationError("\(failure)")
+            // Not a usage error: the reason and exit 1, without ArgumentParser's usage text.
+            FileHandle.standardError.write(Data("Error: \(failure)\n".utf8))
+            throw ExitCode.failure
         }
         // Instances beyond the first (WORKERD_SHARED) keep their own log and status files.
         let suffix = instance.isPrimary ? "" : "-\(getpid())"

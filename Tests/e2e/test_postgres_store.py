@@ -178,6 +178,10 @@ def test_database_down_answers_503_and_health_says_so(tmp_path, smtp, store):
     ({"QUEUE_STORE": "mysql"}, "QUEUE_STORE", "is not a queue store"),
     ({"DATABASE_URL": "mysql://u:hunter2@h/db", "QUEUE_STORE": "postgres"}, "DATABASE_URL", "must be a postgresql"),
     ({"DATABASE_URL": "hunter2", "QUEUE_STORE": "postgres"}, "DATABASE_URL", "neither a postgresql:// URI"),
+    ({"DATABASE_URL": "postgresql://u:hunter2@h/db?sslmode=bogus", "QUEUE_STORE": "postgres"}, "DATABASE_URL",
+     'sslmode "bogus" is not one of'),
+    ({"DATABASE_URL": "host=h password=hunter2 sslmode=verify", "QUEUE_STORE": "postgres"}, "DATABASE_URL",
+     'sslmode "verify" is not one of'),
     ({"CLAIM_LEASE": "0"}, "CLAIM_LEASE", ""),
 ])
 def test_bad_store_settings_are_named(tmp_path, store, env, variable, problem):

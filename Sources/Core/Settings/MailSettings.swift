@@ -298,6 +298,20 @@ public enum QueueStoreChoice: Sendable, Equatable {
     /// A PostgreSQL database several hosts share; the libpq connection string or URI.
     case postgres(url: String)
 
+    /// libpq's sslmode values (libpq's "SSL Support": the modes it accepts).
+    static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+    /// The `sslmode` a URI's query (`?sslmode=...&...`) or a key=value string (`sslmode=...`)
+    /// gives, if any.
+    static func sslMode(in url: String) -> String? {
+        let separators: Set<Character> = url.contains("://") ? ["?", "&"] : [" ", "\t"]
+        for field in url.split(whereSeparator: { separators.contains($0) }) {
+            let parts = field.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if parts.count == 2, parts[0] == "sslmode" { return parts[1].trimmingCharacters(in: ["'"]) }
+        }
+        return nil
+    }
+
     /// `QUEUE_STORE` (`file` or `postgres`) and `DATABASE_URL` (required for postgres,
     /// refused without it, never echoed: it may hold a password).
     static func read(_ env: EnvironmentReader) -> QueueStoreChoice {
@@ -328,6 +342,9 @@ public enum QueueStoreChoice: Sendable, Equatable {
                     "DATABASE_URL",
                     "is neither a postgresql:// URI nor a libpq key=value string (host=... dbname=...)"
                 )
+            }
+            if let mode = Self.sslMode(in: url), !Self.sslModes.contains(mode) {
+                env.report("DATABASE_URL", "sslmode \"\(mode)\" is not one of \(Self.sslModes.joined(separator: ", "))")
             }
             return .postgres(url: url)
         case let other:
