@@ -25,6 +25,16 @@ import Testing
         #expect(abs(current.perSecond! - 5) < 0.5)  // half of the 10 a second observed
     }
 
+    @Test func theObservedRateCountsOnlyTheLastFiveSeconds() {
+        let rate = SendRate(perSecond: 0)
+        let start = ContinuousClock.now
+        for _ in 0..<1_000 { _ = rate.admit(now: start) }  // a burst long before the throttle
+        for i in 0..<20 { _ = rate.admit(now: start + .seconds(8) + .milliseconds(i * 100)) }  // 10 a second
+        rate.slowDown(now: start + .seconds(10))
+        // 20 admissions in the 5 s before: 4 a second, halved to 2; the burst is forgotten.
+        #expect(rate.current.perSecond == 2)
+    }
+
     @Test func aThrottleHalvesOnceASecondAndRecoversSlowlyToTheLimit() {
         let rate = SendRate(perSecond: 40)
         let start = ContinuousClock.now

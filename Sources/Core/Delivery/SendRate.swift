@@ -22,9 +22,47 @@ public final class SendRate: Sendable {
         /// When throttled from no limit: the rate it was halved from (recovered beyond it, the
         /// limit is lifted again).
         var ceiling: Double?
-        /// When each attempt of the last 5 s was admitted, to know the rate to halve from
-        /// when there was no limit.
-        var recent: [ContinuousClock.Instant] = []
+        /// Attempts admitted in each tenth of a second of the last 5 s, to know the rate to
+        /// halve from when there was no limit: a ring by tick, constant time and memory (a
+        /// list of every admission's time, scanned at each one, took a fifth of mailworkerd's
+        /// CPU at 4,000 emails/s, under the lock every worker takes).
+        var admitted = [Int](repeating: 0, count: SendRate.window)
+        var lastTick: Int64 = 0
+
+        /// Moves the ring to `tick`, emptying the slots of the ticks passed.
+        mutating func advance(to tick: Int64) {
+            guard tick > lastTick else { return }
+            for passed in (lastTick + 1)...(lastTick + min(tick - lastTick, Int64(SendRate.window))) {
+                admitted[SendRate.slot(passed)] = 0
+            }
+            lastTick = tick
+        }
+
+        mutating func count(at tick: Int64) {
+            advance(to: tick)
+            if lastTick - tick < Int64(SendRate.window) { admitted[SendRate.slot(tick)] += 1 }
+        }
+
+        /// Admissions a second over the last 5 s.
+        mutating func observed(at tick: Int64) -> Double {
+            advance(to: tick)
+            return Double(admitted.reduce(0, +)) / 5
+        }
+    }
+
+    /// Ticks of 100 ms in the 5 s window.
+    fileprivate static let window = 50
+
+    fileprivate static func slot(_ tick: Int64) -> Int {
+        Int(((tick % Int64(window)) + Int64(window)) % Int64(window))
+    }
+
+    /// The instant ticks count from.
+    private let origin: ContinuousClock.Instant = .now
+
+    private func tick(_ now: ContinuousClock.Instant) -> Int64 {
+        let (seconds, attoseconds) = (now - origin).components
+        return seconds * 10 + attoseconds / 100_000_000_000_000_000  // 10^17 attoseconds: 100 ms
     }
 
     private let state: Mutex<State>
@@ -39,9 +77,8 @@ public final class SendRate: Sendable {
     public func admit(now: ContinuousClock.Instant = .now) -> Double? {
         state.withLock { state in
             recover(&state, now: now)
-            state.recent.removeAll { now - $0 > .seconds(5) }
             guard let limit = state.limit else {
-                state.recent.append(now)
+                state.count(at: tick(now))
                 return nil
             }
             let elapsed = Self.seconds(now - state.refilled)
@@ -49,7 +86,7 @@ public final class SendRate: Sendable {
             state.refilled = now
             if state.tokens >= 1 {
                 state.tokens -= 1
-                state.recent.append(now)
+                state.count(at: tick(now))
                 return nil
             }
             return (1 - state.tokens) / limit
@@ -61,7 +98,7 @@ public final class SendRate: Sendable {
     public func slowDown(now: ContinuousClock.Instant = .now) {
         state.withLock { state in
             if let last = state.lastThrottle, now - last < .seconds(1) { return }
-            let observed = Double(state.recent.filter { now - $0 <= .seconds(5) }.count) / 5
+            let observed = state.observed(at: tick(now))
             let from = state.limit ?? max(1, observed)
             if state.limit == nil, configured == nil { state.ceiling = from }
             state.limit = max(0.2, from / 2)
