@@ -128,14 +128,24 @@ public final class FileQueue: QueueStore {
     /// pending file that left (canceled, or claimed by another process) leaves it, so that
     /// counts and the next due time do not keep it until a claim fails on it.
     public func noteChanges(_ changes: [QueueWatcher.Change]) {
+        // Departures (mostly the workers' own claims) are removed together, one lock for a
+        // run of them: the claimants take the same lock for every email.
+        var departed: [String] = []
+        func removeDeparted() {
+            guard !departed.isEmpty else { return }
+            state.withLock { state in for base in departed { _ = state.index.remove(base) } }
+            departed.removeAll(keepingCapacity: true)
+        }
         for change in changes {
             guard let base = QueueLayout.pendingBase(change.name) else { continue }
             if change.departed {
-                state.withLock { _ = $0.index.remove(base) }
+                departed.append(base)
             } else {
+                removeDeparted()  // in order: an arrival after a departure of the same name
                 addToIndex(base)
             }
         }
+        removeDeparted()
     }
 
     /// When the earliest deferred email becomes due, as far as the index knows.
