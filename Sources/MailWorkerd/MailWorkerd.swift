@@ -123,6 +123,7 @@ struct MailWorkerd: AsyncParsableCommand {
             autoProcessing: settings.autoProcessing,
             logger: logger
         )
+        pool.onRateLowered { status.refresh() }
 
         let autoProcessing = settings.autoProcessing
         let primary = instance.isPrimary

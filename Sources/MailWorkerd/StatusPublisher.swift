@@ -50,8 +50,10 @@ final class StatusPublisher: Sendable {
     func start() {
         let started = BackgroundThread(name: "status") { [self] in
             while !stopping.load(ordering: .relaxed) {
+                // Read before writing: a refresh asked for during the write is not lost.
+                let seen = wakeup.generation
                 poolState.withLock { write(&$0) }
-                wakeup.wait(after: wakeup.generation, timeout: WorkerStatus.interval)
+                wakeup.wait(after: seen, timeout: WorkerStatus.interval)
             }
         }
         thread.withLock { $0 = started }
@@ -63,6 +65,12 @@ final class StatusPublisher: Sendable {
             $0.name = state
             write(&$0)
         }
+    }
+
+    /// Asks the status thread to write the file now (for a change, such as a lowered send
+    /// rate, that the caller's thread should not wait on a write for).
+    func refresh() {
+        wakeup.signal()
     }
 
     /// Stops the periodic writes; the last state published stays in the file.

@@ -24,6 +24,8 @@ final class WorkerPool: Sendable {
     let metrics: PoolMetrics
     /// `SMTP_MAX_RATE`, lowered while the relay asks the pool to slow down.
     let rate: SendRate
+    /// Called on the worker's thread when a relay's throttle lowered `rate`.
+    private let rateLowered = Mutex<(@Sendable () -> Void)?>(nil)
 
     init(
         queue: any QueueStore,
@@ -42,6 +44,13 @@ final class WorkerPool: Sendable {
         self.makeAgent = makeAgent
         self.pause = pause
         metrics = PoolMetrics(workers: count, pause: pause)
+    }
+
+    /// Sets what to call when a relay's throttle lowers the pool's rate (the status file is
+    /// written at once, so `/workers/status` shows the throttle without waiting for the next
+    /// periodic write).
+    func onRateLowered(_ body: @escaping @Sendable () -> Void) {
+        rateLowered.withLock { $0 = body }
     }
 
     /// Wakes idle workers: something arrived in the queue.
@@ -122,7 +131,7 @@ final class WorkerPool: Sendable {
                     if attempt.rateLimited {
                         // The relay is up and asks for fewer messages a second: slow the pool,
                         // no pause, no probe; the email went back without spending a retry.
-                        rate.slowDown()
+                        if rate.slowDown() { rateLowered.withLock { $0 }?() }
                         let now = rate.current.perSecond.map { String(format: "%.1f", $0) } ?? "unlimited"
                         log.warning(
                             "the relay asks to slow down; the pool's rate is lowered",

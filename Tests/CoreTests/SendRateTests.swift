@@ -38,10 +38,10 @@ import Testing
     @Test func aThrottleHalvesOnceASecondAndRecoversSlowlyToTheLimit() {
         let rate = SendRate(perSecond: 40)
         let start = ContinuousClock.now
-        rate.slowDown(now: start)
-        rate.slowDown(now: start + .milliseconds(500))  // the same burst of refusals: once
+        #expect(rate.slowDown(now: start))
+        #expect(!rate.slowDown(now: start + .milliseconds(500)))  // the same burst of refusals: once
         #expect(rate.current.perSecond == 20)
-        rate.slowDown(now: start + .seconds(2))
+        #expect(rate.slowDown(now: start + .seconds(2)))
         #expect(rate.current.perSecond == 10)
         // No recovery within 10 s of the last throttle, then a quarter more every 5 s.
         _ = rate.admit(now: start + .seconds(11))

@@ -95,9 +95,12 @@ public final class SendRate: Sendable {
 
     /// The relay asked to slow down: halves the rate (from the rate of the last 5 s when there
     /// was no limit), at most once a second however many workers were told at once.
-    public func slowDown(now: ContinuousClock.Instant = .now) {
+    /// - Returns: whether this call lowered the rate (false: another throttle did within the
+    ///   second).
+    @discardableResult
+    public func slowDown(now: ContinuousClock.Instant = .now) -> Bool {
         state.withLock { state in
-            if let last = state.lastThrottle, now - last < .seconds(1) { return }
+            if let last = state.lastThrottle, now - last < .seconds(1) { return false }
             let observed = state.observed(at: tick(now))
             let from = state.limit ?? max(1, observed)
             if state.limit == nil, configured == nil { state.ceiling = from }
@@ -105,6 +108,7 @@ public final class SendRate: Sendable {
             state.tokens = min(state.tokens, 1)
             state.lastThrottle = now
             state.lastRecovery = now
+            return true
         }
     }
 
