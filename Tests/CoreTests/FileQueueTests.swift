@@ -264,6 +264,53 @@ import Testing
         #expect(order == ["u2", "u4", "u1", "u3", "u0", "u5"].map { "\($0)@example.com" })
     }
 
+    @Test(arguments: [false, true])
+    func aBacklogDeeperThanTheActiveLimitIsClaimedWholeInOrder(notified: Bool) throws {
+        let writer = try makeQueue()
+        let start = Date()
+        for n in 0..<45 {
+            let priority = n == 40 ? 1 : 2  // accepted late, past what the index first holds
+            try writer.enqueue(queuedEmail(n, at: start.addingTimeInterval(Double(n) / 1000), priority: priority))
+        }
+        let queue = try FileQueue(layout: QueueLayout(root: dir.path), activeLimit: 10)
+        if notified { queue.useChangeNotifications() }
+        var order: [Int] = []
+        while let claim = try queue.claim(now: Date()) {
+            if order.isEmpty { #expect(queue.indexCounts.pending == 44) }  // 9 held, 35 outside
+            order.append(Int(claim.email.toEmail.dropFirst().prefix { $0.isNumber })!)
+            try queue.markSent(claim, at: Date())
+        }
+        // Every email once, in the order accepted: the priority-1 email is first among the
+        // ones held with it, not ahead of the oldest.
+        #expect(order.sorted() == Array(0..<45))
+        #expect(order.filter { $0 != 40 } == Array(0..<40) + Array(41..<45))
+        #expect(order.firstIndex(of: 40)! < order.firstIndex(of: 39)!)
+        #expect(queue.indexCounts.pending == 0)
+    }
+
+    @Test func aDueEmailLeftOutBehindAFullIndexOfDeferredOnesIsReached() throws {
+        let writer = try makeQueue()
+        let start = Date()
+        for n in 0..<12 {
+            var email = queuedEmail(n, at: start.addingTimeInterval(Double(n) / 1000))
+            if n < 10 { email.nextAttemptAt = start.addingTimeInterval(3600) }  // scheduled: an hour
+            try writer.enqueue(email)
+        }
+        let queue = try FileQueue(layout: QueueLayout(root: dir.path), activeLimit: 10)
+        queue.useChangeNotifications()
+        // The first read holds the ten oldest, all scheduled; the next sweeps on to the due ones.
+        var sent: [String] = []
+        for _ in 0..<3 {
+            if let claim = try queue.claim(now: Date()) {
+                sent.append(claim.email.toEmail)
+                try queue.markSent(claim, at: Date())
+            }
+        }
+        #expect(sent == ["u10@example.com", "u11@example.com"])
+        // The two due ones took the places of the two scheduled latest, now outside.
+        #expect(queue.indexCounts == (pending: 10, deferred: 8))
+    }
+
     @Test func withNotificationsTheIndexIsTrustedAndArrivalsAreAdded() throws {
         let queue = try makeQueue()
         queue.useChangeNotifications()

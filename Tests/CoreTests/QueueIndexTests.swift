@@ -34,6 +34,68 @@ import Testing
         #expect(index.popNext(now: now.addingTimeInterval(10)) == late)
         #expect(index.count == 0)
     }
+
+    @Test func aFullIndexKeepsTheOldestAndCountsTheRestOutside() {
+        var index = QueueIndex(limit: 3)
+        for n in 1...5 { index.insert("batch_\(n)00_0000000a", priority: 2, notBefore: nil) }
+        #expect(index.count == 3 && index.outside == 2 && index.incomplete && index.narrowings == 2)
+        #expect(!index.contains("batch_400_0000000a"))
+        let now = Date()
+        #expect(
+            [index.popNext(now: now), index.popNext(now: now), index.popNext(now: now), index.popNext(now: now)]
+                == ["batch_100_0000000a", "batch_200_0000000a", "batch_300_0000000a", nil]
+        )
+    }
+
+    @Test func aBetterNewcomerTakesThePlaceOfTheEntryClaimedLast() {
+        var index = QueueIndex(limit: 2)
+        index.insert("batch_100_0000000a", priority: 2, notBefore: nil)
+        index.insert("batch_200_0000000a", priority: 3, notBefore: nil)
+        index.insert("batch_300_0000000a", priority: 1, notBefore: nil)  // a password reset: in
+        #expect(!index.contains("batch_200_0000000a") && index.outside == 1)
+        index.insert("batch_400_0000000a", priority: 2, notBefore: nil)  // younger, same priority: out
+        #expect(!index.contains("batch_400_0000000a") && index.outside == 2)
+        let now = Date()
+        #expect([index.popNext(now: now), index.popNext(now: now)] == ["batch_300_0000000a", "batch_100_0000000a"])
+    }
+
+    @Test func aDueNewcomerTakesThePlaceOfTheLatestDeferredEntry() {
+        var index = QueueIndex(limit: 2)
+        let now = Date()
+        index.insert("batch_100_0000000a", priority: 1, notBefore: now.addingTimeInterval(10))
+        index.insert("batch_200_0000000a", priority: 1, notBefore: now.addingTimeInterval(20))
+        index.insert("batch_300_0000000a", priority: 3, notBefore: nil)
+        #expect(!index.contains("batch_200_0000000a"))
+        #expect(index.popNext(now: now) == "batch_300_0000000a")
+        // Deferred against deferred: the sooner due stays.
+        index.insert("batch_400_0000000a", priority: 2, notBefore: now.addingTimeInterval(5))
+        index.insert("batch_500_0000000a", priority: 2, notBefore: now.addingTimeInterval(30))
+        #expect(index.contains("batch_400_0000000a") && !index.contains("batch_500_0000000a"))
+        #expect(index.nextDue == now.addingTimeInterval(5))
+    }
+
+    @Test func aRefillDuringWhichAnEntryWasLeftOutLeavesTheIndexIncomplete() {
+        var index = QueueIndex(limit: 1)
+        index.insert("batch_100_0000000a", priority: 2, notBefore: nil)
+        index.insert("batch_200_0000000a", priority: 2, notBefore: nil)
+        let began = index.narrowings
+        index.insert("batch_300_0000000a", priority: 2, notBefore: nil)  // left out while it ran
+        index.finishRefill(complete: true, outside: 0, began: began)
+        #expect(index.incomplete && index.outside == 2)
+        index.finishRefill(complete: true, outside: 0, began: index.narrowings)
+        #expect(!index.incomplete && index.outside == 0)
+    }
+
+    @Test func aRefillIsWantedWhenEntriesWereLeftOutAndFewAreDue() {
+        var index = QueueIndex(limit: 4)
+        for n in 1...5 { index.insert("batch_\(n)00_0000000a", priority: 2, notBefore: nil) }
+        #expect(!index.wantsRefill)  // 4 due of 4
+        _ = index.popNext(now: Date())
+        _ = index.popNext(now: Date())
+        #expect(!index.wantsRefill)  // 2 of 4: half
+        _ = index.popNext(now: Date())
+        #expect(index.wantsRefill && index.refillSize == 3)
+    }
 }
 
 @Suite struct FileKeyTests {

@@ -287,6 +287,21 @@ public enum Syscall {
         return entries
     }
 
+    /// Calls `body` with each name in a directory (readdir(3)), without "." and "..", as it
+    /// reads them: a folder of a million names is never held whole.
+    public static func forEachName(in path: String, _ body: (String) throws -> Void) throws {
+        guard let dir = opendir(path) else {
+            throw SystemError(call: "opendir", path: path, errno: Glibc.errno)
+        }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { try body(name) }
+        }
+    }
+
     /// Names in a directory (readdir(3)), without "." and "..".
     public static func listDirectory(_ path: String) throws(SystemError) -> [String] {
         guard let dir = opendir(path) else {

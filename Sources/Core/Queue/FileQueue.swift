@@ -1,4 +1,5 @@
 import Foundation
+import HeapModule
 import Logging
 import MailModel
 import Platform
@@ -36,7 +37,10 @@ import Glibc
 /// **Order.** Which file to try next comes from a `QueueIndex` in memory, so a claim does not
 /// scan the directory. The index is brought up to date from a directory listing (reading only
 /// files it does not know) when stale: at the first claim, after `invalidate()`, and before
-/// every claim when no `QueueWatcher` reports arrivals (`useChangeNotifications()`).
+/// every claim when no `QueueWatcher` reports arrivals (`useChangeNotifications()`). It holds
+/// at most `QUEUE_ACTIVE_LIMIT` emails; with more pending, those left out are read in, in
+/// order of name, when fewer than half of the limit are due (see `QueueIndex`), the listing
+/// read as a stream, so memory stays flat however deep the backlog.
 public final class FileQueue: QueueStore {
     public let layout: QueueLayout
     /// Intake refuses new emails (`QueueError.insufficientStorage`) when the filesystem has
@@ -55,7 +59,7 @@ public final class FileQueue: QueueStore {
     public let events: any EventStore
     /// Entries recovery or a claim could not handle, nor set aside: name to reason.
     private let unhandled = Mutex<[String: String]>([:])
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     /// Held while the index is re-read from the directory, so that claimants arriving
     /// meanwhile wait for the full index instead of finding it empty and going to sleep.
     private let synchronizing = Mutex(())
@@ -64,7 +68,11 @@ public final class FileQueue: QueueStore {
     let queueDirectory: DirectorySync
 
     private struct State {
-        var index = QueueIndex()
+        var index: QueueIndex
+        /// Where the last re-read stopped: the next offers names after this one first.
+        var refillAfter: FileKey?
+        /// No re-read for emails left out before this (the last one found too few due).
+        var refillHeldUntil: ContinuousClock.Instant?
         var stale = true
         /// Counts `invalidate()` calls.
         var invalidations = 0
@@ -80,6 +88,7 @@ public final class FileQueue: QueueStore {
     ///   - indexesEnqueues: false for a program that never claims (mailfcgi): emails it
     ///     enqueues are not added to its index, which a claim here would then re-read from
     ///     the directory each time.
+    ///   - activeLimit: `QUEUE_ACTIVE_LIMIT`, the most pending emails the claim index holds.
     /// - Throws: `SystemError` if the folders cannot be created or examined,
     ///   `QueueLayoutError.crossesFilesystems` if they are not on one filesystem.
     public init(
@@ -88,9 +97,11 @@ public final class FileQueue: QueueStore {
         messageIDDomain: String = "localhost",
         idempotencyTTL: TimeInterval = 86_400,
         indexesEnqueues: Bool = true,
+        activeLimit: Int = FileQueue.defaultActiveLimit,
         logger: Logger = Logger(label: "queue")
     ) throws {
         self.indexesEnqueues = indexesEnqueues
+        state = Mutex(State(index: QueueIndex(limit: activeLimit)))
         self.layout = layout
         self.minimumFree = minimumFree
         self.messageIDDomain = messageIDDomain
@@ -103,6 +114,9 @@ public final class FileQueue: QueueStore {
         try layout.create()
         try layout.checkSingleFilesystem()
     }
+
+    /// `QUEUE_ACTIVE_LIMIT`'s default: at about 60 bytes an entry, 3 MiB of index.
+    public static let defaultActiveLimit = 50_000
 
     /// Entries that could be neither handled nor set aside in `corrupt/` (for example
     /// because the rename failed), as "name: reason", sorted; empty when all is well.
@@ -150,12 +164,25 @@ public final class FileQueue: QueueStore {
 
     /// When the earliest deferred email becomes due, as far as the index knows.
     public var nextDue: Date? {
-        state.withLock { $0.index.nextDue }
+        state.withLock { state in
+            // Emails left out may be due: the next re-read is a due time of its own.
+            let refill =
+                state.index.wantsRefill
+                ? state.refillHeldUntil.map { Date(timeIntervalSinceNow: Self.seconds($0 - .now)) } ?? Date() : nil
+            return [state.index.nextDue, refill].compactMap { $0 }.min()
+        }
     }
 
-    /// Pending emails the index knows, and how many of them are deferred.
+    private static func seconds(_ duration: Duration) -> Double {
+        let (whole, fraction) = duration.components
+        return Double(whole) + Double(fraction) / 1e18
+    }
+
+    /// Pending emails: those in the index and those it left out (counted at its last re-read
+    /// and since); and how many of those in the index are deferred (the ones left out were
+    /// not read).
     public var indexCounts: (pending: Int, deferred: Int) {
-        state.withLock { ($0.index.count, $0.index.deferredCount) }
+        state.withLock { ($0.index.count + $0.index.outside, $0.index.deferredCount) }
     }
 
     // MARK: - QueueStore
@@ -922,20 +949,64 @@ public final class FileQueue: QueueStore {
     }
 
     private var needsSynchronizing: Bool {
-        state.withLock { $0.stale || !$0.notified }
+        state.withLock { state in
+            state.stale || !state.notified
+                || (state.index.wantsRefill && state.refillHeldUntil.map { .now >= $0 } ?? true)
+        }
     }
 
-    /// Brings the index up to date with the directory: lists it, and reads the files the
-    /// index does not know yet. Names the index has but the directory lost are dropped
-    /// lazily, when their rename fails. The index stays stale until the listing is read, so
-    /// claimants with an empty index wait for it; an `invalidate()` during the listing
-    /// leaves it stale for the next claim.
+    /// Brings the index up to date with the directory: lists it as a stream, and reads the
+    /// files the index does not hold yet, at most `refillSize` of them: the first by name
+    /// after where the last re-read stopped, then from the first name on (a sweep that
+    /// wraps, so every file left out is offered again). Names the index has but the
+    /// directory lost are dropped lazily, when their rename fails. The index stays stale
+    /// until the listing is read, so claimants with an empty index wait for it; an
+    /// `invalidate()` during the listing leaves it stale for the next claim.
     private func synchronize() throws {
-        let invalidations = state.withLock { $0.invalidations }
-        for base in try Syscall.listDirectory(layout.queue).compactMap(QueueLayout.pendingBase) {
-            addToIndex(base)
+        let (invalidations, narrowings, size, after) = state.withLock {
+            ($0.invalidations, $0.index.narrowings, $0.index.refillSize, $0.refillAfter)
         }
-        state.withLock { if $0.invalidations == invalidations { $0.stale = false } }
+        var ahead = Heap<FileKey>()  // the first names not held after `after`, at most `size`
+        var behind = Heap<FileKey>()  // and from the first name on, for a sweep that wraps
+        var unheld = 0
+        var foreign: [String] = []
+        try Syscall.forEachName(in: layout.queue) { name in
+            guard let base = QueueLayout.pendingBase(name), !state.withLock({ $0.index.contains(base) }) else {
+                return
+            }
+            guard let key = FileKey(base) else { return foreign.append(base) }
+            unheld += 1
+            if let after, key <= after {
+                behind.insert(key)
+                if behind.count > size { _ = behind.removeMax() }
+            } else {
+                ahead.insert(key)
+                if ahead.count > size { _ = ahead.removeMax() }
+            }
+        }
+        var offered = ahead.unordered.sorted()
+        var next = offered.last
+        let wrapped = offered.count < size  // this re-read reached the last name
+        if wrapped {
+            let fromStart = behind.unordered.sorted().prefix(size - offered.count)
+            offered += fromStart
+            next = fromStart.last
+        }
+        let leftOut = unheld - offered.count
+        state.withLock {
+            $0.index.finishRefill(complete: leftOut == 0, outside: leftOut, began: narrowings)
+            $0.refillAfter = next
+        }
+        for key in offered { addToIndex(key.name) }
+        for base in foreign { addToIndex(base) }
+        state.withLock {
+            // A sweep that went round and left fewer than half of the limit due (the rest
+            // deferred) is not begun again within the second: an index full of deferred
+            // emails would otherwise list the directory at every claim.
+            let fed = !$0.index.incomplete || $0.index.dueCount >= $0.index.limit / 2
+            $0.refillHeldUntil = fed || !wrapped ? nil : .now + .seconds(1)
+            if $0.invalidations == invalidations { $0.stale = false }
+        }
     }
 
     /// Reads a pending file's priority and due time into the index. An entry that cannot be

@@ -17,6 +17,16 @@ import HeapModule
 /// strings: at 100,000 entries, comparing and hashing strings kept on the heap costs cache
 /// misses on every claim. A pending file whose name is not of the canonical form (not one
 /// of ours) is kept apart and offered first, so the claim that reads it can set it aside.
+///
+/// **Bounded.** The index holds at most `limit` entries (`QUEUE_ACTIVE_LIMIT`, as postfix's
+/// `qmgr_message_active_limit` caps its active queue), so mailworkerd's memory does not grow
+/// with the backlog. When it is full, a newcomer and the entry that would be claimed last
+/// (the latest-due deferred one, else the youngest of the lowest priority) compete: the
+/// better stays, the other is left out (it stays on disk) and the index is `incomplete`
+/// until a re-read (`finishRefill`) has offered every pending file again. Re-reads sweep the
+/// queue by name from where the last one stopped, so every file left out is offered again
+/// within one sweep: priority orders the entries held, and a backlog joins in the order it
+/// was accepted.
 struct QueueIndex {
     private struct Due: Comparable {
         let priority: Int32
@@ -37,8 +47,33 @@ struct QueueIndex {
     /// Entries whose names are not canonical, with their due time (nil: due now).
     private var foreign: [(name: String, notBefore: Date?)] = []
 
+    /// The most canonical entries held (`QUEUE_ACTIVE_LIMIT`).
+    let limit: Int
+    /// Whether pending files may have been left out since the last complete re-read.
+    private(set) var incomplete = false
+    /// Times an entry was left out: a re-read that began before cannot tell the index
+    /// complete.
+    private(set) var narrowings = 0
+    /// Pending files known to be left out: those the last re-read left out, and every one
+    /// left out since (an estimate: one canceled meanwhile is counted until the next re-read).
+    private(set) var outside = 0
+
+    /// - Parameter limit: the most canonical entries to hold (at least 1).
+    init(limit: Int = .max) {
+        self.limit = max(1, limit)
+    }
+
     /// Entries in the index, due or not.
     var count: Int { known.count + foreign.count }
+    /// Entries due now or since, that `popNext` takes before the deferred ones.
+    var dueCount: Int { due.reduce(0) { $0 + $1.count } }
+    /// Whether entries were left out and fewer than half of the limit are due: a re-read
+    /// would bring in more.
+    var wantsRefill: Bool { incomplete && dueCount < limit / 2 }
+    /// How many entries a re-read should offer: the room left, and at least half of the
+    /// limit (those better than what is held replace it), so that a sweep past emails that
+    /// are not due yet takes few listings of the directory.
+    var refillSize: Int { max(limit - known.count, limit / 2, 1) }
     /// Entries not yet due.
     var deferredCount: Int { waiting.count + foreign.filter { $0.notBefore != nil }.count }
     /// When the earliest deferred entry becomes due, if any.
@@ -58,9 +93,64 @@ struct QueueIndex {
             if !foreign.contains(where: { $0.name == name }) { foreign.append((name, notBefore)) }
             return
         }
-        guard known.insert(key).inserted else { return }
+        guard !known.contains(key) else { return }
         let entry = Due(priority: Int32(clamping: priority), key: key)
+        if known.count >= limit {
+            // Full: the better of the newcomer and the entry that would be claimed last stays.
+            guard let worst = worstRank, Self.rank(entry, notBefore) < worst else {
+                leaveOut(key)
+                return
+            }
+            leaveOut(evictWorst())
+        }
+        known.insert(key)
         if let notBefore { waiting.insert(Waiting(due: notBefore, entry: entry)) } else { makeDue(entry) }
+    }
+
+    /// Where an entry stands in the order of claims: due ones before deferred ones, then by
+    /// due time, priority and key.
+    private static func rank(_ entry: Due, _ notBefore: Date?) -> (Int, Date, Due) {
+        notBefore.map { (1, $0, entry) } ?? (0, .distantPast, entry)
+    }
+
+    /// The rank of the entry that would be claimed last.
+    private var worstRank: (Int, Date, Due)? {
+        if let latest = waiting.max { return Self.rank(latest.entry, latest.due) }
+        guard let lane = due.lastIndex(where: { !$0.isEmpty }), let key = due[lane].last else { return nil }
+        return Self.rank(Due(priority: Int32(lane + 1), key: key), nil)
+    }
+
+    /// Removes the entry that would be claimed last; returns its key.
+    private mutating func evictWorst() -> FileKey {
+        let key: FileKey
+        if waiting.max != nil {
+            key = waiting.removeMax().entry.key
+        } else {
+            let lane = due.lastIndex(where: { !$0.isEmpty })!  // full: some lane holds entries
+            key = due[lane].removeLast()
+        }
+        known.remove(key)
+        return key
+    }
+
+    private mutating func leaveOut(_ key: FileKey) {
+        incomplete = true
+        narrowings += 1
+        outside += 1
+    }
+
+    /// Records a re-read of the directory that began when `narrowings` was `began`, left out
+    /// `outside` pending files it saw and offers the rest (`complete` when it left none out).
+    /// Call before inserting what it offers, which may leave some out again. If an entry was
+    /// left out while it ran, the index stays incomplete.
+    mutating func finishRefill(complete: Bool, outside leftOut: Int, began: Int) {
+        if narrowings == began {
+            incomplete = !complete
+            outside = leftOut
+        } else {
+            incomplete = true
+            outside = max(outside, leftOut)
+        }
     }
 
     private mutating func makeDue(_ entry: Due) {

@@ -28,6 +28,7 @@ public enum QueueStores {
                 messageIDDomain: messageIDDomain ?? "localhost",
                 idempotencyTTL: idempotencyTTL,
                 indexesEnqueues: program != .responder,  // mailfcgi never claims
+                activeLimit: settings.queueActiveLimit,
                 logger: logger
             )
         case .postgres(let url):

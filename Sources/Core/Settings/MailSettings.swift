@@ -45,6 +45,10 @@ public struct MailSettings: Sendable {
     public var maxScheduleDays: Int
     /// `IDEMPOTENCY_TTL_HOURS` (default 24): how long an `Idempotency-Key` binds its request.
     public var idempotencyTTLHours: Int
+    /// `QUEUE_ACTIVE_LIMIT` (default 50,000): the most pending emails the file queue's claim
+    /// index holds in mailworkerd (about 60 bytes each); a deeper backlog is read in as room
+    /// frees, oldest first, so memory does not grow with it.
+    public var queueActiveLimit: Int
     /// `SMTP_MAX_RATE` (default 0: no limit): messages a second across every worker.
     public var smtpMaxRate: Double
     /// `SMTP_MAX_CONNECTIONS` (default `NUM_WORKERS`): connections to the relay at once;
@@ -156,6 +160,7 @@ public struct MailSettings: Sendable {
         claimTimeout = env.seconds("CLAIM_TIMEOUT", default: 3600, range: 1...(7 * 86400))
         queueStore = QueueStoreChoice.read(env)
         claimLease = env.seconds("CLAIM_LEASE", default: 30, range: 1...3600)
+        queueActiveLimit = env.int("QUEUE_ACTIVE_LIMIT", default: 50_000, range: 10...10_000_000)
         trashRetentionDays = env.int("TRASH_RETENTION_DAYS", default: 7, range: 0...3650)
         maxScheduleDays = env.int("MAX_SCHEDULE_DAYS", default: 30, range: 0...365)
         idempotencyTTLHours = env.int("IDEMPOTENCY_TTL_HOURS", default: 24, range: 1...720)
