@@ -14,8 +14,9 @@
 // (Postgres.swift): claim and markSent per second on 1 and a few threads.
 //
 // With --index-memory DEPTH, only the index's footprint: a queue of DEPTH pending files, a
-// fresh FileQueue's index built by its first claim, and the heap that index holds (malloc's
-// bytes in use before and after, per pending email), with this process's resident set.
+// fresh FileQueue's index built by its first claim (holding at most QUEUE_ACTIVE_LIMIT's
+// default), and the heap that index holds (malloc's bytes in use before and after, per
+// pending email and per entry held), with this process's resident set.
 // One depth per process, so that the peak resident set is that depth's.
 //
 // usage: claims-bench [--depths 1000,100000] [--claims 500] [--runs 15] [--dir PATH]
@@ -164,9 +165,11 @@ func indexFootprint(depth: Int, dir: String) throws -> [String: Any] {
     let after = clinux_heap_in_use()
     let resident = residentMiB()
     let pending = queue.indexCounts.pending
+    let held = queue.indexHeld
     return [
-        "depth": depth, "indexed": pending,
+        "depth": depth, "pending": pending, "indexed": held, "active_limit": FileQueue.defaultActiveLimit,
         "index_bytes_per_pending": (Double(after - before) / Double(max(1, pending))).rounded(),
+        "index_bytes_per_entry": (Double(after - before) / Double(max(1, held))).rounded(),
         "index_heap_mib": (Double(after - before) / 1_048_576 * 10).rounded() / 10,
         "index_build_seconds": (seconds * 1000).rounded() / 1000,
         "rss_mib_before_build": (filled.now * 10).rounded() / 10,

@@ -178,6 +178,11 @@ public final class FileQueue: QueueStore {
         return Double(whole) + Double(fraction) / 1e18
     }
 
+    /// Pending emails the claim index holds: at most `QUEUE_ACTIVE_LIMIT`.
+    public var indexHeld: Int {
+        state.withLock { $0.index.count }
+    }
+
     /// Pending emails: those in the index and those it left out (counted at its last re-read
     /// and since); and how many of those in the index are deferred (the ones left out were
     /// not read).
