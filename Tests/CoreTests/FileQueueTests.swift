@@ -298,7 +298,7 @@ import Testing
         }
         let queue = try FileQueue(layout: QueueLayout(root: dir.path), activeLimit: 10)
         queue.useChangeNotifications()
-        // The first read holds the ten oldest, all scheduled; the next sweeps on to the due ones.
+        // The first sweep offers the ten oldest, all scheduled; the next goes on to the due ones.
         var sent: [String] = []
         for _ in 0..<3 {
             if let claim = try queue.claim(now: Date()) {
@@ -307,8 +307,50 @@ import Testing
             }
         }
         #expect(sent == ["u10@example.com", "u11@example.com"])
-        // The two due ones took the places of the two scheduled latest, now outside.
-        #expect(queue.indexCounts == (pending: 10, deferred: 8))
+        // The scheduled ones kept their places: due ones are held beside them, not instead.
+        #expect(queue.indexCounts == (pending: 10, deferred: 10))
+    }
+
+    @Test func scheduledEmailsLeftOutAreClaimedWhenTheirTimeComes() throws {
+        let writer = try makeQueue()
+        let start = Date()
+        for n in 0..<15 {
+            var email = queuedEmail(n, at: start.addingTimeInterval(Double(n) / 1000))
+            email.nextAttemptAt = start.addingTimeInterval(0.2 + Double(n) / 100)  // the latest 5 left out
+            try writer.enqueue(email)
+        }
+        let queue = try FileQueue(layout: QueueLayout(root: dir.path), activeLimit: 10)
+        queue.useChangeNotifications()
+        #expect(try queue.claim(now: Date()) == nil)  // none due yet
+        #expect(queue.indexCounts == (pending: 15, deferred: 10))
+        Thread.sleep(forTimeInterval: 0.4)
+        var sent: [String] = []
+        while let claim = try queue.claim(now: Date()) {
+            sent.append(claim.email.toEmail)
+            try queue.markSent(claim, at: Date())
+        }
+        #expect(sent == (0..<15).map { "u\($0)@example.com" })
+    }
+
+    @Test func expiryReachesOldEmailsTheIndexLeftOut() throws {
+        let writer = try makeQueue()
+        let start = Date()
+        for n in 0..<30 {
+            try writer.enqueue(queuedEmail(n, at: start.addingTimeInterval(Double(n) / 1000), priority: n < 20 ? 3 : 1))
+        }
+        let queue = try FileQueue(layout: QueueLayout(root: dir.path), activeLimit: 10)
+        queue.useChangeNotifications()
+        var expired: [String] = []
+        while let claim = try queue.claimExpired(
+            createdBefore: Date().addingTimeInterval(60),
+            now: Date(),
+            skipping: []
+        ) {
+            expired.append(claim.email.toEmail)
+            try queue.markSent(claim, at: Date())
+        }
+        #expect(expired.sorted() == (0..<30).map { "u\($0)@example.com" }.sorted())
+        #expect(expired.prefix(10) == ArraySlice((0..<10).map { "u\($0)@example.com" }))  // the oldest first
     }
 
     @Test func withNotificationsTheIndexIsTrustedAndArrivalsAreAdded() throws {

@@ -38,7 +38,7 @@ import Testing
     @Test func aFullIndexKeepsTheOldestAndCountsTheRestOutside() {
         var index = QueueIndex(limit: 3)
         for n in 1...5 { index.insert("batch_\(n)00_0000000a", priority: 2, notBefore: nil) }
-        #expect(index.count == 3 && index.outside == 2 && index.incomplete && index.narrowings == 2)
+        #expect(index.count == 3 && index.outside == 2 && index.incomplete && index.dueOutside)
         #expect(!index.contains("batch_400_0000000a"))
         let now = Date()
         #expect(
@@ -47,7 +47,7 @@ import Testing
         )
     }
 
-    @Test func aBetterNewcomerTakesThePlaceOfTheEntryClaimedLast() {
+    @Test func aBetterNewcomerTakesThePlaceOfTheDueEntryClaimedLast() {
         var index = QueueIndex(limit: 2)
         index.insert("batch_100_0000000a", priority: 2, notBefore: nil)
         index.insert("batch_200_0000000a", priority: 3, notBefore: nil)
@@ -59,42 +59,61 @@ import Testing
         #expect([index.popNext(now: now), index.popNext(now: now)] == ["batch_300_0000000a", "batch_100_0000000a"])
     }
 
-    @Test func aDueNewcomerTakesThePlaceOfTheLatestDeferredEntry() {
+    @Test func dueNewcomersNeverDisplaceDeferredEntries() {
         var index = QueueIndex(limit: 2)
         let now = Date()
-        index.insert("batch_100_0000000a", priority: 1, notBefore: now.addingTimeInterval(10))
-        index.insert("batch_200_0000000a", priority: 1, notBefore: now.addingTimeInterval(20))
-        index.insert("batch_300_0000000a", priority: 3, notBefore: nil)
-        #expect(!index.contains("batch_200_0000000a"))
-        #expect(index.popNext(now: now) == "batch_300_0000000a")
-        // Deferred against deferred: the sooner due stays.
-        index.insert("batch_400_0000000a", priority: 2, notBefore: now.addingTimeInterval(5))
-        index.insert("batch_500_0000000a", priority: 2, notBefore: now.addingTimeInterval(30))
-        #expect(index.contains("batch_400_0000000a") && !index.contains("batch_500_0000000a"))
-        #expect(index.nextDue == now.addingTimeInterval(5))
+        index.insert("batch_100_0000000a", priority: 1, notBefore: now.addingTimeInterval(10))  // scheduled
+        for n in 2...9 { index.insert("batch_\(n)00_0000000a", priority: 3, notBefore: nil, now: now) }
+        #expect(index.contains("batch_100_0000000a") && index.dueCount == 2 && index.deferredCount == 1)
+        #expect(index.wakeup == nil)  // no deferred entry left out
+        // Its time comes: it goes before the due ones, by its priority.
+        #expect(index.popNext(now: now.addingTimeInterval(10)) == "batch_100_0000000a")
     }
 
-    @Test func aRefillDuringWhichAnEntryWasLeftOutLeavesTheIndexIncomplete() {
-        var index = QueueIndex(limit: 1)
-        index.insert("batch_100_0000000a", priority: 2, notBefore: nil)
-        index.insert("batch_200_0000000a", priority: 2, notBefore: nil)
-        let began = index.narrowings
-        index.insert("batch_300_0000000a", priority: 2, notBefore: nil)  // left out while it ran
-        index.finishRefill(complete: true, outside: 0, began: began)
-        #expect(index.incomplete && index.outside == 2)
-        index.finishRefill(complete: true, outside: 0, began: index.narrowings)
-        #expect(!index.incomplete && index.outside == 0)
+    @Test func theSoonestDeferredStayAndTheWakeUpIsTheFirstLeftOut() {
+        var index = QueueIndex(limit: 2)
+        let now = Date()
+        index.insert("batch_100_0000000a", priority: 2, notBefore: now.addingTimeInterval(30), now: now)
+        index.insert("batch_200_0000000a", priority: 2, notBefore: now.addingTimeInterval(10), now: now)
+        index.insert("batch_300_0000000a", priority: 2, notBefore: now.addingTimeInterval(20), now: now)
+        #expect(!index.contains("batch_100_0000000a") && index.wakeup == now.addingTimeInterval(30))
+        index.insert("batch_400_0000000a", priority: 2, notBefore: now.addingTimeInterval(25), now: now)
+        #expect(!index.contains("batch_400_0000000a") && index.wakeup == now.addingTimeInterval(25))
+        #expect(!index.dueOutside && index.nextDue == now.addingTimeInterval(10))
+        #expect(
+            !index.wantsRefill(now: now.addingTimeInterval(24)) && index.wantsRefill(now: now.addingTimeInterval(25))
+        )
+        // An entry whose time has passed is due, not deferred.
+        index.insert("batch_500_0000000a", priority: 2, notBefore: now.addingTimeInterval(-1), now: now)
+        #expect(index.dueCount == 1)
     }
 
-    @Test func aRefillIsWantedWhenEntriesWereLeftOutAndFewAreDue() {
+    @Test func aPassThatLeftNoDueEmailOutEndsTheWantForSweeps() {
+        var index = QueueIndex(limit: 4)
+        for n in 1...6 { index.insert("batch_\(n)00_0000000a", priority: 2, notBefore: nil) }
+        index.beginPass()
+        index.endSweep(unoffered: 3, passEnded: false)
+        #expect(index.dueOutside && index.outside == 3)
+        for _ in 0..<4 { _ = index.popNext(now: Date()) }
+        #expect(index.wantsRefill(now: Date()))
+        index.endSweep(unoffered: 0, passEnded: true)  // the pass offered the rest; none left out
+        #expect(!index.dueOutside && !index.incomplete && !index.wantsRefill(now: Date()))
+        // A due email left out during a pass keeps the want after it.
+        index.beginPass()
+        for n in 7...12 { index.insert("batch_\(n)00_0000000a", priority: 2, notBefore: nil) }
+        index.endSweep(unoffered: 0, passEnded: true)
+        #expect(index.dueOutside && index.outside == 2)
+    }
+
+    @Test func aRefillIsWantedWhenADueEmailIsOutsideAndFewAreDue() {
         var index = QueueIndex(limit: 4)
         for n in 1...5 { index.insert("batch_\(n)00_0000000a", priority: 2, notBefore: nil) }
-        #expect(!index.wantsRefill)  // 4 due of 4
+        #expect(!index.wantsRefill(now: Date()))  // 4 due of 4
         _ = index.popNext(now: Date())
         _ = index.popNext(now: Date())
-        #expect(!index.wantsRefill)  // 2 of 4: half
+        #expect(!index.wantsRefill(now: Date()))  // 2 of 4: half
         _ = index.popNext(now: Date())
-        #expect(index.wantsRefill && index.refillSize == 3)
+        #expect(index.wantsRefill(now: Date()) && index.refillSize == 3)
     }
 }
 

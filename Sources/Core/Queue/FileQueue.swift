@@ -69,10 +69,13 @@ public final class FileQueue: QueueStore {
 
     private struct State {
         var index: QueueIndex
-        /// Where the last re-read stopped: the next offers names after this one first.
+        /// Where the current pass over the folder stands: its next sweep offers names after
+        /// this one (nil: the next sweep begins a pass).
         var refillAfter: FileKey?
-        /// No re-read for emails left out before this (the last one found too few due).
-        var refillHeldUntil: ContinuousClock.Instant?
+        /// When a deferred email left out last made a pass begin again from the first name.
+        var lastRewind: ContinuousClock.Instant?
+        /// Old emails outside the index, oldest first, for `claimExpired` (read by name).
+        var expiryCandidates: [String] = []
         var stale = true
         /// Counts `invalidate()` calls.
         var invalidations = 0
@@ -165,11 +168,10 @@ public final class FileQueue: QueueStore {
     /// When the earliest deferred email becomes due, as far as the index knows.
     public var nextDue: Date? {
         state.withLock { state in
-            // Emails left out may be due: the next re-read is a due time of its own.
-            let refill =
-                state.index.wantsRefill
-                ? state.refillHeldUntil.map { Date(timeIntervalSinceNow: Self.seconds($0 - .now)) } ?? Date() : nil
-            return [state.index.nextDue, refill].compactMap { $0 }.min()
+            // A deferred email left out comes due at the wake-up; a sweep owed is due now.
+            let now = Date()
+            let sweep = state.index.wantsRefill(now: now) ? now : state.index.wakeup
+            return [state.index.nextDue, sweep].compactMap { $0 }.min()
         }
     }
 
@@ -339,7 +341,40 @@ public final class FileQueue: QueueStore {
             guard let (email, lock) = try take(base, at: now) else { continue }
             return QueueClaim(name: base, email: email, token: lock)
         }
+        // Emails the index left out (a deeper backlog than QUEUE_ACTIVE_LIMIT): their names
+        // say when they were accepted.
+        while let base = try nextExpiryCandidate(before: millisecond, skipping: skipping) {
+            guard let (email, lock) = try take(base, at: now) else { continue }
+            return QueueClaim(name: base, email: email, token: lock)
+        }
         return nil
+    }
+
+    /// The oldest pending name accepted before `cutoff` (milliseconds) that the index does not
+    /// hold: from the names a listing found, kept until used (at most 1,000 a listing, so a
+    /// pass of `expireDue` lists the folder once per 1,000 expired emails, and once more to
+    /// find there are no more). No listing while the index holds every pending email.
+    private func nextExpiryCandidate(before cutoff: Int64, skipping: Set<String>) throws -> String? {
+        let kept = state.withLock { state -> String? in
+            while !state.expiryCandidates.isEmpty {
+                let name = state.expiryCandidates.removeFirst()
+                if !skipping.contains(name), !state.index.contains(name) { return name }
+            }
+            return nil
+        }
+        if let kept { return kept }
+        guard state.withLock({ $0.index.incomplete }) else { return nil }
+        var oldest = Heap<FileKey>()
+        try Syscall.forEachName(in: layout.queue) { name in
+            guard let base = QueueLayout.pendingBase(name), let key = FileKey(base), key.timestamp < cutoff,
+                !skipping.contains(base), !state.withLock({ $0.index.contains(base) })
+            else { return }
+            oldest.insert(key)
+            if oldest.count > 1_000 { _ = oldest.removeMax() }
+        }
+        let names = oldest.unordered.sorted().map(\.name)
+        state.withLock { $0.expiryCandidates = Array(names.dropFirst()) }
+        return names.first
     }
 
     public func markSent(_ claim: QueueClaim, record: QueuedEmail?, at date: Date) throws {
@@ -954,64 +989,52 @@ public final class FileQueue: QueueStore {
     }
 
     private var needsSynchronizing: Bool {
-        state.withLock { state in
-            state.stale || !state.notified
-                || (state.index.wantsRefill && state.refillHeldUntil.map { .now >= $0 } ?? true)
-        }
+        state.withLock { $0.stale || !$0.notified || $0.index.wantsRefill(now: Date()) }
     }
 
-    /// Brings the index up to date with the directory: lists it as a stream, and reads the
-    /// files the index does not hold yet, at most `refillSize` of them: the first by name
-    /// after where the last re-read stopped, then from the first name on (a sweep that
-    /// wraps, so every file left out is offered again). Names the index has but the
-    /// directory lost are dropped lazily, when their rename fails. The index stays stale
-    /// until the listing is read, so claimants with an empty index wait for it; an
+    /// Brings the index up to date with the directory: one sweep of a pass over it. It lists
+    /// the folder as a stream and reads the files the index does not hold, at most
+    /// `refillSize` of them, the first by name after where the pass stands; a pass ends when
+    /// a sweep offers every name left, so each pending file not held is offered once a pass
+    /// (the next begins when the index wants more). A deferred email left out that comes due
+    /// makes the pass begin again from the first name, at most once a second. Names the index
+    /// has but the directory lost are dropped lazily, when their rename fails. The index stays
+    /// stale until the listing is read, so claimants with an empty index wait for it; an
     /// `invalidate()` during the listing leaves it stale for the next claim.
     private func synchronize() throws {
-        let (invalidations, narrowings, size, after) = state.withLock {
-            ($0.invalidations, $0.index.narrowings, $0.index.refillSize, $0.refillAfter)
+        let (invalidations, size, after) = state.withLock { state in
+            if let wakeup = state.index.wakeup, wakeup <= Date(), state.refillAfter != nil,
+                state.lastRewind.map({ .now - $0 >= .seconds(1) }) ?? true
+            {
+                state.refillAfter = nil
+                state.lastRewind = .now
+            }
+            if state.refillAfter == nil { state.index.beginPass() }
+            return (state.invalidations, state.index.refillSize, state.refillAfter)
         }
-        var ahead = Heap<FileKey>()  // the first names not held after `after`, at most `size`
-        var behind = Heap<FileKey>()  // and from the first name on, for a sweep that wraps
-        var unheld = 0
+        var offered = Heap<FileKey>()  // the first names not held after `after`, at most `size`
+        var unoffered = 0
         var foreign: [String] = []
         try Syscall.forEachName(in: layout.queue) { name in
             guard let base = QueueLayout.pendingBase(name), !state.withLock({ $0.index.contains(base) }) else {
                 return
             }
             guard let key = FileKey(base) else { return foreign.append(base) }
-            unheld += 1
-            if let after, key <= after {
-                behind.insert(key)
-                if behind.count > size { _ = behind.removeMax() }
-            } else {
-                ahead.insert(key)
-                if ahead.count > size { _ = ahead.removeMax() }
+            if let after, key <= after { return }  // offered earlier in this pass
+            offered.insert(key)
+            if offered.count > size {
+                _ = offered.removeMax()
+                unoffered += 1
             }
         }
-        var offered = ahead.unordered.sorted()
-        var next = offered.last
-        let wrapped = offered.count < size  // this re-read reached the last name
-        if wrapped {
-            let fromStart = behind.unordered.sorted().prefix(size - offered.count)
-            offered += fromStart
-            next = fromStart.last
-        }
-        let leftOut = unheld - offered.count
+        let names = offered.unordered.sorted()
         state.withLock {
-            $0.index.finishRefill(complete: leftOut == 0, outside: leftOut, began: narrowings)
-            $0.refillAfter = next
+            $0.index.endSweep(unoffered: unoffered, passEnded: unoffered == 0)
+            $0.refillAfter = unoffered == 0 ? nil : names.last
         }
-        for key in offered { addToIndex(key.name) }
+        for key in names { addToIndex(key.name) }
         for base in foreign { addToIndex(base) }
-        state.withLock {
-            // A sweep that went round and left fewer than half of the limit due (the rest
-            // deferred) is not begun again within the second: an index full of deferred
-            // emails would otherwise list the directory at every claim.
-            let fed = !$0.index.incomplete || $0.index.dueCount >= $0.index.limit / 2
-            $0.refillHeldUntil = fed || !wrapped ? nil : .now + .seconds(1)
-            if $0.invalidations == invalidations { $0.stale = false }
-        }
+        state.withLock { if $0.invalidations == invalidations { $0.stale = false } }
     }
 
     /// Reads a pending file's priority and due time into the index. An entry that cannot be

@@ -18,15 +18,16 @@ import HeapModule
 /// misses on every claim. A pending file whose name is not of the canonical form (not one
 /// of ours) is kept apart and offered first, so the claim that reads it can set it aside.
 ///
-/// **Bounded.** The index holds at most `limit` entries (`QUEUE_ACTIVE_LIMIT`, as postfix's
-/// `qmgr_message_active_limit` caps its active queue), so mailworkerd's memory does not grow
-/// with the backlog. When it is full, a newcomer and the entry that would be claimed last
-/// (the latest-due deferred one, else the youngest of the lowest priority) compete: the
-/// better stays, the other is left out (it stays on disk) and the index is `incomplete`
-/// until a re-read (`finishRefill`) has offered every pending file again. Re-reads sweep the
-/// queue by name from where the last one stopped, so every file left out is offered again
-/// within one sweep: priority orders the entries held, and a backlog joins in the order it
-/// was accepted.
+/// **Bounded.** The index holds at most `limit` due entries and `limit` deferred ones
+/// (`QUEUE_ACTIVE_LIMIT`, as postfix's `qmgr_message_active_limit` caps its active queue), so
+/// mailworkerd's memory does not grow with the backlog. A due newcomer to a full due part
+/// competes with the due entry claimed last (the youngest of the lowest priority), a deferred
+/// newcomer to a full deferred part with the one due last; a due newcomer never displaces a
+/// deferred entry, so a scheduled or retried email keeps its place however much new mail
+/// arrives. The loser is left out (it stays on disk), and the index remembers what it left
+/// out: whether a due email may be outside (`dueOutside`), and when the first deferred one
+/// left out comes due (`wakeup`). The file queue then sweeps the folder by name in passes
+/// (`beginPass`, `endSweep`), each of which offers every pending file not held once.
 struct QueueIndex {
     private struct Due: Comparable {
         let priority: Int32
@@ -47,18 +48,23 @@ struct QueueIndex {
     /// Entries whose names are not canonical, with their due time (nil: due now).
     private var foreign: [(name: String, notBefore: Date?)] = []
 
-    /// The most canonical entries held (`QUEUE_ACTIVE_LIMIT`).
+    /// The most due entries held, and the most deferred ones (`QUEUE_ACTIVE_LIMIT`).
     let limit: Int
-    /// Whether pending files may have been left out since the last complete re-read.
+    /// Whether pending files may be outside the index (left out, or not offered yet).
     private(set) var incomplete = false
-    /// Times an entry was left out: a re-read that began before cannot tell the index
-    /// complete.
-    private(set) var narrowings = 0
-    /// Pending files known to be left out: those the last re-read left out, and every one
-    /// left out since (an estimate: one canceled meanwhile is counted until the next re-read).
+    /// Whether a due email may be outside: one was left out, or a pass has names to offer.
+    private(set) var dueOutside = false
+    /// When the first deferred email left out comes due.
+    private(set) var wakeup: Date?
+    /// Pending files outside: those the last sweep did not offer and those left out since
+    /// its pass began (an estimate: one canceled, or left out twice, counts until the pass ends).
     private(set) var outside = 0
+    /// Entries left out, all and due ones, and both counts when the current pass began.
+    private var narrowings = 0
+    private var dueNarrowings = 0
+    private var pass = (narrowings: 0, dueNarrowings: 0)
 
-    /// - Parameter limit: the most canonical entries to hold (at least 1).
+    /// - Parameter limit: the most due entries to hold, and the most deferred ones (at least 1).
     init(limit: Int = .max) {
         self.limit = max(1, limit)
     }
@@ -67,13 +73,14 @@ struct QueueIndex {
     var count: Int { known.count + foreign.count }
     /// Entries due now or since, that `popNext` takes before the deferred ones.
     var dueCount: Int { due.reduce(0) { $0 + $1.count } }
-    /// Whether entries were left out and fewer than half of the limit are due: a re-read
-    /// would bring in more.
-    var wantsRefill: Bool { incomplete && dueCount < limit / 2 }
-    /// How many entries a re-read should offer: the room left, and at least half of the
-    /// limit (those better than what is held replace it), so that a sweep past emails that
-    /// are not due yet takes few listings of the directory.
-    var refillSize: Int { max(limit - known.count, limit / 2, 1) }
+    /// Whether a sweep of the folder would bring in emails to claim: a due one may be outside
+    /// and fewer than half of the limit are due, or a deferred one left out is due.
+    func wantsRefill(now: Date) -> Bool {
+        (dueOutside && dueCount < limit / 2) || wakeup.map { $0 <= now } ?? false
+    }
+    /// How many names a sweep offers: the room left for due entries, and at least half of
+    /// the limit, so that a pass over emails not due yet takes few listings of the folder.
+    var refillSize: Int { max(limit - dueCount, limit / 2, 1) }
     /// Entries not yet due.
     var deferredCount: Int { waiting.count + foreign.filter { $0.notBefore != nil }.count }
     /// When the earliest deferred entry becomes due, if any.
@@ -86,71 +93,73 @@ struct QueueIndex {
         return known.contains(key)
     }
 
-    /// Adds a pending file's base name; `notBefore` nil means due now. A name already in the
-    /// index is left as it is.
-    mutating func insert(_ name: String, priority: Int, notBefore: Date?) {
+    /// Adds a pending file's base name; `notBefore` nil (or not after `now`) means due now.
+    /// A name already in the index is left as it is; a full part leaves out the newcomer or
+    /// the entry it outranks.
+    mutating func insert(_ name: String, priority: Int, notBefore: Date?, now: Date = Date()) {
         guard let key = FileKey(name) else {
             if !foreign.contains(where: { $0.name == name }) { foreign.append((name, notBefore)) }
             return
         }
         guard !known.contains(key) else { return }
-        let entry = Due(priority: Int32(clamping: priority), key: key)
-        if known.count >= limit {
-            // Full: the better of the newcomer and the entry that would be claimed last stays.
-            guard let worst = worstRank, Self.rank(entry, notBefore) < worst else {
-                leaveOut(key)
-                return
+        let entry = Due(priority: min(max(Int32(clamping: priority), 1), 3), key: key)
+        if let notBefore, notBefore > now {
+            let newcomer = Waiting(due: notBefore, entry: entry)
+            if waiting.count >= limit {
+                guard let latest = waiting.max, newcomer < latest else {
+                    return leaveOut(newcomer.entry.key, due: notBefore)
+                }
+                waiting.removeMax()
+                known.remove(latest.entry.key)
+                leaveOut(latest.entry.key, due: latest.due)
             }
-            leaveOut(evictWorst())
-        }
-        known.insert(key)
-        if let notBefore { waiting.insert(Waiting(due: notBefore, entry: entry)) } else { makeDue(entry) }
-    }
-
-    /// Where an entry stands in the order of claims: due ones before deferred ones, then by
-    /// due time, priority and key.
-    private static func rank(_ entry: Due, _ notBefore: Date?) -> (Int, Date, Due) {
-        notBefore.map { (1, $0, entry) } ?? (0, .distantPast, entry)
-    }
-
-    /// The rank of the entry that would be claimed last.
-    private var worstRank: (Int, Date, Due)? {
-        if let latest = waiting.max { return Self.rank(latest.entry, latest.due) }
-        guard let lane = due.lastIndex(where: { !$0.isEmpty }), let key = due[lane].last else { return nil }
-        return Self.rank(Due(priority: Int32(lane + 1), key: key), nil)
-    }
-
-    /// Removes the entry that would be claimed last; returns its key.
-    private mutating func evictWorst() -> FileKey {
-        let key: FileKey
-        if waiting.max != nil {
-            key = waiting.removeMax().entry.key
+            known.insert(key)
+            waiting.insert(newcomer)
         } else {
-            let lane = due.lastIndex(where: { !$0.isEmpty })!  // full: some lane holds entries
-            key = due[lane].removeLast()
+            if dueCount >= limit {
+                guard let lane = due.lastIndex(where: { !$0.isEmpty }), let last = due[lane].last,
+                    entry < Due(priority: Int32(lane + 1), key: last)
+                else { return leaveOut(key, due: nil) }
+                due[lane].removeLast()
+                known.remove(last)
+                leaveOut(last, due: nil)
+            }
+            known.insert(key)
+            makeDue(entry)
         }
-        known.remove(key)
-        return key
     }
 
-    private mutating func leaveOut(_ key: FileKey) {
+    private mutating func leaveOut(_ key: FileKey, due notBefore: Date?) {
         incomplete = true
         narrowings += 1
         outside += 1
+        if let notBefore {
+            wakeup = min(wakeup ?? notBefore, notBefore)
+        } else {
+            dueNarrowings += 1
+            dueOutside = true
+        }
     }
 
-    /// Records a re-read of the directory that began when `narrowings` was `began`, left out
-    /// `outside` pending files it saw and offers the rest (`complete` when it left none out).
-    /// Call before inserting what it offers, which may leave some out again. If an entry was
-    /// left out while it ran, the index stays incomplete.
-    mutating func finishRefill(complete: Bool, outside leftOut: Int, began: Int) {
-        if narrowings == began {
-            incomplete = !complete
-            outside = leftOut
+    /// A pass over the folder begins: it will offer every pending file not held, so the
+    /// deferred ones left out need no wake-up of their own until it has.
+    mutating func beginPass() {
+        pass = (narrowings, dueNarrowings)
+        wakeup = nil
+    }
+
+    /// A sweep of the current pass listed the folder and left `unoffered` names for the next
+    /// one (0: the pass ended). Call before inserting what it offers. At the end of a pass,
+    /// a due email is outside only if one was left out during it.
+    mutating func endSweep(unoffered: Int, passEnded: Bool) {
+        if passEnded {
+            dueOutside = dueNarrowings != pass.dueNarrowings
+            incomplete = narrowings != pass.narrowings
         } else {
+            dueOutside = true
             incomplete = true
-            outside = max(outside, leftOut)
         }
+        outside = unoffered + (narrowings - pass.narrowings)
     }
 
     private mutating func makeDue(_ entry: Due) {
