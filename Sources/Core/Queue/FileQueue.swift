@@ -584,8 +584,11 @@ public final class FileQueue: QueueStore {
         try layout.create()
         // Temp files a killed write left (each write's is its own: AtomicFile names them uniquely).
         let alsoWritten = [layout.status, layout.suppressions, layout.events + "/pending", layout.events + "/failed"]
+        // The folders are read as streams: the queue's may hold a backlog of millions of names
+        // (listed whole, twice a sweep, they were mailworkerd's largest allocation).
         for folder in layout.renameFolders + alsoWritten {
-            for name in (try? Syscall.listDirectory(folder)) ?? [] where AtomicFile.isTemporary(name) {
+            try? Syscall.forEachName(in: folder) { name in
+                guard AtomicFile.isTemporary(name) else { return }
                 let file = folder + "/" + name
                 if let written = Syscall.modificationTime(file), now.timeIntervalSince(written) > 60 {
                     _ = try? Syscall.unlink(file)
@@ -595,8 +598,8 @@ public final class FileQueue: QueueStore {
         var recovered = 0
         // The Python service claimed files in place (`queue/B.processing.json`); it no longer
         // runs (the README's switch-over stops it first), so its claims go back to pending.
-        for name in try Syscall.listDirectory(layout.queue) {
-            guard let base = QueueLayout.claimedBase(name) else { continue }
+        try Syscall.forEachName(in: layout.queue) { name in
+            guard let base = QueueLayout.claimedBase(name) else { return }
             if (try? Syscall.renameNoReplace(path(name), path(QueueLayout.pendingName(base)))) != nil {
                 recovered += 1
                 logger.notice("claim of the Python service put back to pending", metadata: ["file": "\(base)"])
@@ -625,7 +628,8 @@ public final class FileQueue: QueueStore {
     @discardableResult
     public func pruneTrash(olderThan age: TimeInterval, now: Date = Date()) throws -> Int {
         var pruned = 0
-        for name in try Syscall.listDirectory(layout.trash) {
+        // A stream: the trash keeps TRASH_RETENTION_DAYS of sent mail, millions of names.
+        try Syscall.forEachName(in: layout.trash) { name in
             let file = layout.trash + "/" + name
             if let changed = Syscall.changeTime(file), now.timeIntervalSince(changed) > age,
                 (try? Syscall.unlink(file)) != nil

@@ -94,8 +94,13 @@ public final class QueueCensus: Sendable {
             QueueLayout.claimedBase($0) ?? QueueLayout.sentBase($0)
         }
         report.processing = claimed.count
-        report.deadLetter = try Syscall.listDirectory(layout.deadLetter).filter { !AtomicFile.isTemporary($0) }.count
-        report.trash = try Syscall.listDirectory(layout.trash).count
+        // Counted as streams: the trash keeps days of sent mail, millions of names.
+        var deadLetter = 0
+        try Syscall.forEachName(in: layout.deadLetter) { if !AtomicFile.isTemporary($0) { deadLetter += 1 } }
+        report.deadLetter = deadLetter
+        var trash = 0
+        try Syscall.forEachName(in: layout.trash) { _ in trash += 1 }
+        report.trash = trash
         report.held =
             ((try? Syscall.listDirectory(layout.held)) ?? []).filter { QueueLayout.pendingBase($0) != nil }.count
         report.corrupt =
