@@ -23,6 +23,7 @@ import csv
 import datetime
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -224,7 +225,9 @@ def deliver(workers, port, backlog, work, extra_env=None, database=None):
            "SMTP_TLS": "none", "NUM_WORKERS": str(workers), **(extra_env or {})}
     try:
         started = time.time()
-        proc = start([BIN / "mailworkerd"], cwd=base, env=env)
+        # Core dumps allowed (core_pattern permitting), for the crash kept above.
+        proc = start([BIN / "mailworkerd"], cwd=base, env=env,
+                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,) * 2))
         try:
             # Progress comes from the status file mailworkerd rewrites every second: listing
             # a trash folder of up to 20,000 names four times a second took a tenth of the
@@ -233,8 +236,14 @@ def deliver(workers, port, backlog, work, extra_env=None, database=None):
                 failed = failed_so_far(data) if database else len(os.listdir(data / "dead_letter"))
                 if proc.poll() is not None or failed or time.time() - started > RUN_TIMEOUT:
                     tail = (base / "logs/mailworkerd.log").read_text().splitlines()[-5:]
+                    kept = ""
+                    if (proc.poll() or 0) < 0:
+                        # Killed by a signal (a crash): its folder, with any core file, outlives the run.
+                        kept = tempfile.mkdtemp(prefix="mailworkerd-crash-")
+                        shutil.copytree(base, kept, dirs_exist_ok=True, ignore=shutil.ignore_patterns("queue", "trash"))
+                        kept = f" (run folder kept in {kept})"
                     raise RuntimeError(f"delivery stopped at {done} of {count} (exit {proc.poll()}, "
-                                       f"{failed} failed): " + " | ".join(tail))
+                                       f"{failed} failed){kept}: " + " | ".join(tail))
                 time.sleep(0.1)
             sent = None if database else os.listdir(data / "trash")
             memory = memory_mib(proc.pid)
