@@ -38,9 +38,9 @@ import Glibc
 /// scan the directory. The index is brought up to date from a directory listing (reading only
 /// files it does not know) when stale: at the first claim, after `invalidate()`, and before
 /// every claim when no `QueueWatcher` reports arrivals (`useChangeNotifications()`). It holds
-/// at most `QUEUE_ACTIVE_LIMIT` emails; with more pending, those left out are read in, in
-/// order of name, when fewer than half of the limit are due (see `QueueIndex`), the listing
-/// read as a stream, so memory stays flat however deep the backlog.
+/// at most `QUEUE_ACTIVE_LIMIT` due emails and as many deferred ones; with more pending,
+/// those left out are read in, in order of name, by sweeps of the folder read as a stream
+/// (see `QueueIndex` and `synchronize`), so memory stays flat however deep the backlog.
 public final class FileQueue: QueueStore {
     public let layout: QueueLayout
     /// Intake refuses new emails (`QueueError.insufficientStorage`) when the filesystem has
@@ -91,7 +91,8 @@ public final class FileQueue: QueueStore {
     ///   - indexesEnqueues: false for a program that never claims (mailfcgi): emails it
     ///     enqueues are not added to its index, which a claim here would then re-read from
     ///     the directory each time.
-    ///   - activeLimit: `QUEUE_ACTIVE_LIMIT`, the most pending emails the claim index holds.
+    ///   - activeLimit: `QUEUE_ACTIVE_LIMIT`, the most due emails the claim index holds, and
+    ///     the most deferred ones.
     /// - Throws: `SystemError` if the folders cannot be created or examined,
     ///   `QueueLayoutError.crossesFilesystems` if they are not on one filesystem.
     public init(
@@ -175,12 +176,7 @@ public final class FileQueue: QueueStore {
         }
     }
 
-    private static func seconds(_ duration: Duration) -> Double {
-        let (whole, fraction) = duration.components
-        return Double(whole) + Double(fraction) / 1e18
-    }
-
-    /// Pending emails the claim index holds: at most `QUEUE_ACTIVE_LIMIT`.
+    /// Pending emails the claim index holds: at most `QUEUE_ACTIVE_LIMIT` due and as many deferred.
     public var indexHeld: Int {
         state.withLock { $0.index.count }
     }

@@ -45,9 +45,9 @@ public struct MailSettings: Sendable {
     public var maxScheduleDays: Int
     /// `IDEMPOTENCY_TTL_HOURS` (default 24): how long an `Idempotency-Key` binds its request.
     public var idempotencyTTLHours: Int
-    /// `QUEUE_ACTIVE_LIMIT` (default 50,000): the most pending emails the file queue's claim
-    /// index holds in mailworkerd (about 60 bytes each); a deeper backlog is read in as room
-    /// frees, oldest first, so memory does not grow with it.
+    /// `QUEUE_ACTIVE_LIMIT` (default 50,000): the most due emails the file queue's claim index
+    /// holds in mailworkerd, and the most deferred ones (about 60 bytes each); a deeper backlog
+    /// is read in as room frees, oldest first, so memory does not grow with it.
     public var queueActiveLimit: Int
     /// `SMTP_MAX_RATE` (default 0: no limit): messages a second across every worker.
     public var smtpMaxRate: Double
